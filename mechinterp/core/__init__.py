@@ -1,0 +1,1 @@
+"""The core every method family imports: loading, sites, the shared cache, tokens, metrics."""

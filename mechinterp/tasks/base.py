@@ -1,0 +1,137 @@
+"""The task object and the task registry.
+
+A *task* is a batch of clean prompts, corrupted prompts of the same token length, the
+right and wrong answer per prompt, a default metric and **ground truth**: what a correct
+attribution, probe or circuit method must find. Task generators register themselves with
+:func:`register`; users call :func:`mechinterp.tasks.load`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechinterp.errors import MechinterpError
+
+__all__ = ["Task", "GroundTruth", "register", "names", "load", "logit_diff_metric"]
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What is known by construction about how a task is solved.
+
+    Attributes:
+        positions: per prompt, the input token positions that determine the answer
+            (what an attribution method should rank highest).
+        labels: concept labels per prompt for probing, ``{"sentiment": [1, 0, ...]}``.
+        circuit: the reference circuit where known, as a JSON-able dict with keys
+            ``nodes`` (e.g. ``"L0H3"``, ``"MLP1"``, ``"embed"``, ``"logits"``), ``edges``
+            (pairs of node names; receiving heads may carry ``.q/.k/.v``), and ``source``
+            (how it was established: "construction" or "exhaustive patching").
+    """
+
+    positions: list[list[int]] = field(default_factory=list)
+    labels: dict[str, list[Any]] = field(default_factory=dict)
+    circuit: dict[str, Any] | None = None
+
+
+def logit_diff_metric(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    correct: Int[Tensor, " batch"],
+    wrong: Int[Tensor, " batch"],
+    answer_pos: Int[Tensor, " batch"],
+) -> Float[Tensor, " batch"]:
+    """Logit of the correct answer minus the wrong one, at each prompt's answer position."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    final = logits[rows, answer_pos.to(logits.device)]
+    return final[rows, correct.to(logits.device)] - final[rows, wrong.to(logits.device)]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A batch of prompts with corruptions, answers, a metric and ground truth.
+
+    Attributes:
+        name: the registered task name.
+        clean_prompts / corrupted_prompts: the texts (BOS not included).
+        clean_tokens / corrupted_tokens: ``[batch, pos]`` token ids as the model sees them
+            (BOS prepended where the model uses one, right-padded with the pad token);
+            corrupted has the same shape and the same per-prompt length as clean.
+        lengths: tokens per prompt, padding excluded.
+        answer_pos: the position whose next-token logits give the answer (``lengths - 1``).
+        correct_answers / wrong_answers: answer strings; ``correct_tokens`` /
+            ``wrong_tokens`` their single token ids.
+        ground_truth: see :class:`GroundTruth`.
+        metric_fn: the default metric, ``logits -> [batch]`` (logit difference unless the
+            task needs another, such as greater-than's probability difference).
+    """
+
+    name: str
+    clean_prompts: list[str]
+    corrupted_prompts: list[str]
+    clean_tokens: Int[Tensor, "batch pos"]
+    corrupted_tokens: Int[Tensor, "batch pos"]
+    lengths: Int[Tensor, " batch"]
+    correct_answers: list[str]
+    wrong_answers: list[str]
+    correct_tokens: Int[Tensor, " batch"]
+    wrong_tokens: Int[Tensor, " batch"]
+    ground_truth: GroundTruth = field(default_factory=GroundTruth)
+    metric_fn: Callable[[Tensor], Tensor] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer_pos(self) -> Int[Tensor, " batch"]:
+        return self.lengths - 1
+
+    def __len__(self) -> int:
+        return len(self.clean_prompts)
+
+    def metric(self, logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
+        """The task's default metric per prompt (logit difference by default)."""
+        if self.metric_fn is not None:
+            return self.metric_fn(logits)
+        return logit_diff_metric(logits, self.correct_tokens, self.wrong_tokens, self.answer_pos)
+
+    def accuracy(self, logits: Float[Tensor, "batch pos d_vocab"]) -> float:
+        """Fraction of prompts whose top-1 prediction at the answer position is correct."""
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        top = logits[rows, self.answer_pos.to(logits.device)].argmax(-1)
+        return (top == self.correct_tokens.to(logits.device)).float().mean().item()
+
+
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator registering a generator ``fn(model, n=..., seed=..., **kw) -> Task``."""
+
+    def wrap(fn: Callable[..., Task]) -> Callable[..., Task]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def names() -> list[str]:
+    """Names of the registered tasks."""
+    return sorted(_REGISTRY)
+
+
+def load(name: str, model: Any, n: int = 64, seed: int = 0, **kwargs: Any) -> Task:
+    """Generate ``n`` prompts of task ``name`` for ``model`` (deterministic in ``seed``).
+
+    Raises:
+        MechinterpError: unknown task (the message lists the valid ones), or a task whose
+            words are not single tokens for this model's tokenizer (the message names them).
+    """
+    if name not in _REGISTRY:
+        raise MechinterpError(f"Unknown task {name!r}. Valid tasks: {names()}.")
+    if n < 1:
+        raise MechinterpError(f"n must be at least 1 (got {n}).")
+    return _REGISTRY[name](model, n=n, seed=seed, **kwargs)
