@@ -69,6 +69,8 @@ class Task:
         ground_truth: see :class:`GroundTruth`.
         metric_fn: the default metric, ``logits -> [batch]`` (logit difference unless the
             task needs another, such as greater-than's probability difference).
+        accuracy_fn: ``logits -> [batch]`` booleans, for tasks where "correct" is not one
+            token (greater-than: any year above the start year).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Task:
     wrong_tokens: Int[Tensor, " batch"]
     ground_truth: GroundTruth = field(default_factory=GroundTruth)
     metric_fn: Callable[[Tensor], Tensor] | None = None
+    accuracy_fn: Callable[[Tensor], Tensor] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +103,8 @@ class Task:
 
     def accuracy(self, logits: Float[Tensor, "batch pos d_vocab"]) -> float:
         """Fraction of prompts whose top-1 prediction at the answer position is correct."""
+        if self.accuracy_fn is not None:
+            return self.accuracy_fn(logits).float().mean().item()
         rows = torch.arange(logits.shape[0], device=logits.device)
         top = logits[rows, self.answer_pos.to(logits.device)].argmax(-1)
         return (top == self.correct_tokens.to(logits.device)).float().mean().item()
