@@ -1,1 +1,25 @@
 """The core every method family imports: loading, sites, the shared cache, tokens, metrics."""
+
+from mechinterp.core.cache import SharedCache
+from mechinterp.core.loading import load, load_local_checkpoint
+from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob
+from mechinterp.core.sites import resolve, resolve_many
+from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
+
+__all__ = [
+    "SharedCache",
+    "Tokenized",
+    "answer_tokens",
+    "check_same_lengths",
+    "kl_div",
+    "load",
+    "load_local_checkpoint",
+    "logit_diff",
+    "logits_at",
+    "logprob",
+    "normalise",
+    "prob",
+    "resolve",
+    "resolve_many",
+    "tokenize",
+]

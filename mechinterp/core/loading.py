@@ -186,6 +186,9 @@ def load_local_checkpoint(
         center_unembed=center_unembed,
         fold_value_biases=fold_value_biases,
     )
+    if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
+        # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
+        model.tokenizer.name_or_path = folder.name.lower().replace("gemma", "g-mma")
     model.to(str(device or "cpu"))
     model.eval()
     return model

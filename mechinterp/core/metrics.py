@@ -1,0 +1,132 @@
+"""Metrics on logits, shared by patching, circuits and attribution.
+
+All take logits ``[batch, pos, d_vocab]`` and the position to read per prompt (the last
+real token by default), and return one number per prompt. :func:`normalise` maps a
+metric onto the scale where the corrupted run is 0 and the clean run is 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechinterp.errors import NonFiniteError, ShapeMismatchError
+
+__all__ = ["logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+
+
+def _positions(logits: Tensor, pos: Int[Tensor, " batch"] | int | None) -> Tensor:
+    batch = logits.shape[0]
+    if pos is None:
+        return torch.full((batch,), logits.shape[1] - 1, dtype=torch.long, device=logits.device)
+    if isinstance(pos, int):
+        return torch.full((batch,), pos % logits.shape[1], dtype=torch.long, device=logits.device)
+    pos = torch.as_tensor(pos, device=logits.device).long()
+    if pos.shape != (batch,):
+        raise ShapeMismatchError(f"pos must have one entry per prompt ({batch}), got shape {tuple(pos.shape)}.")
+    return pos
+
+
+def logits_at(
+    logits: Float[Tensor, "batch pos d_vocab"], pos: Int[Tensor, " batch"] | int | None = None
+) -> Float[Tensor, "batch d_vocab"]:
+    """The logits at one position per prompt (``None``: the last position)."""
+    if logits.ndim == 2:
+        return logits
+    if logits.ndim != 3:
+        raise ShapeMismatchError(f"Expected logits [batch, pos, d_vocab], got shape {tuple(logits.shape)}.")
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return logits[rows, _positions(logits, pos)]
+
+
+def _ids(ids: Int[Tensor, " batch"] | int, batch: int, device: torch.device) -> Tensor:
+    ids = torch.as_tensor(ids, device=device).long()
+    if ids.ndim == 0:
+        ids = ids.expand(batch)
+    if ids.shape != (batch,):
+        raise ShapeMismatchError(
+            f"Answer ids must be one per prompt ({batch}), got shape {tuple(ids.shape)}. "
+            "Multi-token answers need a multi-token target."
+        )
+    return ids
+
+
+def logit_diff(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    correct: Int[Tensor, " batch"] | int,
+    wrong: Int[Tensor, " batch"] | int,
+    pos: Int[Tensor, " batch"] | int | None = None,
+) -> Float[Tensor, " batch"]:
+    """Logit of the correct answer minus the logit of the wrong one.
+
+    Example:
+        >>> logits = torch.tensor([[[0.0, 2.0, 1.0]]])
+        >>> logit_diff(logits, correct=1, wrong=2)
+        tensor([1.])
+    """
+    final = logits_at(logits, pos)
+    rows = torch.arange(final.shape[0], device=final.device)
+    return final[rows, _ids(correct, final.shape[0], final.device)] - final[rows, _ids(wrong, final.shape[0], final.device)]
+
+
+def logprob(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    answer: Int[Tensor, " batch"] | int,
+    pos: Int[Tensor, " batch"] | int | None = None,
+) -> Float[Tensor, " batch"]:
+    """Log-probability of ``answer`` at ``pos``."""
+    final = logits_at(logits, pos).log_softmax(-1)
+    rows = torch.arange(final.shape[0], device=final.device)
+    return final[rows, _ids(answer, final.shape[0], final.device)]
+
+
+def prob(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    answer: Int[Tensor, " batch"] | int,
+    pos: Int[Tensor, " batch"] | int | None = None,
+) -> Float[Tensor, " batch"]:
+    """Probability of ``answer`` at ``pos``."""
+    return logprob(logits, answer, pos).exp()
+
+
+def kl_div(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    reference_logits: Float[Tensor, "batch pos d_vocab"],
+    pos: Int[Tensor, " batch"] | int | None = None,
+) -> Float[Tensor, " batch"]:
+    """KL(reference || logits) of the next-token distributions at ``pos`` (0 when equal)."""
+    if logits.shape != reference_logits.shape:
+        raise ShapeMismatchError(f"logits {tuple(logits.shape)} and reference {tuple(reference_logits.shape)} differ in shape.")
+    log_p = logits_at(reference_logits, pos).log_softmax(-1)
+    log_q = logits_at(logits, pos).log_softmax(-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def normalise(
+    value: Float[Tensor, "..."], clean: Float[Tensor, "..."] | float, corrupted: Float[Tensor, "..."] | float
+) -> Float[Tensor, "..."]:
+    """Rescale a metric so that the corrupted run is 0 and the clean run is 1.
+
+    For noising experiments pass the baselines the other way round (``clean`` is then the
+    value the patch moves towards).
+
+    Raises:
+        NonFiniteError: NaN inputs, or clean and corrupted baselines that are equal (the
+            scale would divide by zero: the corruption does not change the metric).
+
+    Example:
+        >>> normalise(torch.tensor(1.5), clean=2.0, corrupted=1.0)
+        tensor(0.5000)
+    """
+    clean_t, corrupted_t = torch.as_tensor(clean, dtype=torch.float), torch.as_tensor(corrupted, dtype=torch.float)
+    gap = clean_t - corrupted_t
+    if torch.isnan(torch.as_tensor(value)).any() or torch.isnan(gap).any():
+        raise NonFiniteError("normalise got NaN values: check the model outputs and the metric.")
+    if (gap.abs() < 1e-8).any():
+        raise NonFiniteError(
+            f"The clean and corrupted baselines are equal ({float(clean_t.flatten()[0]):.4g}), so the "
+            "normalised metric is undefined: the corruption does not change the metric. Pick a "
+            "corruption that does, or use the raw metric."
+        )
+    return (torch.as_tensor(value) - corrupted_t.to(torch.as_tensor(value).device)) / gap.to(torch.as_tensor(value).device)

@@ -1,0 +1,5 @@
+"""Public alias of :mod:`mechinterp.core.metrics` (``mechinterp.metrics.logit_diff`` ...)."""
+
+from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob
+
+__all__ = ["kl_div", "logit_diff", "logits_at", "logprob", "normalise", "prob"]

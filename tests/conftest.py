@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random model with a word tokenizer, and a network guard."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+WORDS = [f"w{i}" for i in range(45)]
+
+
+def _refuse(*args, **kwargs):
+    raise OSError("network access is disabled in this test")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make every socket connection fail, as on a machine without internet."""
+    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", _refuse)
+    monkeypatch.setattr(socket, "create_connection", _refuse)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A 2-layer, 4-head random HookedTransformer with LayerNorm and MLPs (fixed seed)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from mechinterp.zoo.tokenizer import word_tokenizer
+
+    tokenizer = word_tokenizer(WORDS, tmp_path_factory.mktemp("tok"))
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=len(WORDS) + 3,
+        act_fn="gelu", normalization_type="LN", seed=0, device="cpu",
+    )
+    torch.manual_seed(0)
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model.eval()
+    return model

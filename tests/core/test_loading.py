@@ -1,0 +1,86 @@
+"""mechinterp.load: local Hugging Face checkpoints offline, zoo folders, hub names offline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import mechinterp
+from mechinterp.errors import ModelLoadError, OfflineError
+
+
+def _tiny_checkpoints():
+    from transformers import (
+        GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM,
+        Qwen2Config, Qwen2ForCausalLM,
+    )
+
+    common = dict(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32)
+    return {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=48, n_positions=32, n_embd=32, n_layer=2, n_head=4)),
+        "neox": lambda: GPTNeoXForCausalLM(GPTNeoXConfig(intermediate_size=64, **common)),
+        # grouped-query attention: 4 query heads share 2 key/value heads
+        "llama": lambda: LlamaForCausalLM(LlamaConfig(intermediate_size=64, num_key_value_heads=2, **common)),
+        "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(intermediate_size=64, num_key_value_heads=2, **common)),
+    }
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "qwen2"])
+def test_local_checkpoint_matches_hugging_face_offline(family, tmp_path, no_network):
+    from mechinterp.zoo.tokenizer import word_tokenizer
+
+    torch.manual_seed(0)
+    hf_model = _tiny_checkpoints()[family]().eval()
+    folder = tmp_path / f"my-{family}-llama-gemma"  # path words must not steer the architecture
+    hf_model.save_pretrained(folder)
+    word_tokenizer([f"w{i}" for i in range(45)], folder)
+    model = mechinterp.load(folder)
+    tokens = torch.tensor([[1, 5, 9, 3, 7, 7, 20, 11], [1, 30, 2, 8, 8, 4, 6, 44]])
+    with torch.no_grad():
+        ours = model(tokens).log_softmax(-1)
+        theirs = hf_model(tokens).logits.log_softmax(-1)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    if family != "qwen2":  # transformers swaps in Qwen2's own tokenizer class for a qwen2 config
+        assert model.to_str_tokens("w3 w4")[-2:] == ["w3", "w4"]
+
+
+def test_weight_processing_is_switchable(tmp_path, no_network):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=48, n_positions=32, n_embd=32, n_layer=1, n_head=4)).save_pretrained(tmp_path)
+    processed = mechinterp.load(tmp_path)
+    raw = mechinterp.load(tmp_path, fold_ln=False, center_writing_weights=False, center_unembed=False)
+    assert "blocks.0.ln1.w" in raw.state_dict() and "blocks.0.ln1.w" not in processed.state_dict()
+    tokens = torch.tensor([[0, 3, 4, 5]])
+    torch.testing.assert_close(raw(tokens).log_softmax(-1), processed(tokens).log_softmax(-1), atol=1e-4, rtol=0)
+
+
+def test_zoo_format_round_trip(tiny_model, tmp_path, no_network):
+    mechinterp.zoo.save_model(tiny_model, tmp_path / "m", card="# tiny\n")
+    loaded = mechinterp.load(tmp_path / "m")
+    tokens = tiny_model.to_tokens(["w1 w2 w3 w4"])
+    torch.testing.assert_close(loaded(tokens).log_softmax(-1), tiny_model(tokens).log_softmax(-1), atol=1e-5, rtol=0)
+    assert loaded.to_str_tokens("w1 w2") == ["<bos>", "w1", "w2"]
+
+
+def test_hub_name_offline_fails_fast_with_instructions(no_network):
+    start = time.perf_counter()
+    with pytest.raises(OfflineError, match="local-dir"):
+        mechinterp.load("gpt2")
+    assert time.perf_counter() - start < 5
+
+
+def test_unknown_names_and_folders():
+    with pytest.raises(ModelLoadError, match="No zoo model named"):
+        mechinterp.load("zoo:does-not-exist")
+    with pytest.raises(ModelLoadError, match="not a model name TransformerLens knows"):
+        mechinterp.load("definitely-not-a-model-xyz")
+    with pytest.raises(ModelLoadError, match="dtype"):
+        mechinterp.load("zoo:whatever", dtype="float77")
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        mechinterp.load(tmp_path)
