@@ -189,7 +189,7 @@ def load_local_checkpoint(
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
         model.tokenizer.name_or_path = folder.name.lower().replace("gemma", "g-mma")
-    model.to(str(device or "cpu"))
+    model.to(str(device or "cpu"), print_details=False)
     model.eval()
     return model
 

@@ -162,9 +162,9 @@ def load_model(
         center_unembed=center_unembed,
         fold_value_biases=fold_value_biases,
     )
-    model.to(cfg_dict["device"])
+    model.to(cfg_dict["device"], print_details=False)
     if dtype is not None:
-        model.to(dtype)
+        model.to(dtype, print_details=False)
     model.eval()
     model.zoo_name = folder.name  # type: ignore[attr-defined]
     return model

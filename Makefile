@@ -1,0 +1,31 @@
+# Fresh machine, two commands:  make report   (the main job)   and   make test   (the suite).
+# Each installs what it needs into .venv first (only Python 3.10+ is required).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch first and pinned: a bare `torch` requirement resolves to a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: install report demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+report: install  ## the main job on the embedded zoo model
+	$(PY) -m mechinterp demo --model zoo:toy-lm --out out/demo
+
+test: install  ## the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+bench: install  ## benchmarks (results go to BENCHMARKS.md by hand)
+	$(PY) benchmarks/cache_memory.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

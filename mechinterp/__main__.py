@@ -1,0 +1,7 @@
+"""``python -m mechinterp`` runs the command line."""
+
+import sys
+
+from mechinterp.cli import main
+
+sys.exit(main())

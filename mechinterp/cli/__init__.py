@@ -1,0 +1,53 @@
+"""The ``mechinterp`` command line.
+
+Each subcommand lives in its own module of this package with two functions:
+``add_parser(subparsers)`` (declares its arguments and sets ``handler=run``) and
+``run(args) -> int`` (does the work, returns the exit code). Modules are discovered
+automatically; :data:`ORDER` fixes the order ``--help`` shows them in (others follow
+alphabetically). Errors on bad input print one line to stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+__all__ = ["ORDER", "commands", "main", "build_parser"]
+
+#: preferred help order of the subcommand modules
+ORDER = ["models", "tasks", "attention", "attribute", "patch", "circuit", "probe", "report", "demo"]
+
+
+def commands() -> list[str]:
+    """Names of the subcommand modules in this package, in help order."""
+    found = {m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("common",) and not m.name.startswith("_")}
+    return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mechinterp",
+        description="Mechanistic interpretability on TransformerLens models, offline-first.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in commands():
+        importlib.import_module(f"mechinterp.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mechinterp`` console script."""
+    from mechinterp.errors import MechinterpError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except MechinterpError as err:
+        print(f"mechinterp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
