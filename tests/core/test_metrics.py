@@ -1,0 +1,48 @@
+"""Metrics against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob
+from mechinterp.errors import NonFiniteError, ShapeMismatchError
+
+LOGITS = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[5.0, 0.0, 0.0], [0.0, 0.0, 4.0]]])
+
+
+def test_logits_at_positions():
+    assert logits_at(LOGITS).tolist() == [[1.0, 2.0, 3.0], [0.0, 0.0, 4.0]]
+    assert logits_at(LOGITS, torch.tensor([0, 1])).tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 4.0]]
+
+
+def test_logit_diff_logprob_prob():
+    assert logit_diff(LOGITS, torch.tensor([2, 2]), torch.tensor([0, 1])).tolist() == [2.0, 4.0]
+    expected = 3.0 - math.log(math.exp(1) + math.exp(2) + math.exp(3))
+    assert logprob(LOGITS, 2)[0].item() == pytest.approx(expected, abs=1e-6)
+    assert prob(LOGITS, torch.tensor([0, 0]), pos=0)[0].item() == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_kl_div_closed_form():
+    assert kl_div(LOGITS, LOGITS).abs().max().item() < 1e-6
+    p = torch.tensor([[[0.0, 0.0]]])
+    q = torch.tensor([[[math.log(3.0), 0.0]]])  # q = (3/4, 1/4), reference p = (1/2, 1/2)
+    expected = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert kl_div(q, p).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_normalise():
+    assert normalise(torch.tensor([1.0, 2.0, 3.0]), clean=3.0, corrupted=1.0).tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(NonFiniteError, match="equal"):
+        normalise(torch.tensor(1.0), 2.0, 2.0)
+    with pytest.raises(NonFiniteError, match="NaN"):
+        normalise(torch.tensor(float("nan")), 2.0, 1.0)
+
+
+def test_shape_errors():
+    with pytest.raises(ShapeMismatchError, match="one per prompt"):
+        logit_diff(LOGITS, torch.tensor([1, 2, 0]), torch.tensor([0, 0]))
+    with pytest.raises(ShapeMismatchError):
+        kl_div(LOGITS, LOGITS[:1])
