@@ -1,0 +1,1 @@
+"""Deterministic training scripts for the zoo models (one module per model)."""
