@@ -1,0 +1,63 @@
+"""zoo:toy-lm: loads offline, solves every task on held-out prompts, and its training script runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+import mechinterp
+
+TASKS = ("ioi", "facts", "sentiment", "greater-than", "induction")
+pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def model():
+    with pytest.MonkeyPatch.context() as mp:
+
+        def no_network(*args, **kwargs):
+            raise OSError("network disabled in this test")
+
+        mp.setattr(socket.socket, "connect", no_network)
+        mp.setattr(socket.socket, "connect_ex", no_network)
+        mp.setattr(socket, "create_connection", no_network)
+        return mechinterp.load("zoo:toy-lm")
+
+
+def test_architecture(model):
+    cfg = model.cfg
+    assert cfg.n_layers >= 4 and not cfg.attn_only and cfg.act_fn == "gelu"
+    assert sum(p.numel() for p in model.parameters()) * 4 <= 10e6
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_held_out_accuracy(model, name):
+    kw = {} if name == "induction" else {"split": "test"}
+    task = mechinterp.tasks.load(name, model, n=128, seed=7, **kw)
+    with torch.no_grad():
+        clean, corrupted = model(task.clean_tokens), model(task.corrupted_tokens)
+    assert task.accuracy(clean) >= 0.95
+    assert (task.metric(clean) - task.metric(corrupted)).mean() > 0
+
+
+def test_card_and_circuit():
+    card = mechinterp.zoo.card("toy-lm")
+    for name in TASKS:
+        assert f"| {name} |" in card
+    circuit = mechinterp.zoo.read_json("toy-lm", "circuit.json")
+    assert circuit["source"] == "activation patching per head"
+    assert set(circuit["effects"]) == set(TASKS)
+
+
+def test_training_script_runs(tmp_path, monkeypatch):
+    from mechinterp.zoo.train import toy_lm
+
+    monkeypatch.setattr(toy_lm, "MIX", {k: 2 for k in toy_lm.MIX})  # a 10-sequence batch: a smoke run
+    metrics = toy_lm.main(steps=3, out=tmp_path)
+    assert metrics["steps"] == 3 and set(metrics["held_out"]) == set(TASKS)
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 3
+    again = mechinterp.zoo.load_model(tmp_path)
+    assert again.cfg.d_vocab == mechinterp.zoo.load_model("toy-lm").cfg.d_vocab
