@@ -1,0 +1,98 @@
+"""Static attention figures (matplotlib): a layer × head grid of patterns with token labels.
+
+For papers and reports, where an interactive view will not do. Save with
+``fig.savefig("grid.png")`` or ``"grid.svg"``; :func:`save_figure` picks the format from the
+suffix and closes the figure.
+
+Example:
+    >>> import torch
+    >>> fig = plot_pattern_grid(torch.eye(3).expand(1, 2, 3, 3), ["a", "b", "c"])
+    >>> len(fig.axes)
+    2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jaxtyping import Float
+from torch import Tensor
+
+__all__ = ["plot_pattern_grid", "save_figure", "pyplot"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, on the Agg backend unless a notebook backend is active."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "nbagg", "widget"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pattern_grid(
+    patterns: Float[Tensor, "layer head_index query_pos key_pos"],
+    tokens: Sequence[str],
+    layer_names: Sequence[int] | None = None,
+    head_names: Sequence[int] | None = None,
+    *,
+    cell_inches: float = 2.2,
+    max_labels: int = 40,
+    cmap: str = "Blues",
+) -> Any:
+    """One heatmap per (layer, head): rows are layers, columns heads, axes the tokens.
+
+    Args:
+        patterns: attention ``[layer, head, query, key]`` of one prompt (no padding).
+        tokens: the string tokens (labels; shown when there are at most ``max_labels``).
+        layer_names, head_names: numbers written in the panel titles.
+        cell_inches: size of one panel.
+        cmap: a sequential colormap (attention is in ``[0, 1]``).
+
+    Returns:
+        The matplotlib figure.
+    """
+    plt = pyplot()
+    data = np.asarray(patterns.detach().cpu().float())
+    n_layers, n_heads, n_q, n_k = data.shape
+    layer_names = list(layer_names) if layer_names is not None else list(range(n_layers))
+    head_names = list(head_names) if head_names is not None else list(range(n_heads))
+    fig, axes = plt.subplots(
+        n_layers, n_heads, figsize=(cell_inches * n_heads + 1.0, cell_inches * n_layers + 0.6), squeeze=False
+    )
+    labels = len(tokens) <= max_labels
+    image = None
+    for li in range(n_layers):
+        for hi in range(n_heads):
+            ax = axes[li][hi]
+            image = ax.imshow(data[li, hi], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal")
+            ax.set_title(f"L{layer_names[li]}H{head_names[hi]}", fontsize=9)
+            if labels:
+                ax.set_xticks(range(n_k), labels=list(tokens)[:n_k], fontsize=5, rotation=90)
+                ax.set_yticks(range(n_q), labels=list(tokens)[:n_q], fontsize=5)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label="attention")
+    fig.supxlabel("key (source) token", fontsize=9)
+    fig.supylabel("query (destination) token", fontsize=9)
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Save ``fig`` as PNG or SVG (from the suffix) and close it."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        from mechinterp.errors import MechinterpError
+
+        raise MechinterpError(f"Save figures as .png, .svg or .pdf; got {path.name!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
+    return path

@@ -1,0 +1,180 @@
+"""Attention rollout (Abnar & Zuidema, 2020, "Quantifying Attention Flow in Transformers").
+
+Attention says where one layer reads from, but information also flows through the residual
+stream and across layers. Rollout tracks both. Per layer ``l``:
+
+    Â_l = normalise_rows( (1 - w) · fuse_h(A_l,h) + w · I ),     w = residual_weight = 0.5
+
+with ``fuse_h`` the mean (paper), max or min over heads. The joint attention from the
+output of layer ``end - 1`` back to the input of layer ``start`` is the product
+
+    R = Â_{end-1} · … · Â_{start+1} · Â_start          R[q, k]: share of token k in output q.
+
+Each ``Â_l`` is row-stochastic, so ``R`` is too (rows sum to 1). The products run as
+batched matrix products over prompts (``torch.bmm``), one per layer. Padding needs no care:
+the cache zeroes padding rows and columns, so a padding row of ``Â`` is the identity row and
+real tokens never touch padding.
+
+Example:
+    >>> import mechinterp
+    >>> from mechinterp.attention import attention_rollout
+    >>> model = mechinterp.load("zoo:attn-only-2l")
+    >>> result = attention_rollout(model, ["t1 t2 t3 t1 t2", "t4 t5 t4"])
+    >>> result.matrix.sum(-1)[0, :6]  # rows sum to 1  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechinterp.attention._inputs import query_positions, read_patterns
+from mechinterp.attention.maps import AttentionMap
+from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
+
+__all__ = ["HeadFusion", "fuse_heads", "augment_with_residual", "rollout_from_patterns", "attention_rollout"]
+
+HeadFusion = Literal["mean", "max", "min"]
+
+
+def fuse_heads(
+    patterns: Float[Tensor, "batch layer head_index query_pos key_pos"], head_fusion: HeadFusion = "mean"
+) -> Float[Tensor, "batch layer query_pos key_pos"]:
+    """Combine the heads of each layer: ``"mean"`` (Abnar & Zuidema), ``"max"`` or ``"min"``."""
+    if head_fusion == "mean":
+        return patterns.mean(dim=2)
+    if head_fusion == "max":
+        return patterns.amax(dim=2)
+    if head_fusion == "min":
+        return patterns.amin(dim=2)
+    raise MechinterpError(f"head_fusion must be 'mean', 'max' or 'min'; got {head_fusion!r}.")
+
+
+def augment_with_residual(
+    fused: Float[Tensor, "batch layer query_pos key_pos"], residual_weight: float = 0.5
+) -> Float[Tensor, "batch layer query_pos key_pos"]:
+    """``normalise_rows((1 - w)·A + w·I)``: attention plus the residual connection."""
+    if not 0.0 <= residual_weight <= 1.0:
+        raise MechinterpError(f"residual_weight must be in [0, 1] (0.5 in the paper); got {residual_weight}.")
+    aug = fused * (1.0 - residual_weight)  # a new tensor: the in-place ops below leave `fused` alone
+    aug.diagonal(dim1=-2, dim2=-1).add_(residual_weight)
+    return aug.div_(aug.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(aug.dtype).tiny))
+
+
+def _check_patterns(patterns: Tensor) -> None:
+    if patterns.ndim != 5:
+        raise ShapeMismatchError(
+            f"patterns must be [batch, layer, head_index, query_pos, key_pos]; got shape {tuple(patterns.shape)}. "
+            "For one prompt add a batch dimension (patterns[None])."
+        )
+    if patterns.shape[-1] != patterns.shape[-2]:
+        raise ShapeMismatchError(f"Self-attention patterns are square; got query x key = {tuple(patterns.shape[-2:])}.")
+    if patterns.shape[1] == 0 or patterns.shape[-1] == 0:
+        raise MechinterpError(f"patterns have no layers or no positions: shape {tuple(patterns.shape)}.")
+
+
+def _check_finite(rollout: Tensor) -> None:
+    # NaN/inf in any pattern propagates through fusion, renormalisation and the products, so
+    # checking the [batch, pos, pos] result is enough (checking the 5-D input costs more than the rollout).
+    if not torch.isfinite(rollout).all():
+        raise NonFiniteError("patterns contain NaN or infinite values; check the model and its inputs.")
+
+
+def _layer_range(n_layers: int, start_layer: int, end_layer: int | None) -> tuple[int, int]:
+    end = n_layers if end_layer is None else end_layer
+    if not (0 <= start_layer < end <= n_layers):
+        raise MechinterpError(
+            f"Need 0 <= start_layer < end_layer <= {n_layers}; got start_layer={start_layer}, end_layer={end_layer}."
+        )
+    return start_layer, end
+
+
+def rollout_from_patterns(
+    patterns: Float[Tensor, "batch layer head_index query_pos key_pos"],
+    *,
+    head_fusion: HeadFusion = "mean",
+    residual_weight: float = 0.5,
+    start_layer: int = 0,
+    end_layer: int | None = None,
+) -> Float[Tensor, "batch query_pos key_pos"]:
+    """Rollout from attention patterns: ``Â_{end-1} ··· Â_start`` as batched matrix products.
+
+    Args:
+        patterns: ``[batch, layer, head, query, key]`` with rows summing to 1 (zero rows at padding).
+        head_fusion: ``"mean"``, ``"max"`` or ``"min"`` over heads.
+        residual_weight: ``w`` in ``(1 - w)·A + w·I``.
+        start_layer, end_layer: roll out layers ``start_layer .. end_layer - 1`` (indices into
+            the layer axis of ``patterns``).
+
+    Example:
+        >>> import torch
+        >>> eye = torch.eye(4).expand(1, 3, 2, 4, 4)
+        >>> torch.equal(rollout_from_patterns(eye)[0], torch.eye(4))
+        True
+    """
+    _check_patterns(patterns)
+    start, end = _layer_range(patterns.shape[1], start_layer, end_layer)
+    aug = augment_with_residual(fuse_heads(patterns[:, start:end], head_fusion), residual_weight)
+    rollout = aug[:, 0]
+    for layer in range(1, end - start):
+        rollout = torch.bmm(aug[:, layer], rollout)
+    _check_finite(rollout)
+    return rollout
+
+
+def attention_rollout(
+    model: Any,
+    prompts: Any,
+    *,
+    head_fusion: HeadFusion = "mean",
+    residual_weight: float = 0.5,
+    start_layer: int = 0,
+    end_layer: int | None = None,
+    query: int = -1,
+    batch_size: int = 32,
+) -> AttentionMap:
+    """Attention rollout of ``model`` on ``prompts``, patterns read through the shared cache.
+
+    Args:
+        model: a ``HookedTransformer``.
+        prompts: text prompt(s), token ids ``[batch, pos]``, a ``Tokenized`` batch, or a
+            ``SharedCache`` made with ``positions="all"`` (reused, no new forward pass if
+            the patterns are cached).
+        head_fusion, residual_weight, start_layer, end_layer: see :func:`rollout_from_patterns`
+            (layers are model layers here).
+        query: the output position whose row gives :attr:`AttentionMap.token_scores`
+            (negative counts from each prompt's end; default the last token).
+        batch_size: prompts per forward pass.
+
+    Returns:
+        An :class:`AttentionMap` with ``method="rollout"``; ``token_scores[b]`` is
+        ``R[b, query]`` (it sums to 1 and includes the query token itself).
+
+    Example:
+        >>> result = attention_rollout(model, "t1 t2 t3 t1 t2", head_fusion="max")  # doctest: +SKIP
+        >>> result.plot()  # doctest: +SKIP
+    """
+    start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
+    batch = read_patterns(model, prompts, list(range(start, end)), batch_size=batch_size)
+    patterns = batch.patterns.to(model.cfg.device)  # the cache stores on the CPU; multiply where the model runs
+    matrix = rollout_from_patterns(patterns, head_fusion=head_fusion, residual_weight=residual_weight).cpu()
+    qpos = query_positions(batch.lengths, query)
+    scores = matrix[torch.arange(len(qpos)), qpos] * batch.mask.to(matrix.dtype)
+    return AttentionMap(
+        method="rollout",
+        str_tokens=batch.str_tokens,
+        matrix=matrix,
+        token_scores=scores,
+        query_positions=qpos,
+        lengths=batch.lengths,
+        parameters={
+            "head_fusion": head_fusion,
+            "residual_weight": residual_weight,
+            "start_layer": start,
+            "end_layer": end,
+            "query": query,
+        },
+    )

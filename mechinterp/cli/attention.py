@@ -1,0 +1,98 @@
+"""``mechinterp attention``: attention views, head scores and rollout maps for a prompt, into a folder.
+
+Writes, into ``--out``:
+
+* ``patterns.html`` — every layer's heads as interactive circuitsvis views (offline);
+* ``patterns_grid.png`` / ``.svg`` — the static layer × head grid;
+* ``head_scores.json`` / ``.html`` / ``.png`` — previous-token, induction, duplicate-token
+  and first-token scores on generated probe sequences, and on the prompt
+  (``head_scores_prompt.json``);
+* ``rollout.json``, ``gradient_rollout.json``, ``flow.json`` (short prompts only) and
+  ``maps.html`` with their heatmaps and per-token scores;
+* ``summary.json`` and ``index.html``.
+
+Example::
+
+    mechinterp attention --model zoo:attn-only-2l --prompt "t1 t2 t3 t4 t1 t2 t3" --out out/attention
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("attention", help="attention views, head scores and rollout maps for a prompt")
+    add_model_args(parser, default_model="zoo:attn-only-2l")
+    parser.add_argument("--prompt", required=True, help="the text prompt to analyse")
+    parser.add_argument("--out", default="out/attention", help="output folder")
+    parser.add_argument("--query", type=int, default=-1, help="output position for the per-token scores (default last)")
+    parser.add_argument("--target", default=None, help="single-token target for gradient rollout (default: top prediction)")
+    parser.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
+    parser.add_argument("--n-probes", type=int, default=32, help="probe sequences for head detection")
+    parser.add_argument("--max-flow-tokens", type=int, default=24, help="skip attention flow above this many tokens")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mechinterp import attention as at
+    from mechinterp.errors import MechinterpError
+    from mechinterp.viz import escape, html_page
+
+    start = time.perf_counter()
+    model = load_model(args)
+    folder = out_dir(args.out)
+
+    pats = at.attention_patterns(model, args.prompt)
+    pats.save(folder / "patterns.json")
+    (folder / "patterns.html").write_text(html_page("Attention patterns", "<h1>Attention patterns</h1>" + pats.to_html()))
+    fig = pats.plot()
+    fig.savefig(folder / "patterns_grid.svg", bbox_inches="tight")
+    at.save_figure(fig, folder / "patterns_grid.png")
+
+    probes = at.head_scores(model, n_probes=args.n_probes, seed=args.seed, batch_size=args.batch_size)
+    probes.save(folder / "head_scores.json")
+    (folder / "head_scores.html").write_text(html_page("Head scores", "<h1>Head scores</h1>" + probes.to_html()))
+    at.save_figure(probes.plot(), folder / "head_scores.png")
+    on_prompt = at.head_scores(model, [args.prompt])
+    on_prompt.save(folder / "head_scores_prompt.json")
+
+    maps = [at.attention_rollout(model, [args.prompt], head_fusion=args.head_fusion, query=args.query)]
+    target = args.target
+    maps.append(at.gradient_rollout(model, [args.prompt], target=target, query=args.query))
+    n_tokens = len(pats.str_tokens)
+    if n_tokens <= args.max_flow_tokens:
+        try:
+            maps.append(at.attention_flow(model, [args.prompt], head_fusion=args.head_fusion, queries=[args.query],
+                                          query=args.query, max_positions=args.max_flow_tokens))
+        except MechinterpError as err:  # reported, not fatal: the other views are written
+            print(f"attention flow skipped: {err}")
+    for m in maps:
+        m.save(folder / f"{m.method}.json")
+    (folder / "maps.html").write_text(html_page("Rollout maps", "<h1>Rollout maps</h1>" + "".join(m.to_html() for m in maps)))
+
+    top = {kind: probes.ranking(kind)[:3] for kind in probes.kinds}
+    summary = {
+        "model": args.model,
+        "prompt": args.prompt,
+        "tokens": pats.str_tokens,
+        "top_heads_on_probes": {k: [[h, round(s, 4)] for h, s in v] for k, v in top.items()},
+        "per_token_scores": {m.method: m.scores(0).tolist() for m in maps},
+        "files": sorted(p.name for p in folder.iterdir()) + ["summary.json", "index.html"],
+    }
+    write_json(folder / "summary.json", summary)
+    links = "".join(f"<li><a href='{escape(n)}'>{escape(n)}</a></li>" for n in summary["files"])
+    (folder / "index.html").write_text(
+        html_page("mechinterp attention", f"<h1>Attention: {escape(args.model)}</h1><p>{escape(args.prompt)}</p><ul>{links}</ul>")
+    )
+    print(f"{args.model}: {n_tokens} tokens, {len(maps)} map(s) in {time.perf_counter() - start:.1f}s")
+    for kind, heads in top.items():
+        print(f"  {kind:<16} " + "  ".join(f"{h} {s:.2f}" for h, s in heads))
+    for m in maps:
+        best = int(m.scores(0).argmax())
+        print(f"  {m.method:<17} most relevant token: {pats.str_tokens[best]!r} (position {best})")
+    print(f"wrote {len(summary['files'])} files to {folder}")
+    return 0

@@ -1,0 +1,23 @@
+"""Static grids: one panel per (layer, head), saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mechinterp.attention import plot_pattern_grid, save_figure
+from mechinterp.errors import MechinterpError
+
+
+def test_grid_panels_labels_and_files(tmp_path):
+    pats = torch.eye(3).expand(2, 3, 3, 3)
+    fig = plot_pattern_grid(pats, ["a", "b", "c"], layer_names=[4, 5])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels][:4] == ["L4H0", "L4H1", "L4H2", "L5H0"] and len(panels) == 6
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["a", "b", "c"]
+    png = save_figure(fig, tmp_path / "grid.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = save_figure(plot_pattern_grid(pats, ["a", "b", "c"]), tmp_path / "grid.svg")
+    assert "<svg" in svg.read_text()[:1000]
+    with pytest.raises(MechinterpError, match=".png"):
+        save_figure(plot_pattern_grid(pats, ["a", "b", "c"]), tmp_path / "grid.jpg")
