@@ -1,0 +1,170 @@
+"""Forward passes the methods share: from token embeddings, and with tokens masked out.
+
+:func:`forward_scores` runs the model on token ids, optionally replacing the token
+embeddings (the output of ``hook_embed``) with a given tensor — the input of gradient
+methods — and reads the target from the logits at the target's positions only.
+:class:`MaskedScorer` is the value function of perturbation methods: a batch of feature
+masks in, target scores out, with dropped features replaced by a replacement token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from mechinterp.attribution.targets import BoundTarget
+from mechinterp.errors import MechinterpError, NonFiniteError
+
+__all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer"]
+
+Hook = tuple[str, Any]
+
+
+def token_embeddings(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    """What ``hook_embed`` outputs for ``tokens`` (no positional embedding)."""
+    return model.embed(tokens.to(model.cfg.device))
+
+
+def _unembed(model: Any, resid: Tensor) -> Tensor:
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    logits = model.unembed(resid)
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
+
+
+def forward_scores(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    target: BoundTarget,
+    embed: Float[Tensor, "batch pos d_model"] | None = None,
+    fwd_hooks: Sequence[Hook] = (),
+) -> Float[Tensor, "batch n_targets"]:
+    """Target scores for a batch of token sequences.
+
+    Args:
+        model: a ``HookedTransformer``.
+        tokens: ``[batch, pos]`` ids.
+        target: the bound target (its ``positions`` select the logits that are computed).
+        embed: replaces the token embeddings (``hook_embed``) when given; gradients flow into it.
+        fwd_hooks: extra ``(hook_name, fn)`` pairs, active only during this call.
+
+    Returns:
+        ``[batch, n_targets]`` scores.
+    """
+    tokens = tokens.to(model.cfg.device)
+    hooks = list(fwd_hooks)
+    if embed is not None:
+        hooks.insert(0, ("hook_embed", lambda value, hook: embed))
+    kwargs: dict[str, Any] = {}
+    if model.tokenizer is not None and getattr(model.tokenizer, "padding_side", "right") == "left":
+        kwargs["attention_mask"] = torch.ones_like(tokens)
+    with model.hooks(fwd_hooks=hooks):
+        resid = model(tokens, stop_at_layer=model.cfg.n_layers, **kwargs)  # [batch, pos, d_model]
+        if target.positions is not None:
+            resid = resid[:, target.positions]  # [batch, n_pos, d_model]
+        logits = _unembed(model, resid)  # [batch, n_pos, d_vocab]
+        return target.score(logits)
+
+
+def special_token_id(model: Any, which: str | int) -> int:
+    """Token id of ``"pad"``, ``"unk"``, ``"mask"``, ``"bos"``, ``"eos"`` or an explicit id.
+
+    Raises:
+        MechinterpError: the tokenizer has no such token (the message lists what it has).
+    """
+    if isinstance(which, int) and not isinstance(which, bool):
+        if not 0 <= which < model.cfg.d_vocab:
+            raise MechinterpError(f"Replacement token id {which} is outside the vocabulary (0..{model.cfg.d_vocab - 1}).")
+        return which
+    tok = model.tokenizer
+    names = {"pad": "pad_token_id", "unk": "unk_token_id", "mask": "mask_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
+    if which not in names:
+        raise MechinterpError(f"Unknown replacement/baseline token {which!r}; use one of {list(names)} or a token id.")
+    idx = getattr(tok, names[which], None) if tok is not None else None
+    if idx is None:
+        have = [k for k, attr in names.items() if tok is not None and getattr(tok, attr, None) is not None]
+        raise MechinterpError(
+            f"This tokenizer has no {which} token. Use one it has ({have}) or pass a token id."
+        )
+    return int(idx)
+
+
+class MaskedScorer:
+    """Value function over feature coalitions: ``masks [m, n_features] (True = keep) -> [m, n_targets]``.
+
+    A feature is a group of prompt positions. Dropped features have all their positions
+    replaced by ``replacement_id``; positions in no feature (BOS, by default) always stay.
+    Forward passes run in batches of ``batch_size`` without gradients; results are float64.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        target: BoundTarget,
+        groups: Sequence[Sequence[int]],
+        replacement_id: int,
+        batch_size: int = 64,
+    ) -> None:
+        self.model, self.target, self.replacement_id, self.batch_size = model, target, replacement_id, batch_size
+        self.groups = [list(g) for g in groups]
+        self.n_features = len(self.groups)
+        n = len(target.tokens)
+        member = torch.zeros(self.n_features, n, dtype=torch.bool)
+        for f, g in enumerate(self.groups):
+            member[f, g] = True
+        self._member = member  # [n_features, pos]
+        self.n_calls = 0
+
+    def tokens_for(self, masks: Bool[Tensor, "m n_features"]) -> Int[Tensor, "m pos"]:
+        """Token sequences for the coalitions in ``masks``."""
+        masks = torch.as_tensor(masks, dtype=torch.bool)
+        dropped = (~masks).float() @ self._member.float() > 0  # [m, pos]
+        tokens = self.target.tokens.unsqueeze(0).expand(masks.shape[0], -1).clone()
+        tokens[dropped] = self.replacement_id
+        return tokens
+
+    def __call__(self, masks: Bool[Tensor, "m n_features"]) -> Float[Tensor, "m n_targets"]:
+        masks = torch.as_tensor(masks, dtype=torch.bool)
+        if masks.ndim != 2 or masks.shape[1] != self.n_features:
+            raise MechinterpError(f"Masks must be [m, {self.n_features}], got {tuple(masks.shape)}.")
+        out = []
+        with torch.no_grad():
+            for start in range(0, masks.shape[0], self.batch_size):
+                toks = self.tokens_for(masks[start : start + self.batch_size])
+                out.append(forward_scores(self.model, toks, self.target).double().cpu())
+        self.n_calls += masks.shape[0]
+        values = torch.cat(out) if out else torch.zeros(0, self.target.n_targets, dtype=torch.float64)
+        if not torch.isfinite(values).all():
+            raise NonFiniteError("The model produced non-finite target scores on masked inputs; check the model.")
+        return values
+
+
+def target_gradients(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    target: BoundTarget,
+    embed: Float[Tensor, "batch pos d_model"],
+    fwd_hooks: Sequence[Hook] = (),
+) -> tuple[Float[Tensor, "batch n_targets"], Float[Tensor, "n_targets batch pos d_model"]]:
+    """Scores and the gradient of each target with respect to ``embed`` (one forward pass).
+
+    The forward pass is shared; each target adds one backward pass through the same graph.
+    ``fwd_hooks`` may change how gradients flow (LRP rules) but not the forward values.
+    """
+    embed = embed.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = forward_scores(model, tokens, target, embed=embed, fwd_hooks=fwd_hooks)
+        if not torch.isfinite(scores).all():
+            raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")
+        grads = []
+        for t in range(scores.shape[1]):
+            (grad,) = torch.autograd.grad(scores[:, t].sum(), embed, retain_graph=t < scores.shape[1] - 1)
+            grads.append(grad)
+    return scores.detach(), torch.stack(grads)

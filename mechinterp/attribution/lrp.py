@@ -1,0 +1,163 @@
+"""AttnLRP and CP-LRP on TransformerLens models, as hooks that change only the backward pass.
+
+The rules of :mod:`mechinterp.attribution.lrp_rules` are attached with
+``model.hooks(fwd_hooks=...)`` for the duration of one forward pass; every hook returns a
+tensor with the same values it received (or the tensor itself), so the logits are
+bit-identical with the rules on (a test checks it). The relevance of input token ``i`` is
+``R_i = Σ_d e_{i,d} g̃_{i,d}``: its token embedding times the modified gradient. The
+positional embedding's share is reported in ``metadata["positional_relevance"]``; what is
+neither (absorbed by biases and, for AttnLRP, by the softmax rule) is
+``metadata["absorbed"]``.
+
+Hooks per block (AttnLRP):
+
+====================================  =============================================
+``blocks.L.ln1/ln2.hook_scale``,      LN scale treated as constant (stop gradient)
+``ln_final.hook_scale``
+``blocks.L.mlp.hook_pre`` → ``hook_post``  identity rule for the activation function
+``blocks.L.attn.hook_attn_scores``    uniform rule for ``q kᵀ`` (gradient halved)
+``blocks.L.attn.hook_z``              uniform rule for ``A v`` (gradient halved)
+``hook_q/k/v``, ``hook_attn_out``,    ε-rule stabiliser when ``epsilon > 0``
+``mlp.hook_pre``, ``hook_mlp_out``
+====================================  =============================================
+
+CP-LRP replaces the two attention rules by a stop-gradient on ``hook_pattern``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
+from mechinterp.attribution.forward import forward_scores, token_embeddings
+from mechinterp.attribution.lrp_rules import divide_gradient, epsilon_rule, identity_rule, stop_gradient
+from mechinterp.attribution.result import TokenAttribution
+from mechinterp.errors import MechinterpError, NonFiniteError
+
+__all__ = ["AttnLRP", "CPLRP", "lrp_hooks"]
+
+_LINEAR_OUTPUTS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "hook_attn_out", "mlp.hook_pre", "hook_mlp_out")
+
+
+def _check_supported(model: Any) -> None:
+    names = model.hook_dict
+    unsupported = [n for n in names if n.endswith(("hook_pre_linear", "hook_mid"))]
+    if unsupported:
+        raise MechinterpError(
+            f"LRP rules here cover standard MLPs (act_fn(x W_in + b_in) W_out); this model has {unsupported[0]} "
+            "(a gated or SoLU MLP). Use integrated_gradients or gradient_x_input for it."
+        )
+
+
+def lrp_hooks(model: Any, variant: str = "attn_lrp", epsilon: float = 0.0) -> list[tuple[str, Any]]:
+    """The ``(hook_name, fn)`` pairs implementing AttnLRP (``"attn_lrp"``) or CP-LRP (``"cp_lrp"``).
+
+    Use them inside ``with model.hooks(fwd_hooks=lrp_hooks(model)):`` and backpropagate from
+    the target: gradient × input is then the LRP relevance.
+    """
+    if variant not in ("attn_lrp", "cp_lrp"):
+        raise MechinterpError(f"Unknown LRP variant {variant!r}; use 'attn_lrp' or 'cp_lrp'.")
+    _check_supported(model)
+    saved: dict[int, Tensor] = {}
+    hooks: list[tuple[str, Any]] = []
+    names = list(model.hook_dict)
+
+    def save_pre(value: Tensor, hook: Any) -> Tensor:
+        saved[id(hook)] = value
+        return epsilon_rule(value, epsilon)
+
+    def post_rule(pre_hook: Any) -> Any:
+        def fn(value: Tensor, hook: Any) -> Tensor:
+            return identity_rule(saved.pop(id(pre_hook)), value)
+
+        return fn
+
+    for name in names:
+        if name.endswith("hook_scale"):
+            hooks.append((name, lambda value, hook: stop_gradient(value)))
+    for layer in range(model.cfg.n_layers):
+        prefix = f"blocks.{layer}."
+        if variant == "attn_lrp":
+            hooks.append((prefix + "attn.hook_attn_scores", lambda value, hook: divide_gradient(value, 2.0)))
+            hooks.append((prefix + "attn.hook_z", lambda value, hook: divide_gradient(value, 2.0)))
+        else:
+            hooks.append((prefix + "attn.hook_pattern", lambda value, hook: stop_gradient(value)))
+        if prefix + "mlp.hook_post" in model.hook_dict:
+            pre_name = prefix + "mlp.hook_pre"
+            hooks.append((pre_name, save_pre))
+            hooks.append((prefix + "mlp.hook_post", post_rule(model.hook_dict[pre_name])))
+        if epsilon > 0:
+            for suffix in _LINEAR_OUTPUTS:
+                if suffix != "mlp.hook_pre" and prefix + suffix in model.hook_dict:
+                    hooks.append((prefix + suffix, lambda value, hook: epsilon_rule(value, epsilon)))
+    return hooks
+
+
+class _LRPBase(AbstractAttributionMethod):
+    uses_gradients = True
+    variant = "attn_lrp"
+
+    def __init__(self, epsilon: float = 0.0) -> None:
+        self.epsilon = epsilon
+
+    def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
+        if self.epsilon < 0:
+            raise MechinterpError(f"epsilon must be >= 0 (got {self.epsilon}).")
+        prep = prepare(model, prompt, target)
+        tokens = prep.batch_tokens
+        embed = token_embeddings(model, tokens).detach().requires_grad_(True)
+        leaves: dict[str, Tensor] = {}
+
+        def capture_pos(value: Tensor, hook: Any) -> Tensor:
+            leaves["pos"] = value.detach().clone().requires_grad_(True)
+            return leaves["pos"]
+
+        hooks = lrp_hooks(model, self.variant, self.epsilon)
+        if "hook_pos_embed" in model.hook_dict:
+            hooks.append(("hook_pos_embed", capture_pos))
+        with torch.enable_grad():
+            values = forward_scores(model, tokens, prep.target, embed=embed, fwd_hooks=hooks)
+            if not torch.isfinite(values).all():
+                raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")
+            inputs = [embed] + ([leaves["pos"]] if "pos" in leaves else [])
+            token_rel, pos_rel = [], []
+            for t in range(values.shape[1]):
+                grads = torch.autograd.grad(values[0, t], inputs, retain_graph=t < values.shape[1] - 1)
+                token_rel.append((grads[0][0] * embed[0].detach()).sum(-1))
+                pos_rel.append((grads[1][0] * inputs[1][0].detach()).sum(-1) if len(grads) > 1 else torch.zeros_like(token_rel[-1]))
+        token_rel_t, pos_rel_t = torch.stack(token_rel), torch.stack(pos_rel)  # [n_targets, pos]
+        total = (token_rel_t.sum(-1) + pos_rel_t.sum(-1)).detach().double().cpu()
+        vals = values[0].detach().double().cpu()
+        meta = {
+            "target_values": vals.tolist(),
+            "relevance_sum": total.tolist(),
+            "absorbed": (vals - total).tolist(),
+            "positional_relevance": pos_rel_t[:, : prep.n_prompt].detach().cpu(),
+        }
+        return self._result(prep, token_rel_t[:, : prep.n_prompt], meta)
+
+
+@register_method("attn_lrp", "lrp")
+class AttnLRP(_LRPBase):
+    """AttnLRP (Achtibat et al., 2024): ε-rule for linear maps, identity rule for the MLP
+    activation and the LN scale, softmax Taylor rule, uniform rule for the attention matmuls.
+
+    Args:
+        epsilon: ε of the ε-rule on linear outputs (0: plain gradient; the bias absorbs).
+
+    Example:
+        >>> attribute(model, "w1 w2 w3", "w4", method="attn_lrp").scores  # doctest: +SKIP
+    """
+
+    variant = "attn_lrp"
+
+
+@register_method("cp_lrp")
+class CPLRP(_LRPBase):
+    """CP-LRP (Ali et al., 2022): as AttnLRP, but the attention pattern is a constant
+    (q and k detached), so relevance flows through values only."""
+
+    variant = "cp_lrp"

@@ -1,0 +1,59 @@
+"""On zoo:toy-lm (trained; mechanism known by construction): completeness and ground-truth hits.
+
+Skipped until ``zoo:toy-lm`` and its tasks exist.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import mechinterp
+
+pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def toy_lm():
+    return mechinterp.load("zoo:toy-lm")
+
+
+def test_ig_completeness_on_toy_lm_prompts(toy_lm):
+    from mechinterp.attribution import Contrast, attribute
+
+    task = mechinterp.tasks.load("facts", toy_lm, n=4, seed=0)
+    for i in range(len(task)):
+        tokens = task.clean_tokens[i, : int(task.lengths[i])]
+        res = attribute(toy_lm, tokens, Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i])), method="ig",
+                        n_steps=64, rule="gausslegendre", baseline="pad", warn=False)
+        assert res.metadata["relative_delta"][0] < 0.01
+    deltas = [abs(attribute(toy_lm, tokens, Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i])), method="ig",
+                            n_steps=n, rule="riemann_right", warn=False).metadata["convergence_delta"][0]) for n in (4, 16, 64)]
+    assert deltas[0] > deltas[2]
+
+
+@pytest.mark.parametrize("method", [
+    pytest.param("integrated_gradients", marks=pytest.mark.xfail(strict=True, reason=(
+        "IG at the embedding layer with a zero/pad baseline ranks the first template word ('The'/'In') above the "
+        "country on toy-lm facts; the 90% bar is not met (see benchmarks/results/attribution.md)"))),
+    "cp_lrp",
+])
+def test_ig_and_lrp_find_the_country_on_facts(toy_lm, method):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from attribution_ground_truth import hit_rates
+
+    rate = hit_rates(toy_lm, "facts", 20, [method])[method]["hit_rate"]
+    assert rate >= 0.9
+
+
+def test_attn_lrp_mostly_finds_the_country_on_facts(toy_lm):
+    """AttnLRP reached 83% on 30 prompts (below the 90% bar; CP-LRP reaches 100%): guard against regressions."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from attribution_ground_truth import hit_rates
+
+    assert hit_rates(toy_lm, "facts", 20, ["attn_lrp"])["attn_lrp"]["hit_rate"] >= 0.7

@@ -1,0 +1,77 @@
+"""Integrated gradients: completeness, convergence, chunking, baselines, and captum equality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mechinterp.attribution import Contrast, NextToken, attribute, quadrature
+from mechinterp.errors import MechinterpError
+
+PROMPT = "w1 w5 w9 w2 w7 w3"
+
+
+@pytest.mark.parametrize("target", [NextToken("w4"), NextToken("w4", kind="logprob"), Contrast("w4", "w8")])
+def test_completeness_under_one_percent_at_64_gauss_legendre_steps(tiny_model, target):
+    res = attribute(tiny_model, PROMPT, target, method="ig", n_steps=64, rule="gausslegendre", warn=False)
+    gap = res.metadata["target_values"][0] - res.metadata["baseline_values"][0]
+    assert abs(float(res.scores.sum()) - gap) < 0.01 * abs(gap)
+    assert res.metadata["relative_delta"][0] < 0.01
+
+
+def test_delta_shrinks_as_steps_grow(tiny_model):
+    deltas = [abs(attribute(tiny_model, PROMPT, "w4", method="ig", n_steps=n, rule="riemann_right", baseline="pad",
+                            warn=False).metadata["convergence_delta"][0]) for n in (2, 8, 32)]
+    assert deltas[0] > deltas[1] > deltas[2]
+
+
+def test_chunking_does_not_change_the_result(tiny_model):
+    a = attribute(tiny_model, PROMPT, "w4", method="ig", n_steps=20, internal_batch_size=3, warn=False)
+    b = attribute(tiny_model, PROMPT, "w4", method="ig", n_steps=20, internal_batch_size=64, warn=False)
+    torch.testing.assert_close(a.scores, b.scores, atol=1e-6, rtol=1e-5)
+
+
+def test_quadrature_rules():
+    for rule in ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"):
+        _, w = quadrature(16, rule)
+        assert float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    a, w = quadrature(3, "gausslegendre")  # exact up to degree 5: ∫ x^5 = 1/6
+    assert float((w * a**5).sum()) == pytest.approx(1 / 6, abs=1e-12)
+    with pytest.raises(MechinterpError, match="Unknown integration rule"):
+        quadrature(4, "simpson")
+
+
+def test_baselines(tiny_model):
+    d = tiny_model.cfg.d_model
+    for baseline in ("zero", "pad", "unk", 5, torch.zeros(d), torch.randn(7, d)):
+        res = attribute(tiny_model, PROMPT, "w4", method="ig", baseline=baseline, n_steps=64, warn=False)
+        assert res.metadata["relative_delta"][0] < 0.01
+        assert res.scores[0, 0] == 0  # BOS keeps its embedding
+    zero_tensor = attribute(tiny_model, PROMPT, "w4", method="ig", baseline=torch.zeros(d), n_steps=16, warn=False)
+    zero = attribute(tiny_model, PROMPT, "w4", method="ig", baseline="zero", n_steps=16, warn=False)
+    torch.testing.assert_close(zero_tensor.scores, zero.scores)
+    with pytest.raises(MechinterpError, match="no mask token"):
+        attribute(tiny_model, PROMPT, "w4", method="ig", baseline="mask")
+    with pytest.raises(MechinterpError):
+        attribute(tiny_model, PROMPT, "w4", method="ig", baseline=torch.zeros(3, d))
+
+
+@pytest.mark.parametrize("rule,captum_rule", [("gausslegendre", "gausslegendre"), ("riemann_middle", "riemann_middle"), ("riemann_right", "riemann_right")])
+def test_equals_captum_layer_integrated_gradients(tiny_model, rule, captum_rule):
+    from captum.attr import LayerIntegratedGradients
+
+    tokens = tiny_model.to_tokens(PROMPT)
+    target = int(tiny_model.to_single_token("w4"))
+    pad = tiny_model.tokenizer.pad_token_id
+    baseline = torch.full_like(tokens, pad)
+    baseline[:, 0] = tokens[:, 0]  # BOS kept, as ours does by default
+
+    def forward(toks):
+        return tiny_model(toks)[:, -1, target]
+
+    lig = LayerIntegratedGradients(forward, tiny_model.embed)
+    ref, delta = lig.attribute(tokens, baselines=baseline, n_steps=32, method=captum_rule, return_convergence_delta=True)
+    ours = attribute(tiny_model, PROMPT, "w4", method="ig", baseline="pad", n_steps=32, rule=rule, warn=False)
+    np.testing.assert_allclose(ours.scores[0].numpy(), ref.sum(-1)[0].detach().numpy(), atol=1e-4)
+    assert ours.metadata["convergence_delta"][0] == pytest.approx(float(delta), abs=1e-4)
