@@ -1,0 +1,123 @@
+"""Benchmark: probing every layer with the batched torch trainer vs a per-layer scikit-learn loop,
+and peak memory of a sweep on a dataset larger than the cache budget.
+
+Run:  .venv/bin/python benchmarks/probes_sweep.py [--device cuda] [--n 2000]
+Prints one table per part; copy the numbers into benchmarks/results/probes.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+
+import numpy as np
+import psutil
+import torch
+
+
+def _peak_rss(fn):
+    """Run ``fn`` while sampling RSS every 5 ms; return (result, peak RSS growth in bytes)."""
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        out = fn()
+    finally:
+        stop.set()
+        thread.join()
+    return out, max(peak[0], proc.memory_info().rss) - base
+
+
+def speed(model, n: int, device: str, repeats: int = 2) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import mechinterp
+    from mechinterp import probes
+
+    task = mechinterp.tasks.load("sentiment", model, n=n, split="train")
+    data = probes.from_task(model, task, "sentiment", site="resid_post", position="all", progress=False)
+    # one probe per (layer, position) over the positions every prompt has
+    width = int(task.lengths.min())
+    cells = [f[:, p] for f in data.features for p in range(width)]
+    y = torch.as_tensor(data.y)
+    X = torch.stack(cells).float()
+    train, test = slice(0, int(0.75 * n)), slice(int(0.75 * n), n)
+    print(f"\n## speed: {len(cells)} probes ({len(data.features)} layers x {width} positions), n={n}, d={data.d}, device={device}")
+    probes.fit_logistic(X[:2, :64], y[:64], 2, device=device)  # warm-up
+    t_ours = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        heads = probes.fit_logistic(X[:, train], y[train], 2, device=device)
+        acc_ours = heads.accuracy(X[:, test].to(device), y[test].to(device)).cpu().numpy()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t_ours.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    acc_sk = []
+    for c in range(len(cells)):
+        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        pipe.fit(X[c, train].numpy(), y[train].numpy())
+        acc_sk.append(pipe.score(X[c, test].numpy(), y[test].numpy()))
+    t_sk = time.perf_counter() - t
+    diff = np.abs(acc_ours - np.asarray(acc_sk))
+    print("| method | time (s) | max per-probe |acc diff| vs sklearn |")
+    print("|---|---|---|")
+    print(f"| batched torch trainer ({device}) | {min(t_ours):.2f} | {diff.max() * 100:.2f} points |")
+    print(f"| per-probe sklearn loop (lbfgs) | {t_sk:.2f} | - |")
+    print(f"ratio sklearn / batched = {t_sk / min(t_ours):.1f}x")
+
+
+def memory(model, n: int, budget_mb: float) -> None:
+    import mechinterp
+    from mechinterp import probes
+
+    task = mechinterp.tasks.load("sentiment", model, n=n, split="train")
+    budget = budget_mb * 1e6
+    total = n * int(task.lengths.max()) * model.cfg.d_model * 4 * model.cfg.n_layers
+    print(f"\n## memory: n={n}, every position of {model.cfg.n_layers} layers = {total / 1e6:.0f} MB of activations, "
+          f"budget {budget_mb:.0f} MB")
+
+    def run():
+        data = probes.from_task(model, task, "sentiment", position=slice(1, None), memory_budget=budget, batch_size=64, progress=False)
+        return probes.probe_sweep(data, cv=3, n_random=2, chunk_rows=256)
+
+    result, grown = _peak_rss(run)
+    print("| dataset activations | cache budget | peak RSS growth | best accuracy |")
+    print("|---|---|---|---|")
+    print(f"| {total / 1e6:.0f} MB | {budget_mb:.0f} MB | {grown / 1e6:.0f} MB | {result.best()[2]:.3f} |")
+    print("under budget" if grown < budget else "OVER budget")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--mem-n", type=int, default=6000)
+    parser.add_argument("--budget-mb", type=float, default=100)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    import mechinterp
+
+    model = mechinterp.load("zoo:toy-lm", device=args.device)
+    print(f"machine: {psutil.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    speed(model, args.n, args.device)
+    if not args.skip_memory:
+        memory(mechinterp.load("zoo:toy-lm"), args.mem_n, args.budget_mb)
+
+
+if __name__ == "__main__":
+    main()

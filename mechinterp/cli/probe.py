@@ -1,0 +1,57 @@
+"""``mechinterp probe``: probe every layer of a model for the labels in a CSV of ``text,label``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("probe", help="linear probes by layer on a CSV of text,label (with controls)")
+    add_model_args(parser)
+    parser.add_argument("--csv", required=True, help="CSV with a header: text,label[,type]")
+    parser.add_argument("--site", default="resid_post", help="site to probe (resid_post, attn_out, mlp_out, z, ...)")
+    parser.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
+    parser.add_argument("--position", default="last", help="last, all, an index, or a token that every prompt contains")
+    parser.add_argument("--probe", default=None, choices=["logistic", "mass-mean", "ridge"], help="default: logistic / ridge")
+    parser.add_argument("--cv", type=int, default=5, help="k-fold cross-validation folds (0: one 25%% held-out split)")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic probe")
+    parser.add_argument("--memory-budget", default=None, help="activations kept in memory, e.g. 2GB (the rest spills to disk)")
+    parser.add_argument("--out", default="out/probe", help="output folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mechinterp import probes
+    from mechinterp.viz import html_page
+
+    start = time.perf_counter()
+    texts, labels, types = probes.read_labelled_csv(args.csv)
+    model = load_model(args)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    position: object = args.position
+    if args.position.lstrip("-").isdigit():
+        position = int(args.position)
+    data = probes.collect_activations(
+        model, texts, labels, site=args.site, layers=layers, position=position, types=types,
+        batch_size=args.batch_size, memory_budget=args.memory_budget,
+    )
+    result = probes.probe_sweep(data, probe=args.probe, cv=args.cv or None, C=args.C, seed=args.seed)
+    folder = out_dir(args.out)
+    result.save(folder / "sweep.json")
+    result.to_dataframe().to_csv(folder / "sweep.csv", index=False)
+    (folder / "sweep.html").write_text(html_page(f"probe sweep: {args.csv}", result.to_html()))
+    layer, pos, best = result.best()
+    write_json(folder / "summary.json", {"model": args.model, "csv": str(args.csv), "n": data.n, "classes": result.classes,
+                                         "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric})
+    print(f"{args.model}: {data.n} examples, {len(result.layers)} layer(s) x {len(result.positions)} position(s), "
+          f"{result.split}, in {time.perf_counter() - start:.1f}s")
+    df = result.to_dataframe()
+    for row in df.itertuples(index=False):
+        print(f"  layer {row.layer:>2} pos {row.position:<6} {result.metric} {row[2]:.3f} "
+              f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  control {row.control:.3f}  selectivity {row.selectivity:+.3f}"
+              f"  random {row.random_direction:.3f}  majority {row.majority:.3f}")
+    print(f"wrote {folder / 'sweep.json'}, sweep.csv, sweep.html and summary.json")
+    return 0

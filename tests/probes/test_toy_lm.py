@@ -1,0 +1,42 @@
+"""The bars on zoo:toy-lm sentiment: a selective final-layer probe whose direction the model uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mechinterp
+from mechinterp import probes
+
+pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def sentiment():
+    model = mechinterp.load("zoo:toy-lm")
+    train = mechinterp.tasks.load("sentiment", model, n=128, split="train")
+    test = mechinterp.tasks.load("sentiment", model, n=96, split="test")
+    layer = model.cfg.n_layers - 1
+    kw = dict(layers=[layer], progress=False)
+    return model, test, probes.from_task(model, train, "sentiment", **kw), probes.from_task(model, test, "sentiment", **kw), layer
+
+
+def test_final_layer_probe_is_accurate_and_selective(sentiment):
+    model, _, train, test, layer = sentiment
+    result = probes.probe_sweep(train, test=test, n_random=3)
+    assert result.score[0][0] >= 0.95
+    assert result.selectivity[0][0] > 0.2  # control task (labels tied to the sentiment word) far lower
+    assert result.control[0][0] < 0.8
+    sk = __import__("sklearn.linear_model", fromlist=["LogisticRegression"]).LogisticRegression(max_iter=5000)
+    sk.fit(train.x(layer).numpy(), train.y)
+    assert abs(result.score[0][0] - sk.score(test.x(layer).numpy(), test.y)) <= 0.01
+
+
+def test_direction_is_causal(sentiment):
+    model, task, train, test, layer = sentiment
+    mm = probes.MassMeanProbe().fit(train.x(layer).numpy(), train.y)
+    result = probes.causal_check(model, task, mm.means_[1] - mm.means_[0], layer=layer, signs=2 * np.asarray(test.y) - 1,
+                                 scales=[-1.0], n_random=1)
+    assert result.metric_projected < 0.5 * result.metric_clean  # removing the direction hurts the task
+    assert abs(result.metric_random - result.metric_clean) < 0.1 * abs(result.metric_clean)  # a random one does not
+    assert result.flip_steered[0] > 0.5  # moving each review onto the other class mean flips most predictions
