@@ -1,0 +1,262 @@
+"""Activation patching: swap one activation between two runs and measure the metric.
+
+Denoising (the default) runs the *corrupted* prompts and writes in one activation from the
+*clean* run; noising runs the clean prompts and writes in the corrupted activation.
+Ablations run the clean prompts and overwrite the activation with zeros, its mean over the
+reference prompts (the corrupted ones if given, else the clean ones), or the activation of
+another reference prompt (resampling, a fixed random permutation).
+
+With ``normalise=True`` the reported effect of patch ``x`` is
+
+.. math:: \\frac{\\bar m(x) - \\bar m(\\text{base})}{\\bar m(\\text{source}) - \\bar m(\\text{base})}
+
+(means over prompts): 0 = the unpatched base run, 1 = the run patched from. For
+denoising that is 0 = corrupted and 1 = clean.
+
+Every sweep point is one *variant*; the engine (:mod:`mechinterp.patching.engine`) runs
+the variants stacked along the batch, each starting at its patched layer and position.
+
+Example:
+    >>> import mechinterp
+    >>> from mechinterp.patching import activation_patch
+    >>> model = mechinterp.load("zoo:toy-lm")
+    >>> task = mechinterp.tasks.load("ioi", model, n=16)
+    >>> result = activation_patch(model, task, site="resid_pre", by="position")
+    >>> result.values.shape  # [layer, pos]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mechinterp.errors import MechinterpError
+from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
+from mechinterp.patching.inputs import Metric, PatchInputs, evaluate_metric, prepare
+from mechinterp.patching.result import PatchResult
+from mechinterp.patching.sweeps import Sweep, make_sweep
+
+__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect"]
+
+Direction = Literal["denoising", "noising"]
+Ablation = Literal["zero", "mean", "resample"] | None
+_DIRECTIONS = ("denoising", "noising")
+_ABLATIONS = (None, "zero", "mean", "resample")
+
+
+def collect(model: Any, tokens: Tensor, hooks: Sequence[str], metric: Metric) -> tuple[dict[str, Tensor], Tensor]:
+    """Run ``tokens`` once, keeping the activations at ``hooks`` and the metric ``[batch]``."""
+    store: dict[str, Tensor] = {}
+
+    def save(act: Tensor, hook: Any) -> None:
+        store[hook.name] = act.detach()
+
+    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=[(h, save) for h in set(hooks)]):
+        logits = model(tokens)
+    return store, evaluate_metric(metric, logits, tokens.shape[0])
+
+
+def _sources(
+    model: Any, inputs: PatchInputs, hooks: Sequence[str], direction: str, ablation: str | None, seed: int
+) -> tuple[Tensor, dict[str, Tensor], float | None]:
+    """Base tokens, the values to patch in per hook, and the target metric (mean)."""
+    if ablation is None:
+        base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
+        acts, target = collect(model, source_tokens, hooks, inputs.metric)
+        return base_tokens, acts, float(target.mean())
+    reference = inputs.corrupted if inputs.corrupted is not None else inputs.clean
+    acts, ref_metric = collect(model, reference, hooks, inputs.metric)
+    target = float(ref_metric.mean()) if inputs.corrupted is not None else None
+    if ablation == "zero":
+        acts = {h: torch.zeros_like(a[:1]) for h, a in acts.items()}
+    elif ablation == "mean":
+        acts = {h: a.mean(0, keepdim=True) for h, a in acts.items()}
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(reference.shape[0], generator=gen).to(reference.device)
+        acts = {h: a[perm] for h, a in acts.items()}
+    return inputs.clean, acts, target
+
+
+def _check_mode(direction: str, ablation: str | None, method: str) -> None:
+    if direction not in _DIRECTIONS:
+        raise MechinterpError(f"direction must be one of {_DIRECTIONS}, got {direction!r}.")
+    if ablation not in _ABLATIONS:
+        raise MechinterpError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
+    if method not in ("batched", "naive"):
+        raise MechinterpError(f"method must be 'batched' or 'naive', got {method!r}.")
+
+
+def _run(
+    model: Any,
+    inputs: PatchInputs,
+    sweeps: Sequence[Sweep],
+    *,
+    direction: str,
+    ablation: str | None,
+    normalise: bool,
+    memory_budget: int | str | None,
+    chunk_size: int | None,
+    method: str,
+    seed: int,
+) -> tuple[list[Tensor], list[Tensor], float, float | None, bool]:
+    hooks = sorted({h for s in sweeps for h in s.hooks.values()})
+    base_tokens, sources, target = _sources(model, inputs, hooks, direction, ablation, seed)
+    base = base_run(model, base_tokens, inputs.metric)
+    variants = [v for s in sweeps for v in s.variants(sources)]
+    if method == "naive":
+        per_prompt = run_naive(model, base, variants, inputs.metric)
+    else:
+        per_prompt = run_variants(model, base, variants, inputs.metric, memory_budget=memory_budget, chunk_size=chunk_size)
+    raw_flat = per_prompt.mean(1)
+    base_value = float(base.metric.mean())
+    do_norm = normalise and target is not None
+    if do_norm and abs(target - base_value) < 1e-8:  # type: ignore[operator]
+        from mechinterp.errors import NonFiniteError
+
+        raise NonFiniteError(
+            f"The base and target runs have the same mean metric ({base_value:.4g}), so normalised effects are "
+            "undefined: the corruption does not change the metric. Pick another corruption or pass normalise=False."
+        )
+    raws, values, start = [], [], 0
+    for s in sweeps:
+        n = int(torch.tensor(s.shape).prod())
+        raw = raw_flat[start : start + n].reshape(s.shape)
+        start += n
+        raws.append(raw)
+        values.append((raw - base_value) / (target - base_value) if do_norm else raw.clone())  # type: ignore[operator]
+    return raws, values, base_value, target, do_norm
+
+
+def activation_patch(
+    model: Any,
+    clean: Any,
+    corrupted: Any = None,
+    metric: Metric | str | None = None,
+    *,
+    site: str = "resid_pre",
+    by: str | Sequence[str] = "position",
+    direction: Direction = "denoising",
+    ablation: Ablation = None,
+    answers: Any = None,
+    normalise: bool = True,
+    layers: int | Sequence[int] | None = None,
+    positions: int | Sequence[int] | None = None,
+    heads: int | Sequence[int] | None = None,
+    memory_budget: int | str | None = "auto",
+    chunk_size: int | None = None,
+    method: Literal["batched", "naive"] = "batched",
+    seed: int = 0,
+) -> PatchResult:
+    """Patch one site over a sweep of layers / positions / heads and measure the metric.
+
+    Args:
+        model: a ``HookedTransformer``.
+        clean: clean prompts, token ids ``[batch, pos]``, or a ``Task``.
+        corrupted: corrupted prompts aligned token by token (taken from the task if
+            ``clean`` is one; not needed for ablations).
+        metric: ``logits [batch, pos, d_vocab] -> [batch]``, a metric name (see
+            :mod:`mechinterp.patching.inputs`), or ``None`` with a task.
+        site: ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out``,
+            ``z``, ``q``, ``k``, ``v``, ``result`` or ``pattern``.
+        by: the sweep axes, see :mod:`mechinterp.patching.sweeps` (``"position"``: layer x pos).
+        direction: ``"denoising"`` (clean into corrupted) or ``"noising"`` (corrupted into clean).
+        ablation: ``"zero"``, ``"mean"`` or ``"resample"`` instead of patching between runs.
+        answers: answers of a named metric.
+        normalise: report 0 = base run, 1 = source run (see the module docstring).
+        layers / positions / heads: restrict the sweep (default: all).
+        memory_budget: the memory one stacked pass may use (an estimate).
+        chunk_size: variants per stacked pass (overrides ``memory_budget``).
+        method: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
+        seed: the permutation seed of resample ablation.
+
+    Returns:
+        A :class:`PatchResult` with dims ``by``'s axes (``raw`` = TL's numbers when
+        ``normalise=False`` and TL's metric is the mean of ours).
+
+    Raises:
+        ShapeMismatchError: clean/corrupted of different batch sizes or token lengths; a
+            metric not returning ``[batch]``.
+        UnknownSiteError: an unknown site. NonFiniteError: NaN metrics.
+
+    Example:
+        >>> r = activation_patch(model, task, site="z", by="head")  # doctest: +SKIP
+        >>> r.top(3)  # doctest: +SKIP
+    """
+    _check_mode(direction, ablation, method)
+    sweep_site = site
+    make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
+    inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
+    sweep = make_sweep(model, site, by, inputs.str_tokens, layers=layers, positions=positions, heads=heads)
+    raws, values, base_value, target, do_norm = _run(
+        model, inputs, [sweep], direction=direction, ablation=ablation, normalise=normalise,
+        memory_budget=memory_budget, chunk_size=chunk_size, method=method, seed=seed,
+    )
+    return PatchResult(
+        values=values[0], raw=raws[0], dims=sweep.axes, labels=sweep.labels, site=site,
+        method="activation" if method == "batched" else "naive",
+        direction="ablation" if ablation else direction, ablation=ablation, metric=inputs.metric_name,
+        normalised=do_norm, base_value=base_value, target_value=target, tokens=inputs.str_tokens,
+    )
+
+
+def _every(
+    model: Any, clean: Any, corrupted: Any, metric: Any, specs: Sequence[tuple[str, Any]], label: str, **kw: Any
+) -> PatchResult:
+    direction, ablation, method = kw.pop("direction", "denoising"), kw.pop("ablation", None), kw.pop("method", "batched")
+    _check_mode(direction, ablation, method)
+    for site, by in specs:
+        make_sweep(model, site, by, ["?"], positions=0)
+    inputs = prepare(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
+    sweeps = [make_sweep(model, site, by, inputs.str_tokens) for site, by in specs]
+    raws, values, base_value, target, do_norm = _run(
+        model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),
+        memory_budget=kw.pop("memory_budget", "auto"), chunk_size=kw.pop("chunk_size", None), method=method,
+        seed=kw.pop("seed", 0),
+    )
+    if kw:
+        raise MechinterpError(f"Unexpected arguments: {sorted(kw)}.")
+    shape = [max(s) for s in zip(*[r.shape for r in raws])]
+
+    def pad(t: Tensor) -> Tensor:
+        return torch.nn.functional.pad(t, [p for d in reversed(range(t.ndim)) for p in (0, shape[d] - t.shape[d])])
+
+    labels = {"site": [s for s, _ in specs], **{a: sweeps[0].labels[a] for a in sweeps[0].axes}}
+    return PatchResult(
+        values=torch.stack([pad(v) for v in values]), raw=torch.stack([pad(r) for r in raws]),
+        dims=("site", *sweeps[0].axes), labels=labels, site=label, method="activation" if method == "batched" else "naive",
+        direction="ablation" if ablation else direction, ablation=ablation, metric=inputs.metric_name,
+        normalised=do_norm, base_value=base_value, target_value=target, tokens=inputs.str_tokens,
+    )
+
+
+def patch_block_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
+    """``resid_pre``, ``attn_out`` and ``mlp_out`` by layer x position, stacked: ``[3, layer, pos]``.
+
+    The equivalent of TL's ``get_act_patch_block_every``, all three sweeps in the same
+    stacked passes. Keyword arguments as :func:`activation_patch`.
+    """
+    specs = [("resid_pre", "position"), ("attn_out", "position"), ("mlp_out", "position")]
+    return _every(model, clean, corrupted, metric, specs, "block_every", **kw)
+
+
+def patch_heads_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
+    """Every head's ``z``, ``q``, ``k``, ``v``, ``pattern`` at all positions: ``[5, layer, head]``.
+
+    The equivalent of TL's ``get_act_patch_attn_head_all_pos_every``.
+    """
+    specs = [(s, "head") for s in ("z", "q", "k", "v", "pattern")]
+    return _every(model, clean, corrupted, metric, specs, "heads_every", **kw)
+
+
+def patch_heads_by_pos_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
+    """Every head's ``z``, ``q``, ``k``, ``v``, ``pattern`` by position: ``[5, layer, pos, head]``.
+
+    The equivalent of TL's ``get_act_patch_attn_head_by_pos_every`` (the pattern is
+    patched per destination position).
+    """
+    specs = [(s, ("layer", "pos", "head")) for s in ("z", "q", "k", "v", "pattern")]
+    return _every(model, clean, corrupted, metric, specs, "heads_by_pos_every", **kw)

@@ -1,0 +1,358 @@
+"""The batched patching engine: many patched runs in a few stacked forward passes.
+
+TransformerLens's ``patching`` module runs one full forward pass per patched index. Here a
+*variant* (one patched run: a set of :class:`Patch` es) costs only what it must:
+
+1. **Stacking.** ``V`` variants of a ``B``-prompt batch run as one ``[V * B, ...]`` batch;
+   a hook per site writes each variant's patch with one ``torch.where`` over a boolean mask.
+2. **Start at the patched layer.** A variant whose earliest patch is in block ``L`` starts
+   at ``L`` from the base run's cached ``resid_pre`` (``forward(start_at_layer=L)``): the
+   blocks before it are identical to the base run and are not recomputed.
+3. **Reuse the unchanged prefix.** Transformers are causal, so positions before the
+   earliest patched position ``p`` keep their base values in every layer. Those positions
+   are not recomputed: the run starts at position ``p`` with the base run's keys and
+   values of positions ``< p`` in a frozen KV cache, and the base logits fill in the
+   prefix of the output. Variants are sorted by ``p`` so a chunk shares a long prefix.
+4. **Chunking.** Chunks are sized to a memory budget.
+
+:func:`run_naive` is the one-run-per-variant reference; tests assert both agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechinterp.core.sites import layer_of, needs_flags, position_dim
+from mechinterp.core.storage import parse_bytes
+from mechinterp.patching.inputs import Metric, evaluate_metric
+
+__all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
+
+_FLAG_FIELDS = {
+    "set_use_attn_result": "use_attn_result",
+    "set_use_split_qkv_input": "use_split_qkv_input",
+    "set_use_attn_in": "use_attn_in",
+    "set_use_hook_mlp_in": "use_hook_mlp_in",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Patch:
+    """Write ``source`` into the activation at ``hook`` where ``mask`` is true.
+
+    Attributes:
+        hook: a TL hook name.
+        mask: boolean, the activation's shape without the batch dimension (trailing
+            dimensions may be 1 and broadcast).
+        source: the values to write, ``[batch, ...]`` or ``[1, ...]`` (broadcast over
+            prompts); the same tensor object is shared by all patches of one site.
+        add: add ``source`` where ``mask`` is true instead of replacing.
+        own: ``source`` belongs to this variant alone (values that differ per variant, as
+            in path patching); such sources are stacked per hook.
+    """
+
+    hook: str
+    mask: Tensor
+    source: Tensor
+    add: bool = False
+    own: bool = False
+
+    @property
+    def layer(self) -> int | None:
+        return layer_of(self.hook)
+
+    @property
+    def first_pos(self) -> int:
+        """The first position this patch changes (0 when it spans every position)."""
+        dim = position_dim(self.hook) - 1
+        if self.mask.shape[dim] == 1:
+            return 0
+        other = [d for d in range(self.mask.ndim) if d != dim]
+        hit = self.mask.any(dim=other) if other else self.mask
+        idx = hit.nonzero()
+        return int(idx[0]) if len(idx) else 0
+
+
+Variant = Sequence[Patch]
+
+
+@dataclass
+class BaseRun:
+    """The unpatched run that every variant starts from.
+
+    Attributes:
+        tokens: ``[batch, pos]``.
+        resid_pre: ``[n_layers, batch, pos, d_model]`` residual stream before each block.
+        keys / values: per layer ``[batch, pos, head_index, d_head]`` (for prefix reuse).
+        logits: ``[batch, pos, d_vocab]``.
+        metric: ``[batch]``.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    resid_pre: Float[Tensor, "layer batch pos d_model"]
+    keys: list[Tensor]
+    values: list[Tensor]
+    logits: Float[Tensor, "batch pos d_vocab"]
+    metric: Float[Tensor, " batch"]
+    fwd_hooks: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
+    cache: dict[str, Tensor] = field(default_factory=dict)
+
+
+class model_flags:
+    """Context manager turning on the ``use_*`` flags some hooks need, restoring them after."""
+
+    def __init__(self, model: Any, hook_names: Sequence[str]) -> None:
+        self.model, self.setters, self.saved = model, needs_flags(hook_names), {}
+
+    def __enter__(self) -> None:
+        for setter in self.setters:
+            name = _FLAG_FIELDS[setter]
+            self.saved[setter] = getattr(self.model.cfg, name)
+            getattr(self.model, setter)(True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for setter, old in self.saved.items():
+            getattr(self.model, setter)(old)
+
+
+def base_run(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    cache_hooks: Sequence[str] = (),
+    fwd_hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
+) -> BaseRun:
+    """Run the unpatched model once, keeping what the batched runs start from.
+
+    ``cache_hooks`` are extra activations to keep (e.g. the sources of a patch);
+    ``fwd_hooks`` stay active in this run and in :func:`run_naive` (e.g. embedding noise).
+    """
+    n = model.cfg.n_layers
+    keep = {f"blocks.{l}.hook_resid_pre" for l in range(n)} | {f"blocks.{l}.attn.hook_{kv}" for l in range(n) for kv in "kv"}
+    keep |= set(cache_hooks)
+    store: dict[str, Tensor] = {}
+
+    def save(act: Tensor, hook: Any) -> None:
+        store[hook.name] = act.detach()
+
+    with torch.no_grad(), model_flags(model, list(keep)), model.hooks(
+        fwd_hooks=[*fwd_hooks, *[(name, save) for name in keep if name in model.hook_dict]]
+    ):
+        logits = model(tokens)
+    value = evaluate_metric(metric, logits, tokens.shape[0])
+    return BaseRun(
+        tokens=tokens,
+        resid_pre=torch.stack([store[f"blocks.{l}.hook_resid_pre"] for l in range(n)]),
+        keys=[store[f"blocks.{l}.attn.hook_k"] for l in range(n)],
+        values=[store[f"blocks.{l}.attn.hook_v"] for l in range(n)],
+        logits=logits.detach(),
+        metric=value,
+        fwd_hooks=list(fwd_hooks),
+        cache={k: v for k, v in store.items() if k in set(cache_hooks)},
+    )
+
+
+def _start_layer(variant: Variant) -> int | None:
+    layers = [p.layer for p in variant]
+    return None if any(l is None for l in layers) else min(layers)  # type: ignore[type-var]
+
+
+def _bytes_per_row(model: Any, n_pos: int) -> int:
+    cfg = model.cfg
+    d_mlp = cfg.d_mlp or 0
+    return 4 * n_pos * (10 * cfg.d_model + 2 * d_mlp + 3 * cfg.n_heads * n_pos + 2 * cfg.d_vocab)
+
+
+def _prefix_ok(model: Any) -> bool:
+    cfg = model.cfg
+    return (
+        cfg.positional_embedding_type in ("standard", "rotary")
+        and not getattr(cfg, "use_local_attn", False)
+        and cfg.n_key_value_heads in (None, cfg.n_heads)
+        and not getattr(cfg, "use_logn_attn", False)
+    )
+
+
+def _patch_hook(groups: list[tuple[Tensor | None, Tensor, Tensor, bool, bool]], n_var: int, batch: int, prefix: int) -> Callable:
+    """A hook applying, for each group, ``where(mask, source, act)`` to the variants in ``index``."""
+
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        pdim = position_dim(hook.name)
+        view = act.reshape(n_var, batch, *act.shape[1:])
+        cloned = False
+        for index, mask, source, add, own in groups:
+            sdim = pdim + 1 if own else pdim
+            if prefix:
+                mask = mask.narrow(pdim, prefix, mask.shape[pdim] - prefix) if mask.shape[pdim] > 1 else mask
+                source = source.narrow(sdim, prefix, source.shape[sdim] - prefix) if source.shape[sdim] > 1 else source
+            mask_b = mask.unsqueeze(1)  # [n, 1, ...]
+            src = (source if own else source.unsqueeze(0)).to(act.dtype)  # [n or 1, batch or 1, ...]
+            if index is None:
+                view = torch.where(mask_b, view + src, view) if add else torch.where(mask_b, src, view)
+                cloned = True
+            else:
+                sel = view[index]
+                if not cloned:
+                    view, cloned = view.clone(), True
+                view[index] = torch.where(mask_b, sel + src, sel) if add else torch.where(mask_b, src, sel)
+        return view.reshape(act.shape)
+
+    return hook
+
+
+def _hooks_for(chunk: Sequence[Variant], batch: int, prefix: int, device: Any) -> list[tuple[str, Callable]]:
+    by_hook: dict[str, dict[tuple[Any, bool], list[tuple[int, Patch]]]] = defaultdict(lambda: defaultdict(list))
+    for v, variant in enumerate(chunk):
+        for patch in variant:
+            key = ("own" if patch.own else id(patch.source), patch.add)
+            by_hook[patch.hook][key].append((v, patch))
+    hooks = []
+    for name, groups in by_hook.items():
+        compiled = []
+        for (kind, add), items in groups.items():
+            idx = [i for i, _ in items]
+            masks = torch.stack(torch.broadcast_tensors(*[p.mask for _, p in items])).to(device)
+            index = None if idx == list(range(len(chunk))) else torch.tensor(idx, device=device)
+            own = kind == "own"
+            source = torch.stack([p.source for _, p in items]) if own else items[0][1].source
+            compiled.append((index, masks, source.to(device), add, own))
+        hooks.append((name, _patch_hook(compiled, len(chunk), batch, prefix)))
+    return hooks
+
+
+def _kv_cache(model: Any, base: BaseRun, start: int, prefix: int, reps: int) -> Any:
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    entries = []
+    for l in range(model.cfg.n_layers):
+        if l < start:
+            k = base.keys[l][:, :0].repeat(reps, 1, 1, 1)
+            v = k
+        else:
+            k = base.keys[l][:, :prefix].repeat(reps, 1, 1, 1)
+            v = base.values[l][:, :prefix].repeat(reps, 1, 1, 1)
+        entries.append(TransformerLensKeyValueCacheEntry(past_keys=k, past_values=v, frozen=True))
+    mask = torch.ones(base.tokens.shape[0] * reps, prefix, dtype=torch.long, device=base.tokens.device)
+    return TransformerLensKeyValueCache(entries=entries, previous_attention_mask=mask, frozen=True)
+
+
+def _run_chunk(
+    model: Any, base: BaseRun, chunk: Sequence[Variant], start: int | None, prefix: int, capture: Sequence[str] = ()
+) -> tuple[Tensor, dict[str, Tensor]]:
+    batch, n_pos = base.tokens.shape
+    reps = len(chunk)
+    hooks = _hooks_for(chunk, batch, prefix, base.tokens.device)
+    captured: dict[str, Tensor] = {}
+
+    def save(act: Tensor, hook: Any) -> None:
+        captured[hook.name] = act.detach().reshape(reps, batch, *act.shape[1:])
+
+    hooks += [(name, save) for name in capture]
+    kwargs: dict[str, Any] = {}
+    if start is None:
+        inp: Tensor = base.tokens.repeat(reps, 1)
+        hooks = [*base.fwd_hooks, *hooks]
+    else:
+        inp = base.resid_pre[start][:, prefix:].repeat(reps, 1, 1)
+        kwargs["start_at_layer"] = start
+        if prefix:
+            kwargs["past_kv_cache"] = _kv_cache(model, base, start, prefix, reps)
+            kwargs["attention_mask"] = torch.ones(batch * reps, n_pos, dtype=torch.long, device=inp.device)
+        if model.cfg.positional_embedding_type == "shortformer":
+            kwargs["shortformer_pos_embed"] = model.pos_embed(base.tokens)[:, prefix:].repeat(reps, 1, 1)
+    with model.hooks(fwd_hooks=hooks):
+        logits = model(inp, **kwargs)
+    if prefix:
+        logits = torch.cat([base.logits[:, :prefix].repeat(reps, 1, 1), logits], dim=1)
+    return logits, captured
+
+
+def _budget(model: Any, memory_budget: int | str | None) -> float:
+    """Bytes one stacked pass may use; ``"auto"``: half the free GPU memory, or 1 GB on the CPU."""
+    if memory_budget == "auto":
+        if str(model.cfg.device).startswith("cuda"):
+            return torch.cuda.mem_get_info(torch.device(model.cfg.device))[0] * 0.5
+        return 2**30
+    return parse_bytes(memory_budget) or 2**62
+
+
+def _default_chunk(model: Any, batch: int, n_pos: int, memory_budget: int | str | None) -> int:
+    budget = _budget(model, memory_budget)
+    rows = budget // _bytes_per_row(model, n_pos)
+    # Past a few hundred rows a pass is compute-bound; smaller chunks share longer unchanged prefixes.
+    target = 1024 if str(model.cfg.device).startswith("cuda") else 128
+    return max(1, int(min(rows, target) // batch))
+
+
+def run_variants(
+    model: Any,
+    base: BaseRun,
+    variants: Sequence[Variant],
+    metric: Metric | None,
+    *,
+    memory_budget: int | str | None = "auto",
+    chunk_size: int | None = None,
+    reuse_prefix: bool = True,
+    naive: bool = False,
+    capture: Sequence[str] = (),
+) -> Any:
+    """The metric of every variant, per prompt, in few stacked forward passes.
+
+    Args:
+        model: the ``HookedTransformer``.
+        base: the unpatched run (:func:`base_run`).
+        variants: each a sequence of :class:`Patch` es applied together.
+        metric: ``logits [batch, pos, d_vocab] -> [batch]`` (``None``: only capture).
+        memory_budget: bytes (or ``"512MB"``) one stacked pass may use (an estimate);
+            ``"auto"``: half the free GPU memory on CUDA, 1 GB on the CPU.
+        chunk_size: variants per pass (overrides the budget).
+        reuse_prefix: skip positions before the earliest patched one (KV-cache reuse).
+        naive: one full forward pass per variant from the tokens (the reference).
+        capture: hook names whose patched activations to return.
+
+    Returns:
+        ``[n_variants, batch]`` metric values; with ``capture``, also a dict hook name ->
+        ``[n_variants, batch, ...]`` activations.
+    """
+    batch, n_pos = base.tokens.shape
+    out = torch.zeros(len(variants), batch)
+    captured: dict[str, list[Tensor | None]] = {name: [None] * len(variants) for name in capture}
+    if naive:
+        chunk_size, reuse_prefix = 1, False
+    elif chunk_size is None:
+        chunk_size = _default_chunk(model, batch, n_pos, memory_budget)
+    groups: dict[int | None, list[int]] = defaultdict(list)
+    for i, variant in enumerate(variants):
+        groups[None if naive else _start_layer(variant)].append(i)
+    prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
+    hooks = sorted({p.hook for v in variants for p in v} | set(capture))
+    with torch.no_grad(), model_flags(model, hooks):
+        for start, members in groups.items():
+            firsts = {i: min((p.first_pos for p in variants[i]), default=0) for i in members}
+            members = sorted(members, key=lambda i: firsts[i])
+            for lo in range(0, len(members), chunk_size):
+                ids = members[lo : lo + chunk_size]
+                prefix = min(firsts[i] for i in ids) if (prefix_ok and start is not None) else 0
+                logits, acts = _run_chunk(model, base, [variants[i] for i in ids], start, prefix, capture)
+                for j, i in enumerate(ids):
+                    if metric is not None:
+                        out[i] = evaluate_metric(metric, logits[j * batch : (j + 1) * batch], batch).cpu()
+                    for name in capture:
+                        captured[name][i] = acts[name][j]
+    if capture:
+        return out, {name: torch.stack(vals) for name, vals in captured.items()}  # type: ignore[arg-type]
+    return out
+
+
+def run_naive(model: Any, base: BaseRun, variants: Sequence[Variant], metric: Metric) -> Float[Tensor, "variant batch"]:
+    """The reference: one full forward pass per variant, as TransformerLens does."""
+    return run_variants(model, base, variants, metric, naive=True)

@@ -1,0 +1,76 @@
+"""Fixtures of the patching tests: small random models and aligned clean/corrupted batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def make_model(*, attn_only: bool = False, norm: str | None = "LN", n_layers: int = 2, seed: int = 1):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=32, n_heads=4, d_head=8, d_mlp=None if attn_only else 64, attn_only=attn_only,
+        n_ctx=16, d_vocab=48, act_fn="gelu", normalization_type=norm, seed=seed, device="cpu",
+    )
+    torch.manual_seed(seed)
+    model = HookedTransformer(cfg)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def attn_only_model():
+    """A 2-layer attention-only random model with LayerNorm."""
+    return make_model(attn_only=True)
+
+
+@pytest.fixture(scope="session")
+def linear_model():
+    """A 2-layer attention-only random model without LayerNorm: logits are linear in the last attn_out."""
+    return make_model(attn_only=True, norm=None)
+
+
+@pytest.fixture(scope="session")
+def pair():
+    """(clean, corrupted, correct, wrong) token tensors: 3 prompts of 10 tokens (ids 3..47)."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(3, 48, (3, 10), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, 2:5] = torch.randint(3, 48, (3, 3), generator=gen)
+    return clean, corrupted, torch.tensor([4, 5, 6]), torch.tensor([7, 8, 9])
+
+
+@pytest.fixture(scope="session")
+def short_pair():
+    """Like ``pair`` but 2 prompts of 6 tokens: TL's loops over every index stay short."""
+    gen = torch.Generator().manual_seed(1)
+    clean = torch.randint(3, 48, (2, 6), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, 2:4] = torch.randint(3, 48, (2, 2), generator=gen)
+    return clean, corrupted, torch.tensor([4, 5]), torch.tensor([7, 8])
+
+
+@pytest.fixture(scope="session")
+def short_metric(short_pair):
+    """Logit difference at the last position for ``short_pair``."""
+    _, _, correct, wrong = short_pair
+    return lambda logits: logits[torch.arange(2), -1, correct] - logits[torch.arange(2), -1, wrong]
+
+
+@pytest.fixture(scope="session")
+def metric(pair):
+    """Logit difference at the last position, per prompt."""
+    _, _, correct, wrong = pair
+
+    def logit_diff(logits):
+        rows = torch.arange(logits.shape[0])
+        return logits[rows, -1, correct] - logits[rows, -1, wrong]
+
+    return logit_diff
+
+
+@pytest.fixture(scope="session")
+def model_factory():
+    """``make_model`` itself, for tests that need a differently configured model."""
+    return make_model
