@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-report: install  ## the main job on the embedded zoo model
-	$(PY) -m mechinterp demo --model zoo:toy-lm --out out/demo
+report: install  ## the main job: the circuit report on the embedded zoo model (report/report.html)
+	$(PY) -m mechinterp report --model zoo:toy-lm --task ioi --out report
 
 test: install  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
