@@ -1,0 +1,92 @@
+"""``discover(model, task, method=...)``: score every edge with a registered method, return a Circuit.
+
+Example:
+    >>> import mechinterp
+    >>> from mechinterp.circuits import discover, compare_to_reference
+    >>> model = mechinterp.load("zoo:tracr-frac-prevs")
+    >>> task = mechinterp.tasks.load("tracr-frac-prevs", model, n=16)
+    >>> circuit = discover(model, task, method="exact", ablation="zero")
+    >>> compare_to_reference(circuit, task.ground_truth.circuit)["auc"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from mechinterp.circuits.circuit import Circuit
+from mechinterp.circuits.engine import PatchSetup, prepare
+from mechinterp.circuits.gradients import node_attribution
+from mechinterp.circuits.scorers import get_scorer
+from mechinterp.errors import MechinterpError
+
+__all__ = ["discover", "setup_for"]
+
+
+def setup_for(model: Any, task: Any, ablation: str = "corrupted") -> PatchSetup:
+    """:func:`prepare` on a task's clean and corrupted tokens."""
+    if task is None or not hasattr(task, "clean_tokens"):
+        raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
+    return prepare(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation)
+
+
+def discover(
+    model: Any,
+    task: Any,
+    method: str = "eap",
+    ablation: str = "corrupted",
+    *,
+    top_n: int | None = None,
+    node_first_pass: int | None = None,
+    setup: PatchSetup | None = None,
+    **options: Any,
+) -> Circuit:
+    """Score every edge of ``model``'s graph on ``task`` with ``method``.
+
+    Args:
+        model: a ``HookedTransformer`` (zoo models: ``mechinterp.load("zoo:...")``).
+        task: a :class:`mechinterp.tasks.Task`; its ``metric`` is the objective.
+        method: a key of :data:`mechinterp.circuits.SCORERS` (``eap``, ``eap-ig-inputs``,
+            ``eap-ig-activations``, ``exact``, ``acdc``, ``node``).
+        ablation: what removed edges carry: ``"corrupted"``, ``"mean"`` or ``"zero"``.
+        top_n: select the ``n`` top edges (default: every edge with a non-zero score; ACDC:
+            the edges kept at the median threshold of its sweep).
+        node_first_pass: for ``exact`` and ``acdc``: score only edges between the ``k`` senders
+            of largest node attribution (plus the logits) — a cheap first pass.
+        setup: a prepared :class:`PatchSetup` to reuse (skips the clean/corrupted caching).
+        **options: the method's options (``steps``, ``thresholds``, ``distance``, ``chunk``).
+
+    Returns:
+        A frozen :class:`Circuit`; ``info`` has the wall time and method details.
+    """
+    scorer = get_scorer(method)
+    start = time.perf_counter()
+    setup = setup or setup_for(model, task, ablation)
+    if node_first_pass is not None:
+        if "candidates" not in scorer.options:
+            raise MechinterpError(f"node_first_pass applies to methods that take candidates (exact, acdc), not {method}.")
+        options["candidates"] = _candidates(model, setup, task.metric, node_first_pass)
+    scores, info = scorer(model, setup, task.metric, **options)
+    if not torch.isfinite(scores).all():
+        raise MechinterpError(f"{method} produced non-finite edge scores; check the task metric on these prompts.")
+    g = setup.graph
+    selected = info.pop("selected", None)  # a method's own default circuit (ACDC: the median threshold's)
+    selected = g.real & (scores != 0) if selected is None else g.real & selected.bool()
+    circuit = Circuit(
+        graph=g, scores=scores.float().cpu(), selected=selected.cpu(), method=method, ablation=setup.ablation,
+        task=getattr(task, "name", ""), model=str(getattr(model, "zoo_name", None) or model.cfg.model_name),
+        info={**info, "seconds": time.perf_counter() - start, "n_prompts": int(setup.tokens.shape[0])},
+    )
+    return circuit.top_n(top_n) if top_n is not None else circuit
+
+
+def _candidates(model: Any, setup: PatchSetup, metric: Any, k: int) -> torch.Tensor:
+    g = setup.graph
+    nodes = node_attribution(model, setup, metric).abs().cpu()
+    keep = set(torch.argsort(nodes, descending=True)[:k].tolist())
+    rows = torch.tensor([i in keep for i in range(g.n_senders)])
+    cols = torch.tensor([r == "logits" or g.sender_index(g.receiver_node(r)) in keep for r in g.receivers])
+    return rows[:, None] & cols[None, :]

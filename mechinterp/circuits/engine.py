@@ -1,0 +1,322 @@
+"""Edge patching: one forward pass evaluates any set of patched edges, for many masks at once.
+
+Every receiver's input is the residual stream it would read, corrected edge by edge::
+
+    input_r = resid_r + sum_s  alpha[s, r] * (patched_s - out_s)
+
+where ``out_s`` is sender ``s``'s output in *this* run and ``patched_s`` the value patched in
+(the corrupted run's output, its mean, or zero). ``alpha = 0`` is the clean model, ``alpha = 1``
+removes the edge (the receiver sees the patched value instead); an edge kept by a circuit has
+``alpha = 0``. ``alpha`` may carry a leading mask dimension ``k``: the prompts are repeated
+``k`` times and each copy runs its own mask, so ``k`` candidate circuits cost one batched pass.
+Because the correction is linear in ``alpha``, its gradient at ``alpha = 0`` is
+``(patched_s - out_s) . d metric / d input_r``: edge attribution patching (EAP).
+
+Implementation: TransformerLens's split q/k/v inputs (``blocks.{l}.hook_q_input`` etc.,
+``[batch pos head_index d_model]``) and ``hook_mlp_in`` are switched on for the duration of the
+call (restored afterwards, also on error); head outputs are ``hook_z @ W_O`` per head (the
+per-head ``hook_result`` is never materialised by TL). Biases (``b_O``, MLP biases inside
+``MLP{l}``'s output) ride along with the stream and are never patched, so a fully patched
+receiver equals the receiver input of the corrupted run.
+
+Example:
+    >>> import mechinterp
+    >>> from mechinterp.circuits import Graph, prepare, patch_edges
+    >>> model = mechinterp.load("zoo:tracr-frac-prevs")
+    >>> task = mechinterp.tasks.load("tracr-frac-prevs", model, n=4)
+    >>> setup = prepare(model, task.clean_tokens, task.corrupted_tokens, ablation="corrupted")
+    >>> patch_edges(model, setup, torch.zeros(2, *setup.graph.real.shape)).shape
+    torch.Size([2, 4, 6, 2])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechinterp.circuits.graph import Graph
+from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
+
+__all__ = ["ABLATIONS", "PatchSetup", "edge_mode", "prepare", "patch_edges", "run_edges", "sender_outputs"]
+
+ABLATIONS = ("corrupted", "mean", "zero", "resample")
+
+
+@contextlib.contextmanager
+def edge_mode(model: Any) -> Iterator[None]:
+    """Switch on TL's split q/k/v inputs and ``hook_mlp_in`` for the duration; restore on exit."""
+    cfg = model.cfg
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
+    try:
+        cfg.use_split_qkv_input = True
+        if not cfg.attn_only:
+            cfg.use_hook_mlp_in = True
+        yield
+    finally:
+        cfg.use_split_qkv_input, cfg.use_hook_mlp_in = saved
+
+
+@dataclass(frozen=True)
+class PatchSetup:
+    """Everything a patched run needs: the graph, clean tokens, and the values patched in.
+
+    Attributes:
+        graph: the model's :class:`Graph`.
+        tokens: ``[batch, pos]`` clean token ids.
+        patched: ``[batch or 1, pos, n_senders, d_model]`` sender values patched into removed edges.
+        clean: ``[batch, pos, n_senders, d_model]`` sender outputs of the clean run.
+        ablation: ``"corrupted"``, ``"mean"`` or ``"zero"``.
+        corrupted_tokens: the corrupted ids (``None`` for zero ablation).
+    """
+
+    graph: Graph
+    tokens: Int[Tensor, "batch pos"]
+    patched: Float[Tensor, "batch pos n_senders d_model"]
+    clean: Float[Tensor, "batch pos n_senders d_model"]
+    ablation: str
+    corrupted_tokens: Int[Tensor, "batch pos"] | None = None
+
+    @property
+    def diff(self) -> Float[Tensor, "batch pos n_senders d_model"]:
+        """``patched - clean``: what removing an edge adds to its receiver (clean run)."""
+        return self.patched - self.clean
+
+
+def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
+    if tokens is None:
+        raise EmptyInputError(f"{name} tokens are missing; pass a [batch, pos] tensor of token ids.")
+    tokens = torch.as_tensor(tokens)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or tokens.numel() == 0:
+        raise EmptyInputError(f"{name} tokens must be a non-empty [batch, pos] tensor; got shape {tuple(tokens.shape)}.")
+    if tokens.shape[1] > model.cfg.n_ctx:
+        raise PromptTooLongError(
+            f"{name} prompts have {tokens.shape[1]} tokens but the model's n_ctx is {model.cfg.n_ctx}; shorten them."
+        )
+    if tokens.dtype not in (torch.int64, torch.int32) or tokens.min() < 0 or tokens.max() >= model.cfg.d_vocab:
+        raise MechinterpError(f"{name} tokens must be integer ids in [0, {model.cfg.d_vocab}).")
+    return tokens.long().to(model.cfg.device)
+
+
+def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos n_senders d_model"]:
+    """Every sender's output in a plain forward pass on ``tokens`` (no gradient)."""
+    with torch.no_grad():
+        _, outs = run_edges(model, graph, tokens, capture=True)
+    return outs
+
+
+def prepare(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
+    ablation: str = "corrupted",
+    graph: Graph | None = None,
+) -> PatchSetup:
+    """Cache what edge patching needs: clean sender outputs and the values to patch in.
+
+    Args:
+        model: a ``HookedTransformer``.
+        tokens: clean ``[batch, pos]`` ids.
+        corrupted_tokens: same shape; required for ``"corrupted"`` and ``"mean"`` ablation
+            (mean: the per-position mean of the corrupted run's sender outputs).
+        ablation: ``"corrupted"``, ``"mean"``, ``"zero"`` or ``"resample"`` (each prompt's removed
+            edges carry the clean sender outputs of the previous prompt in the batch).
+        graph: defaults to ``Graph.from_model(model)``.
+
+    Raises:
+        MechinterpError: unknown ablation; ShapeMismatchError when clean and corrupted
+            differ in shape; PromptTooLongError / EmptyInputError on bad tokens.
+    """
+    if ablation not in ABLATIONS:
+        raise MechinterpError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
+    graph = graph or Graph.from_model(model)
+    tokens = _check_tokens(model, tokens, "clean")
+    corr = None
+    if ablation not in ("zero", "resample") or corrupted_tokens is not None:
+        corr = _check_tokens(model, corrupted_tokens, "corrupted")
+        if corr.shape != tokens.shape:
+            raise ShapeMismatchError(
+                f"clean {tuple(tokens.shape)} and corrupted {tuple(corr.shape)} tokens differ in shape; "
+                "pad or re-draw them so that every clean prompt has a corrupted one of the same length."
+            )
+    clean = sender_outputs(model, graph, tokens)
+    if ablation == "zero":
+        patched = torch.zeros_like(clean[:1])
+    elif ablation == "resample":  # each prompt gets the next prompt's clean sender outputs
+        if tokens.shape[0] < 2:
+            raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
+        patched = clean.roll(1, dims=0)
+    else:
+        patched = sender_outputs(model, graph, corr)
+        if ablation == "mean":
+            patched = patched.mean(0, keepdim=True)
+    return PatchSetup(graph, tokens, patched, clean, ablation, corr)
+
+
+def _as_alpha(setup: PatchSetup, patch: Tensor) -> Tensor:
+    g = setup.graph
+    patch = torch.as_tensor(patch)
+    if patch.ndim == 2:
+        patch = patch[None]
+    if patch.ndim != 3 or patch.shape[1:] != g.real.shape:
+        raise ShapeMismatchError(
+            f"A patch mask must be [n_senders, n_receivers] = {tuple(g.real.shape)} or carry a leading mask "
+            f"dimension; got {tuple(patch.shape)}."
+        )
+    if patch.dtype == torch.bool:
+        patch = patch.float()
+    if not torch.isfinite(patch).all():
+        raise NonFiniteError("The patch mask has NaN or infinite entries.")
+    return patch * g.real.to(patch.device, patch.dtype)
+
+
+def patch_edges(
+    model: Any, setup: PatchSetup, patch: Float[Tensor, "k n_senders n_receivers"], chunk: int | None = None
+) -> Float[Tensor, "k batch pos d_vocab"]:
+    """Logits with the edges where ``patch`` is 1 patched (fractions interpolate), one pass per chunk of masks.
+
+    Args:
+        model: the model ``setup`` was prepared on.
+        setup: from :func:`prepare`.
+        patch: ``[n_senders, n_receivers]`` or ``[k, n_senders, n_receivers]``; bool or float;
+            entries that are not real edges are ignored.
+        chunk: masks per forward pass (default: all ``k``).
+    """
+    alpha = _as_alpha(setup, patch).to(model.cfg.device)
+    chunk = chunk or alpha.shape[0]
+    with torch.no_grad():
+        parts = [run_edges(model, setup.graph, setup.tokens, setup.patched, alpha[i : i + chunk])[0]
+                 for i in range(0, alpha.shape[0], chunk)]
+    return torch.cat(parts)
+
+
+def run_edges(
+    model: Any,
+    graph: Graph,
+    tokens: Int[Tensor, "batch pos"],
+    patched: Tensor | None = None,
+    alpha: Float[Tensor, "k n_senders n_receivers"] | None = None,
+    *,
+    capture: bool = False,
+    embed_fn: Callable[[Tensor], Tensor] | None = None,
+    receiver_inputs: list[tuple[int, Tensor]] | None = None,
+) -> tuple[Float[Tensor, "k batch pos d_vocab"], Tensor | None]:
+    """The low-level patched forward pass (see the module docstring).
+
+    Args:
+        tokens: ``[batch, pos]``; the run uses ``k * batch`` rows (mask-major).
+        patched: ``[batch or 1, pos, n_senders, d_model]`` values for removed edges.
+        alpha: ``[k, n_senders, n_receivers]`` patch amounts (may require grad).
+        capture: also return every sender output ``[k*batch, pos, n_senders, d_model]``.
+        embed_fn: maps the embedding output (``blocks.0.hook_resid_pre``) before use (EAP-IG on inputs).
+        receiver_inputs: if a list, ``(first receiver index, tensor)`` per receiver input is appended
+            (for gradients with respect to them).
+
+    Returns:
+        ``(logits [k, batch, pos, d_vocab], sender outputs or None)``.
+    """
+    cfg = model.cfg
+    k = 1 if alpha is None else alpha.shape[0]
+    batch = tokens.shape[0]
+    blocks: list[tuple[int, Tensor]] = []  # (first sender index, [rows, pos, n, d_model])
+    diffs: dict[int, Tensor] = {}  # block index -> [k, batch*pos, n, d_model], filled lazily
+    if alpha is not None and patched is None:
+        raise MechinterpError("Patched values are needed when a patch mask is given; use prepare().")
+
+    def add_sender(start: int, out: Tensor) -> None:
+        blocks.append((start, out))
+
+    def block_diff(i: int) -> Tensor:
+        """``patched - live output`` of sender block ``i``, computed once: [k, batch*pos, n, d_model]."""
+        if i not in diffs:
+            start, out = blocks[i]
+            n = out.shape[2]
+            diff = patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:])
+            diffs[i] = diff.reshape(k, -1, n, out.shape[-1])
+        return diffs[i]
+
+    def delta(cols: slice | list[int]) -> Tensor | None:
+        if alpha is None:
+            return None
+        total = None
+        for i, (start, out) in enumerate(blocks):
+            a = alpha[:, start : start + out.shape[2], cols]  # [k, n, r]
+            if not a.requires_grad and not bool(a.any()):
+                continue  # no mask patches these edges: skip the difference and the contraction
+            term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(out.dtype))
+            total = term if total is None else total + term
+        if total is None:
+            return None
+        return total.reshape(k * batch, -1, total.shape[2], total.shape[3])
+
+    def record(first: int, x: Tensor) -> Tensor:
+        if receiver_inputs is not None:
+            receiver_inputs.append((first, x))
+        return x
+
+    def embed_hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, d_model]
+        if embed_fn is not None:
+            x = embed_fn(x)
+        add_sender(0, x[:, :, None, :])
+        return x
+
+    def z_hook(layer: int) -> Callable:
+        heads, _ = graph.layer_senders(layer)
+        w_o = model.blocks[layer].attn.W_O  # [head_index d_head d_model]
+
+        def hook(z: Tensor, hook: Any) -> Tensor:  # [rows, pos, head_index, d_head]
+            add_sender(heads.start, torch.einsum("bphe,hed->bphd", z, w_o.to(z.dtype)))
+            return z
+
+        return hook
+
+    def mlp_out_hook(layer: int) -> Callable:
+        _, mlp = graph.layer_senders(layer)
+
+        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, d_model]
+            add_sender(mlp, x[:, :, None, :])
+            return x
+
+        return hook
+
+    def qkv_hook(layer: int, part: int) -> Callable:
+        qkv, _ = graph.layer_receivers(layer)
+        cols = list(range(qkv.start + part, qkv.stop, 3))
+
+        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, head_index, d_model]
+            d = delta(cols)
+            return record(cols[0], x if d is None else x + d)
+
+        return hook
+
+    def single_hook(col: int) -> Callable:
+        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, d_model]
+            d = delta([col])
+            return record(col, x if d is None else x + d[:, :, 0])
+
+        return hook
+
+    fwd: list[tuple[str, Callable]] = [("blocks.0.hook_resid_pre", embed_hook)]
+    for layer in range(cfg.n_layers):
+        for part, name in enumerate(("q", "k", "v")):
+            fwd.append((f"blocks.{layer}.hook_{name}_input", qkv_hook(layer, part)))
+        fwd.append((f"blocks.{layer}.attn.hook_z", z_hook(layer)))
+        if graph.has_mlp:
+            fwd.append((f"blocks.{layer}.hook_mlp_in", single_hook(graph.layer_receivers(layer)[1])))
+            fwd.append((f"blocks.{layer}.hook_mlp_out", mlp_out_hook(layer)))
+    fwd.append((f"blocks.{cfg.n_layers - 1}.hook_resid_post", single_hook(graph.n_receivers - 1)))
+
+    rows = tokens.repeat(k, 1) if k > 1 else tokens
+    with edge_mode(model), model.hooks(fwd_hooks=fwd):
+        logits = model(rows)
+    outs = None
+    if capture:
+        outs = torch.cat([out for _, out in sorted(blocks, key=lambda b: b[0])], dim=2)
+    return logits.view(k, batch, *logits.shape[1:]), outs

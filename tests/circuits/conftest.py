@@ -1,0 +1,39 @@
+"""Shared fixtures for the circuits tests: zoo models and tasks, loaded once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mechinterp
+from mechinterp.circuits import prepare, setup_for
+
+
+@pytest.fixture(scope="session")
+def frac():
+    model = mechinterp.load("zoo:tracr-frac-prevs")
+    task = mechinterp.tasks.load("tracr-frac-prevs", model, n=12, seed=1)
+    return model, task, setup_for(model, task, "zero")
+
+
+@pytest.fixture(scope="session")
+def reverse():
+    # ACDC's setting: length-3 inputs; at the maximum length 5 the length sub-circuit is
+    # invisible to zero ablation (zeroing L0H0's value input reads as "length 5").
+    model = mechinterp.load("zoo:tracr-reverse")
+    task = mechinterp.tasks.load("tracr-reverse", model, n=12, seed=1, seq_len=3)
+    return model, task, setup_for(model, task, "zero")
+
+
+@pytest.fixture(scope="session")
+def tiny_setup(tiny_model):
+    """The random LayerNorm+MLP model with clean/corrupted token batches and a logit-diff metric."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(3, 48, (3, 6), generator=gen)
+    corrupted = torch.randint(3, 48, (3, 6), generator=gen)
+    setup = prepare(tiny_model, clean, corrupted, ablation="corrupted")
+
+    def metric(logits):
+        return logits[:, -1, 5] - logits[:, -1, 7]
+
+    return tiny_model, setup, metric

@@ -1,0 +1,43 @@
+"""Circuit: selections return new objects, JSON round trip, networkx view, drawings, offline HTML."""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+
+from mechinterp.circuits import Circuit, discover
+
+
+def test_top_n_and_threshold_do_not_mutate(frac):
+    model, task, setup = frac
+    c = discover(model, task, "exact", "zero", setup=setup)
+    before = c.selected.clone()
+    top = c.top_n(3)
+    thr = c.threshold(float(c.scores.abs().max()) / 2)
+    assert top is not c and top.n_edges == 3 and torch.equal(c.selected, before)
+    assert thr.n_edges >= 1 and all(abs(v) >= float(c.scores.abs().max()) / 2 for _, _, v in thr.edges())
+    assert [abs(v) for _, _, v in top.edges()] == sorted((abs(v) for _, _, v in c.edges()), reverse=True)[:3]
+
+
+def test_json_round_trip_and_networkx(frac, tmp_path):
+    model, task, setup = frac
+    c = discover(model, task, "eap", "zero", setup=setup).top_n(5)
+    back = Circuit.from_json(c.to_json())
+    assert torch.equal(back.scores, c.scores) and torch.equal(back.selected, c.selected) and back.method == "eap"
+    loaded = Circuit.load(c.save(tmp_path / "c.json"))
+    assert loaded.edges() == c.edges()
+    dg = c.to_networkx()
+    assert isinstance(dg, nx.DiGraph) and set(dg.nodes) == set(c.nodes()) and dg.has_edge("embed", "L1H0")
+    assert set(dg["embed"]["L1H0"]["input"]) == {"q", "k"}
+    assert c.to_dataframe()["selected"].sum() == 5
+    assert sum(c.node_scores().values()) > 0
+
+
+def test_figures_and_html_are_offline(frac, tmp_path):
+    model, task, setup = frac
+    c = discover(model, task, "eap", "zero", setup=setup).top_n(5)
+    svg = c.save_figure(tmp_path / "g.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert c.save_figure(tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    html = c.to_html()
+    assert "data:image/png;base64" in html and "L1H0" in html and "http" not in html

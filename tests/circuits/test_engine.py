@@ -1,0 +1,109 @@
+"""Edge patching equals hook-based patching (plain TransformerLens hooks), batched masks equal single runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mechinterp.circuits import Graph, patch_edges, prepare
+from mechinterp.core.hooks import assert_no_hooks
+from mechinterp.errors import NonFiniteError, PromptTooLongError, ShapeMismatchError
+
+TOL = 1e-5
+
+
+def _hooked(model, tokens, name, fn):
+    return model.run_with_hooks(tokens, fwd_hooks=[(name, fn)])
+
+
+def test_zero_and_full_masks_are_clean_and_corrupted(tiny_setup):
+    model, setup, _ = tiny_setup
+    g = setup.graph
+    out = patch_edges(model, setup, torch.stack([torch.zeros(g.real.shape), torch.ones(g.real.shape)]))
+    assert torch.allclose(out[0], model(setup.tokens), atol=TOL)
+    assert torch.allclose(out[1], model(setup.corrupted_tokens), atol=TOL)
+    assert_no_hooks(model)
+    assert not model.cfg.use_split_qkv_input and not model.cfg.use_hook_mlp_in
+
+
+def test_all_edges_into_a_receiver_equal_patching_its_input(tiny_setup):
+    model, setup, _ = tiny_setup
+    g = setup.graph
+    _, corr = model.run_with_cache(setup.corrupted_tokens)
+    cases = [
+        ("L1H2.k", "blocks.1.attn.hook_k", lambda x, hook: torch.cat([x[:, :, :2], corr[hook.name][:, :, 2:3], x[:, :, 3:]], 2)),
+        ("L1H1.q", "blocks.1.attn.hook_q", lambda x, hook: torch.cat([x[:, :, :1], corr[hook.name][:, :, 1:2], x[:, :, 2:]], 2)),
+        ("L0H3.v", "blocks.0.attn.hook_v", lambda x, hook: torch.cat([x[:, :, :3], corr[hook.name][:, :, 3:]], 2)),
+        ("MLP1", "blocks.1.hook_mlp_out", lambda x, hook: corr[hook.name]),
+        ("logits", "blocks.1.hook_resid_post", lambda x, hook: corr[hook.name]),
+    ]
+    for receiver, hook_name, fn in cases:
+        mask = torch.zeros(g.real.shape)
+        mask[:, g.receiver_index(receiver)] = 1.0
+        ours = patch_edges(model, setup, mask)[0]
+        assert torch.allclose(ours, _hooked(model, setup.tokens, hook_name, fn), atol=TOL), receiver
+
+
+def test_one_senders_edges_equal_patching_its_output(tiny_setup):
+    model, setup, _ = tiny_setup
+    g = setup.graph
+    _, corr = model.run_with_cache(setup.corrupted_tokens)
+    for sender, hook_name, fn in [
+        ("L0H1", "blocks.0.attn.hook_z", lambda x, hook: torch.cat([x[:, :, :1], corr[hook.name][:, :, 1:2], x[:, :, 2:]], 2)),
+        ("MLP0", "blocks.0.hook_mlp_out", lambda x, hook: corr[hook.name]),
+        ("embed", "blocks.0.hook_resid_pre", lambda x, hook: corr[hook.name]),
+    ]:
+        mask = torch.zeros(g.real.shape)
+        mask[g.sender_index(sender)] = 1.0
+        ours = patch_edges(model, setup, mask)[0]
+        assert torch.allclose(ours, _hooked(model, setup.tokens, hook_name, fn), atol=TOL), sender
+
+
+def test_single_edge_to_logits_equals_adding_the_difference(tiny_setup):
+    model, setup, _ = tiny_setup
+    g = setup.graph
+    s = g.sender_index("L0H2")
+    _, clean = model.run_with_cache(setup.tokens)
+    _, corr = model.run_with_cache(setup.corrupted_tokens)
+    w = model.blocks[0].attn.W_O[2]
+    delta = (corr["blocks.0.attn.hook_z"][:, :, 2] - clean["blocks.0.attn.hook_z"][:, :, 2]) @ w
+    ref = _hooked(model, setup.tokens, "blocks.1.hook_resid_post", lambda x, hook: x + delta)
+    mask = torch.zeros(g.real.shape)
+    mask[s, g.receiver_index("logits")] = 1
+    assert torch.allclose(patch_edges(model, setup, mask)[0], ref, atol=TOL)
+
+
+def test_zero_ablation_of_a_head_equals_zeroing_its_z(tiny_model, tiny_setup):
+    _, setup, _ = tiny_setup
+    zero = prepare(tiny_model, setup.tokens, ablation="zero")
+    mask = torch.zeros(zero.graph.real.shape)
+    mask[zero.graph.sender_index("L1H0")] = 1
+    ref = _hooked(tiny_model, setup.tokens, "blocks.1.attn.hook_z",
+                  lambda x, hook: torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:]], 2))
+    assert torch.allclose(patch_edges(tiny_model, zero, mask)[0], ref, atol=TOL)
+
+
+def test_batched_masks_equal_separate_runs(tiny_setup):
+    model, setup, _ = tiny_setup
+    gen = torch.Generator().manual_seed(3)
+    masks = (torch.rand(5, *setup.graph.real.shape, generator=gen) < 0.3).float()
+    together = patch_edges(model, setup, masks)
+    chunked = patch_edges(model, setup, masks, chunk=2)
+    for i in range(5):
+        alone = patch_edges(model, setup, masks[i])[0]
+        assert torch.allclose(together[i], alone, atol=TOL) and torch.allclose(chunked[i], alone, atol=TOL)
+
+
+def test_bad_input_raises_and_restores_model(tiny_model, tiny_setup):
+    _, setup, _ = tiny_setup
+    with pytest.raises(ShapeMismatchError):
+        prepare(tiny_model, setup.tokens, setup.corrupted_tokens[:, :4])
+    with pytest.raises(PromptTooLongError):
+        prepare(tiny_model, torch.ones(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.long))
+    with pytest.raises(ShapeMismatchError):
+        patch_edges(tiny_model, setup, torch.zeros(3, 3))
+    with pytest.raises(NonFiniteError):
+        patch_edges(tiny_model, setup, torch.full(setup.graph.real.shape, float("nan")))
+    assert_no_hooks(tiny_model)
+    assert not tiny_model.cfg.use_split_qkv_input and not tiny_model.cfg.use_hook_mlp_in
+    assert Graph.from_model(tiny_model).n_edges == setup.graph.n_edges
