@@ -1,4 +1,4 @@
-"""The wheel ships the zoo (weights, tokenizers, cards, circuits) and runs from an install."""
+"""The wheel ships the zoo (weights, tokenizers, cards, circuits); installed, it loads offline and runs the report."""
 
 from __future__ import annotations
 
@@ -52,3 +52,9 @@ def test_installed_wheel_loads_zoo_offline(wheel, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ok")
+    report = subprocess.run(
+        [sys.executable, "-m", "mechinterp", "report", "--model", "zoo:toy-lm", "--task", "ioi", "--n", "8", "--out", "rep"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "<section id='probes'>" in (tmp_path / "rep" / "report.html").read_text()

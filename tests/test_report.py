@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -32,7 +33,10 @@ def test_every_section_and_no_external_reference(report):
         assert f"<section id='{key}'>" in page
     assert external_references(page) == []
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", page)
-    assert (report.parent / "report.json").exists()
+    data = json.loads((report.parent / "report.json").read_text())
+    assert data["task"]["accuracy"] >= 0.95 and data["task"]["metric clean"] > data["task"]["metric corrupted"]
+    assert {"resid_pre", "z"} <= set(data["patching"]) and data["circuit"]["faithfulness"]["fractions"]
+    assert data["attention"]["circuit_heads"] and len(data["attribution"]) == 2 and data["probes"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is absent: `apt-get install -y chromium` (Debian) to run the browser test")

@@ -49,5 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MechinterpError as err:
         print(f"mechinterp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # unwritable output folder, missing file...
+        print(f"mechinterp {args.command}: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
