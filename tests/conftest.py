@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 
 WORDS = [f"w{i}" for i in range(45)]
-
-
-def _refuse(*args, **kwargs):
-    raise OSError("network access is disabled in this test")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,12 +18,12 @@ def _one_torch_thread():
 
 
 @pytest.fixture
-def no_network(monkeypatch):
+def no_network():
     """Make every socket connection fail, as on a machine without internet."""
-    monkeypatch.setattr(socket.socket, "connect", _refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", _refuse)
-    monkeypatch.setattr(socket, "create_connection", _refuse)
-    yield
+    from mechinterp.testing import offline
+
+    with offline():
+        yield
 
 
 @pytest.fixture(scope="session")

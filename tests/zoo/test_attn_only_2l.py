@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
 
 import mechinterp
+from mechinterp.testing import offline
 from mechinterp.zoo import diagnostics as dg
 
 SEG = 20
@@ -15,14 +15,7 @@ SEG = 20
 
 @pytest.fixture(scope="module")
 def model():
-    with pytest.MonkeyPatch.context() as mp:
-
-        def no_network(*args, **kwargs):
-            raise OSError("network disabled in this test")
-
-        mp.setattr(socket.socket, "connect", no_network)
-        mp.setattr(socket.socket, "connect_ex", no_network)
-        mp.setattr(socket, "create_connection", no_network)
+    with offline():
         return mechinterp.load("zoo:attn-only-2l")
 
 

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
 
 import mechinterp
+from mechinterp.testing import offline
 
 TASKS = ("ioi", "facts", "sentiment", "greater-than", "induction")
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
 
 
 @pytest.fixture(scope="module")
 def model():
-    with pytest.MonkeyPatch.context() as mp:
-
-        def no_network(*args, **kwargs):
-            raise OSError("network disabled in this test")
-
-        mp.setattr(socket.socket, "connect", no_network)
-        mp.setattr(socket.socket, "connect_ex", no_network)
-        mp.setattr(socket, "create_connection", no_network)
+    with offline():
         return mechinterp.load("zoo:toy-lm")
 
 
