@@ -230,14 +230,25 @@ def run_edges(
     if alpha is not None and patched is None:
         raise MechinterpError("Patched values are needed when a patch mask is given; use prepare().")
 
-    def add_sender(start: int, out: Tensor) -> None:
-        blocks.append((start, out))
+    class _Lazy:
+        """A sender block's output, computed on first use (head results cost a [rows, pos, head, d_model] product)."""
+
+        def __init__(self, fn: Callable[[], Tensor], n: int) -> None:
+            self.fn, self.n, self.value = fn, n, None
+
+        def get(self) -> Tensor:
+            if self.value is None:
+                self.value = self.fn()
+            return self.value
+
+    def add_sender(start: int, out: Tensor | _Lazy) -> None:
+        blocks.append((start, out if isinstance(out, _Lazy) else _Lazy(lambda: out, out.shape[2])))
 
     def block_diff(i: int) -> Tensor:
         """``patched - live output`` of sender block ``i``, computed once: [k, batch*pos, n, d_model]."""
         if i not in diffs:
-            start, out = blocks[i]
-            n = out.shape[2]
+            start, lazy = blocks[i]
+            out, n = lazy.get(), lazy.n
             diff = patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:])
             diffs[i] = diff.reshape(k, -1, n, out.shape[-1])
         return diffs[i]
@@ -246,11 +257,22 @@ def run_edges(
         if alpha is None:
             return None
         total = None
-        for i, (start, out) in enumerate(blocks):
-            a = alpha[:, start : start + out.shape[2], cols]  # [k, n, r]
-            if not a.requires_grad and not bool(a.any()):
-                continue  # no mask patches these edges: skip the difference and the contraction
-            term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(out.dtype))
+        for i, (start, lazy) in enumerate(blocks):
+            a = alpha[:, start : start + lazy.n, cols]  # [k, n, r]
+            if a.requires_grad:
+                term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
+            else:
+                active = torch.nonzero(a.reshape(k, -1).any(1)).flatten()
+                if len(active) == 0:
+                    continue  # no mask patches these edges: skip the difference and the contraction
+                if len(active) == k:
+                    term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
+                else:  # sparse masks (exact scoring): contract only the masks that touch these edges
+                    out, n = lazy.get(), lazy.n
+                    live = out.view(k, batch, *out.shape[1:])[active]
+                    diff = (patched[..., start : start + n, :].to(out.dtype)[None] - live).reshape(len(active), -1, n, out.shape[-1])
+                    part = torch.einsum("kxsd,ksr->kxrd", diff, a[active].to(out.dtype))
+                    term = part.new_zeros(k, *part.shape[1:]).index_add_(0, active, part)
             total = term if total is None else total + term
         if total is None:
             return None
@@ -272,7 +294,7 @@ def run_edges(
         w_o = model.blocks[layer].attn.W_O  # [head_index d_head d_model]
 
         def hook(z: Tensor, hook: Any) -> Tensor:  # [rows, pos, head_index, d_head]
-            add_sender(heads.start, torch.einsum("bphe,hed->bphd", z, w_o.to(z.dtype)))
+            add_sender(heads.start, _Lazy(lambda: torch.einsum("bphe,hed->bphd", z, w_o.to(z.dtype)), z.shape[2]))
             return z
 
         return hook
@@ -318,5 +340,5 @@ def run_edges(
         logits = model(rows)
     outs = None
     if capture:
-        outs = torch.cat([out for _, out in sorted(blocks, key=lambda b: b[0])], dim=2)
+        outs = torch.cat([lazy.get() for _, lazy in sorted(blocks, key=lambda b: b[0])], dim=2)
     return logits.view(k, batch, *logits.shape[1:]), outs
