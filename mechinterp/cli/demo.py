@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             clean = model(task.clean_tokens)
             corrupted = model(task.corrupted_tokens)
-        cache = mechinterp.SharedCache(model, task.clean_tokens, positions="last", batch_size=args.batch_size, progress=False)
+        cache = mechinterp.SharedCache(model, task, positions="last", batch_size=args.batch_size, progress=False)
         resid = cache.stack("resid_post")
         rows.append(
             {

@@ -56,7 +56,8 @@ class SharedCache:
 
     Args:
         model: a ``HookedTransformer``.
-        prompts: text prompts, token ids ``[batch, pos]``, or a :class:`Tokenized` batch.
+        prompts: text prompts, token ids ``[batch, pos]`` (taken as unpadded), a
+            :class:`Tokenized` batch, or a task (its clean prompts, padding respected).
         positions: ``"all"`` (every position, padded to the longest prompt; see
             :attr:`attention_mask`), ``"last"`` (each prompt's last real token; the
             position dimension is dropped), or a list of indices per prompt (negative
@@ -92,6 +93,10 @@ class SharedCache:
         if batch_size < 1:
             raise MechinterpError(f"batch_size must be at least 1, got {batch_size}.")
         self.model = model
+        if hasattr(prompts, "clean_tokens") and hasattr(prompts, "lengths"):  # a mechinterp.tasks.Task
+            tokens, lengths = prompts.clean_tokens, prompts.lengths
+            mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).long()
+            prompts = Tokenized(tokens, mask, lengths, "right")
         self.inputs = prompts if isinstance(prompts, Tokenized) else tokenize(
             model, prompts, prepend_bos=prepend_bos, padding_side=padding_side
         )

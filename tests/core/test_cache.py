@@ -114,3 +114,15 @@ def test_bad_input(tiny_model):
     with pytest.raises(MechinterpError, match="outside prompt"):
         SharedCache(tiny_model, RAGGED, positions=[3])
     assert not any(hp.fwd_hooks for hp in tiny_model.hook_dict.values())
+
+
+def test_task_input_respects_each_prompts_length():
+    import mechinterp
+
+    model = mechinterp.load("zoo:toy-lm")
+    task = mechinterp.tasks.load("ioi", model, n=6, seed=0)
+    assert len(set(task.lengths.tolist())) > 1  # ragged, so "last" must differ from the padded end
+    cache = SharedCache(model, task, positions="last")
+    _, ref = model.run_with_cache(task.clean_tokens)
+    rows = torch.arange(len(task))
+    torch.testing.assert_close(cache["resid_post", 3], ref["blocks.3.hook_resid_post"][rows, task.lengths - 1], atol=1e-5, rtol=1e-5)
