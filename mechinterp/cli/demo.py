@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     rows = []
     for name in mechinterp.tasks.names():
+        if name.startswith("tracr-") and getattr(model, "zoo_name", None) != name:
+            continue  # compiled programs: their tasks only mean something on their own model
         try:
             task = mechinterp.tasks.load(name, model, n=args.n, seed=args.seed)
         except mechinterp.MechinterpError:
