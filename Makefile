@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install report demo test bench clean
+.PHONY: install report demo test bench bench-doc clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ report: install  ## the main job: the circuit report on the embedded zoo model (
 test: install  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
 
-bench: install  ## benchmarks (results go to BENCHMARKS.md by hand)
+bench: install  ## benchmarks (each script prints its tables; copy them into benchmarks/results/, then make bench-doc)
 	$(PY) benchmarks/cache_memory.py
+
+bench-doc:  ## rebuild BENCHMARKS.md from benchmarks/results/*.md
+	python3 benchmarks/assemble.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

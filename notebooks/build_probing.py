@@ -15,7 +15,7 @@ CELLS = [
 
 Three questions, each with the statistics a probe needs to be believed: held-out scores with 95%
 intervals, the Hewitt & Liang **control task** (random labels tied to a word type) and its
-**selectivity**, a **random-direction** baseline and the **majority** class. Then the causal
+**selectivity**, two **random-direction** baselines (raw, and whitened: near chance) and the **majority** class. Then the causal
 question: does the model *use* the direction the probe found?
 
 1. Sentiment polarity of a review (`sentiment` task).

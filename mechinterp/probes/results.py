@@ -34,7 +34,10 @@ class SweepResult(AbstractResult):
         site, hook_names, layers, positions: what was probed.
         score, ci_low, ci_high: ``[layer][position]`` held-out score and its 95% interval.
         control, selectivity: the Hewitt–Liang control-task score and task − control.
-        random, random_std: mean (sd) score of 1-D probes on random directions.
+        random, random_std: mean (sd) score of 1-D probes on random directions of the raw
+            activation space (high when the property is the dominant direction of variance).
+        random_whitened, random_whitened_std: the same on random directions of the whitened
+            space (``Σ^{-1/2} r``): the near-chance baseline for "a direction not learned".
         majority: majority-class accuracy (0 for R²). chance: 1 / classes.
         n_examples, n_train, split, classes: the evaluation set-up.
     """
@@ -58,6 +61,8 @@ class SweepResult(AbstractResult):
     n_train: int
     split: str
     classes: list[str] = field(default_factory=list)
+    random_whitened: list[list[float]] = field(default_factory=list)
+    random_whitened_std: list[list[float]] = field(default_factory=list)
 
     def to_dataframe(self) -> Any:
         """One row per (layer, position) with the score, interval and every baseline."""
@@ -69,7 +74,9 @@ class SweepResult(AbstractResult):
                 rows.append({
                     "layer": layer, "position": pos, self.metric: self.score[i][j], "ci_low": self.ci_low[i][j],
                     "ci_high": self.ci_high[i][j], "control": self.control[i][j], "selectivity": self.selectivity[i][j],
-                    "random_direction": self.random[i][j], "majority": self.majority,
+                    "random_direction": self.random[i][j],
+                    "random_whitened": self.random_whitened[i][j] if self.random_whitened else float("nan"),
+                    "majority": self.majority,
                 })
         return pd.DataFrame(rows)
 
@@ -93,6 +100,8 @@ class SweepResult(AbstractResult):
             ax.fill_between(x, np.asarray(self.ci_low)[:, j], np.asarray(self.ci_high)[:, j], alpha=0.2)
             ax.plot(x, np.asarray(self.control)[:, j], ls="--", marker="x", label=f"control task ({pos})")
             ax.plot(x, np.asarray(self.random)[:, j], ls=":", label=f"random direction ({pos})")
+            if self.random_whitened:
+                ax.plot(x, np.asarray(self.random_whitened)[:, j], ls="-.", label=f"random whitened direction ({pos})")
         if self.metric == "accuracy":
             ax.axhline(self.majority, color="grey", lw=1, label="majority class")
         ax.set_xticks(x, [str(l) for l in self.layers])

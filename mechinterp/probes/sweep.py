@@ -8,8 +8,19 @@ chunks and memory stays bounded. Next to every cell's score it reports
 
 * the 95% interval (Wilson on pooled out-of-fold accuracy; bootstrap for R²),
 * the Hewitt–Liang control-task score and the selectivity (task − control),
-* the mean score of ``n_random`` one-dimensional probes on random directions,
+* the mean score of ``n_random`` one-dimensional probes on random directions, drawn both in
+  the raw activation space and in whitened coordinates (see below),
 * the majority-class accuracy (or R² of predicting the training mean).
+
+Two random-direction baselines are reported because they answer different questions. A
+random unit vector in the *raw* space lands mostly on the high-variance directions; when the
+probed property is itself the dominant direction of variance (sentiment at the last layer of
+``zoo:toy-lm`` carries 83% of it), such a direction still decodes it (0.83–0.92 there).
+That number measures how *salient* the property is, not whether the probe found anything. A
+random direction in *whitened* coordinates (``u = Σ^{-1/2} r`` with ``Σ`` the training
+covariance) weights every direction of variation equally, so it sits near chance unless the
+property is spread over most of the space: that is the "does a direction not learned from the
+labels decode it?" baseline (0.53 at toy-lm's last layer, majority 0.56).
 
 Example:
     >>> result = probe_sweep(data, cv=5)  # doctest: +SKIP
@@ -93,6 +104,7 @@ def probe_sweep(
     task_pred = np.zeros((len(cells), n))
     ctrl_pred = np.zeros((len(cells), n))
     rand_pred = np.zeros((len(cells), max(n_random, 1), n))
+    white_pred = np.zeros((len(cells), max(n_random, 1), n))
     majority, tested = [], np.zeros(n, dtype=bool)
     for f, (train, held) in enumerate(folds):
         in_train = torch.zeros(n)
@@ -105,8 +117,9 @@ def probe_sweep(
         task_pred[:, held] = pred[: len(cells), held]
         if controls:
             ctrl_pred[:, held] = pred[len(cells):, held]
-            rand_pred[:, :, held] = _random_probe(probe, cells, full.y, weight, n_classes, n_random, seed + f, C, alpha,
-                                                  device, chunk_rows, max_iter)[:, :, held]
+            for whiten, out in ((False, rand_pred), (True, white_pred)):
+                out[:, :, held] = _random_probe(probe, cells, full.y, weight, n_classes, n_random, seed + f, C, alpha,
+                                                device, chunk_rows, max_iter, whiten=whiten)[:, :, held]
         majority.append(majority_baseline(full.y[train], full.y[held]) * len(held))
         tested[held] = True
     held_mask = mask[:, torch.as_tensor(tested)].bool().numpy()
@@ -120,15 +133,18 @@ def probe_sweep(
     if controls:
         yc_held = y_control[tested]
         control = np.array([_score(full.is_classification, yc_held[m], p[tested][m])[0] for p, m in zip(ctrl_pred, held_mask)]).reshape(shape)
-        rand = np.array([[_score(full.is_classification, y_held[m], r[tested][m])[0] for r in rs] for rs, m in zip(rand_pred, held_mask)])
-        random_mean, random_std = rand.mean(1).reshape(shape), rand.std(1).reshape(shape)
+        rand, white = ([[_score(full.is_classification, y_held[m], r[tested][m])[0] for r in rs] for rs, m in zip(preds, held_mask)]
+                       for preds in (rand_pred, white_pred))
+        random_mean, random_std = np.mean(rand, 1).reshape(shape), np.std(rand, 1).reshape(shape)
+        white_mean, white_std = np.mean(white, 1).reshape(shape), np.std(white, 1).reshape(shape)
     else:
-        control, random_mean, random_std = nan, nan, nan
+        control, random_mean, random_std, white_mean, white_std = nan, nan, nan, nan, nan
     return SweepResult(
         probe=probe, metric="accuracy" if full.is_classification else "r2", site=full.hook_names[0],
         hook_names=list(full.hook_names), layers=list(full.layers), positions=list(full.position_labels),
         score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(), control=control.tolist(),
         selectivity=(score - control).tolist(), random=random_mean.tolist(), random_std=random_std.tolist(),
+        random_whitened=white_mean.tolist(), random_whitened_std=white_std.tolist(),
         majority=float(sum(majority) / tested.sum()) if full.is_classification else 0.0,
         chance=1.0 / n_classes if n_classes else 0.0, n_examples=int(tested.sum()), n_train=int(len(folds[0][0])),
         split=split, classes=[str(c) for c in full.classes] if full.classes is not None else [],
@@ -151,15 +167,36 @@ def _predict(heads: LinearHeads, cells: list[torch.Tensor], chunk_rows: int | No
     return torch.cat(out, 1).numpy()
 
 
-def _random_probe(probe, cells, y, weight, n_classes, k, seed, C, alpha, device, chunk_rows, max_iter) -> np.ndarray:  # noqa: ANN001
-    """Held-out predictions of 1-D probes on ``k`` random directions per cell: ``[cells, k, n]``."""
+def _random_probe(probe, cells, y, weight, n_classes, k, seed, C, alpha, device, chunk_rows, max_iter,  # noqa: ANN001
+                  whiten=False) -> np.ndarray:
+    """Held-out predictions of 1-D probes on ``k`` random directions per cell: ``[cells, k, n]``.
+
+    With ``whiten`` each cell's directions are ``Σ^{-1/2} r`` for its training covariance ``Σ``
+    (pseudo-inverse over the directions with variance above 1e-6 of the largest), so that a
+    random direction is isotropic in the whitened coordinates.
+    """
     d = cells[0].shape[-1]
-    u = random_directions(d, k, seed).to(device)  # [k, d]
-    proj = torch.cat([block @ u.T for _, block in iter_rows(cells, chunk_rows, device)], 1)  # [cells, n, k]
+    u = random_directions(d, k, seed).to(device).expand(len(cells), k, d)  # [cells, k, d]
+    if whiten:
+        u = torch.einsum("cij,ckj->cki", _inverse_sqrt_covariance(cells, weight, chunk_rows, device), u.double()).float()
+    proj = torch.cat([torch.einsum("cnd,ckd->cnk", block, u) for _, block in iter_rows(cells, chunk_rows, device)], 1)
     flat = list(proj.permute(0, 2, 1).reshape(-1, proj.shape[1], 1))  # [cells*k] of [n, 1]
     heads = _fit("ridge" if probe == "ridge" else "logistic", flat, torch.as_tensor(np.broadcast_to(y, (len(flat), len(y))).copy()),
                  weight.repeat_interleave(k, 0), n_classes, C, alpha, device, None, max_iter)
     return _predict(heads, flat, None, device).reshape(len(cells), k, -1)
+
+
+def _inverse_sqrt_covariance(cells, weight, chunk_rows, device) -> torch.Tensor:  # noqa: ANN001
+    """``Σ^{-1/2}`` (pseudo-inverse) of each cell's weighted training covariance, float64 ``[cells, d, d]``."""
+    w = weight.to(device, torch.float64)
+    total = w.sum(1)[:, None]
+    mean = sum(torch.einsum("cn,cnd->cd", w[:, rows], block.double()) for rows, block in iter_rows(cells, chunk_rows, device)) / total
+    cov = sum(torch.einsum("cn,cnd,cne->cde", w[:, rows], block.double() - mean[:, None], block.double() - mean[:, None])
+              for rows, block in iter_rows(cells, chunk_rows, device)) / total[..., None]
+    lam, vec = torch.linalg.eigh(cov)
+    keep = lam > lam[:, -1:].clamp_min(1e-30) * 1e-6
+    scale = torch.where(keep, lam.clamp_min(1e-30).rsqrt(), torch.zeros_like(lam))
+    return vec @ (scale[..., None] * vec.transpose(1, 2))
 
 
 def _score(classification: bool, y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
