@@ -7,8 +7,10 @@ and one optimiser run fits them all, on CPU or GPU:
 
 * **logistic** — the objective of scikit-learn's ``LogisticRegression`` per cell (L2,
   ``C``, unpenalised intercept; a sigmoid for two classes, softmax for more), on
-  standardised features as ``StandardScaler`` would give, minimised by L-BFGS. Cells are
-  independent, so the sum of their objectives has the same minimiser as each one alone.
+  standardised features as ``StandardScaler`` would give. Binary probes are minimised by
+  batched Newton steps (:mod:`mechinterp.probes.newton`, ~10 steps), multi-class ones by
+  L-BFGS over all cells jointly: cells are independent, so the sum of their objectives has
+  the same minimiser as each one alone.
 * **ridge** — the closed form of scikit-learn's ``Ridge`` (centred, ``alpha``).
 * **mass-mean** — class means (Marks & Tegmark 2023); the decision is the nearest class
   mean, ``argmax_k  mu_k . x - |mu_k|^2 / 2``, which for two classes is the sign of
@@ -36,6 +38,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.probes.memory import iter_rows
+from mechinterp.probes.newton import newton_binary, newton_fits
 from mechinterp.probes.validation import ProbeInputError, ProbeShapeError, check_finite
 
 __all__ = ["LinearHeads", "fit_logistic", "fit_ridge", "fit_mass_mean", "Features"]
@@ -148,8 +151,9 @@ def fit_logistic(
     device: str | torch.device = "cpu",
     chunk_rows: int | None = None,
     dtype: torch.dtype = torch.float32,
+    solver: str = "auto",
 ) -> LinearHeads:
-    """Fit one L2-regularised logistic regression per cell, all at once (L-BFGS).
+    """Fit one L2-regularised logistic regression per cell, all at once (Newton or L-BFGS).
 
     Minimises, per cell, ``C * sum_i w_i CE(x_i W + b, y_i) + |W|^2 / 2`` (scikit-learn's
     ``LogisticRegression`` objective) on standardised ``x`` when ``standardize``.
@@ -166,6 +170,8 @@ def fit_logistic(
         device: where to fit.
         chunk_rows: read the features in chunks of this many rows (bounded memory).
         dtype: precision of the fit (float32 by default; float64 for tight agreement).
+        solver: ``"newton"`` (binary only: batched Newton/IRLS), ``"lbfgs"``, or ``"auto"``
+            (Newton for binary probes whose Hessians fit 512 MB, else L-BFGS).
 
     Returns:
         :class:`LinearHeads` in the original feature space.
@@ -174,6 +180,10 @@ def fit_logistic(
         raise ProbeInputError(f"C must be positive (it is the inverse regularisation strength), got {C}.")
     if n_classes < 2:
         raise ProbeInputError(f"A classification probe needs at least 2 classes, got n_classes={n_classes}.")
+    if solver not in ("auto", "newton", "lbfgs"):
+        raise ProbeInputError(f"Unknown solver {solver!r}; choose 'auto', 'newton' or 'lbfgs'.")
+    if solver == "newton" and n_classes != 2:
+        raise ProbeInputError("The Newton solver fits binary probes only; use solver='lbfgs' (or 'auto') for more classes.")
     device = torch.device(device)
     cells = _as_cells(features)
     n_cells, (n, d) = len(cells), cells[0].shape
@@ -194,6 +204,16 @@ def fit_logistic(
     b = torch.zeros(n_cells, k, device=device, dtype=dtype, requires_grad=True)
     total = weight.sum(-1)  # [cells]
     cached = None if chunk_rows is not None else ((next(iter_rows(cells, None, device, dtype))[1] - mean[:, None]) / std[:, None])
+    if k == 1 and (solver == "newton" or (solver == "auto" and newton_fits(n_cells, d))):
+        def blocks():  # noqa: ANN202
+            if cached is not None:
+                return iter([(slice(0, n), cached)])
+            return ((rows, (block - mean[:, None]) / std[:, None]) for rows, block in iter_rows(cells, chunk_rows, device, dtype))
+
+        w_std, b_std, n_iter = newton_binary(blocks, yy, weight, C=C, max_iter=max_iter, tol=tol)
+        w_orig = (w_std.to(dtype) / std)[..., None]
+        b_orig = b_std.to(dtype)[:, None] - torch.einsum("cd,cdk->ck", mean, w_orig)
+        return LinearHeads(w_orig, b_orig, "logistic", n_classes, n_iter)
 
     def chunk_loss(rows: slice, x: Tensor) -> Tensor:
         logits = torch.baddbmm(b[:, None, :], x, W)  # [cells, rows, k]

@@ -35,6 +35,22 @@ def test_batched_logistic_equals_sklearn_per_cell(cells):
         np.testing.assert_allclose(heads.weight[c, :, 0].numpy(), coef, atol=2e-3 * np.abs(coef).max())
 
 
+def test_newton_and_lbfgs_reach_the_same_minimiser(cells):
+    """Binary probes: batched Newton (default) and L-BFGS minimise the same strictly convex objective."""
+    X, y = cells
+    weight = (torch.rand(4, 300, generator=torch.Generator().manual_seed(3)) < 0.8).double()
+    newton = fit_logistic(X, y, 2, sample_weight=weight, solver="newton", dtype=torch.float64, tol=1e-9)
+    lbfgs = fit_logistic(X, y, 2, sample_weight=weight, solver="lbfgs", dtype=torch.float64, tol=1e-9)
+    assert newton.n_iter <= 15 < lbfgs.n_iter
+    torch.testing.assert_close(newton.weight, lbfgs.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(newton.bias, lbfgs.bias, atol=1e-6, rtol=1e-5)
+    keep = weight[1].bool().numpy()
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, tol=1e-12, max_iter=10000)).fit(X[1, keep], y[keep])
+    np.testing.assert_allclose(newton.weight[1, :, 0].numpy(), ref[-1].coef_[0] / ref[0].scale_, rtol=1e-5, atol=1e-7)
+    with pytest.raises(MechinterpError, match="binary"):
+        fit_logistic(X, y.clamp(max=1) + (y > 0).long(), 3, solver="newton")
+
+
 def test_multiclass_per_cell_labels_and_masks(cells):
     X, _ = cells
     y3 = torch.stack([X[c, :, :3].argmax(-1) for c in range(4)])  # different labels per cell
