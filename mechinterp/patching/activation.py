@@ -102,6 +102,7 @@ def _run(
     chunk_size: int | None,
     method: str,
     seed: int,
+    readout: str = "auto",
 ) -> tuple[list[Tensor], list[Tensor], float, float | None, bool]:
     hooks = sorted({h for s in sweeps for h in s.hooks.values()})
     base_tokens, sources, target = _sources(model, inputs, hooks, direction, ablation, seed)
@@ -110,7 +111,9 @@ def _run(
     if method == "naive":
         per_prompt = run_naive(model, base, variants, inputs.metric)
     else:
-        per_prompt = run_variants(model, base, variants, inputs.metric, memory_budget=memory_budget, chunk_size=chunk_size)
+        per_prompt = run_variants(
+            model, base, variants, inputs.metric, memory_budget=memory_budget, chunk_size=chunk_size, readout=readout
+        )
     raw_flat = per_prompt.mean(1)
     base_value = float(base.metric.mean())
     do_norm = normalise and target is not None
@@ -150,6 +153,7 @@ def activation_patch(
     chunk_size: int | None = None,
     method: Literal["batched", "naive"] = "batched",
     seed: int = 0,
+    readout: Literal["auto", "full"] = "auto",
 ) -> PatchResult:
     """Patch one site over a sweep of layers / positions / heads and measure the metric.
 
@@ -172,6 +176,9 @@ def activation_patch(
         chunk_size: variants per stacked pass (overrides ``memory_budget``).
         method: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
         seed: the permutation seed of resample ablation.
+        readout: ``"auto"`` computes the unembedding (and the last block's queries) only
+            at the positions the metric reads, when that can be verified (see
+            :mod:`mechinterp.patching.readout`); ``"full"`` always computes full logits.
 
     Returns:
         A :class:`PatchResult` with dims ``by``'s axes (``raw`` = TL's numbers when
@@ -193,7 +200,7 @@ def activation_patch(
     sweep = make_sweep(model, site, by, inputs.str_tokens, layers=layers, positions=positions, heads=heads)
     raws, values, base_value, target, do_norm = _run(
         model, inputs, [sweep], direction=direction, ablation=ablation, normalise=normalise,
-        memory_budget=memory_budget, chunk_size=chunk_size, method=method, seed=seed,
+        memory_budget=memory_budget, chunk_size=chunk_size, method=method, seed=seed, readout=readout,
     )
     return PatchResult(
         values=values[0], raw=raws[0], dims=sweep.axes, labels=sweep.labels, site=site,
@@ -215,7 +222,7 @@ def _every(
     raws, values, base_value, target, do_norm = _run(
         model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),
         memory_budget=kw.pop("memory_budget", "auto"), chunk_size=kw.pop("chunk_size", None), method=method,
-        seed=kw.pop("seed", 0),
+        seed=kw.pop("seed", 0), readout=kw.pop("readout", "auto"),
     )
     if kw:
         raise MechinterpError(f"Unexpected arguments: {sorted(kw)}.")

@@ -14,6 +14,13 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
    values of positions ``< p`` in a frozen KV cache, and the base logits fill in the
    prefix of the output. Variants are sorted by ``p`` so a chunk shares a long prefix.
 4. **Chunking.** Chunks are sized to a memory budget.
+5. **Only the logits the metric reads.** The final LayerNorm and unembedding run only at the
+   positions the metric reads (found and verified by :mod:`mechinterp.patching.readout`;
+   the metric gets full-shaped logits with NaN elsewhere, and a chunk whose metric is not
+   finite is recomputed with full logits).
+6. **Only the queries the metric needs in the last block.** Where the last block has only
+   position-local patches, it computes keys and values at every changed position but
+   queries, attention output and MLP only from the earliest read position on.
 
 :func:`run_naive` is the one-run-per-variant reference; tests assert both agree.
 """
@@ -31,7 +38,8 @@ from torch import Tensor
 
 from mechinterp.core.sites import layer_of, needs_flags, position_dim
 from mechinterp.core.storage import parse_bytes
-from mechinterp.patching.inputs import Metric, evaluate_metric
+from mechinterp.patching.inputs import Metric, check_value, evaluate_metric
+from mechinterp.patching.readout import Readout, find_readout, local_values
 
 __all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
 
@@ -165,10 +173,12 @@ def _start_layer(variant: Variant) -> int | None:
     return None if any(l is None for l in layers) else min(layers)  # type: ignore[type-var]
 
 
-def _bytes_per_row(model: Any, n_pos: int) -> int:
+def _bytes_per_row(model: Any, n_pos: int, logit_pos: int | None = None) -> int:
+    """Bytes one row (one prompt of one variant) of a stacked pass needs, roughly."""
     cfg = model.cfg
     d_mlp = cfg.d_mlp or 0
-    return 4 * n_pos * (10 * cfg.d_model + 2 * d_mlp + 3 * cfg.n_heads * n_pos + 2 * cfg.d_vocab)
+    logit_pos = n_pos if logit_pos is None else logit_pos
+    return 4 * (n_pos * (10 * cfg.d_model + 2 * d_mlp + 3 * cfg.n_heads * n_pos) + 2 * logit_pos * cfg.d_vocab)
 
 
 def _prefix_ok(model: Any) -> bool:
@@ -181,18 +191,24 @@ def _prefix_ok(model: Any) -> bool:
     )
 
 
-def _patch_hook(groups: list[tuple[Tensor | None, Tensor, Tensor, bool, bool]], n_var: int, batch: int, prefix: int) -> Callable:
-    """A hook applying, for each group, ``where(mask, source, act)`` to the variants in ``index``."""
+def _patch_hook(groups: list[tuple[Tensor | None, Tensor, Tensor, bool, bool]], n_var: int, batch: int, state: dict[str, int]) -> Callable:
+    """A hook applying, for each group, ``where(mask, source, act)`` to the variants in ``index``.
+
+    The activation covers (query) positions from ``state["pos0"]`` on: the run skips an
+    unchanged prefix, and the last block may be run in two parts (:mod:`~mechinterp.patching.tail`).
+    """
 
     def hook(act: Tensor, hook: Any) -> Tensor:
         pdim = position_dim(hook.name)
+        pos0, length = state["pos0"], act.shape[pdim]
         view = act.reshape(n_var, batch, *act.shape[1:])
         cloned = False
         for index, mask, source, add, own in groups:
             sdim = pdim + 1 if own else pdim
-            if prefix:
-                mask = mask.narrow(pdim, prefix, mask.shape[pdim] - prefix) if mask.shape[pdim] > 1 else mask
-                source = source.narrow(sdim, prefix, source.shape[sdim] - prefix) if source.shape[sdim] > 1 else source
+            if mask.shape[pdim] > 1 and (pos0 or length != mask.shape[pdim]):
+                mask = mask.narrow(pdim, pos0, length)
+            if source.shape[sdim] > 1 and (pos0 or length != source.shape[sdim]):
+                source = source.narrow(sdim, pos0, length)
             mask_b = mask.unsqueeze(1)  # [n, 1, ...]
             src = (source if own else source.unsqueeze(0)).to(act.dtype)  # [n or 1, batch or 1, ...]
             if index is None:
@@ -208,7 +224,7 @@ def _patch_hook(groups: list[tuple[Tensor | None, Tensor, Tensor, bool, bool]], 
     return hook
 
 
-def _hooks_for(chunk: Sequence[Variant], batch: int, prefix: int, device: Any) -> list[tuple[str, Callable]]:
+def _hooks_for(chunk: Sequence[Variant], batch: int, state: dict[str, int], device: Any) -> list[tuple[str, Callable]]:
     by_hook: dict[str, dict[tuple[Any, bool], list[tuple[int, Patch]]]] = defaultdict(lambda: defaultdict(list))
     for v, variant in enumerate(chunk):
         for patch in variant:
@@ -224,7 +240,7 @@ def _hooks_for(chunk: Sequence[Variant], batch: int, prefix: int, device: Any) -
             own = kind == "own"
             source = torch.stack([p.source for _, p in items]) if own else items[0][1].source
             compiled.append((index, masks, source.to(device), add, own))
-        hooks.append((name, _patch_hook(compiled, len(chunk), batch, prefix)))
+        hooks.append((name, _patch_hook(compiled, len(chunk), batch, state)))
     return hooks
 
 
@@ -246,11 +262,21 @@ def _kv_cache(model: Any, base: BaseRun, start: int, prefix: int, reps: int) -> 
 
 
 def _run_chunk(
-    model: Any, base: BaseRun, chunk: Sequence[Variant], start: int | None, prefix: int, capture: Sequence[str] = ()
-) -> tuple[Tensor, dict[str, Tensor]]:
+    model: Any,
+    base: BaseRun,
+    chunk: Sequence[Variant],
+    start: int | None,
+    prefix: int,
+    capture: Sequence[str] = (),
+    readout: Readout | None = None,
+) -> tuple[Tensor, dict[str, Tensor], bool]:
+    """One stacked pass: the logits (full ``[rows, pos, d_vocab]``, or ``[rows, k, d_vocab]`` at
+    ``readout``'s positions: then the flag is true) and the captured activations."""
     batch, n_pos = base.tokens.shape
     reps = len(chunk)
-    hooks = _hooks_for(chunk, batch, prefix, base.tokens.device)
+    state = {"pos0": prefix}
+    hooks = _hooks_for(chunk, batch, state, base.tokens.device)
+    patch_names = [name for name, _ in hooks]
     captured: dict[str, Tensor] = {}
 
     def save(act: Tensor, hook: Any) -> None:
@@ -258,6 +284,7 @@ def _run_chunk(
 
     hooks += [(name, save) for name in capture]
     kwargs: dict[str, Any] = {}
+    kv = None
     if start is None:
         inp: Tensor = base.tokens.repeat(reps, 1)
         hooks = [*base.fwd_hooks, *hooks]
@@ -265,15 +292,22 @@ def _run_chunk(
         inp = base.resid_pre[start][:, prefix:].repeat(reps, 1, 1)
         kwargs["start_at_layer"] = start
         if prefix:
-            kwargs["past_kv_cache"] = _kv_cache(model, base, start, prefix, reps)
+            kv = kwargs["past_kv_cache"] = _kv_cache(model, base, start, prefix, reps)
             kwargs["attention_mask"] = torch.ones(batch * reps, n_pos, dtype=torch.long, device=inp.device)
         if model.cfg.positional_embedding_type == "shortformer":
             kwargs["shortformer_pos_embed"] = model.pos_embed(base.tokens)[:, prefix:].repeat(reps, 1, 1)
+    if readout is not None and not capture:
+        from mechinterp.patching.tail import local_logits, split_ok
+
+        split = split_ok(model, patch_names, [name for name, _ in base.fwd_hooks] if start is None else ())
+        with model.hooks(fwd_hooks=hooks):
+            logits = local_logits(model, base, inp, kwargs, kv, readout, prefix, split, state)
+        return logits, captured, True
     with model.hooks(fwd_hooks=hooks):
         logits = model(inp, **kwargs)
     if prefix:
         logits = torch.cat([base.logits[:, :prefix].repeat(reps, 1, 1), logits], dim=1)
-    return logits, captured
+    return logits, captured, False
 
 
 def _budget(model: Any, memory_budget: int | str | None) -> float:
@@ -285,12 +319,20 @@ def _budget(model: Any, memory_budget: int | str | None) -> float:
     return parse_bytes(memory_budget) or 2**62
 
 
-def _default_chunk(model: Any, batch: int, n_pos: int, memory_budget: int | str | None) -> int:
+def _default_chunk(model: Any, batch: int, n_pos: int, memory_budget: int | str | None, logit_pos: int | None = None) -> int:
     budget = _budget(model, memory_budget)
-    rows = budget // _bytes_per_row(model, n_pos)
+    rows = budget // _bytes_per_row(model, n_pos, logit_pos)
     # Past a few hundred rows a pass is compute-bound; smaller chunks share longer unchanged prefixes.
     target = 1024 if str(model.cfg.device).startswith("cuda") else 128
     return max(1, int(min(rows, target) // batch))
+
+
+def _values(metric: Metric, logits: Tensor, reps: int, batch: int, n_pos: int, readout: Readout | None, local: bool) -> Tensor:
+    """``[reps, batch]`` metric values of one chunk (shape-checked; finiteness is checked by the caller)."""
+    if local:
+        assert readout is not None
+        return local_values(metric, logits, readout, n_pos, lambda v, b: check_value(v, b, finite=False))
+    return torch.stack([check_value(metric(logits[j * batch : (j + 1) * batch]), batch, finite=False) for j in range(reps)])
 
 
 def run_variants(
@@ -304,6 +346,7 @@ def run_variants(
     reuse_prefix: bool = True,
     naive: bool = False,
     capture: Sequence[str] = (),
+    readout: str = "auto",
 ) -> Any:
     """The metric of every variant, per prompt, in few stacked forward passes.
 
@@ -318,18 +361,28 @@ def run_variants(
         reuse_prefix: skip positions before the earliest patched one (KV-cache reuse).
         naive: one full forward pass per variant from the tokens (the reference).
         capture: hook names whose patched activations to return.
+        readout: ``"auto"``: compute logits (and the last block) only at the positions the
+            metric reads, when :func:`~mechinterp.patching.readout.find_readout` can verify
+            them; ``"full"``: always full logits.
 
     Returns:
         ``[n_variants, batch]`` metric values; with ``capture``, also a dict hook name ->
         ``[n_variants, batch, ...]`` activations.
     """
+    from mechinterp.patching.tail import local_ok
+
     batch, n_pos = base.tokens.shape
     out = torch.zeros(len(variants), batch)
     captured: dict[str, list[Tensor | None]] = {name: [None] * len(variants) for name in capture}
+    found = None
+    if readout not in ("auto", "full"):
+        raise ValueError(f"readout must be 'auto' or 'full', got {readout!r}.")
+    if metric is not None and not naive and not capture and readout == "auto" and local_ok(model, base):
+        found = find_readout(metric, base.logits)
     if naive:
         chunk_size, reuse_prefix = 1, False
     elif chunk_size is None:
-        chunk_size = _default_chunk(model, batch, n_pos, memory_budget)
+        chunk_size = _default_chunk(model, batch, n_pos, memory_budget, None if found is None else found.k)
     groups: dict[int | None, list[int]] = defaultdict(list)
     for i, variant in enumerate(variants):
         groups[None if naive else _start_layer(variant)].append(i)
@@ -341,12 +394,21 @@ def run_variants(
             members = sorted(members, key=lambda i: firsts[i])
             for lo in range(0, len(members), chunk_size):
                 ids = members[lo : lo + chunk_size]
+                chunk = [variants[i] for i in ids]
                 prefix = min(firsts[i] for i in ids) if (prefix_ok and start is not None) else 0
-                logits, acts = _run_chunk(model, base, [variants[i] for i in ids], start, prefix, capture)
-                for j, i in enumerate(ids):
-                    if metric is not None:
-                        out[i] = evaluate_metric(metric, logits[j * batch : (j + 1) * batch], batch).cpu()
-                    for name in capture:
+                logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, found)
+                if metric is not None:
+                    values = _values(metric, logits, len(ids), batch, n_pos, found, local)
+                    if local and not bool(torch.isfinite(values).all()):
+                        # The metric read a position that was not computed: full logits from now on.
+                        found = None
+                        logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, None)
+                        values = _values(metric, logits, len(ids), batch, n_pos, None, False)
+                    if not bool(torch.isfinite(values).all()):
+                        check_value(values[~torch.isfinite(values).all(1)][0], batch)  # raises NonFiniteError
+                    out[ids] = values.cpu()
+                for name in capture:
+                    for j, i in enumerate(ids):
                         captured[name][i] = acts[name][j]
     if capture:
         return out, {name: torch.stack(vals) for name, vals in captured.items()}  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from mechinterp.core.metrics import kl_div, logit_diff, logprob, prob
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
-__all__ = ["Metric", "PatchInputs", "prepare", "evaluate_metric", "METRIC_NAMES"]
+__all__ = ["Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "METRIC_NAMES"]
 
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 METRIC_NAMES = ("logit_diff", "logprob", "prob", "kl")
@@ -208,7 +208,16 @@ def evaluate_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"], 
         ShapeMismatchError: the metric returned something other than shape ``[batch]``.
         NonFiniteError: NaN or infinite values.
     """
-    value = metric(logits)
+    return check_value(metric(logits), batch)
+
+
+def check_value(value: Any, batch: int, *, finite: bool = True) -> Float[Tensor, " batch"]:
+    """Check a metric's value is one number per prompt (and finite, unless ``finite=False``).
+
+    Raises:
+        ShapeMismatchError: shape other than ``[batch]``.
+        NonFiniteError: NaN or infinite values.
+    """
     if not isinstance(value, Tensor):
         value = torch.as_tensor(value)
     if value.shape != (batch,):
@@ -216,7 +225,7 @@ def evaluate_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"], 
             f"The metric returned shape {tuple(value.shape)} for {batch} prompts; it must return one number per "
             "prompt, shape [batch] (e.g. drop a .mean(), or read the logits at one position per prompt)."
         )
-    if not torch.isfinite(value).all():
+    if finite and not torch.isfinite(value).all():
         raise NonFiniteError(
             "The metric returned NaN or infinite values; check the model's outputs (NaN weights?) and the metric."
         )
