@@ -13,7 +13,9 @@ may be a callable, a ``Task`` (its ``task.metric``), or a name with ``answers``:
 * ``"logprob"`` / ``"prob"`` — of the correct answer (``answers=correct``);
 * ``"kl"`` — minus the KL divergence from the clean next-token distribution (0 on the clean run).
 
-Scores are read at each prompt's last real token.
+Scores are read at each prompt's last real token; named metrics say so in a ``positions``
+attribute, which lets the batched runs compute logits only there
+(:mod:`mechinterp.patching.readout`; user callables are probed instead).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def _named_metric(model: Any, name: str, answers: Any, last: Tensor, clean_logit
             rows = torch.arange(batch, device=logits.device)
             return -kl_div(logits[rows, last][:, None], ref[rows, last][:, None])
 
+        kl_metric.positions = last  # type: ignore[attr-defined]  # read by mechinterp.patching.readout
         return kl_metric
     if answers is None:
         raise MechinterpError(
@@ -111,10 +114,20 @@ def _named_metric(model: Any, name: str, answers: Any, last: Tensor, clean_logit
         if not (isinstance(answers, (tuple, list)) and len(answers) == 2):
             raise MechinterpError("metric='logit_diff' needs answers=(correct, wrong): a pair of answer lists.")
         correct, wrong = _ids(model, answers[0], batch), _ids(model, answers[1], batch)
-        return lambda logits: logit_diff(logits, correct.to(logits.device), wrong.to(logits.device), last.to(logits.device))
+
+        def diff_metric(logits: Tensor) -> Tensor:
+            return logit_diff(logits, correct.to(logits.device), wrong.to(logits.device), last.to(logits.device))
+
+        diff_metric.positions = last  # type: ignore[attr-defined]
+        return diff_metric
     correct = _ids(model, answers, batch)
     fn = logprob if name == "logprob" else prob
-    return lambda logits: fn(logits, correct.to(logits.device), last.to(logits.device))
+
+    def answer_metric(logits: Tensor) -> Tensor:
+        return fn(logits, correct.to(logits.device), last.to(logits.device))
+
+    answer_metric.positions = last  # type: ignore[attr-defined]
+    return answer_metric
 
 
 def prepare(
