@@ -13,16 +13,6 @@ from mechinterp.tasks.tracr import frac_prevs_targets, reverse_targets
 NAMES = ("tracr-reverse", "tracr-frac-prevs")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny, and on a busy 2-core machine a second
-    intra-op thread makes each forward pass ~30x slower (measured: 15 ms vs 0.5 s)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def models():
     return {name: mechinterp.load(f"zoo:{name}") for name in NAMES}

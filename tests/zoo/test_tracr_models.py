@@ -4,29 +4,15 @@ references of the RASP programs, size, and a well-formed ground-truth circuit.""
 from __future__ import annotations
 
 import random
-import socket
 import time
 
 import pytest
 import torch
 
 import mechinterp
+from mechinterp.testing import offline
 
 NAMES = ("tracr-reverse", "tracr-frac-prevs")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny, and on a busy 2-core machine a second
-    intra-op thread makes each forward pass ~30x slower (measured: 15 ms vs 0.5 s)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _refuse(*args, **kwargs):
-    raise OSError("network disabled in this test")
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +22,7 @@ def loaded():
     import transformer_lens  # noqa: F401
 
     models, seconds = {}, {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", _refuse)
-        mp.setattr(socket.socket, "connect_ex", _refuse)
-        mp.setattr(socket, "create_connection", _refuse)
+    with offline():
         for name in NAMES:
             start = time.perf_counter()
             models[name] = mechinterp.load(f"zoo:{name}")
