@@ -138,39 +138,10 @@ def _probes_section(model: Any, task: Any, data: dict[str, Any]) -> str:
 
 
 def _subset(task: Any, index: torch.Tensor) -> Any:
-    """The task restricted to the prompts at ``index``, as a new Task.
-
-    Tasks whose metric or accuracy closes over the whole batch (``metric_fn``) are
-    returned whole: their closures cannot be re-indexed.
-    """
-    import dataclasses
-
+    """``task.subset(index)``; tasks whose metric closes over the whole batch are used whole."""
     if task.metric_fn is not None or task.accuracy_fn is not None or len(index) == len(task):
         return task
-    idx = index.tolist()
-
-    def pick(values: Any) -> Any:
-        return [values[i] for i in idx] if len(values) == len(task) else values
-
-    ground = dataclasses.replace(
-        task.ground_truth,
-        positions=pick(task.ground_truth.positions),
-        labels={k: pick(v) for k, v in task.ground_truth.labels.items()},
-    )
-    width = int(task.lengths[index].max())
-    return dataclasses.replace(
-        task,
-        clean_prompts=pick(task.clean_prompts),
-        corrupted_prompts=pick(task.corrupted_prompts),
-        clean_tokens=task.clean_tokens[index, :width],
-        corrupted_tokens=task.corrupted_tokens[index, :width],
-        lengths=task.lengths[index],
-        correct_answers=pick(task.correct_answers),
-        wrong_answers=pick(task.wrong_answers),
-        correct_tokens=task.correct_tokens[index],
-        wrong_tokens=task.wrong_tokens[index],
-        ground_truth=ground,
-    )
+    return task.subset(index)
 
 
 def build_report(

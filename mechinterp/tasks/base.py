@@ -95,6 +95,54 @@ class Task:
     def __len__(self) -> int:
         return len(self.clean_prompts)
 
+    def subset(self, index: Int[Tensor, " k"] | list[int] | slice) -> Task:
+        """The task restricted to the prompts at ``index``, as a new :class:`Task`.
+
+        Tokens are trimmed to the longest kept prompt; ground truth and every per-prompt
+        field follow the selection.
+
+        Raises:
+            MechinterpError: an empty selection, an index out of range, or a task whose
+                metric closes over its whole batch (``metric_fn`` / ``accuracy_fn``):
+                build a smaller task with ``tasks.load(..., n=...)`` instead.
+
+        Example:
+            >>> small = task.subset(range(8))  # doctest: +SKIP
+        """
+        import dataclasses
+
+        if isinstance(index, slice):
+            idx = list(range(len(self)))[index]
+        else:
+            idx = torch.as_tensor(index if isinstance(index, Tensor) else list(index), dtype=torch.long).flatten().tolist()
+        if not idx:
+            raise MechinterpError("The subset is empty: select at least one prompt.")
+        if min(idx) < -len(self) or max(idx) >= len(self):
+            raise MechinterpError(f"Subset index out of range for a task of {len(self)} prompts: {idx}.")
+        idx = [i % len(self) for i in idx]
+        if self.metric_fn is not None or self.accuracy_fn is not None:
+            raise MechinterpError(
+                f"Task {self.name!r} has a metric that closes over its whole batch, so it cannot be subset; "
+                f"load a smaller task with mechinterp.tasks.load({self.name!r}, model, n=...) instead.")
+        rows = torch.as_tensor(idx)
+
+        def pick(values: Any) -> Any:
+            return [values[i] for i in idx] if len(values) == len(self) else values
+
+        truth = dataclasses.replace(
+            self.ground_truth,
+            positions=pick(self.ground_truth.positions),
+            labels={k: pick(v) for k, v in self.ground_truth.labels.items()},
+        )
+        width = int(self.lengths[rows].max())
+        return dataclasses.replace(
+            self,
+            clean_prompts=pick(self.clean_prompts), corrupted_prompts=pick(self.corrupted_prompts),
+            clean_tokens=self.clean_tokens[rows, :width], corrupted_tokens=self.corrupted_tokens[rows, :width],
+            lengths=self.lengths[rows], correct_answers=pick(self.correct_answers), wrong_answers=pick(self.wrong_answers),
+            correct_tokens=self.correct_tokens[rows], wrong_tokens=self.wrong_tokens[rows], ground_truth=truth,
+        )
+
     def metric(self, logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
         """The task's default metric per prompt (logit difference by default)."""
         if self.metric_fn is not None:

@@ -144,3 +144,26 @@ def test_tokenizer_without_the_words_raises(tiny_model):
 def test_bad_split_raises(model):
     with pytest.raises(mechinterp.MechinterpError, match="split"):
         mechinterp.tasks.load("ioi", model, n=4, split="validation")
+
+
+def test_subset_selects_prompts_and_their_ground_truth(model, built):
+    from mechinterp.errors import MechinterpError
+
+    task = built["facts"]
+    short = int(task.lengths.argmin())
+    sub = task.subset([short, 3])
+    assert len(sub) == 2 and sub.clean_prompts == [task.clean_prompts[short], task.clean_prompts[3]]
+    assert sub.clean_tokens.shape[1] == int(max(task.lengths[short], task.lengths[3]))
+    assert sub.ground_truth.positions == [task.ground_truth.positions[short], task.ground_truth.positions[3]]
+    assert torch.equal(sub.correct_tokens, task.correct_tokens[[short, 3]])
+    with torch.no_grad():  # the subset's metric equals the full task's on those prompts
+        full = task.metric(model(task.clean_tokens))[[short, 3]]
+        torch.testing.assert_close(sub.metric(model(sub.clean_tokens)), full, atol=1e-4, rtol=1e-4)
+    assert task.subset(slice(0, 5)).clean_prompts == task.clean_prompts[:5]
+    assert len(task.subset(torch.tensor([1, 2]))) == 2
+    with pytest.raises(MechinterpError, match="empty"):
+        task.subset([])
+    with pytest.raises(MechinterpError, match="out of range"):
+        task.subset([len(task)])
+    with pytest.raises(MechinterpError, match="closes over"):
+        built["greater-than"].subset([0])
