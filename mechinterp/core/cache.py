@@ -66,6 +66,10 @@ class SharedCache:
         batch_size: prompts per forward pass.
         memory_budget: bytes (or ``"2GB"``) of activations to hold in memory; sites that
             would exceed it go to disk. ``None``: no limit.
+        store_device: where in-memory activations are kept: ``"cpu"`` (default), or
+            ``"model"`` / a device to keep them where the model runs (no host copy and no
+            synchronisation per batch on a GPU; the budget then counts that device's
+            memory). Spilled sites always go to disk.
         spill_dir: where spilled sites are written (a temporary folder by default).
         prepend_bos, padding_side: tokenisation, see :func:`~mechinterp.core.tokens.tokenize`.
         progress: show a progress bar (default: when there is more than one batch).
@@ -89,6 +93,7 @@ class SharedCache:
         prepend_bos: bool | None = None,
         padding_side: Literal["left", "right"] = "right",
         progress: bool | None = None,
+        store_device: str | torch.device = "cpu",
     ) -> None:
         if batch_size < 1:
             raise MechinterpError(f"batch_size must be at least 1, got {batch_size}.")
@@ -105,6 +110,10 @@ class SharedCache:
         self.positions = positions
         self.batch_size = batch_size
         self.memory_budget = parse_bytes(memory_budget)
+        try:
+            self.store_device = torch.device(model.cfg.device if str(store_device) == "model" else store_device)
+        except (RuntimeError, TypeError) as err:
+            raise MechinterpError(f"store_device must be 'cpu', 'model' or a torch device, got {store_device!r}.") from err
         self.progress = progress
         self._spill_dir = Path(spill_dir) if spill_dir is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -307,7 +316,7 @@ class SharedCache:
         in_memory = self.memory_bytes + sum(s.nbytes for s in pending.values() if not s.on_disk)
         size = n * math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         if in_memory + size <= self.memory_budget:
-            return MemoryStore(n, shape, dtype)
+            return MemoryStore(n, shape, dtype, self.store_device)
         return DiskStore(n, shape, dtype, self._spill_path(name))
 
     def _spill_path(self, name: str) -> Path:

@@ -59,14 +59,14 @@ class AbstractStore(ABC):
 
 
 class MemoryStore(AbstractStore):
-    """Rows held in one preallocated CPU tensor."""
+    """Rows held in one preallocated tensor on ``device`` (the CPU by default)."""
 
-    def __init__(self, n: int, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    def __init__(self, n: int, shape: tuple[int, ...], dtype: torch.dtype, device: str | torch.device = "cpu") -> None:
         super().__init__(n, shape, dtype)
-        self._data = torch.empty((n, *shape), dtype=dtype)
+        self._data = torch.empty((n, *shape), dtype=dtype, device=device)
 
     def append(self, block: Tensor) -> None:
-        self._data[self.filled : self.filled + len(block)] = block.detach().to("cpu", self.dtype)
+        self._data[self.filled : self.filled + len(block)] = block.detach().to(self._data.device, self.dtype)
         self.filled += len(block)
 
     def read(self) -> Tensor:

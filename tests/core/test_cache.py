@@ -126,3 +126,18 @@ def test_task_input_respects_each_prompts_length():
     _, ref = model.run_with_cache(task.clean_tokens)
     rows = torch.arange(len(task))
     torch.testing.assert_close(cache["resid_post", 3], ref["blocks.3.hook_resid_post"][rows, task.lengths - 1], atol=1e-5, rtol=1e-5)
+
+
+def test_store_device_keeps_values_where_asked(tiny_model):
+    """``store_device="model"`` keeps in-memory sites on the model's device, with the same values.
+
+    (On this CPU-only machine both are the CPU; ``benchmarks/cache_device.py --device cuda``
+    compares the two on a GPU.)
+    """
+    here = SharedCache(tiny_model, RAGGED, batch_size=2, store_device="model")
+    ref = SharedCache(tiny_model, RAGGED, batch_size=2)
+    assert here.store_device == torch.device(tiny_model.cfg.device)
+    assert torch.equal(here["resid_post", 1], ref["resid_post", 1])
+    assert here["resid_post", 1].device == torch.device(tiny_model.cfg.device)
+    with pytest.raises(MechinterpError, match="store_device"):
+        SharedCache(tiny_model, RAGGED, store_device="not-a-device")
