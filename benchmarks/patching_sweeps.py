@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/patching_sweeps.py                      # zoo:toy-lm, CPU, batches 4 16 32
     python benchmarks/patching_sweeps.py --gpt2 --device cuda --batches 1 16 64
+    python benchmarks/patching_sweeps.py --full     # also ours with readout="full" (all logits)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str], repeats: int) -> list[dict]:
+def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str], repeats: int, full: bool = False) -> list[dict]:
     from transformer_lens import patching as tlp
 
     from mechinterp.patching import activation_patch
@@ -81,13 +82,14 @@ def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str
                 _, cache = model.run_with_cache(clean)
                 return tl_fn(model, corrupted, cache, tl_metric)
 
-        def run_ours():
+        def run_ours(readout="auto"):
             with torch.no_grad():
-                return activation_patch(model, clean, corrupted, metric, site=site, by=by, normalise=False).raw
+                return activation_patch(model, clean, corrupted, metric, site=site, by=by, normalise=False, readout=readout).raw
 
         run_ours()  # warm-up (allocations, kernels)
         times = {}
-        for name, fn in (("tl", run_tl), ("ours", run_ours)):
+        runs = [("tl", run_tl), ("ours", run_ours)] + ([("ours_full", lambda: run_ours("full"))] if full else [])
+        for name, fn in runs:
             best = float("inf")
             for _ in range(repeats):
                 _sync(model.cfg.device)
@@ -101,8 +103,13 @@ def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str
             "sweep": f"{site} by {by}", "batch": batch, "n_pos": clean.shape[1], "tl_s": round(times["tl"][0], 3),
             "ours_s": round(times["ours"][0], 3), "ratio": round(times["tl"][0] / times["ours"][0], 2), "max_abs_diff": diff,
         })
+        extra = ""
+        if full:
+            rows[-1]["ours_full_s"] = round(times["ours_full"][0], 3)
+            rows[-1]["ratio_full"] = round(times["tl"][0] / times["ours_full"][0], 2)
+            extra = f"  (full logits: {times['ours_full'][0]:7.3f} s, {rows[-1]['ratio_full']:6.2f}x)"
         print(f"{rows[-1]['sweep']:<26} batch {batch:>3} pos {clean.shape[1]:>3}  TL {times['tl'][0]:8.3f} s  "
-              f"ours {times['ours'][0]:7.3f} s  ratio {rows[-1]['ratio']:6.2f}x  max|diff| {diff:.1e}", flush=True)
+              f"ours {times['ours'][0]:7.3f} s  ratio {rows[-1]['ratio']:6.2f}x  max|diff| {diff:.1e}{extra}", flush=True)
     return rows
 
 
@@ -117,6 +124,7 @@ def main() -> None:
     parser.add_argument("--sweeps", nargs="+", default=["resid_pre", "z"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--full", action="store_true", help="also time ours with readout='full' (all logits, full last block)")
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,7 +139,7 @@ def main() -> None:
           f"threads {args.threads}, torch {torch.__version__}")
     rows = []
     for batch in args.batches:
-        rows += bench(model, batch, args.n_pos, task_name, args.sweeps, args.repeats)
+        rows += bench(model, batch, args.n_pos, task_name, args.sweeps, args.repeats, args.full)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name, "rows": rows}, f, indent=2)

@@ -106,7 +106,8 @@ def _run(
 ) -> tuple[list[Tensor], list[Tensor], float, float | None, bool]:
     hooks = sorted({h for s in sweeps for h in s.hooks.values()})
     base_tokens, sources, target = _sources(model, inputs, hooks, direction, ablation, seed)
-    base = base_run(model, base_tokens, inputs.metric)
+    # The base activations at the patched hooks tell which patches change nothing (engine docs).
+    base = base_run(model, base_tokens, inputs.metric, cache_hooks=[h for h in hooks if not h.endswith("hook_resid_pre")])
     variants = [v for s in sweeps for v in s.variants(sources)]
     if method == "naive":
         per_prompt = run_naive(model, base, variants, inputs.metric)

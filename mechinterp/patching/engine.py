@@ -9,7 +9,9 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
    at ``L`` from the base run's cached ``resid_pre`` (``forward(start_at_layer=L)``): the
    blocks before it are identical to the base run and are not recomputed.
 3. **Reuse the unchanged prefix.** Transformers are causal, so positions before the
-   earliest patched position ``p`` keep their base values in every layer. Those positions
+   earliest patched position ``p`` keep their base values in every layer (``p`` is where a
+   patch first writes a *different* value, :mod:`mechinterp.patching.effective`; a patch
+   that writes only equal values is the base run and is not run). Those positions
    are not recomputed: the run starts at position ``p`` with the base run's keys and
    values of positions ``< p`` in a frozen KV cache, and the base logits fill in the
    prefix of the output. Variants are sorted by ``p`` so a chunk shares a long prefix.
@@ -38,6 +40,7 @@ from torch import Tensor
 
 from mechinterp.core.sites import layer_of, needs_flags, position_dim
 from mechinterp.core.storage import parse_bytes
+from mechinterp.patching.effective import effective_firsts
 from mechinterp.patching.inputs import Metric, check_value, evaluate_metric
 from mechinterp.patching.readout import Readout, find_readout, local_values
 
@@ -383,14 +386,18 @@ def run_variants(
         chunk_size, reuse_prefix = 1, False
     elif chunk_size is None:
         chunk_size = _default_chunk(model, batch, n_pos, memory_budget, None if found is None else found.k)
+    all_firsts = [0] * len(variants) if naive or capture else effective_firsts(variants, base)
     groups: dict[int | None, list[int]] = defaultdict(list)
     for i, variant in enumerate(variants):
+        if all_firsts[i] < 0:  # writes only values that are already there: the base run
+            out[i] = base.metric.cpu()
+            continue
         groups[None if naive else _start_layer(variant)].append(i)
     prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
     hooks = sorted({p.hook for v in variants for p in v} | set(capture))
     with torch.no_grad(), model_flags(model, hooks):
         for start, members in groups.items():
-            firsts = {i: min((p.first_pos for p in variants[i]), default=0) for i in members}
+            firsts = {i: all_firsts[i] for i in members}
             members = sorted(members, key=lambda i: firsts[i])
             for lo in range(0, len(members), chunk_size):
                 ids = members[lo : lo + chunk_size]
