@@ -3,9 +3,16 @@
 Clean prompts are ``BOS + A + A[:-1]`` for a segment ``A`` of distinct random words; the
 model should predict ``A[-1]`` at the last position by induction: the current token
 ``A[-2]`` occurred before, and the token after that occurrence was ``A[-1]``. Corrupted
-prompts ``BOS + A + A'[:-1]`` replace the second copy by fresh words (none from ``A``), so
-nothing repeats and there is nothing to copy; the wrong answer is a random word not in
-``A``.
+prompts ``BOS + C`` are random-token sequences of the same length (ACDC's corruption for
+induction): ``2 * seq_len - 1`` distinct fresh words, none from ``A``, so nothing repeats and
+every token differs from the clean prompt's, in both copies. The wrong answer is a random
+word in neither prompt.
+
+Why both copies change: the circuit reads the current token (induction queries), the
+previous-token heads' output at the first copy (induction keys) and the first-copy token
+itself (induction values). A corruption that kept the first copy (an earlier version of this
+task) left the key and value inputs identical in the clean and corrupted runs, so corrupted
+patching could not see them; one that kept the second copy would hide the queries.
 
 Ground truth, by construction: the answer is determined by the first-copy occurrence of
 ``A[-1]`` (what an induction head attends to) and of the current token ``A[-2]`` (what the
@@ -112,10 +119,10 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
     if seq_len < 3:
         raise MechinterpError(f"seq_len must be at least 3 (got {seq_len}).")
     words = word_ids(model)
-    if len(words) < 2 * seq_len:
+    if len(words) < 3 * seq_len:
         raise MechinterpError(
             f"The tokenizer has only {len(words)} usable word tokens; the induction task needs at least "
-            f"2 * seq_len = {2 * seq_len}. Lower seq_len."
+            f"3 * seq_len = {3 * seq_len} (the segment, a fresh corrupted sequence and a wrong answer). Lower seq_len."
         )
     bos = _bos(model)
     off = 0 if bos is None else 1
@@ -124,12 +131,12 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
         raise MechinterpError(f"Prompts of {length} tokens exceed n_ctx = {model.cfg.n_ctx}; lower seq_len.")
 
     gen = torch.Generator().manual_seed(seed)
-    perms = torch.stack([torch.randperm(len(words), generator=gen)[: 2 * seq_len] for _ in range(n)])
-    draw = words[perms]  # [n, 2 * seq_len]: A, then A', then the wrong answer: all distinct
-    seg, fresh, wrong = draw[:, :seq_len], draw[:, seq_len : 2 * seq_len - 1], draw[:, -1]
+    perms = torch.stack([torch.randperm(len(words), generator=gen)[: 3 * seq_len] for _ in range(n)])
+    draw = words[perms]  # [n, 3 * seq_len]: A, then the corrupted sequence C, then the wrong answer: all distinct
+    seg, fresh, wrong = draw[:, :seq_len], draw[:, seq_len : 3 * seq_len - 1], draw[:, -1]
     prefix = torch.full((n, off), bos if bos is not None else 0, dtype=torch.long)
     clean = torch.cat([prefix, seg, seg[:, :-1]], dim=1)  # [n, length]
-    corrupted = torch.cat([prefix, seg, fresh], dim=1)  # [n, length]
+    corrupted = torch.cat([prefix, fresh], dim=1)  # [n, length]: no repeat, no word of A
 
     second = list(range(off + seq_len, length))
     pos_in_repeat = [-1] * (off + seq_len) + list(range(seq_len - 1))

@@ -34,11 +34,12 @@ def test_shapes_and_construction(task):
     first, second = task.clean_tokens[:, 1 : 1 + L], task.clean_tokens[:, 1 + L :]
     assert torch.equal(second, first[:, :-1])
     assert torch.equal(task.correct_tokens, first[:, -1])
-    assert torch.equal(task.corrupted_tokens[:, : 1 + L], task.clean_tokens[:, : 1 + L])
     for i in range(n):
         seen = set(first[i].tolist())
-        assert not seen & set(task.corrupted_tokens[i, 1 + L :].tolist())  # the repeat is broken
-        assert task.wrong_tokens[i].item() not in seen
+        corrupted = task.corrupted_tokens[i, 1:].tolist()
+        assert len(set(corrupted)) == len(corrupted)  # a random-token sequence: nothing repeats
+        assert not seen & set(corrupted)  # both copies change: queries, keys and values all differ
+        assert task.wrong_tokens[i].item() not in seen | set(corrupted)
     assert task.correct_answers[0] == f"t{task.correct_tokens[0].item() - 3}"
 
 
