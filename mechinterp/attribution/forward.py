@@ -9,7 +9,8 @@ masks in, target scores out, with dropped features replaced by a replacement tok
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -19,7 +20,8 @@ from torch import Tensor
 from mechinterp.attribution.targets import BoundTarget
 from mechinterp.errors import MechinterpError, NonFiniteError
 
-__all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer"]
+__all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer",
+           "frozen_parameters", "needed_length"]
 
 Hook = tuple[str, Any]
 
@@ -29,14 +31,54 @@ def token_embeddings(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tens
     return model.embed(tokens.to(model.cfg.device))
 
 
-def _unembed(model: Any, resid: Tensor) -> Tensor:
+def _unembed(model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | None = None
+             ) -> Float[Tensor, "batch n_pos n_columns"]:
+    """Final norm and unembedding, for the vocabulary ``columns`` only when given.
+
+    ``resid @ W_U + b_U`` directly: TL's ``Unembed.forward`` copies ``W_U.T`` into a
+    contiguous matrix on every call (the whole ``d_model x d_vocab`` matrix, the largest
+    copy of a forward pass), which the matmul does not need.
+    """
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
-    logits = model.unembed(resid)
+    w_u, b_u = model.unembed.W_U, model.unembed.b_U
+    if columns is not None:
+        idx = torch.as_tensor(columns, device=w_u.device)
+        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
+    logits = torch.matmul(resid, w_u) + b_u  # [batch, n_pos, n_columns]
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
     if cap is not None and cap > 0:
         logits = cap * torch.tanh(logits / cap)
     return logits
+
+
+def needed_length(model: Any, target: BoundTarget, n_tokens: int) -> int:
+    """How many leading positions the target depends on.
+
+    In a causal model the logits at position ``p`` read positions ``<= p`` only, so the
+    forward pass can stop after the last position the target reads (for a forced
+    continuation, the last token is never read). Gradients for dropped positions are 0.
+    """
+    if target.positions is None or getattr(model.cfg, "attention_dir", "causal") != "causal":
+        return n_tokens
+    return min(n_tokens, max(target.positions) + 1)
+
+
+@contextmanager
+def frozen_parameters(model: Any) -> Iterator[None]:
+    """Parameters do not require gradients inside the block; their flags are restored after, also on error.
+
+    Input-attribution methods differentiate with respect to the input only; parameters
+    that require gradients make autograd keep extra tensors for weight gradients.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def forward_scores(
@@ -58,7 +100,10 @@ def forward_scores(
     Returns:
         ``[batch, n_targets]`` scores.
     """
-    tokens = tokens.to(model.cfg.device)
+    keep = needed_length(model, target, tokens.shape[-1])
+    tokens = tokens[:, :keep].to(model.cfg.device)
+    if embed is not None:
+        embed = embed[:, :keep]
     hooks = list(fwd_hooks)
     if embed is not None:
         hooks.insert(0, ("hook_embed", lambda value, hook: embed))
@@ -69,7 +114,7 @@ def forward_scores(
         resid = model(tokens, stop_at_layer=model.cfg.n_layers, **kwargs)  # [batch, pos, d_model]
         if target.positions is not None:
             resid = resid[:, target.positions]  # [batch, n_pos, d_model]
-        logits = _unembed(model, resid)  # [batch, n_pos, d_vocab]
+        logits = _unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
         return target.score(logits)
 
 
@@ -159,7 +204,7 @@ def target_gradients(
     ``fwd_hooks`` may change how gradients flow (LRP rules) but not the forward values.
     """
     embed = embed.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen_parameters(model):
         scores = forward_scores(model, tokens, target, embed=embed, fwd_hooks=fwd_hooks)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")

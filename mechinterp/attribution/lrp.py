@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
-from mechinterp.attribution.forward import forward_scores, token_embeddings
+from mechinterp.attribution.forward import forward_scores, frozen_parameters, token_embeddings
 from mechinterp.attribution.lrp_rules import divide_gradient, epsilon_rule, identity_rule, stop_gradient
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -118,7 +118,7 @@ class _LRPBase(AbstractAttributionMethod):
         hooks = lrp_hooks(model, self.variant, self.epsilon)
         if "hook_pos_embed" in model.hook_dict:
             hooks.append(("hook_pos_embed", capture_pos))
-        with torch.enable_grad():
+        with torch.enable_grad(), frozen_parameters(model):
             values = forward_scores(model, tokens, prep.target, embed=embed, fwd_hooks=hooks)
             if not torch.isfinite(values).all():
                 raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")

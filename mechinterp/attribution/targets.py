@@ -58,7 +58,11 @@ class BoundTarget:
         n_prompt: how many leading positions are the prompt (the attributed inputs).
         positions: positions whose logits ``score`` needs; ``None`` means all of them.
         labels: one label per target (``n_targets``).
-        score: ``logits [batch, len(positions), d_vocab] -> [batch, n_targets]``.
+        score: ``logits [batch, len(positions), d_vocab] -> [batch, n_targets]``; with
+            ``columns`` set, ``score`` receives only those logit columns, in that order.
+        columns: vocabulary ids whose logits ``score`` needs; ``None`` means all of them.
+            Targets that read a few logits (a next-token logit, a logit difference, a label
+            set) name them, and only those columns of the unembedding are computed.
     """
 
     tokens: Int[Tensor, " pos"]
@@ -66,6 +70,7 @@ class BoundTarget:
     positions: list[int] | None
     labels: list[str]
     score: Callable[[Tensor], Tensor] = field(repr=False)
+    columns: list[int] | None = None
 
     @property
     def n_targets(self) -> int:
@@ -123,6 +128,9 @@ class NextToken(AbstractTarget):
         _check_kind(self.kind)
         idx = _token_id(model, self.answer)
         label = f"{self.kind}({_piece(model, idx)!r})"
+        if self.kind == "logit":  # one logit column is all the target reads
+            return BoundTarget(prompt_tokens, len(prompt_tokens), [len(prompt_tokens) - 1], [label],
+                               lambda logits: logits[:, -1, [0]], columns=[idx])
         return BoundTarget(prompt_tokens, len(prompt_tokens), [len(prompt_tokens) - 1], [label],
                            lambda logits: _read(logits[:, -1], self.kind)[:, [idx]])
 
@@ -139,6 +147,9 @@ class Contrast(AbstractTarget):
         _check_kind(self.kind)
         good, bad = _token_id(model, self.answer), _token_id(model, self.wrong)
         label = f"{self.kind}({_piece(model, good)!r}) - {self.kind}({_piece(model, bad)!r})"
+        if self.kind == "logit":  # two logit columns are all the target reads
+            return BoundTarget(prompt_tokens, len(prompt_tokens), [len(prompt_tokens) - 1], [label],
+                               lambda logits: (logits[:, -1, 0] - logits[:, -1, 1]).unsqueeze(-1), columns=[good, bad])
 
         def score(logits: Tensor) -> Tensor:
             read = _read(logits[:, -1], self.kind)
@@ -162,7 +173,7 @@ class Label(AbstractTarget):
         where = ids.index(chosen)
         label = f"logprob({_piece(model, chosen)!r} | {len(ids)} labels)"
         return BoundTarget(prompt_tokens, len(prompt_tokens), [len(prompt_tokens) - 1], [label],
-                           lambda logits: logits[:, -1, ids].log_softmax(-1)[:, [where]])
+                           lambda logits: logits[:, -1].log_softmax(-1)[:, [where]], columns=ids)
 
 
 def _continuation_target(model: Any, prompt_tokens: Tensor, cont: Tensor) -> BoundTarget:
