@@ -104,18 +104,39 @@ def forward_scores(
     tokens = tokens[:, :keep].to(model.cfg.device)
     if embed is not None:
         embed = embed[:, :keep]
-    hooks = list(fwd_hooks)
-    if embed is not None:
-        hooks.insert(0, ("hook_embed", lambda value, hook: embed))
     kwargs: dict[str, Any] = {}
     if model.tokenizer is not None and getattr(model.tokenizer, "padding_side", "right") == "left":
         kwargs["attention_mask"] = torch.ones_like(tokens)
-    with model.hooks(fwd_hooks=hooks):
-        resid = model(tokens, stop_at_layer=model.cfg.n_layers, **kwargs)  # [batch, pos, d_model]
-        if target.positions is not None:
-            resid = resid[:, target.positions]  # [batch, n_pos, d_model]
-        logits = _unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
-        return target.score(logits)
+    n_layers = model.cfg.n_layers
+    if fwd_hooks or (embed is not None and not _starts_from_embeddings(model)):
+        hooks = list(fwd_hooks)
+        if embed is not None:
+            hooks.insert(0, ("hook_embed", lambda value, hook: embed))
+        with model.hooks(fwd_hooks=hooks):  # the final norm runs inside too (LRP hooks ln_final)
+            resid = model(tokens, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
+            return _read_target(model, target, resid)
+    elif embed is None:  # no hooks: skip TL's hook context (resetting every hook point costs ~10 ms a call)
+        resid = model(tokens, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
+    else:  # start at layer 0 from token + positional embedding, as input_to_embed adds them
+        x = embed
+        if model.cfg.positional_embedding_type == "standard":
+            x = embed + model.pos_embed(tokens[:1])  # [batch, pos, d_model]; positions are constant
+        resid = model(x, start_at_layer=0, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
+    return _read_target(model, target, resid)
+
+
+def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch n_targets"]:
+    if target.positions is not None:
+        resid = resid[:, target.positions]  # [batch, n_pos, d_model]
+    logits = _unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
+    return target.score(logits)
+
+
+def _starts_from_embeddings(model: Any) -> bool:
+    """Whether the residual stream before layer 0 is ``hook_embed + pos_embed`` (or ``hook_embed``
+    alone for rotary models), so a forward pass can start there without hooks."""
+    cfg = model.cfg
+    return cfg.positional_embedding_type in ("standard", "rotary") and not getattr(cfg, "post_embedding_ln", False)
 
 
 def special_token_id(model: Any, which: str | int) -> int:

@@ -16,6 +16,10 @@ Baselines: ``"zero"`` (zero embeddings), a token (``"pad"``, ``"unk"``, ``"mask"
 ``"eos"``, or an id: every prompt position gets that token's embedding) or a user tensor
 ``[pos, d_model]`` / ``[d_model]``. BOS keeps its own embedding unless ``keep_bos=False``,
 and forced continuation tokens (generation attribution) are never interpolated.
+
+The two ends ``F(x)`` and ``F(x')`` run as two extra rows of the last chunk, so the
+delta costs no forward pass of its own (the last chunk holds up to
+``internal_batch_size + 2`` rows).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare, register_method
-from mechinterp.attribution.forward import forward_scores, special_token_id, target_gradients, token_embeddings
+from mechinterp.attribution.forward import special_token_id, target_gradients, token_embeddings
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError, ShapeMismatchError
 
@@ -131,16 +135,20 @@ class IntegratedGradients(AbstractAttributionMethod):
         diff = x - base
         dtype = x.dtype
         total = torch.zeros((prep.target.n_targets, *x.shape[1:]), dtype=dtype, device=x.device)
-        for start in range(0, self.n_steps, self.internal_batch_size):
+        starts = list(range(0, self.n_steps, self.internal_batch_size))
+        for start in starts:
             a = alphas[start : start + self.internal_batch_size].to(x.device, dtype)
             w = weights[start : start + self.internal_batch_size].to(x.device, dtype)
             path = base + a.view(-1, 1, 1) * diff  # [chunk, pos, d_model]
-            tokens = prep.batch_tokens.expand(len(a), -1)
-            _, grads = target_gradients(model, tokens, prep.target, path)  # [n_targets, chunk, pos, d_model]
-            total += torch.einsum("tcpd,c->tpd", grads, w)
+            last = start == starts[-1]
+            if last:  # F(x) and F(x') ride along in the last chunk (rows -2, -1): no extra forward pass
+                path = torch.cat([path, x, base])
+            tokens = prep.batch_tokens.expand(len(path), -1)
+            values, grads = target_gradients(model, tokens, prep.target, path)  # [n_targets, chunk, pos, d_model]
+            total += torch.einsum("tcpd,c->tpd", grads[:, : len(a)], w)
+            if last:
+                ends = values[-2:]  # [2, n_targets]
         scores = (total * diff[0]).sum(-1)[:, : prep.n_prompt]  # [n_targets, n_prompt]
-        with torch.no_grad():
-            ends = forward_scores(model, prep.batch_tokens.expand(2, -1), prep.target, embed=torch.cat([x, base]))
         gap = (ends[0] - ends[1]).double().cpu()
         delta = scores.double().sum(-1).cpu() - gap
         meta = {
@@ -148,6 +156,6 @@ class IntegratedGradients(AbstractAttributionMethod):
             "relative_delta": (delta.abs() / gap.abs().clamp_min(1e-12)).tolist(),
             "target_values": ends[0].tolist(),
             "baseline_values": ends[1].tolist(),
-            "n_forward": self.n_steps + 2,
+            "n_forward": self.n_steps + 2,  # rows of forward passes: the path plus both ends
         }
         return self._result(prep, scores, meta)
