@@ -33,7 +33,7 @@ from torch import Tensor
 from mechinterp.core.sites import layer_of
 from mechinterp.patching.readout import Readout
 
-__all__ = ["local_ok", "split_ok", "local_logits"]
+__all__ = ["hooked", "local_ok", "split_ok", "local_logits"]
 
 # Hooks of the last block that act position by position (on the query side).
 _LOCAL_SUFFIXES = (
@@ -44,7 +44,7 @@ _LOCAL_SUFFIXES = (
 _SPECIAL_ARCHS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
-def _hooked(module: Any) -> bool:
+def hooked(module: Any) -> bool:
     """Whether any hook point under ``module`` has a hook (e.g. a user's persistent hook)."""
     from transformer_lens.hook_points import HookPoint
 
@@ -58,19 +58,19 @@ def local_ok(model: Any, base: Any) -> bool:
     return (
         getattr(cfg, "n_devices", 1) == 1
         and not any(n.startswith(("ln_final", "unembed")) for n in names)
-        and not _hooked(model.unembed)
-        and not (cfg.normalization_type is not None and _hooked(model.ln_final))
+        and not hooked(model.unembed)
+        and not (cfg.normalization_type is not None and hooked(model.ln_final))
     )
 
 
-def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] = ()) -> bool:
+def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] = (), *, check_hooks: bool = True) -> bool:
     """Whether the last block may run from the earliest read position on.
 
     ``patch_hooks`` are the names of the chunk's patch hooks (offset-aware, see
     :func:`~mechinterp.patching.engine._patch_hook`), ``other_hooks`` those of any other
     hook that will be active: these must stay out of the last block. Call before the hooks
     are added: a hook point of the last block that already has a hook is someone else's,
-    and then the block runs in full.
+    and then the block runs in full (``check_hooks=False``: the caller checked that).
     """
     cfg = model.cfg
     last = cfg.n_layers - 1
@@ -84,7 +84,7 @@ def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] 
         or getattr(cfg, "clip_qkv", None) is not None
         or cfg.original_architecture in _SPECIAL_ARCHS
         or getattr(cfg, "attention_dir", "causal") != "causal"
-        or _hooked(model.blocks[last])
+        or (check_hooks and hooked(model.blocks[last]))
     ):
         return False
     from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
