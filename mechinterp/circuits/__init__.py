@@ -21,6 +21,7 @@ from mechinterp.circuits.evaluate import (
     faithfulness,
     faithfulness_curve,
     reference_mask,
+    sweep_auc,
 )
 from mechinterp.circuits.exact import exact_scores, metric_per_mask
 from mechinterp.circuits.gradients import (
@@ -67,4 +68,5 @@ __all__ = [
     "run_edges",
     "sender_outputs",
     "setup_for",
+    "sweep_auc",
 ]

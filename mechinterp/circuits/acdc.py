@@ -20,7 +20,14 @@ mean metric(full)|``).
 
 The threshold sweep runs ACDC at each ``tau`` (default: ``D(empty circuit)`` times
 ``logspace(-4, 0, 9)``); an edge's score is the largest ``tau`` at which it survives (0 if
-never), so ranking edges by score and sweeping a cut-off reproduces the sweep's ROC curve.
+never). ACDC's circuits need not be nested across thresholds (with redundant heads, a larger
+``tau`` can keep an edge that a smaller one dropped because its backup was tested first), so
+the sweep also records each run's kept edges (``info["sweep"][i]["kept"]``) and
+:func:`mechinterp.circuits.compare_to_reference` computes the ROC the way the ACDC paper does:
+one (false-positive rate, true-positive rate) point per threshold.
+
+Order, as in the ACDC paper and code: receivers from the logits back to layer 0 (reverse
+topological order); for each receiver its senders from the latest to the embedding.
 """
 
 from __future__ import annotations
@@ -138,7 +145,8 @@ def acdc_scores(
         distance: ``"kl"``, ``"l2"`` or ``"metric"`` (see the module docstring).
 
     Returns:
-        ``(scores, info)``; ``info["sweep"]`` lists ``{"threshold", "n_edges", "passes"}`` per run and
+        ``(scores, info)``; ``info["sweep"]`` lists ``{"threshold", "n_edges", "passes", "kept"}`` per run
+        (``kept``: the run's edges as ``[sender, receiver]`` names) and
         ``info["selected"]`` is the circuit kept at the median threshold.
     """
     g = setup.graph
@@ -154,6 +162,8 @@ def acdc_scores(
     for i, tau in enumerate(thresholds):
         kept, info = acdc(model, setup, metric, tau, distance, chunk, candidates)
         scores[kept] = tau if tau > 0 else 1e-12
-        sweep.append({"threshold": tau, "n_edges": int(kept.sum()), "passes": info["passes"]})
+        rows, cols = torch.nonzero(kept, as_tuple=True)
+        edges = [[g.senders[r], g.receivers[c]] for r, c in zip(rows.tolist(), cols.tolist())]
+        sweep.append({"threshold": tau, "n_edges": int(kept.sum()), "passes": info["passes"], "kept": edges})
         middle = kept if i == len(thresholds) // 2 else middle
     return scores, {"sweep": sweep, "distance": distance, "selected": middle}

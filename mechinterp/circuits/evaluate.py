@@ -11,6 +11,11 @@
   Edges are ranked by ``|score|``.
 * **Reference agreement**: edge ROC AUC (``sklearn.metrics.roc_auc_score`` of ``|score|`` over
   the real edges, labels = reference edges), and precision / recall of the selected edges.
+  For a circuit from a threshold sweep (ACDC: ``info["sweep"]`` with each run's ``kept``
+  edges) the ROC is built as in the ACDC paper: one point per threshold, plus (0, 0) and
+  (1, 1); points dominated by one with a lower false-positive rate are dropped (ACDC's code
+  does the same); ``auc`` is the trapezoid under that curve, ``auc_pessimistic`` ACDC's
+  staircase (each point's rate held until the next).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from mechinterp.circuits.graph import Graph
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
-__all__ = ["MIB_FRACTIONS", "FaithfulnessCurve", "compare_to_reference", "faithfulness", "faithfulness_curve", "reference_mask"]
+__all__ = ["MIB_FRACTIONS", "FaithfulnessCurve", "compare_to_reference", "faithfulness", "faithfulness_curve", "reference_mask", "sweep_auc"]
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -149,10 +154,45 @@ def compare_to_reference(circuit: Circuit, reference: dict[str, Any] | Sequence[
     labels = ref[g.real].numpy()
     if labels.all() or not labels.any():
         raise MechinterpError("The reference must contain some but not all edges of the graph for an ROC AUC.")
-    auc = float(roc_auc_score(labels, circuit.scores.abs()[g.real].numpy()))
+    sweep = circuit.info.get("sweep")
+    extra: dict[str, float] = {}
+    if sweep and all("kept" in row for row in sweep):
+        points = [_roc_point(g, ref, g.edge_mask(row["kept"])) for row in sweep]
+        auc, extra["auc_pessimistic"] = sweep_auc(points)
+        extra["auc_ranking"] = float(roc_auc_score(labels, circuit.scores.abs()[g.real].numpy()))
+    else:
+        auc = float(roc_auc_score(labels, circuit.scores.abs()[g.real].numpy()))
     tp = int((circuit.selected & ref).sum())
     n_sel, n_ref = int(circuit.selected.sum()), int(ref.sum())
     precision = tp / n_sel if n_sel else 0.0
     recall = tp / n_ref
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"auc": auc, "precision": precision, "recall": recall, "f1": f1, "n_selected": n_sel, "n_reference": n_ref}
+    return {"auc": auc, "precision": precision, "recall": recall, "f1": f1, "n_selected": n_sel, "n_reference": n_ref, **extra}
+
+
+def _roc_point(graph: Graph, ref: Tensor, kept: Tensor) -> tuple[float, float]:
+    """(false-positive rate, true-positive rate) of one circuit over the real edges."""
+    neg = graph.real & ~ref
+    return float((kept & neg).sum()) / max(int(neg.sum()), 1), float((kept & ref).sum()) / max(int(ref.sum()), 1)
+
+
+def sweep_auc(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """ROC AUC from one (FPR, TPR) point per threshold: (trapezoid, ACDC's pessimistic staircase).
+
+    (0, 0) and (1, 1) are added; points whose TPR is below that of a point with lower or equal
+    FPR are dropped, so the curve is monotone.
+
+    Example:
+        >>> sweep_auc([(0.0, 0.5), (0.5, 1.0)])
+        (0.875, 0.75)
+    """
+    pts = sorted({(0.0, 0.0), (1.0, 1.0), *((float(x), float(y)) for x, y in points)})
+    curve: list[tuple[float, float]] = []
+    for x, y in pts:
+        if curve and y < curve[-1][1]:
+            continue  # dominated: an earlier point has at most this FPR and a higher TPR
+        curve.append((x, y))
+    xs, ys = np.array([p[0] for p in curve]), np.array([p[1] for p in curve])
+    trapezoid = float(np.trapezoid(ys, xs))
+    pessimistic = float(np.sum((1 - xs)[1:] * np.diff(ys)))
+    return trapezoid, pessimistic

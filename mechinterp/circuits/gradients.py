@@ -9,10 +9,21 @@ All score an edge ``s -> r`` as a first-order estimate of what removing it does 
   ``metric(patch_edges(alpha))`` at ``alpha = 0`` (tested).
 * **EAP-IG, inputs** (Hanna et al. 2024): the input embeddings move from the ablation
   baseline to the clean ones, ``x_t = base + t (clean - base)``, ``t = 1/m .. 1``.
-* **EAP-IG, activations**: integrated gradients of the edge-mask objective: every edge is
-  part-patched (``alpha = t`` on all edges, so each receiver reads ``1 - t`` of its senders'
-  run values and ``t`` of the patched ones) and ``d metric / d alpha`` is averaged over ``t``
-  (midpoints of ``[0, 1]``); the scores then sum to the total effect of patching every edge.
+* **EAP-IG, activations** (the EAP-IG reference implementation's ``EAP-IG-activations``;
+  Marks et al. 2024 for nodes): one *sender layer* at a time (the embedding, the heads of
+  layer ``l``, MLP ``l``) moves from its patched outputs to its clean ones,
+  ``out_t = patched + t (clean - patched)`` at the midpoints ``t = (i - 1/2) / m``, while the rest of the model runs
+  live on the clean prompt; the edges leaving that layer take the mean gradient at their
+  receivers along that path. Per layer the scores sum to ``m(that layer's edges patched) -
+  m(clean)`` up to the Riemann sum's error (completeness; tested). Why per layer: an
+  induction head's key reads the previous-token head while its query reads the embedding.
+  Interpolating everything at once (inputs, or every edge's mask) moves query and key
+  together, so the attention stays saturated wherever the key signal is large and
+  K-composition edges get almost no gradient (measured on ``zoo:attn-only-2l``: AUC 0.71 all
+  edges at once vs 0.95 per layer); with only the previous-token layer moving, the query
+  stays clean and the path crosses the unsaturated regime. The reference implementation
+  averages every layer's runs into every edge; here an edge uses its own layer's runs, which
+  is integrated gradients proper for that layer.
 * **Node attribution** (cheap first pass): ``(patched_s - clean_s) . d metric / d out_s``
   per sender, from one plain forward and backward (no split q/k/v inputs); it equals the
   row sums of EAP.
@@ -102,14 +113,41 @@ def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: i
 
 
 def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
-    """EAP-IG over activations: the edge-mask gradient averaged along ``alpha = t`` on every edge.
+    """EAP-IG over activations: each sender layer's outputs interpolated from patched to clean, one layer at a time.
 
-    ``t`` runs over the midpoints ``(i - 1/2) / steps`` of ``[0, 1]``, so the scores sum to
-    ``m(every edge patched) - m(clean)`` up to the midpoint rule's error (completeness; tested).
+    Costs ``steps`` forward and backward passes per sender layer (embedding, each layer's heads,
+    each MLP). ``t`` runs over the midpoints ``(i - 1/2) / steps`` (the reference implementation
+    uses ``i / steps``; the midpoint rule's error is ``O(1/steps^2)`` instead of ``O(1/steps)``:
+    on the test model 48 steps miss the layer's total by 0.01% instead of 6%). The edges of one
+    layer sum to ``m(that layer's outputs patched) - m(clean)``.
+
+    Example:
+        >>> eap_ig_activations_scores(model, setup, task.metric, steps=5).shape  # doctest: +SKIP
     """
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
-    return sum(mask_gradient(model, setup, metric, at=(i - 0.5) / steps) for i in range(1, steps + 1)) / steps
+    g = setup.graph
+    real = g.real.to(setup.patched.device)
+    scores = torch.zeros(g.n_senders, g.n_receivers, device=setup.patched.device)
+    for rows in sender_layers(g):
+        points = []
+        for i in range(1, steps + 1):
+            alpha = torch.zeros(g.real.shape, device=real.device)
+            alpha[rows] = 1.0 - (i - 0.5) / steps  # this layer's edges carry 1 - t of the patched values
+            points.append(_gradient_point(model, setup, metric, alpha=(alpha * real)[None]))
+        scores[rows] = _scores_from(setup, points)[rows]
+    return scores
+
+
+def sender_layers(graph: Any) -> list[list[int]]:
+    """Sender indices grouped by what one EAP-IG-activations path moves: embed, each layer's heads, each MLP."""
+    groups = [[0]]
+    for layer in range(graph.n_layers):
+        heads, mlp = graph.layer_senders(layer)
+        groups.append(list(range(heads.start, heads.stop)))
+        if mlp is not None:
+            groups.append([mlp])
+    return groups
 
 
 def mask_gradient(model: Any, setup: PatchSetup, metric: Metric, at: float = 0.0) -> Float[Tensor, "n_senders n_receivers"]:

@@ -7,7 +7,7 @@ Add a method by adding a row to :data:`SCORERS`.
 |---|---|---|
 | ``eap`` | EAP (Syed et al. 2023) | 1 + 1 |
 | ``eap-ig-inputs`` | EAP-IG over input embeddings (Hanna et al. 2024) | steps + steps |
-| ``eap-ig-activations`` | EAP-IG over activations | steps + steps |
+| ``eap-ig-activations`` | EAP-IG over activations, one sender layer at a time | layers x steps (fwd + bwd) |
 | ``exact`` | each edge patched alone | edges / chunk batched passes |
 | ``acdc`` | ACDC with a threshold sweep (Conmy et al. 2023) | sweep x (~edges / accepted run) |
 | ``node`` | node attribution, broadcast to every edge leaving the node | 1 + 1, no split inputs |
@@ -69,7 +69,7 @@ SCORERS: dict[str, Scorer] = {
         Scorer("eap-ig-inputs", _no_info(eap_ig_inputs_scores), "EAP with integrated gradients over input embeddings",
                {"steps": 5}),
         Scorer("eap-ig-activations", _no_info(eap_ig_activations_scores),
-               "EAP with integrated gradients over partly patched edges", {"steps": 5}),
+               "EAP with integrated gradients over each sender layer's outputs, one layer at a time", {"steps": 5}),
         Scorer("exact", _no_info(exact_scores), "metric change when one edge alone is patched",
                {"chunk": 32, "candidates": None}),
         Scorer("acdc", acdc_scores, "ACDC greedy pruning; score = largest threshold at which the edge survives",

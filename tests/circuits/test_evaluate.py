@@ -39,3 +39,19 @@ def test_auc_precision_recall(frac):
     stats = compare_to_reference(c.top_n(4), task.ground_truth.circuit)
     assert stats["auc"] == roc_auc_score(ref[real].numpy(), c.scores.abs()[real].numpy())
     assert stats["precision"] == 1.0 and stats["recall"] == 4 / 5
+
+
+def test_sweep_auc_is_the_acdc_roc_from_one_point_per_threshold():
+    from mechinterp.circuits import sweep_auc
+
+    assert sweep_auc([(0.0, 0.5), (0.5, 1.0)]) == (0.875, 0.75)
+    assert sweep_auc([(0.5, 0.5)]) == (0.5, 0.25)  # the chance line through one point
+    assert sweep_auc([(0.2, 0.9), (0.3, 0.5)])[0] == sweep_auc([(0.2, 0.9)])[0]  # dominated points drop
+
+
+def test_acdc_auc_uses_its_sweep(frac):
+    model, task, setup = frac
+    c = discover(model, task, "acdc", "zero", setup=setup, distance="l2", thresholds=[1e-3, 0.1])
+    stats = compare_to_reference(c, task.ground_truth.circuit)
+    assert [len(row["kept"]) for row in c.info["sweep"]] == [row["n_edges"] for row in c.info["sweep"]]
+    assert stats["auc"] == 1.0 and stats["auc_pessimistic"] == 1.0 and "auc_ranking" in stats
