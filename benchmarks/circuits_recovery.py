@@ -2,6 +2,7 @@
 reference circuit, and the evidence for the reference itself (exact patching).
 
 Run: ``python benchmarks/circuits_recovery.py [--n 12] [--seed 0]`` (CPU, about a minute).
+Task: ``induction`` with ``corruption="random"``; every method gets the same task and ablation.
 Prints markdown for ``benchmarks/results/circuits.md``:
 
 1. the AUC table: every method, corrupted and mean ablation, against ``circuit.json``'s
@@ -79,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = mechinterp.load("zoo:attn-only-2l")
-    task = mechinterp.tasks.load("induction", model, n=args.n, seed=args.seed)
+    task = mechinterp.tasks.load("induction", model, n=args.n, seed=args.seed, corruption="random")
     ref = task.ground_truth.circuit
     positional = ref.get("positional_edges", [])
     old = {**ref, "edges": ref["edges"] + positional}

@@ -2,17 +2,18 @@
 
 Clean prompts are ``BOS + A + A[:-1]`` for a segment ``A`` of distinct random words; the
 model should predict ``A[-1]`` at the last position by induction: the current token
-``A[-2]`` occurred before, and the token after that occurrence was ``A[-1]``. Corrupted
-prompts ``BOS + C`` are random-token sequences of the same length (ACDC's corruption for
-induction): ``2 * seq_len - 1`` distinct fresh words, none from ``A``, so nothing repeats and
-every token differs from the clean prompt's, in both copies. The wrong answer is a random
-word in neither prompt.
+``A[-2]`` occurred before, and the token after that occurrence was ``A[-1]``. Two corruptions
+(``corruption=``), both with a wrong answer that is a random word in neither prompt:
 
-Why both copies change: the circuit reads the current token (induction queries), the
-previous-token heads' output at the first copy (induction keys) and the first-copy token
-itself (induction values). A corruption that kept the first copy (an earlier version of this
-task) left the key and value inputs identical in the clean and corrupted runs, so corrupted
-patching could not see them; one that kept the second copy would hide the queries.
+* ``"second_copy"`` (default): ``BOS + A + A'[:-1]``, the second copy replaced by fresh
+  words (none from ``A``), so nothing repeats. Restoring the clean current token alone
+  restores the behaviour, which suits position-by-position activation patching; but the
+  first copy, hence the previous-token heads' output there (the induction keys) and the
+  copied tokens (the values), is identical in both runs, so corrupted *edge* patching cannot
+  see K-composition or the values.
+* ``"random"``: ``BOS + C``, a random-token sequence of ``2 * seq_len - 1`` distinct fresh
+  words, none from ``A`` (ACDC's corruption for induction). Queries, keys and values all
+  differ: use it for circuit discovery (the ``zoo:attn-only-2l`` circuit bar does).
 
 Ground truth, by construction: the answer is determined by the first-copy occurrence of
 ``A[-1]`` (what an induction head attends to) and of the current token ``A[-2]`` (what the
@@ -43,7 +44,9 @@ from torch import Tensor
 from mechinterp.errors import MechinterpError
 from mechinterp.tasks.base import GroundTruth, Task, register
 
-__all__ = ["induction", "word_ids"]
+__all__ = ["CORRUPTIONS", "induction", "word_ids"]
+
+CORRUPTIONS = ("second_copy", "random")
 
 _SPECIAL = ("<pad>", "<bos>", "<unk>")
 _ZOO_CIRCUITS = ("attn-only-2l",)
@@ -90,7 +93,7 @@ def _bos(model: Any) -> int | None:
 
 
 @register("induction")
-def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task:
+def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10, corruption: str = "second_copy") -> Task:
     """Generate ``n`` induction prompts ``BOS + A + A[:-1]`` with ``len(A) = seq_len``.
 
     Args:
@@ -99,6 +102,7 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
         seed: seed of the random draw; the same seed gives the same task.
         seq_len: length of the repeated segment ``A`` (at least 3); a prompt has
             ``2 * seq_len - 1`` tokens plus BOS.
+        corruption: ``"second_copy"`` or ``"random"`` (see the module docstring).
 
     Returns:
         A :class:`Task`. ``ground_truth.positions[i]`` is ``[pos of A[-1] in the first copy,
@@ -108,8 +112,8 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
         ``"repeated"`` (1 where the clean token occurred earlier in the prompt, else 0).
 
     Raises:
-        MechinterpError: ``seq_len`` below 3, a prompt longer than ``n_ctx``, or a
-            vocabulary with too few words.
+        MechinterpError: ``seq_len`` below 3, a prompt longer than ``n_ctx``, an unknown
+            ``corruption``, or a vocabulary with too few words.
 
     Example:
         >>> task = induction(model, n=8, seed=0)  # doctest: +SKIP
@@ -118,11 +122,14 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
     """
     if seq_len < 3:
         raise MechinterpError(f"seq_len must be at least 3 (got {seq_len}).")
+    if corruption not in CORRUPTIONS:
+        raise MechinterpError(f"Unknown induction corruption {corruption!r}; use one of {CORRUPTIONS}.")
     words = word_ids(model)
-    if len(words) < 3 * seq_len:
+    need = 3 * seq_len if corruption == "random" else 2 * seq_len  # A, the fresh words, the wrong answer
+    if len(words) < need:
         raise MechinterpError(
-            f"The tokenizer has only {len(words)} usable word tokens; the induction task needs at least "
-            f"3 * seq_len = {3 * seq_len} (the segment, a fresh corrupted sequence and a wrong answer). Lower seq_len."
+            f"The tokenizer has only {len(words)} usable word tokens; the induction task with corruption="
+            f"{corruption!r} needs at least {need}. Lower seq_len."
         )
     bos = _bos(model)
     off = 0 if bos is None else 1
@@ -131,12 +138,15 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
         raise MechinterpError(f"Prompts of {length} tokens exceed n_ctx = {model.cfg.n_ctx}; lower seq_len.")
 
     gen = torch.Generator().manual_seed(seed)
-    perms = torch.stack([torch.randperm(len(words), generator=gen)[: 3 * seq_len] for _ in range(n)])
-    draw = words[perms]  # [n, 3 * seq_len]: A, then the corrupted sequence C, then the wrong answer: all distinct
-    seg, fresh, wrong = draw[:, :seq_len], draw[:, seq_len : 3 * seq_len - 1], draw[:, -1]
+    perms = torch.stack([torch.randperm(len(words), generator=gen)[:need] for _ in range(n)])
+    draw = words[perms]  # [n, need]: A, then the fresh words, then the wrong answer: all distinct
+    seg, fresh, wrong = draw[:, :seq_len], draw[:, seq_len : need - 1], draw[:, -1]
     prefix = torch.full((n, off), bos if bos is not None else 0, dtype=torch.long)
     clean = torch.cat([prefix, seg, seg[:, :-1]], dim=1)  # [n, length]
-    corrupted = torch.cat([prefix, fresh], dim=1)  # [n, length]: no repeat, no word of A
+    if corruption == "random":
+        corrupted = torch.cat([prefix, fresh], dim=1)  # [n, length]: no repeat, no word of A
+    else:
+        corrupted = torch.cat([prefix, seg, fresh], dim=1)  # [n, length]: second copy replaced
 
     second = list(range(off + seq_len, length))
     pos_in_repeat = [-1] * (off + seq_len) + list(range(seq_len - 1))
@@ -163,7 +173,7 @@ def induction(model: Any, n: int = 64, seed: int = 0, seq_len: int = 10) -> Task
         correct_tokens=seg[:, -1].clone(),
         wrong_tokens=wrong.clone(),
         ground_truth=gt,
-        meta={"seq_len": seq_len, "bos": bos is not None, "second_copy_positions": second},
+        meta={"seq_len": seq_len, "bos": bos is not None, "second_copy_positions": second, "corruption": corruption},
     )
 
 

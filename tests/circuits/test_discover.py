@@ -59,8 +59,9 @@ def induction():
     from mechinterp.circuits import setup_for
 
     model = mechinterp.load("zoo:attn-only-2l")
-    task = mechinterp.tasks.load("induction", model, n=12, seed=0)
-    # The task's own corruption (random-token sequences) with the library default ablation.
+    # Random-token corruption (ACDC's; every token differs, so queries, keys and values are all
+    # visible to corrupted patching) with the library's default ablation, for every method.
+    task = mechinterp.tasks.load("induction", model, n=12, seed=0, corruption="random")
     return model, task, setup_for(model, task, "corrupted")
 
 

@@ -34,12 +34,28 @@ def test_shapes_and_construction(task):
     first, second = task.clean_tokens[:, 1 : 1 + L], task.clean_tokens[:, 1 + L :]
     assert torch.equal(second, first[:, :-1])
     assert torch.equal(task.correct_tokens, first[:, -1])
+    assert torch.equal(task.corrupted_tokens[:, : 1 + L], task.clean_tokens[:, : 1 + L])
     for i in range(n):
         seen = set(first[i].tolist())
+        assert not seen & set(task.corrupted_tokens[i, 1 + L :].tolist())  # the repeat is broken
+        assert task.wrong_tokens[i].item() not in seen
+
+
+def test_random_corruption(model):
+    task = mechinterp.tasks.load("induction", model, n=16, seed=0, corruption="random")
+    default = mechinterp.tasks.load("induction", model, n=16, seed=0)
+    assert torch.equal(task.clean_tokens, default.clean_tokens) and task.meta["corruption"] == "random"
+    L = task.meta["seq_len"]
+    for i in range(len(task)):
+        seen = set(task.clean_tokens[i, 1 : 1 + L].tolist())
         corrupted = task.corrupted_tokens[i, 1:].tolist()
         assert len(set(corrupted)) == len(corrupted)  # a random-token sequence: nothing repeats
         assert not seen & set(corrupted)  # both copies change: queries, keys and values all differ
         assert task.wrong_tokens[i].item() not in seen | set(corrupted)
+    with torch.no_grad():
+        assert task.accuracy(model(task.clean_tokens)) > 0.95 and task.accuracy(model(task.corrupted_tokens)) < 0.2
+    with pytest.raises(MechinterpError, match="corruption"):
+        mechinterp.tasks.load("induction", model, n=2, corruption="nope")
     assert task.correct_answers[0] == f"t{task.correct_tokens[0].item() - 3}"
 
 
