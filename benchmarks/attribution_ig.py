@@ -71,6 +71,20 @@ class HFLike(torch.nn.Module):
         return SimpleNamespace(logits=self.tl(input_ids))
 
 
+def profile_both(ours, captum, device: str) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    key = "cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    for name, fn in (("ours", ours), ("captum", captum)):
+        with profile(activities=acts) as prof:
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        print(f"\n--- profile: {name} ---")
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -81,6 +95,7 @@ def main() -> None:
     parser.add_argument("--gen-tokens", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for ours and captum (single target)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
@@ -112,6 +127,8 @@ def main() -> None:
     ours_single(), captum_single()  # warm-up
     t_ours, ours = timed(ours_single, args.repeats, args.device)
     t_cap, (ref, delta) = timed(captum_single, args.repeats, args.device)
+    if args.profile:
+        profile_both(ours_single, captum_single, args.device)
     gap = ours.metadata["target_values"][0] - ours.metadata["baseline_values"][0]
     rows.append({"case": f"IG, 1 target, {args.prompt_len} tokens, {args.steps} GL steps", "ours_s": t_ours, "captum_s": t_cap,
                  "max_abs_diff": float((ours.scores[0] - ref.sum(-1)[0].float().cpu()).abs().max()),
