@@ -63,15 +63,19 @@ ref = acdc.with_edges(rtask.ground_truth.circuit["edges"])
 print("faithfulness of the reference circuit alone:", float(faithfulness(rev, rsetup, rtask.metric, ref)[0]))"""),
     ("md", """## 3. attn-only-2l induction
 
-Mean ablation: the task's corrupted prompts keep the first copy, so the previous-token heads'
-key-side edges would carry identical values under corrupted patching. Exact patching recovers the
-card's circuit; the gradient methods under-rate the K-composition edges (saturated attention)."""),
+ACDC's corruption for induction: random-token sequences (`corruption="random"`), so queries, keys
+and values of the induction heads all differ between the clean and corrupted runs. (The task's
+default corruption, `"second_copy"`, keeps the first copy: fine for position-by-position
+activation patching, blind to K-composition under edge patching.) The reference is the card's
+22 edges; the previous-token heads' positional q/k inputs are listed apart (no token-level
+ablation can move them). Exact, ACDC and EAP-IG over activations reach AUC >= 0.95; EAP, a
+gradient at the clean run where the induction heads' attention is saturated, does not."""),
     ("code", """ind = mechinterp.load("zoo:attn-only-2l")
-itask = mechinterp.tasks.load("induction", ind, n=12, seed=0)
-isetup = setup_for(ind, itask, "mean")
-for method in ["eap", "exact"]:
-    ci = discover(ind, itask, method, "mean", setup=isetup)
-    print(f"{method:6s} AUC {compare_to_reference(ci, itask.ground_truth.circuit)['auc']:.3f}  top: {ci.edges()[:4]}")"""),
+itask = mechinterp.tasks.load("induction", ind, n=12, seed=0, corruption="random")
+isetup = setup_for(ind, itask, "corrupted")
+for method in ["eap", "eap-ig-activations", "exact"]:
+    ci = discover(ind, itask, method, "corrupted", setup=isetup)
+    print(f"{method:18s} AUC {compare_to_reference(ci, itask.ground_truth.circuit)['auc']:.3f}  top: {ci.edges()[:4]}")"""),
     ("code", """curve = faithfulness_curve(ind, isetup, itask.metric, ci)
 print(f"CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
 curve.plot();"""),
@@ -79,9 +83,9 @@ curve.plot();"""),
 
 A self-contained offline page: task and model, graph, reference agreement, per-node patching
 effects, attention patterns of the circuit's heads, faithfulness curve. The CLI writes the same:
-`mechinterp circuit --model zoo:attn-only-2l --task induction --method exact --ablation mean --out out/circuit`."""),
+`mechinterp circuit --model zoo:attn-only-2l --task induction --corruption random --method exact --out out/circuit`."""),
     ("code", """from IPython.display import HTML
-html = circuit_report(ind, itask, ci.top_n(26), setup=isetup, curve=curve)
+html = circuit_report(ind, itask, ci.top_n(22), setup=isetup, curve=curve)
 print(len(html), "characters; external references:", "http" in html)
 HTML(html)"""),
 ]

@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ablation", default="corrupted", choices=list(ABLATIONS), help="what removed edges carry")
     parser.add_argument("--n", type=int, default=32, help="prompts")
     parser.add_argument("--seq-len", type=int, default=None, help="task seq_len (tracr: 3 reproduces ACDC's setting)")
+    parser.add_argument("--corruption", default=None, help="induction task corruption: second_copy (default) or random (ACDC's)")
     parser.add_argument("--top-n", type=int, default=None, help="edges in the circuit (default: the method's own)")
     parser.add_argument("--steps", type=int, default=None, help="EAP-IG steps")
     parser.add_argument("--distance", default=None, help="ACDC distance: kl, l2, metric")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = load_model(args)
     folder = out_dir(args.out)
-    kwargs = {} if args.seq_len is None else {"seq_len": args.seq_len}
+    kwargs = {k: v for k, v in (("seq_len", args.seq_len), ("corruption", args.corruption)) if v is not None}
     task = mechinterp.tasks.load(args.task, model, n=args.n, seed=args.seed, **kwargs)
     options = {k: v for k, v in (("steps", args.steps), ("distance", args.distance)) if v is not None}
     setup = setup_for(model, task, args.ablation)
