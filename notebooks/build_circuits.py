@@ -6,14 +6,14 @@ Run:  .venv/bin/python notebooks/build_circuits.py            # writes the noteb
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+sys.path.insert(0, str(Path(__file__).parent))
+from _build import build as _build_cells  # noqa: E402
+from _build import main  # noqa: E402
 
-HERE = Path(__file__).parent
-OUT = HERE / "circuits.ipynb"
+OUT = Path(__file__).with_name("circuits.ipynb")
 
 CELLS = [
     ("md", """# Circuit discovery with `mechinterp.circuits`
@@ -91,27 +91,9 @@ HTML(html)"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--execute", action="store_true", help="run the notebook once with nbclient (outputs not kept)")
-    args = parser.parse_args()
-    nb = build()
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT}")
-    if args.execute:
-        from nbclient import NotebookClient
-
-        NotebookClient(nbformat.read(OUT, as_version=4), timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": str(HERE)}}).execute()
-        print("executed without errors")
+def build():  # noqa: ANN201 - the notebook (nbformat.NotebookNode)
+    return _build_cells(CELLS)
 
 
 if __name__ == "__main__":
-    main()
+    main(CELLS, OUT, __doc__)

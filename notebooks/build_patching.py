@@ -6,15 +6,14 @@ Run:  .venv/bin/python notebooks/build_patching.py            # writes the noteb
 
 from __future__ import annotations
 
-import argparse
-import time
+import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+sys.path.insert(0, str(Path(__file__).parent))
+from _build import build as _build_cells  # noqa: E402
+from _build import main  # noqa: E402
 
-HERE = Path(__file__).parent
-OUT = HERE / "patching.ipynb"
+OUT = Path(__file__).with_name("patching.ipynb")
 
 CELLS = [
     ("md", """# Patching with `mechinterp.patching`
@@ -91,26 +90,9 @@ cmp.plot();"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--execute", action="store_true", help="run the notebook once with nbclient (outputs not kept)")
-    args = parser.parse_args()
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT}")
-    if args.execute:
-        from nbclient import NotebookClient
-
-        start = time.perf_counter()
-        NotebookClient(nbformat.read(OUT, as_version=4), timeout=300, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
-        print(f"executed without errors in {time.perf_counter() - start:.1f} s")
+def build():  # noqa: ANN201 - the notebook (nbformat.NotebookNode)
+    return _build_cells(CELLS)
 
 
 if __name__ == "__main__":
-    main()
+    main(CELLS, OUT, __doc__)

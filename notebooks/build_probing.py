@@ -1,14 +1,19 @@
 """Build notebooks/probing.ipynb (outputs stripped): linear probes on zoo:toy-lm.
 
-Run:  .venv/bin/python notebooks/build_probing.py
+Run:  .venv/bin/python notebooks/build_probing.py            # writes the notebook
+      .venv/bin/python notebooks/build_probing.py --execute  # and runs it once with nbclient
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+sys.path.insert(0, str(Path(__file__).parent))
+from _build import build as _build_cells  # noqa: E402
+from _build import main  # noqa: E402
+
+OUT = Path(__file__).with_name("probing.ipynb")
 
 CELLS = [
     ("md", """# Linear probes on `zoo:toy-lm`
@@ -96,14 +101,9 @@ country_sweep.to_dataframe().round(3)"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+def build():  # noqa: ANN201 - the notebook (nbformat.NotebookNode)
+    return _build_cells(CELLS)
 
 
 if __name__ == "__main__":
-    path = Path(__file__).with_name("probing.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    main(CELLS, OUT, __doc__)

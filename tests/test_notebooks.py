@@ -1,4 +1,5 @@
-"""Every notebook in notebooks/ runs top to bottom on the zoo models, and is stored without outputs."""
+"""Every notebook in notebooks/ is what its builder writes, runs top to bottom on the zoo models,
+and is stored without outputs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ def test_notebook_is_stripped(path):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"{path.name} is stored with outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_what_its_builder_writes(path):
+    """Edit ``notebooks/build_<name>.py`` and rerun it; never the ``.ipynb`` by hand."""
+    import importlib.util
+
+    import nbformat
+
+    builder = path.with_name(f"build_{path.stem}.py")
+    assert builder.exists(), f"{path.name} has no builder {builder.name}"
+    spec = importlib.util.spec_from_file_location(f"build_{path.stem}", builder)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = nbformat.read(path, as_version=4)
+    built = module.build()
+    assert [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in built.cells], (
+        f"{path.name} differs from what {builder.name} writes: run python notebooks/{builder.name}")
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem not in EXECUTED_ELSEWHERE], ids=lambda p: p.stem)
