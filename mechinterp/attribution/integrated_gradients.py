@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.attribution.adaptive import adaptive_gauss_legendre
 from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare, register_method
 from mechinterp.attribution.forward import special_token_id, target_gradients, token_embeddings
 from mechinterp.attribution.result import TokenAttribution
@@ -38,7 +39,7 @@ from mechinterp.errors import MechinterpError, ShapeMismatchError
 
 __all__ = ["IntegratedGradients", "quadrature", "baseline_embeddings", "RULES"]
 
-RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "adaptive")
 
 
 def quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[Float[Tensor, " n_steps"], Float[Tensor, " n_steps"]]:
@@ -54,6 +55,8 @@ def quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[Float[Tensor,
         >>> [round(float(a), 4) for a in alphas]
         [0.2113, 0.7887]
     """
+    if rule == "adaptive":
+        raise MechinterpError("The adaptive rule has no fixed nodes; IntegratedGradients(rule='adaptive') runs it.")
     if n_steps < 1 or (rule == "riemann_trapezoid" and n_steps < 2):
         raise MechinterpError(f"n_steps must be at least {2 if rule == 'riemann_trapezoid' else 1} for {rule} (got {n_steps}).")
     n = n_steps
@@ -106,9 +109,12 @@ class IntegratedGradients(AbstractAttributionMethod):
         baseline: ``"zero"``, ``"pad"``, ``"unk"``, ``"mask"``, ``"eos"``, a token id, or a
             tensor ``[pos, d_model]`` / ``[d_model]``.
         n_steps: quadrature points.
-        rule: ``"gausslegendre"`` or ``"riemann_left|right|middle|trapezoid"``.
+        rule: ``"gausslegendre"``, ``"riemann_left|right|middle|trapezoid"``, or ``"adaptive"``
+            (composite Gauss–Legendre that bisects the panels where completeness fails, with
+            ``n_steps`` as the budget of gradient rows; see :mod:`~mechinterp.attribution.adaptive`).
         internal_batch_size: interpolated inputs per forward pass (bounds memory).
         keep_bos: BOS keeps its embedding in the baseline (it gets zero attribution).
+        tolerance: ``rule="adaptive"`` stops once ``|delta| <= tolerance · |F(x) - F(x')|``.
 
     Example:
         >>> res = attribute(model, "w1 w2 w3", "w4", method="ig", n_steps=64)  # doctest: +SKIP
@@ -118,21 +124,24 @@ class IntegratedGradients(AbstractAttributionMethod):
     uses_gradients = True
 
     def __init__(self, baseline: str | int | Tensor = "zero", n_steps: int = 64, rule: str = "gausslegendre",
-                 internal_batch_size: int = 32, keep_bos: bool = True) -> None:
+                 internal_batch_size: int = 32, keep_bos: bool = True, tolerance: float = 0.01) -> None:
         self.baseline = baseline
         self.n_steps = n_steps
         self.rule = rule
         self.internal_batch_size = internal_batch_size
         self.keep_bos = keep_bos
+        self.tolerance = tolerance
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.internal_batch_size < 1:
             raise MechinterpError(f"internal_batch_size must be >= 1 (got {self.internal_batch_size}).")
-        alphas, weights = quadrature(self.n_steps, self.rule)
         prep = prepare(model, prompt, target)
         x = token_embeddings(model, prep.batch_tokens).detach()  # [1, pos, d_model]
         base = baseline_embeddings(model, prep, self.baseline, self.keep_bos)
         diff = x - base
+        if self.rule == "adaptive":
+            return self._adaptive(model, prep, base, diff)
+        alphas, weights = quadrature(self.n_steps, self.rule)
         dtype = x.dtype
         total = torch.zeros((prep.target.n_targets, *x.shape[1:]), dtype=dtype, device=x.device)
         starts = list(range(0, self.n_steps, self.internal_batch_size))
@@ -149,6 +158,26 @@ class IntegratedGradients(AbstractAttributionMethod):
             if last:
                 ends = values[-2:]  # [2, n_targets]
         scores = (total * diff[0]).sum(-1)[:, : prep.n_prompt]  # [n_targets, n_prompt]
+        return self._finish(prep, scores, ends, {"n_forward": self.n_steps + 2})
+
+    def _adaptive(self, model: Any, prep: Prepared, base: Tensor, diff: Tensor) -> TokenAttribution:
+        if self.n_steps < 8:
+            raise MechinterpError(f"rule='adaptive' needs n_steps >= 8 (the budget of gradient rows; got {self.n_steps}).")
+
+        def integrand(alphas: Tensor) -> tuple[Tensor, Tensor]:
+            values, terms = [], []
+            for chunk in alphas.split(self.internal_batch_size):
+                path = base + chunk.to(base.device, base.dtype).view(-1, 1, 1) * diff  # [chunk, pos, d_model]
+                vals, grads = target_gradients(model, prep.batch_tokens.expand(len(chunk), -1), prep.target, path)
+                values.append(vals.double().cpu())
+                terms.append((grads * diff).sum(-1).double().cpu())  # [n_targets, chunk, pos]
+            return torch.cat(values), torch.cat(terms, dim=1)
+
+        res = adaptive_gauss_legendre(integrand, self.n_steps, self.tolerance)
+        extra = {"n_forward": res.evaluations, "n_gradient_rows": res.rows, "panel_edges": res.edges, "rounds": res.rounds}
+        return self._finish(prep, res.integral[:, : prep.n_prompt], res.end_values, extra)
+
+    def _finish(self, prep: Prepared, scores: Tensor, ends: Tensor, extra: dict[str, Any]) -> TokenAttribution:
         gap = (ends[0] - ends[1]).double().cpu()
         delta = scores.double().sum(-1).cpu() - gap
         meta = {
@@ -156,6 +185,6 @@ class IntegratedGradients(AbstractAttributionMethod):
             "relative_delta": (delta.abs() / gap.abs().clamp_min(1e-12)).tolist(),
             "target_values": ends[0].tolist(),
             "baseline_values": ends[1].tolist(),
-            "n_forward": self.n_steps + 2,  # rows of forward passes: the path plus both ends
+            **extra,  # n_forward: rows of forward passes (the path plus both ends)
         }
         return self._result(prep, scores, meta)
