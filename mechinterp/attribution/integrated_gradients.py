@@ -13,8 +13,10 @@ chunks of ``internal_batch_size`` so memory stays bounded, and the convergence d
 ``Σ_i IG_i - (F(x) - F(x'))`` is always reported.
 
 Baselines: ``"zero"`` (zero embeddings), a token (``"pad"``, ``"unk"``, ``"mask"``,
-``"eos"``, or an id: every prompt position gets that token's embedding) or a user tensor
-``[pos, d_model]`` / ``[d_model]``. BOS keeps its own embedding unless ``keep_bos=False``,
+``"eos"``, or an id: every prompt position gets that token's embedding), a user tensor
+``[pos, d_model]`` / ``[d_model]``, or the token ids ``[pos]`` of a counterfactual prompt of
+the same length (a minimal pair: IG then explains ``F(x) - F(x_counterfactual)`` and is
+nonzero only where the prompts differ). BOS keeps its own embedding unless ``keep_bos=False``,
 and forced continuation tokens (generation attribution) are never interpolated.
 
 The two ends ``F(x)`` and ``F(x')`` run as two extra rows of the last chunk, so the
@@ -81,7 +83,13 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
                         ) -> Float[Tensor, "1 pos d_model"]:
     """The baseline token embeddings for ``prep`` (continuation positions keep their own)."""
     x = token_embeddings(model, prep.batch_tokens).detach()
-    if isinstance(baseline, Tensor):
+    if isinstance(baseline, Tensor) and not baseline.is_floating_point():  # a counterfactual prompt's token ids
+        ids = baseline.flatten().long()
+        if len(ids) < prep.n_prompt:
+            raise ShapeMismatchError(f"A token-id baseline needs at least {prep.n_prompt} ids (one per prompt position, "
+                                     f"BOS included), got {len(ids)}.")
+        base = token_embeddings(model, ids[: prep.n_prompt].unsqueeze(0)).detach()
+    elif isinstance(baseline, Tensor):
         base = baseline.to(x.device, x.dtype)
         if base.ndim == 1:
             base = base.expand(x.shape[1], -1)
@@ -106,8 +114,9 @@ class IntegratedGradients(AbstractAttributionMethod):
     """Integrated gradients at the embedding layer, with the convergence delta.
 
     Args:
-        baseline: ``"zero"``, ``"pad"``, ``"unk"``, ``"mask"``, ``"eos"``, a token id, or a
-            tensor ``[pos, d_model]`` / ``[d_model]``.
+        baseline: ``"zero"``, ``"pad"``, ``"unk"``, ``"mask"``, ``"eos"``, a token id, a float
+            tensor ``[pos, d_model]`` / ``[d_model]``, or an integer tensor ``[pos]``: the token
+            ids of a counterfactual prompt of the same length.
         n_steps: quadrature points.
         rule: ``"gausslegendre"``, ``"riemann_left|right|middle|trapezoid"``, or ``"adaptive"``
             (composite Gauss–Legendre that bisects the panels where completeness fails, with

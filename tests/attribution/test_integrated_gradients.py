@@ -57,6 +57,20 @@ def test_baselines(tiny_model):
         attribute(tiny_model, PROMPT, "w4", method="ig", baseline=torch.zeros(3, d))
 
 
+def test_counterfactual_token_baseline_attributes_only_where_the_prompts_differ(tiny_model):
+    clean = tiny_model.to_tokens(PROMPT)[0]
+    other = clean.clone()
+    other[3] = int(tiny_model.to_single_token("w8"))  # a minimal pair: one word differs
+    res = attribute(tiny_model, clean, "w4", method="ig", baseline=other, n_steps=64, warn=False)
+    nonzero = (res.scores[0].abs() > 0).nonzero().flatten().tolist()
+    assert nonzero == [3] and res.metadata["relative_delta"][0] < 0.01
+    with torch.no_grad():
+        gap = tiny_model(clean[None])[0, -1, int(tiny_model.to_single_token("w4"))] - tiny_model(other[None])[0, -1, int(tiny_model.to_single_token("w4"))]
+    assert float(res.scores.sum()) == pytest.approx(float(gap), rel=0.01)
+    with pytest.raises(MechinterpError, match="token-id baseline"):
+        attribute(tiny_model, clean, "w4", method="ig", baseline=other[:3], warn=False)
+
+
 @pytest.mark.parametrize("rule,captum_rule", [("gausslegendre", "gausslegendre"), ("riemann_middle", "riemann_middle"), ("riemann_right", "riemann_right")])
 def test_equals_captum_layer_integrated_gradients(tiny_model, rule, captum_rule):
     from captum.attr import LayerIntegratedGradients
