@@ -6,8 +6,13 @@ task's contrast (logit of the correct answer minus the wrong one) on each prompt
 top-ranked token is the highest signed score among non-BOS positions (BOS is not a
 candidate: it never carries the answer). Prints a markdown table of hit rates.
 
+With ``--ig-baselines`` it adds one row per IG baseline (zero, pad, unk, the mean token
+embedding, expected gradients over random-token baselines, and the task's counterfactual
+prompt, which uses task knowledge the others do not).
+
 Usage:
     python benchmarks/attribution_ground_truth.py [--model zoo:toy-lm] [--n 50] [--json out.json]
+        [--methods ig,attn_lrp] [--ig-baselines]
 """
 
 from __future__ import annotations
@@ -19,15 +24,47 @@ import warnings
 
 import torch
 
+IG_STEPS = 32
 METHOD_OPTIONS = {
-    "integrated_gradients": {"n_steps": 32},
+    "integrated_gradients": {"n_steps": IG_STEPS},
     "kernel_shap": {"n_samples": 256},
     "lime": {"n_samples": 256},
     "shapley": {"max_features": 12},
 }
 
 
+def _ig(model, tokens, target, baseline):
+    from mechinterp.attribution import attribute
+
+    return attribute(model, tokens, target, method="ig", n_steps=IG_STEPS, baseline=baseline, warn=False).scores
+
+
+def _expected_gradients(model, tokens, target, k: int = 8, seed: int = 0):
+    """Average IG over ``k`` baselines of uniformly random tokens (BOS kept), ``IG_STEPS // 2`` steps each."""
+    from mechinterp.attribution import attribute
+
+    gen = torch.Generator().manual_seed(seed)
+    total = 0
+    for _ in range(k):
+        ids = torch.randint(0, model.cfg.d_vocab, (len(tokens),), generator=gen)
+        total = total + attribute(model, tokens, target, method="ig", n_steps=IG_STEPS // 2, baseline=ids, warn=False).scores
+    return total / k
+
+
+#: row name -> scores(model, task, i, tokens, target); IG baselines compared on the same prompts
+IG_BASELINES = {
+    "ig, zero baseline (default)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "zero"),
+    "ig, pad baseline (BOS kept)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "pad"),
+    "ig, unk baseline": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "unk"),
+    "ig, mean token embedding": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, m.W_E.detach().mean(0)),
+    "ig, expected gradients (8 random-token baselines)": lambda m, task, i, tok, tgt: _expected_gradients(m, tok, tgt),
+    "ig, counterfactual prompt (task's corrupted prompt)": lambda m, task, i, tok, tgt: _ig(
+        m, tok, tgt, task.corrupted_tokens[i, : len(tok)]),
+}
+
+
 def hit_rates(model, task_name: str, n: int, methods: list[str], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Hit rate per method name (a registered method, or a row name of :data:`IG_BASELINES`)."""
     import mechinterp
     from mechinterp.attribution import Contrast, attribute
 
@@ -39,10 +76,13 @@ def hit_rates(model, task_name: str, n: int, methods: list[str], seed: int = 0) 
             tokens = task.clean_tokens[i, : int(task.lengths[i])]
             target = Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i]))
             try:
-                res = attribute(model, tokens, target, method=method, warn=False, **METHOD_OPTIONS.get(method, {}))
+                if method in IG_BASELINES:
+                    scores = IG_BASELINES[method](model, task, i, tokens, target)
+                else:
+                    scores = attribute(model, tokens, target, method=method, warn=False, **METHOD_OPTIONS.get(method, {})).scores
             except mechinterp.MechinterpError:
                 continue  # e.g. more features than the exact Shapley limit
-            row = res.scores[0].clone()
+            row = scores[0].clone()
             row[0] = -float("inf")
             hits += int(int(row.argmax()) in task.ground_truth.positions[i])
             used += 1
@@ -57,6 +97,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--tasks", default="facts,sentiment,greater-than")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--methods", default=None, help="comma-separated method names (default: all registered)")
+    parser.add_argument("--ig-baselines", action="store_true", help="add one IG row per baseline")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -64,7 +106,9 @@ def main() -> None:
     from mechinterp.attribution import method_names
 
     model = mechinterp.load(args.model)
-    methods = method_names()
+    methods = args.methods.split(",") if args.methods else method_names()
+    if args.ig_baselines:
+        methods += list(IG_BASELINES)
     table = {t: hit_rates(model, t, args.n, methods) for t in args.tasks.split(",")}
     tasks = list(table)
     print(f"\n{args.model}, {args.n} prompts per task: rate at which the top-ranked token is a ground-truth position\n")
