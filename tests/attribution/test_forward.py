@@ -1,0 +1,66 @@
+"""Shared forward passes: the hook-free fast path equals the hooked one; parameters and hooks are restored."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mechinterp.attribution import Continuation, Metric, attribute
+from mechinterp.attribution.base import prepare
+from mechinterp.attribution.forward import forward_scores, frozen_parameters, needed_length, token_embeddings
+from mechinterp.core.hooks import assert_no_hooks
+
+PROMPT = "w3 w1 w4 w1 w5"
+
+
+def _rotary(tiny_model):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=tiny_model.cfg.d_vocab,
+                                  act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
+                                  seed=2, device="cpu")
+    return HookedTransformer(cfg, tokenizer=tiny_model.tokenizer).eval()
+
+
+@pytest.mark.parametrize("which", ["standard", "rotary"])
+def test_fast_path_equals_the_hooked_forward(tiny_model, which):
+    model = tiny_model if which == "standard" else _rotary(tiny_model)
+    prep = prepare(model, PROMPT, ("w9", "w2"))
+    embed = token_embeddings(model, prep.batch_tokens).detach() * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
+    tokens = prep.batch_tokens.expand(3, -1)
+    fast = forward_scores(model, tokens, prep.target, embed=embed)
+    hooked = forward_scores(model, tokens, prep.target, embed=embed, fwd_hooks=[("blocks.0.hook_resid_pre", lambda v, hook: v)])
+    torch.testing.assert_close(fast, hooked, atol=1e-6, rtol=0)
+    assert_no_hooks(model)
+
+
+def test_continuation_stops_after_the_last_read_position(tiny_model):
+    prep = prepare(tiny_model, PROMPT, Continuation("w7 w8"))
+    assert needed_length(tiny_model, prep.target, len(prep.tokens)) == len(prep.tokens) - 1
+    full = tiny_model(prep.batch_tokens)[0].log_softmax(-1)
+    scores = forward_scores(tiny_model, prep.batch_tokens, prep.target)[0]
+    ids = prep.tokens[-2:]
+    torch.testing.assert_close(scores, torch.stack([full[-3, ids[0]], full[-2, ids[1]]]), atol=1e-5, rtol=0)
+
+
+def test_parameter_flags_and_hooks_are_restored_even_on_error(tiny_model):
+    flags = {n: p.requires_grad for n, p in tiny_model.named_parameters()}
+    with pytest.raises(RuntimeError, match="boom"), frozen_parameters(tiny_model):
+        assert not any(p.requires_grad for p in tiny_model.parameters())
+        raise RuntimeError("boom")
+    assert {n: p.requires_grad for n, p in tiny_model.named_parameters()} == flags
+
+    def metric(logits):  # fine on the probe at bind time (no grad), fails inside the gradient run
+        if logits.requires_grad:
+            raise RuntimeError("boom")
+        return logits[:, -1, 5]
+
+    for method in ("ig", "attn_lrp"):
+        for p in tiny_model.parameters():
+            p.requires_grad_(True)
+        with pytest.raises(RuntimeError, match="boom"):
+            attribute(tiny_model, PROMPT, Metric(metric), method=method, warn=False)
+        assert all(p.requires_grad for p in tiny_model.parameters())
+        assert_no_hooks(tiny_model)
+    for name, p in tiny_model.named_parameters():
+        p.requires_grad_(flags[name])
