@@ -114,20 +114,56 @@ def forward_scores(
             hooks.insert(0, ("hook_embed", lambda value, hook: embed))
         with model.hooks(fwd_hooks=hooks):  # the final norm runs inside too (LRP hooks ln_final)
             resid = model(tokens, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
-            return _read_target(model, target, resid)
-    elif embed is None:  # no hooks: skip TL's hook context (resetting every hook point costs ~10 ms a call)
-        resid = model(tokens, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
+            return _read_target(model, target, resid, target.positions)
+    # No hooks: skip TL's hook context (resetting every hook point costs ~10 ms a call).
+    last_only = not kwargs and target.positions == [keep - 1] and keep > 1 and _last_query_only(model)
+    stop = n_layers - 1 if last_only else n_layers
+    if embed is None:
+        resid = model(tokens, stop_at_layer=stop, **kwargs)  # [batch, pos, d_model]
     else:  # start at layer 0 from token + positional embedding, as input_to_embed adds them
         x = embed
         if model.cfg.positional_embedding_type == "standard":
             x = embed + model.pos_embed(tokens[:1])  # [batch, pos, d_model]; positions are constant
-        resid = model(x, start_at_layer=0, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
-    return _read_target(model, target, resid)
+        resid = model(x, start_at_layer=0, stop_at_layer=stop, **kwargs)  # [batch, pos, d_model]
+    if last_only:
+        return _read_target(model, target, _last_block_at_last_position(model, resid), [0])
+    return _read_target(model, target, resid, target.positions)
 
 
-def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch n_targets"]:
-    if target.positions is not None:
-        resid = resid[:, target.positions]  # [batch, n_pos, d_model]
+def _last_query_only(model: Any) -> bool:
+    """Whether the last block can run its query, attention output and MLP at the last position only.
+
+    That needs the keys and values of every position, which TL's own key-value cache path
+    (the one ``generate`` uses) takes as a cache entry; configurations that change how keys
+    are formed before the cache (qk-norm, clipping, split or per-head inputs, shortformer,
+    local or log-n attention, post-norm blocks) keep the full block.
+    """
+    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
+
+    cfg = model.cfg
+    plain = not (cfg.use_attn_in or cfg.use_split_qkv_input or cfg.use_qk_norm or getattr(cfg, "load_in_4bit", False)
+                 or getattr(cfg, "use_local_attn", False) or getattr(cfg, "use_logn_attn", False)
+                 or getattr(cfg, "use_normalization_before_and_after", False))
+    return (plain and getattr(cfg, "clip_qkv", None) is None and cfg.positional_embedding_type in ("standard", "rotary")
+            and cfg.original_architecture not in POST_NORM_ARCHITECTURES and cfg.attention_dir == "causal")
+
+
+def _last_block_at_last_position(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch 1 d_model"]:
+    """The last block's output at the last position: keys and values of the earlier positions
+    enter as a frozen cache entry, so its query, attention output and MLP run on one position."""
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    block = model.blocks[-1]
+    earlier = block.ln1(resid[:, :-1])  # [batch, pos - 1, d_model]
+    _, keys, values = block.attn.calculate_qkv_matrices(earlier, earlier, earlier)  # [batch, pos - 1, kv_head, d_head]
+    entry = TransformerLensKeyValueCacheEntry(keys, values, frozen=True)
+    return block(resid[:, -1:], past_kv_cache_entry=entry)  # [batch, 1, d_model]
+
+
+def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch pos d_model"],
+                 positions: list[int] | None) -> Float[Tensor, "batch n_targets"]:
+    if positions is not None:
+        resid = resid[:, positions]  # [batch, n_pos, d_model]
     logits = _unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
     return target.score(logits)
 

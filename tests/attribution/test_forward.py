@@ -13,24 +13,42 @@ from mechinterp.core.hooks import assert_no_hooks
 PROMPT = "w3 w1 w4 w1 w5"
 
 
-def _rotary(tiny_model):
+VARIANTS = {
+    "rotary": dict(act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8),
+    "gqa": dict(act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, n_key_value_heads=2,
+                gated_mlp=True),
+    "attn_only": dict(act_fn="gelu", normalization_type="LN", attn_only=True),
+    "parallel": dict(act_fn="gelu", normalization_type="LN", parallel_attn_mlp=True),
+}
+
+
+def _variant(tiny_model, which):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=tiny_model.cfg.d_vocab,
-                                  act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
-                                  seed=2, device="cpu")
+                                  seed=2, device="cpu", **VARIANTS[which])
     return HookedTransformer(cfg, tokenizer=tiny_model.tokenizer).eval()
 
 
-@pytest.mark.parametrize("which", ["standard", "rotary"])
-def test_fast_path_equals_the_hooked_forward(tiny_model, which):
-    model = tiny_model if which == "standard" else _rotary(tiny_model)
-    prep = prepare(model, PROMPT, ("w9", "w2"))
+@pytest.mark.parametrize("which", ["standard", *VARIANTS])
+@pytest.mark.parametrize("target", [("w9", "w2"), Continuation("w7 w8")])
+def test_fast_path_equals_the_hooked_forward(tiny_model, which, target):
+    """No hooks: start from the embeddings and run the last block at the last position only (keys and values
+    of earlier positions through TL's cache entry). With a no-op hook: TL's full forward. Same values and gradients."""
+    model = tiny_model if which == "standard" else _variant(tiny_model, which)
+    prep = prepare(model, PROMPT, target)
     embed = token_embeddings(model, prep.batch_tokens).detach() * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
     tokens = prep.batch_tokens.expand(3, -1)
-    fast = forward_scores(model, tokens, prep.target, embed=embed)
-    hooked = forward_scores(model, tokens, prep.target, embed=embed, fwd_hooks=[("blocks.0.hook_resid_pre", lambda v, hook: v)])
-    torch.testing.assert_close(fast, hooked, atol=1e-6, rtol=0)
+    grads = []
+    for hooks in ((), [("blocks.0.hook_resid_pre", lambda v, hook: v)]):
+        x = embed.clone().requires_grad_(True)
+        scores = forward_scores(model, tokens, prep.target, embed=x, fwd_hooks=hooks)
+        grads.append((scores, torch.autograd.grad(scores.sum(), x)[0]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # token-only forward (perturbation methods) takes the same path
+        hooked = forward_scores(model, tokens, prep.target, fwd_hooks=[("blocks.0.hook_resid_pre", lambda v, hook: v)])
+        torch.testing.assert_close(forward_scores(model, tokens, prep.target), hooked, atol=1e-5, rtol=1e-5)
     assert_no_hooks(model)
 
 
