@@ -64,8 +64,9 @@ def test_counterfactual_token_baseline_attributes_only_where_the_prompts_differ(
     res = attribute(tiny_model, clean, "w4", method="ig", baseline=other, n_steps=64, warn=False)
     nonzero = (res.scores[0].abs() > 0).nonzero().flatten().tolist()
     assert nonzero == [3] and res.metadata["relative_delta"][0] < 0.01
+    answer = int(tiny_model.to_single_token("w4"))
     with torch.no_grad():
-        gap = tiny_model(clean[None])[0, -1, int(tiny_model.to_single_token("w4"))] - tiny_model(other[None])[0, -1, int(tiny_model.to_single_token("w4"))]
+        gap = tiny_model(clean[None])[0, -1, answer] - tiny_model(other[None])[0, -1, answer]
     assert float(res.scores.sum()) == pytest.approx(float(gap), rel=0.01)
     with pytest.raises(MechinterpError, match="token-id baseline"):
         attribute(tiny_model, clean, "w4", method="ig", baseline=other[:3], warn=False)
