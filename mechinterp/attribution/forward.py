@@ -18,6 +18,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mechinterp.attribution.targets import BoundTarget
+from mechinterp.core.hooks import active_hooks
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer",
@@ -108,7 +109,8 @@ def forward_scores(
     if model.tokenizer is not None and getattr(model.tokenizer, "padding_side", "right") == "left":
         kwargs["attention_mask"] = torch.ones_like(tokens)
     n_layers = model.cfg.n_layers
-    if fwd_hooks or (embed is not None and not _starts_from_embeddings(model)):
+    if fwd_hooks or active_hooks(model) or (embed is not None and not _starts_from_embeddings(model)):
+        # a hook the user attached (model.add_hook) must see the usual forward: take TL's path
         hooks = list(fwd_hooks)
         if embed is not None:
             hooks.insert(0, ("hook_embed", lambda value, hook: embed))

@@ -82,3 +82,23 @@ def test_parameter_flags_and_hooks_are_restored_even_on_error(tiny_model):
         assert_no_hooks(tiny_model)
     for name, p in tiny_model.named_parameters():
         p.requires_grad_(flags[name])
+
+
+def test_hooks_the_user_attached_see_the_usual_forward(tiny_model):
+    """A hook already on the model (``add_hook``) keeps its effect: no fast path around it."""
+    prep = prepare(tiny_model, PROMPT, ("w9", "w2"))
+    last = f"blocks.{tiny_model.cfg.n_layers - 1}"
+    with torch.no_grad():
+        embed = token_embeddings(tiny_model, prep.batch_tokens)
+        plain = forward_scores(tiny_model, prep.batch_tokens, prep.target, embed=embed)
+        for name in (f"{last}.hook_mlp_out", "hook_pos_embed"):
+            hook = lambda v, hook: 0 * v  # noqa: E731
+            ref = forward_scores(tiny_model, prep.batch_tokens, prep.target, embed=embed, fwd_hooks=[(name, hook)])
+            tiny_model.add_hook(name, hook)
+            try:
+                got = forward_scores(tiny_model, prep.batch_tokens, prep.target, embed=embed)
+            finally:
+                tiny_model.reset_hooks()
+            assert not torch.allclose(ref, plain)  # the hook matters
+            torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+    assert_no_hooks(tiny_model)
