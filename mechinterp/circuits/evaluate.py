@@ -129,8 +129,8 @@ def faithfulness_curve(
     keeps = torch.stack([circuit.top_n(n).selected for n in sizes])
     f = faithfulness(model, setup, metric, keeps, chunk=chunk).tolist()
     x = np.asarray(fractions)
-    cpr = float(np.trapezoid(f, x)) if len(x) > 1 else float(f[0])
-    cmd = float(np.trapezoid(np.abs(1 - np.asarray(f)), x)) if len(x) > 1 else abs(1 - f[0])
+    cpr = _trapezoid(f, x) if len(x) > 1 else float(f[0])
+    cmd = _trapezoid(np.abs(1 - np.asarray(f)), x) if len(x) > 1 else abs(1 - f[0])
     return FaithfulnessCurve(fractions, sizes, f, cpr, cmd, circuit.method)
 
 
@@ -170,6 +170,12 @@ def compare_to_reference(circuit: Circuit, reference: dict[str, Any] | Sequence[
     return {"auc": auc, "precision": precision, "recall": recall, "f1": f1, "n_selected": n_sel, "n_reference": n_ref, **extra}
 
 
+def _trapezoid(y: Any, x: Any) -> float:
+    """Area under ``y(x)`` by the trapezoid rule (``np.trapezoid`` exists only from numpy 2.0)."""
+    y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
 def _roc_point(graph: Graph, ref: Tensor, kept: Tensor) -> tuple[float, float]:
     """(false-positive rate, true-positive rate) of one circuit over the real edges."""
     neg = graph.real & ~ref
@@ -193,6 +199,6 @@ def sweep_auc(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
             continue  # dominated: an earlier point has at most this FPR and a higher TPR
         curve.append((x, y))
     xs, ys = np.array([p[0] for p in curve]), np.array([p[1] for p in curve])
-    trapezoid = float(np.trapezoid(ys, xs))
+    trapezoid = _trapezoid(ys, xs)
     pessimistic = float(np.sum((1 - xs)[1:] * np.diff(ys)))
     return trapezoid, pessimistic
