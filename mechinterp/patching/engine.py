@@ -23,6 +23,11 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
 6. **Only the queries the metric needs in the last block.** Where the last block has only
    position-local patches, it computes keys and values at every changed position but
    queries, attention output and MLP only from the earliest read position on.
+7. **Start after a block patched at one position.** A patch of block ``L``'s ``z``,
+   ``result``, ``attn_out``, ``resid_mid``, ``mlp_out`` or ``resid_post`` at one position
+   leaves block ``L``'s attention as in the base run: the residual after the block is the
+   base one with that position recomputed, and the chunk starts at block ``L + 1``
+   (:mod:`mechinterp.patching.pointwise`).
 
 :func:`run_naive` is the one-run-per-variant reference; tests assert both agree.
 """
@@ -30,6 +35,7 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +48,7 @@ from mechinterp.core.sites import layer_of, needs_flags, position_dim
 from mechinterp.core.storage import parse_bytes
 from mechinterp.patching.effective import effective_firsts
 from mechinterp.patching.inputs import Metric, check_value, evaluate_metric
+from mechinterp.patching.pointwise import block_ok, pointwise_layer
 from mechinterp.patching.readout import Readout, find_readout, local_values
 
 __all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
@@ -104,6 +111,8 @@ class BaseRun:
         keys / values: per layer ``[batch, pos, head_index, d_head]`` (for prefix reuse).
         logits: ``[batch, pos, d_vocab]``.
         metric: ``[batch]``.
+        resid_mid: ``[n_layers, batch, pos, d_model]`` (``None`` for attention-only models).
+        resid_final: ``[batch, pos, d_model]`` the last block's ``resid_post``.
     """
 
     tokens: Int[Tensor, "batch pos"]
@@ -114,6 +123,8 @@ class BaseRun:
     metric: Float[Tensor, " batch"]
     fwd_hooks: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
     cache: dict[str, Tensor] = field(default_factory=dict)
+    resid_mid: Tensor | None = None
+    resid_final: Tensor | None = None
 
 
 class model_flags:
@@ -148,7 +159,8 @@ def base_run(
     """
     n = model.cfg.n_layers
     keep = {f"blocks.{l}.hook_resid_pre" for l in range(n)} | {f"blocks.{l}.attn.hook_{kv}" for l in range(n) for kv in "kv"}
-    keep |= set(cache_hooks)
+    mids = [] if model.cfg.attn_only else [f"blocks.{l}.hook_resid_mid" for l in range(n)]
+    keep |= set(cache_hooks) | set(mids) | {f"blocks.{n - 1}.hook_resid_post"}
     store: dict[str, Tensor] = {}
 
     def save(act: Tensor, hook: Any) -> None:
@@ -168,6 +180,8 @@ def base_run(
         metric=value,
         fwd_hooks=list(fwd_hooks),
         cache={k: v for k, v in store.items() if k in set(cache_hooks)},
+        resid_mid=torch.stack([store[m] for m in mids]) if mids and all(m in store for m in mids) else None,
+        resid_final=store.get(f"blocks.{n - 1}.hook_resid_post"),
     )
 
 
@@ -295,6 +309,11 @@ class _Dispatch:
             self.current[name].append(fn)
 
 
+def _hooks(model: Any, hooks: list[tuple[str, Callable]]) -> Any:
+    """``model.hooks(hooks)``, or nothing when there are none (its exit walks every hook point)."""
+    return model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
+
+
 def _run_chunk(
     model: Any,
     base: BaseRun,
@@ -305,17 +324,21 @@ def _run_chunk(
     readout: Readout | None = None,
     dispatch: _Dispatch | None = None,
     foreign_last: bool = True,
+    pointwise: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor], bool]:
     """One stacked pass: the logits (full ``[rows, pos, d_vocab]``, or ``[rows, k, d_vocab]`` at
     ``readout``'s positions: then the flag is true) and the captured activations.
 
     With ``dispatch`` (already registered on the model) the chunk's hooks run through it;
     ``foreign_last``: the last block had hooks of someone else before the sweep.
+    ``pointwise``: every variant patches block ``pointwise`` at one position
+    (:mod:`~mechinterp.patching.pointwise`): the pass starts at block ``start = pointwise + 1``
+    and needs no patch hooks.
     """
     batch, n_pos = base.tokens.shape
     reps = len(chunk)
     state = {"pos0": prefix}
-    hooks = _hooks_for(chunk, batch, state, base.tokens.device)
+    hooks = [] if pointwise is not None else _hooks_for(chunk, batch, state, base.tokens.device)
     patch_names = [name for name, _ in hooks]
     captured: dict[str, Tensor] = {}
 
@@ -329,7 +352,12 @@ def _run_chunk(
         inp: Tensor = base.tokens.repeat(reps, 1)
         hooks = [*base.fwd_hooks, *hooks]
     else:
-        inp = base.resid_pre[start][:, prefix:].repeat(reps, 1, 1)
+        if pointwise is not None:
+            from mechinterp.patching.pointwise import next_resid
+
+            inp = next_resid(model, base, chunk, pointwise, prefix)
+        else:
+            inp = base.resid_pre[start][:, prefix:].repeat(reps, 1, 1)
         kwargs["start_at_layer"] = start
         if prefix:
             kv = kwargs["past_kv_cache"] = _kv_cache(model, base, start, prefix, reps)
@@ -343,11 +371,11 @@ def _run_chunk(
         from mechinterp.patching.tail import local_logits, split_ok
 
         others = [name for name, _ in base.fwd_hooks] if start is None else []
-        split = not foreign_last and split_ok(model, patch_names, others, check_hooks=False)
-        with model.hooks(fwd_hooks=hooks):
+        split = not foreign_last and split_ok(model, patch_names, others, check_hooks=False) and start != model.cfg.n_layers
+        with _hooks(model, hooks):
             logits = local_logits(model, base, inp, kwargs, kv, readout, prefix, split, state)
         return logits, captured, True
-    with model.hooks(fwd_hooks=hooks):
+    with _hooks(model, hooks):
         logits = model(inp, **kwargs)
     if prefix:
         logits = torch.cat([base.logits[:, :prefix].repeat(reps, 1, 1), logits], dim=1)
@@ -428,31 +456,38 @@ def run_variants(
     elif chunk_size is None:
         chunk_size = _default_chunk(model, batch, n_pos, memory_budget, None if found is None else found.k)
     all_firsts = [0] * len(variants) if naive or capture else effective_firsts(variants, base)
-    groups: dict[int | None, list[int]] = defaultdict(list)
+    # Before our hooks are on: which blocks have hooks of someone else.
+    foreign = [hooked(block) for block in model.blocks]
+    foreign_last = foreign[-1]
+    point_ok = [] if naive or capture else [block_ok(model, l, f) for l, f in enumerate(foreign)]
+    groups: dict[tuple[int | None, int | None], list[int]] = defaultdict(list)
     for i, variant in enumerate(variants):
         if all_firsts[i] < 0:  # writes only values that are already there: the base run
             out[i] = base.metric.cpu()
             continue
-        groups[None if naive else _start_layer(variant)].append(i)
+        point = pointwise_layer(variant, base, point_ok) if point_ok else None
+        if point is not None:
+            groups[(point + 1, point)].append(i)
+        else:
+            groups[(None if naive else _start_layer(variant), None)].append(i)
     prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
     hooks = sorted({p.hook for v in variants for p in v} | set(capture))
-    foreign_last = hooked(model.blocks[model.cfg.n_layers - 1])  # before our hooks are on
     dispatch = _Dispatch([*hooks, *[name for name, _ in base.fwd_hooks]])
     with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()):
-        for start, members in groups.items():
+        for (start, point), members in groups.items():
             firsts = {i: all_firsts[i] for i in members}
             members = sorted(members, key=lambda i: firsts[i])
             for lo in range(0, len(members), chunk_size):
                 ids = members[lo : lo + chunk_size]
                 chunk = [variants[i] for i in ids]
                 prefix = min(firsts[i] for i in ids) if (prefix_ok and start is not None) else 0
-                logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, found, dispatch, foreign_last)
+                logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, found, dispatch, foreign_last, point)
                 if metric is not None:
                     values = _values(metric, logits, len(ids), batch, n_pos, found, local)
                     if local and not bool(torch.isfinite(values).all()):
                         # The metric read a position that was not computed: full logits from now on.
                         found = None
-                        logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, None, dispatch, foreign_last)
+                        logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, None, dispatch, foreign_last, point)
                         values = _values(metric, logits, len(ids), batch, n_pos, None, False)
                     if not bool(torch.isfinite(values).all()):
                         check_value(values[~torch.isfinite(values).all(1)][0], batch)  # raises NonFiniteError
