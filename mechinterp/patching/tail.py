@@ -147,7 +147,8 @@ def local_logits(
     picked = resid.gather(1, rel[..., None].expand(-1, -1, resid.shape[-1]))  # [rows, k, d_model]
     if cfg.normalization_type is not None:
         picked = model.ln_final(picked)
-    logits = model.unembed(picked)
+    # Not ``model.unembed``: TL's forward copies ``W_U.T`` into a new matrix on every call.
+    logits = picked @ model.unembed.W_U + model.unembed.b_U
     from transformer_lens.utilities.activation_functions import apply_softcap
 
     logits = apply_softcap(logits, cfg.output_logits_soft_cap)
