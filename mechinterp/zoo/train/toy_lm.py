@@ -14,6 +14,11 @@ Run it::
 
     python -m mechinterp.zoo.train.toy_lm                       # writes mechinterp/zoo/models/toy-lm
     python -m mechinterp.zoo.train.toy_lm --steps 10 --out /tmp/toy --device cuda
+
+``--template-dropout P`` (opt-in, default 0: the shipped recipe, identical batches) replaces
+each template word of a task row by ``<pad>`` with probability ``P`` (see :func:`sample_batch`),
+so that a prompt with a word missing is in-distribution. An experiment for input
+attribution (benchmarks/results/attribution.md); the shipped model is trained without it.
 """
 
 from __future__ import annotations
@@ -80,19 +85,42 @@ def _induction_row(rng: random.Random, n_words: int) -> list[int]:
     return [BOS, *prefix, *seg, *gap, *repeat]
 
 
-def sample_batch(step: int, seed: int, ids: dict[str, int]) -> Int[Tensor, "batch pos"]:
+def _slot_words(ex: language.Example) -> set[int]:
+    """Word indices of ``ex`` that template dropout keeps: the ground-truth words and every word
+    the corrupted prompt changes (the country; the IOI names; sentiment words; the start year).
+
+    Everything else (template words, punctuation, and the fillers that clean and corrupted share:
+    IOI place/object, the greater-than event noun and century, neutral review words) can be dropped.
+    """
+    return set(ex.key_words) | {i for i, (a, b) in enumerate(zip(ex.clean, ex.corrupted)) if a != b}
+
+
+def sample_batch(
+    step: int, seed: int, ids: dict[str, int], template_dropout: float = 0.0
+) -> Int[Tensor, "batch pos"]:
     """The training batch of ``step``: task prompts with answers, and induction rows.
 
-    Deterministic in ``(step, seed)``; rows are right-padded with ``<pad>``.
+    Deterministic in ``(step, seed)``; rows are right-padded with ``<pad>``. With
+    ``template_dropout`` > 0, each prompt word of a task row outside :func:`_slot_words` is
+    replaced by ``<pad>`` with that probability (own random stream, seeded by ``(step, seed)``;
+    ``<bos>`` and the answer are never dropped). A dropped word is still fed as input; only its
+    own prediction is left out of the loss (pad targets are masked). At 0 the batch is the
+    default recipe's, unchanged.
     """
     rows: list[list[int]] = []
+    drop = random.Random(f"template-dropout/{seed}/{step}") if template_dropout > 0 else None
     for task, count in MIX.items():
         if task == "induction":
             rng = random.Random(f"induction/{seed}/{step}")
             rows += [_induction_row(rng, len(ids)) for _ in range(count)]
             continue
         for ex in language.examples(task, count, seed=seed * 1_000_003 + step, split="train"):
-            rows.append([BOS, *(ids[w] for w in ex.clean), ids[ex.answer]])
+            words = [ids[w] for w in ex.clean]
+            if drop is not None:
+                keep = _slot_words(ex)
+                p = template_dropout
+                words = [PAD if i not in keep and drop.random() < p else t for i, t in enumerate(words)]
+            rows.append([BOS, *words, ids[ex.answer]])
     width = max(len(r) for r in rows)
     return torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
 
@@ -105,7 +133,9 @@ def _loss(model: Any, tokens: Int[Tensor, "batch pos"]) -> Tensor:
     return -(logp * mask).sum() / mask.sum()
 
 
-def _train(model: Any, steps: int, seed: int, max_seconds: float | None = None) -> dict[str, Any]:
+def _train(
+    model: Any, steps: int, seed: int, max_seconds: float | None = None, template_dropout: float = 0.0
+) -> dict[str, Any]:
     ids = {w: i + len(SPECIAL_TOKENS) for i, w in enumerate(vocab.all_words())}
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
 
@@ -122,7 +152,7 @@ def _train(model: Any, steps: int, seed: int, max_seconds: float | None = None) 
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             print(f"time budget of {max_seconds} s reached after {step} steps", flush=True)
             break
-        tokens = sample_batch(step, seed, ids).to(model.cfg.device)
+        tokens = sample_batch(step, seed, ids, template_dropout).to(model.cfg.device)
         loss = _loss(model, tokens)
         opt.zero_grad()
         loss.backward()
@@ -214,6 +244,7 @@ def main(
     seed: int = 0,
     device: str = "cpu",
     max_seconds: float | None = None,
+    template_dropout: float = 0.0,
 ) -> dict[str, Any]:
     """Train, evaluate and save ``toy-lm``; return the metrics.
 
@@ -224,6 +255,8 @@ def main(
         device: ``"cpu"`` or ``"cuda"``.
         max_seconds: stop training early after this many seconds (the steps done are
             recorded); ``None`` for no limit.
+        template_dropout: probability of replacing each template word of a task row by
+            ``<pad>`` (see :func:`sample_batch`); 0 is the shipped recipe.
 
     Returns:
         The metrics written to the card and ``metrics.json``.
@@ -232,7 +265,10 @@ def main(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mechinterp-tok-") as tok_dir:
         model = make_model(seed, tok_dir, device)
-        metrics: dict[str, Any] = {"steps": steps, "seed": seed, **_train(model, steps, seed, max_seconds)}
+        metrics: dict[str, Any] = {"steps": steps, "seed": seed}
+        if template_dropout > 0:  # recorded only when used, so the default run writes what it always wrote
+            metrics["template_dropout"] = template_dropout
+        metrics.update(_train(model, steps, seed, max_seconds, template_dropout))
         metrics["train_wall_s"] = round(time.perf_counter() - start, 1)
         metrics["where"] = f"{device} ({torch.cuda.get_device_name() if device.startswith('cuda') else platform.processor() or 'cpu'})"
         metrics["n_params"] = sum(p.numel() for p in model.parameters())
@@ -245,6 +281,16 @@ def main(
     return metrics
 
 
+def _dropout_note(m: dict[str, Any]) -> str:
+    p = m.get("template_dropout", 0.0)
+    if not p:
+        return ""
+    return (
+        f"\n* Template-word dropout {p}: each prompt word of a task row other than the slot words (the ones "
+        f"the corruption changes, and the ground truth) is replaced by `<pad>` with probability {p}."
+    )
+
+
 def _card(model: Any, m: dict[str, Any], sweeps: dict[str, dict[str, float]]) -> str:
     rows = "\n".join(
         f"| {t} | {r['accuracy']:.3f} | {r['clean_metric']:+.3f} | {r['corrupted_metric']:+.3f} | {r['corrupted_accuracy']:.3f} |"
@@ -255,6 +301,7 @@ def _card(model: Any, m: dict[str, Any], sweeps: dict[str, dict[str, float]]) ->
         for t, e in sweeps.items()
     )
     cfg = model.cfg
+    flag = f" --template-dropout {m['template_dropout']}" if m.get("template_dropout") else ""
     mix = ", ".join(f"{k} {v}" for k, v in MIX.items())
     return f"""# toy-lm
 
@@ -284,12 +331,12 @@ the same token; write punctuation with spaces around it.
   followed by their answer (greater-than: a random year 1-20 above the start year); induction rows are
   `<bos>`, 0-10 random words, a random segment of 3-16 words, a 0-6 word gap, and the segment again
   (at least half of it). Every row starts with `<bos>`; rows are right-padded with `<pad>`, masked
-  out of the next-token loss.
+  out of the next-token loss.{_dropout_note(m)}
 * AdamW, lr {RECIPE['lr']} (warm-up {RECIPE['warmup']} steps, cosine to {RECIPE['min_lr_frac']}x),
   weight decay {RECIPE['weight_decay']}, gradient clipping {RECIPE['grad_clip']}; {m['steps']} steps, seed {m['seed']}.
 * Trained on {m['where']} in {m['train_wall_s']} s; final training loss (mean of the last 100 steps)
   {m['final_train_loss']} (most of it is the irreducible loss of random words and names).
-* Reproduce: `python -m mechinterp.zoo.train.toy_lm --steps {m['steps']} --seed {m['seed']} --device cuda`
+* Reproduce: `python -m mechinterp.zoo.train.toy_lm --steps {m['steps']} --seed {m['seed']} --device cuda{flag}`
   (the data and initial weights are fixed by the seed; GPU kernels are not bitwise deterministic).
 
 ## Held-out results
@@ -329,7 +376,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument(
+        "--template-dropout", type=float, default=0.0, metavar="P",
+        help="replace each template word of a task row by <pad> with probability P (default 0)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
-    result = main(steps=args.steps, out=args.out, seed=args.seed, device=args.device, max_seconds=args.max_seconds)
+    result = main(steps=args.steps, out=args.out, seed=args.seed, device=args.device, max_seconds=args.max_seconds,
+                  template_dropout=args.template_dropout)
     print(json.dumps({k: v for k, v in result.items() if k != "loss_curve"}, indent=2))
