@@ -53,3 +53,30 @@ def test_training_script_runs(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 3
     again = mechinterp.zoo.load_model(tmp_path)
     assert again.cfg.d_vocab == mechinterp.zoo.load_model("toy-lm").cfg.d_vocab
+
+
+def test_template_dropout_keeps_slots_bos_and_answer():
+    from mechinterp.tasks import vocab
+    from mechinterp.zoo.train import toy_lm
+
+    ids = {w: i + len(toy_lm.SPECIAL_TOKENS) for i, w in enumerate(vocab.all_words())}
+    plain = toy_lm.sample_batch(5, 0, ids)
+    assert torch.equal(plain, toy_lm.sample_batch(5, 0, ids, 0.0))  # the shipped recipe, unchanged
+    dropped = toy_lm.sample_batch(5, 0, ids, 0.5)
+    assert dropped.shape == plain.shape and torch.equal(dropped, toy_lm.sample_batch(5, 0, ids, 0.5))
+    changed = dropped != plain
+    assert changed.any() and bool((dropped[changed] == toy_lm.PAD).all())  # only ever to <pad>
+    assert torch.equal(dropped[:, 0], plain[:, 0])  # <bos> kept
+    n_task = sum(v for k, v in toy_lm.MIX.items() if k != "induction")
+    assert torch.equal(dropped[n_task:], plain[n_task:])  # induction rows untouched
+    # Every slot word (the country, the names, ...) and the answer survive.
+    row = 0
+    for task, count in toy_lm.MIX.items():
+        if task == "induction":
+            continue
+        for ex in toy_lm.language.examples(task, count, seed=5, split="train"):
+            keep = toy_lm._slot_words(ex)
+            for i in keep:
+                assert dropped[row, 1 + i] == plain[row, 1 + i]
+            assert dropped[row, 1 + len(ex.clean)] == ids[ex.answer]
+            row += 1
