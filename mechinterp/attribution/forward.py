@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mechinterp.attribution.targets import BoundTarget
 from mechinterp.core.hooks import active_hooks
+from mechinterp.core.metrics import unembed
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer",
@@ -30,27 +31,6 @@ Hook = tuple[str, Any]
 def token_embeddings(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
     """What ``hook_embed`` outputs for ``tokens`` (no positional embedding)."""
     return model.embed(tokens.to(model.cfg.device))
-
-
-def _unembed(model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | None = None
-             ) -> Float[Tensor, "batch n_pos n_columns"]:
-    """Final norm and unembedding, for the vocabulary ``columns`` only when given.
-
-    ``resid @ W_U + b_U`` directly: TL's ``Unembed.forward`` copies ``W_U.T`` into a
-    contiguous matrix on every call (the whole ``d_model x d_vocab`` matrix, the largest
-    copy of a forward pass), which the matmul does not need.
-    """
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
-    w_u, b_u = model.unembed.W_U, model.unembed.b_U
-    if columns is not None:
-        idx = torch.as_tensor(columns, device=w_u.device)
-        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
-    logits = torch.matmul(resid, w_u) + b_u  # [batch, n_pos, n_columns]
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-    if cap is not None and cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits
 
 
 def needed_length(model: Any, target: BoundTarget, n_tokens: int) -> int:
@@ -166,7 +146,7 @@ def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch po
                  positions: list[int] | None) -> Float[Tensor, "batch n_targets"]:
     if positions is not None:
         resid = resid[:, positions]  # [batch, n_pos, d_model]
-    logits = _unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
+    logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
     return target.score(logits)
 
 

@@ -3,9 +3,13 @@
 All take logits ``[batch, pos, d_vocab]`` and the position to read per prompt (the last
 real token by default), and return one number per prompt. :func:`normalise` maps a
 metric onto the scale where the corrupted run is 0 and the clean run is 1.
+:func:`unembed` turns residual-stream vectors into logits without TL's per-call copy of
+``W_U.T``, for the methods that compute logits at a few positions or columns only.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -13,7 +17,34 @@ from torch import Tensor
 
 from mechinterp.errors import NonFiniteError, ShapeMismatchError
 
-__all__ = ["logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+__all__ = ["unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+
+
+def unembed(
+    model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | Tensor | None = None
+) -> Float[Tensor, "batch n_pos n_columns"]:
+    """Final norm and unembedding (and the logit soft cap), for the vocabulary ``columns`` only when given.
+
+    ``resid @ W_U + b_U`` directly: TL's ``Unembed.forward`` copies ``W_U.T`` into a
+    contiguous matrix on every call (the whole ``d_model x d_vocab`` matrix, the largest
+    copy of a forward pass), which the matmul does not need.
+
+    Example:
+        >>> resid = model(tokens, stop_at_layer=model.cfg.n_layers)  # doctest: +SKIP
+        >>> torch.allclose(unembed(model, resid), model.unembed(model.ln_final(resid)))  # doctest: +SKIP
+        True
+    """
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    w_u, b_u = model.unembed.W_U, model.unembed.b_U
+    if columns is not None:
+        idx = torch.as_tensor(columns, device=w_u.device)
+        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
+    logits = torch.matmul(resid, w_u) + b_u  # [batch, n_pos, n_columns]
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def _positions(logits: Tensor, pos: Int[Tensor, " batch"] | int | None) -> Tensor:

@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.metrics import unembed
 from mechinterp.core.sites import layer_of
 from mechinterp.patching.readout import Readout
 
@@ -145,13 +146,7 @@ def local_logits(
     positions = readout.positions.to(resid.device)  # [batch, k]
     rel = (positions - q0).clamp(min=0).repeat(rows // batch, 1)
     picked = resid.gather(1, rel[..., None].expand(-1, -1, resid.shape[-1]))  # [rows, k, d_model]
-    if cfg.normalization_type is not None:
-        picked = model.ln_final(picked)
-    # Not ``model.unembed``: TL's forward copies ``W_U.T`` into a new matrix on every call.
-    logits = picked @ model.unembed.W_U + model.unembed.b_U
-    from transformer_lens.utilities.activation_functions import apply_softcap
-
-    logits = apply_softcap(logits, cfg.output_logits_soft_cap)
+    logits = unembed(model, picked)  # final norm, W_U (no per-call copy of W_U.T), soft cap
     if readout.first < q0:  # read positions inside the unchanged prefix: the base run's logits
         early = (positions < q0).repeat(rows // batch, 1)[..., None]
         from_base = base.logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob
+from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob, unembed
 from mechinterp.errors import NonFiniteError, ShapeMismatchError
 
 LOGITS = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[5.0, 0.0, 0.0], [0.0, 0.0, 4.0]]])
@@ -46,3 +46,13 @@ def test_shape_errors():
         logit_diff(LOGITS, torch.tensor([1, 2, 0]), torch.tensor([0, 0]))
     with pytest.raises(ShapeMismatchError):
         kl_div(LOGITS, LOGITS[:1])
+
+
+def test_unembed_equals_tl_final_norm_and_unembedding(tiny_model):
+    tokens = torch.randint(3, 40, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        resid = tiny_model(tokens, stop_at_layer=tiny_model.cfg.n_layers)
+        full = tiny_model.unembed(tiny_model.ln_final(resid))
+        assert torch.allclose(unembed(tiny_model, resid), full, atol=1e-5)
+        assert torch.allclose(full, tiny_model(tokens), atol=1e-5)
+        assert torch.allclose(unembed(tiny_model, resid, [7, 2]), full[..., [7, 2]], atol=1e-5)
