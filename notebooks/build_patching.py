@@ -19,7 +19,7 @@ CELLS = [
     ("md", """# Patching with `mechinterp.patching`
 
 On `zoo:toy-lm`, a 4-layer language model trained on tasks with known answers. Its model card lists,
-for IOI, the heads with the largest single-head patching effects (L1H1, L1H3). We:
+for IOI, the heads with the largest single-head patching effects (L1H2, then L1H1). We:
 
 1. sweep the residual stream by layer × position (activation patching),
 2. find the IOI heads by per-head patching and check them against the card,
