@@ -125,8 +125,9 @@ def _only(g, i, j):
 
 def test_toy_lm_ioi_circuit_of_10_percent_of_edges_is_80_percent_faithful():
     """Issue #7 bar: on zoo:toy-lm IOI a circuit of at most 10% of the edges reaches
-    faithfulness >= 0.8 (exact per-edge patching, corrupted ablation; 0.822 at n=16, 0.813 at
-    n=32 in benchmarks/results/circuits.md)."""
+    faithfulness >= 0.8 (exact per-edge patching, corrupted ablation). Measured on the shipped
+    (template-dropout) weights: 0.836 here (n=16, 47 edges), 0.870 at n=32 with 48 edges
+    (benchmarks/results/circuits.md); the previous weights gave 0.822 and 0.813."""
     model = mechinterp.load("zoo:toy-lm")
     task = mechinterp.tasks.load("ioi", model, n=16, seed=0)
     setup = setup_for(model, task, "corrupted")
