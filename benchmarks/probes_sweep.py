@@ -1,8 +1,11 @@
 """Benchmark: probing every layer with the batched torch trainer vs a per-layer scikit-learn loop,
 and peak memory of a sweep on a dataset larger than the cache budget.
 
-Run:  .venv/bin/python benchmarks/probes_sweep.py [--device cuda] [--n 2000]
+Run:  .venv/bin/python benchmarks/probes_sweep.py [--device cuda] [--n 2000] [--quality-only]
 Prints one table per part; copy the numbers into benchmarks/results/probes.md.
+``--quality-only`` fits once, without warm-up or timings, and prints only what depends on the
+model's weights (per-probe accuracies, their difference from sklearn, the memory run's best
+accuracy): the numbers to re-measure when the zoo model is retrained.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _peak_rss(fn):
     return out, max(peak[0], proc.memory_info().rss) - base
 
 
-def speed(model, n: int, device: str, repeats: int = 2) -> None:
+def speed(model, n: int, device: str, repeats: int = 2, quality_only: bool = False) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -57,8 +60,11 @@ def speed(model, n: int, device: str, repeats: int = 2) -> None:
     train, test = slice(0, int(0.75 * n)), slice(int(0.75 * n), n)
     print(f"\n## speed: {len(cells)} probes ({len(data.features)} layers x {width} positions), n={n}, d={data.d}, device={device}")
     timings, accuracies = {}, {}
+    if quality_only:
+        repeats = 1
     for solver in ("newton", "lbfgs"):
-        probes.fit_logistic(X[:2, :64], y[:64], 2, device=device, solver=solver)  # warm-up
+        if not quality_only:
+            probes.fit_logistic(X[:2, :64], y[:64], 2, device=device, solver=solver)  # warm-up
         t_ours = []
         for _ in range(repeats):
             t = time.perf_counter()
@@ -75,6 +81,15 @@ def speed(model, n: int, device: str, repeats: int = 2) -> None:
         pipe.fit(X[c, train].numpy(), y[train].numpy())
         acc_sk.append(pipe.score(X[c, test].numpy(), y[test].numpy()))
     t_sk = time.perf_counter() - t
+    if quality_only:
+        print("| method | mean / min / max per-probe test accuracy | max per-probe |acc diff| vs sklearn |")
+        print("|---|---|---|")
+        for solver, acc in accuracies.items():
+            diff = np.abs(acc - np.asarray(acc_sk))
+            print(f"| batched torch trainer, {solver} ({device}) | {acc.mean():.3f} / {acc.min():.3f} / {acc.max():.3f} | {diff.max() * 100:.2f} points |")
+        sk = np.asarray(acc_sk)
+        print(f"| per-probe sklearn loop (lbfgs) | {sk.mean():.3f} / {sk.min():.3f} / {sk.max():.3f} | - |")
+        return
     print("| method | time (s) | ratio (sklearn / this) | max per-probe |acc diff| vs sklearn |")
     print("|---|---|---|---|")
     for solver, t_solver in timings.items():
@@ -111,13 +126,14 @@ def main() -> None:
     parser.add_argument("--mem-n", type=int, default=6000)
     parser.add_argument("--budget-mb", type=float, default=100)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--quality-only", action="store_true", help="no timings: only the weight-dependent numbers")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     import mechinterp
 
     model = mechinterp.load("zoo:toy-lm", device=args.device)
     print(f"machine: {psutil.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    speed(model, args.n, args.device)
+    speed(model, args.n, args.device, quality_only=args.quality_only)
     if not args.skip_memory:
         memory(mechinterp.load("zoo:toy-lm"), args.mem_n, args.budget_mb)
 

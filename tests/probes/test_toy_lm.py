@@ -1,4 +1,9 @@
-"""The bars on zoo:toy-lm sentiment: a selective final-layer probe whose direction the model uses."""
+"""The bars on zoo:toy-lm sentiment: a selective final-layer probe whose direction the model uses.
+
+Measured on the shipped weights (128 train / 96 test prompts, layer 3): accuracy 1.000, control 0.719,
+selectivity 0.281, whitened random 0.569 (majority 0.583); logit diff 11.39 clean, -1.09 with the
+mass-mean direction projected out, 11.36 with a random one; steering at scale -1 flips 100%.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ def test_final_layer_probe_is_accurate_and_selective(sentiment):
     assert result.score[0][0] >= 0.95
     assert result.selectivity[0][0] > 0.2  # control task (labels tied to the sentiment word) far lower
     assert result.control[0][0] < 0.8
-    # sentiment is ~80% of the final residual's variance, so raw random directions decode it;
+    # sentiment is ~70% of the final residual's variance (69%), so raw random directions decode it;
     # random directions in whitened coordinates are the near-chance baseline
     assert result.random_whitened[0][0] < result.majority + 0.1
     sk = __import__("sklearn.linear_model", fromlist=["LogisticRegression"]).LogisticRegression(max_iter=5000)
