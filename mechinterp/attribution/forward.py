@@ -10,7 +10,7 @@ masks in, target scores out, with dropped features replaced by a replacement tok
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mechinterp.attribution.targets import BoundTarget
+from mechinterp.core.fused import fused_kernels
 from mechinterp.core.hooks import active_hooks
 from mechinterp.core.metrics import unembed
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -241,9 +242,14 @@ def target_gradients(
 
     The forward pass is shared; each target adds one backward pass through the same graph.
     ``fwd_hooks`` may change how gradients flow (LRP rules) but not the forward values.
+
+    Without hooks (``fwd_hooks`` empty and none attached to the model), TL's ``gelu_new`` /
+    ``gelu_fast`` and its LayerNorms run as fused kernels (:func:`~mechinterp.core.fused.fused_kernels`):
+    the same functions to float rounding, one autograd node each instead of a chain.
     """
     embed = embed.detach().requires_grad_(True)
-    with torch.enable_grad(), frozen_parameters(model):
+    fused = fused_kernels(model) if not fwd_hooks and not active_hooks(model) else nullcontext()
+    with torch.enable_grad(), frozen_parameters(model), fused:
         scores = forward_scores(model, tokens, target, embed=embed, fwd_hooks=fwd_hooks)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")

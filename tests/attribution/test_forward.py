@@ -102,3 +102,67 @@ def test_hooks_the_user_attached_see_the_usual_forward(tiny_model):
             assert not torch.allclose(ref, plain)  # the hook matters
             torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
     assert_no_hooks(tiny_model)
+
+
+def _gelu_new_model(tiny_model):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=tiny_model.cfg.d_vocab,
+                                  act_fn="gelu_new", normalization_type="LN", seed=5, device="cpu")
+    return HookedTransformer(cfg, tokenizer=tiny_model.tokenizer).eval()
+
+
+@pytest.mark.parametrize("method", ["ig", "saliency", "gradient_x_input"])
+def test_fused_kernels_only_inside_hook_free_gradient_runs(tiny_model, method):
+    """Gradient runs without hooks use the fused GELU / LayerNorm; the model is TL's again after, also on error;
+    with a hook on the model they are not used (the hook sees TL's values)."""
+    from mechinterp.core.fused import fused_gelu_tanh
+
+    model = _gelu_new_model(tiny_model)
+    seen = []
+
+    def metric(logits):
+        if logits.requires_grad:  # inside the gradient run (the probe at bind time has no grad)
+            seen.append((model.blocks[0].mlp.act_fn is fused_gelu_tanh, "forward" in model.ln_final.__dict__))
+        return logits[:, -1, 5]
+
+    kwargs = {"n_steps": 4} if method == "ig" else {}
+    attribute(model, PROMPT, Metric(metric), method=method, warn=False, **kwargs)
+    assert seen and all(s == (True, True) for s in seen)
+    assert model.blocks[0].mlp.act_fn.__name__ == "gelu_new" and "forward" not in model.ln_final.__dict__
+
+    seen.clear()
+    model.add_hook("blocks.0.mlp.hook_post", lambda v, hook: v)
+    try:
+        attribute(model, PROMPT, Metric(metric), method="saliency", warn=False)
+    finally:
+        model.reset_hooks()
+    assert seen == [(False, False)]
+
+    def failing(logits):
+        if logits.requires_grad:
+            raise RuntimeError("boom")
+        return logits[:, -1, 5]
+
+    with pytest.raises(RuntimeError, match="boom"):
+        attribute(model, PROMPT, Metric(failing), method=method, warn=False, **kwargs)
+    assert model.blocks[0].mlp.act_fn.__name__ == "gelu_new" and "forward" not in model.ln_final.__dict__
+    assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("target", [("w9", "w2"), Continuation("w7 w8")])
+def test_fused_kernels_give_tl_values_and_gradients(tiny_model, target, monkeypatch):
+    """target_gradients with the fused kernels equals it without (TL's chains) to float rounding."""
+    from contextlib import nullcontext
+
+    import mechinterp.attribution.forward as fw
+
+    model = _gelu_new_model(tiny_model)
+    prep = prepare(model, PROMPT, target)
+    embed = token_embeddings(model, prep.batch_tokens).detach() * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
+    tokens = prep.batch_tokens.expand(3, -1)
+    fused = fw.target_gradients(model, tokens, prep.target, embed)
+    monkeypatch.setattr(fw, "fused_kernels", lambda model: nullcontext())
+    plain = fw.target_gradients(model, tokens, prep.target, embed)
+    torch.testing.assert_close(fused[0], plain[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused[1], plain[1], atol=1e-6, rtol=1e-4)

@@ -90,3 +90,23 @@ def test_equals_captum_layer_integrated_gradients(tiny_model, rule, captum_rule)
     ours = attribute(tiny_model, PROMPT, "w4", method="ig", baseline="pad", n_steps=32, rule=rule, warn=False)
     np.testing.assert_allclose(ours.scores[0].numpy(), ref.sum(-1)[0].detach().numpy(), atol=1e-4)
     assert ours.metadata["convergence_delta"][0] == pytest.approx(float(delta), abs=1e-4)
+
+
+def test_equals_captum_on_a_gelu_new_model(tiny_model):
+    """GPT-2's activation: ours runs it (and LayerNorm) as fused kernels, captum runs TL's chains; same scores."""
+    from captum.attr import LayerIntegratedGradients
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=tiny_model.cfg.d_vocab,
+                                  act_fn="gelu_new", normalization_type="LN", seed=6, device="cpu")
+    model = HookedTransformer(cfg, tokenizer=tiny_model.tokenizer).eval()
+    tokens = model.to_tokens(PROMPT)
+    target = int(model.to_single_token("w4"))
+    baseline = torch.full_like(tokens, model.tokenizer.pad_token_id)
+    baseline[:, 0] = tokens[:, 0]
+    lig = LayerIntegratedGradients(lambda toks: model(toks)[:, -1, target], model.embed)
+    ref, delta = lig.attribute(tokens, baselines=baseline, n_steps=32, method="gausslegendre", return_convergence_delta=True)
+    ours = attribute(model, PROMPT, "w4", method="ig", baseline="pad", n_steps=32, warn=False)
+    np.testing.assert_allclose(ours.scores[0].numpy(), ref.sum(-1)[0].detach().numpy(), atol=1e-5)
+    assert ours.metadata["convergence_delta"][0] == pytest.approx(float(delta), abs=1e-5)
+    assert all(b.mlp.act_fn.__name__ == "gelu_new" for b in model.blocks)
