@@ -13,7 +13,8 @@ SHARES = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 
 
 def _integrand(alphas: torch.Tensor, centre: float = 0.77, width: float = 0.01):
-    """F(α) = a logistic switch at ``centre`` (like the attention switch seen on toy-lm), split into 3 terms."""
+    """F(α) = a logistic switch at ``centre`` (like the attention switch on toy-lm's zero-baseline path, α ≈ 0.6–0.8),
+    split into 3 terms."""
     f = torch.sigmoid((alphas - centre) / width)
     df = f * (1 - f) / width
     return f.view(-1, 1), SHARES.view(1, 1, -1) * df.view(1, -1, 1)  # [k, 1], [1, k, 3]

@@ -18,6 +18,8 @@ def toy_lm():
 
 
 def test_ig_completeness_on_toy_lm_prompts(toy_lm):
+    """Issue #5's completeness bar with the pad baseline (toy-lm's absence baseline): < 1% at 64 Gauss–Legendre
+    steps (largest relative delta 4.3e-5 over 72 facts/sentiment/greater-than prompts); the delta shrinks with steps."""
     from mechinterp.attribution import Contrast, attribute
 
     task = mechinterp.tasks.load("facts", toy_lm, n=4, seed=0)
@@ -33,36 +35,47 @@ def test_ig_completeness_on_toy_lm_prompts(toy_lm):
 
 @pytest.mark.parametrize("task_name", ["facts", "sentiment", "greater-than"])
 def test_adaptive_ig_completeness_under_one_percent_on_every_task(toy_lm, task_name):
-    """Fixed 64-node Gauss–Legendre misses 1% on some sentiment / greater-than prompts (the integrand
-    has a sharp attention switch near α = 0.77); the adaptive rule bisects there and meets it."""
+    """Zero baseline, where the integrand is sharp: on the straight path from zero embeddings dF/dα peaks at α ≈ 0.6–0.7
+    (median; on facts two layer-3 heads switch to the country there), up to ~260 against a median of 1–6. Fixed 64-node Gauss–Legendre
+    misses 1% on 2 of these 8 sentiment and 2 of these 8 greater-than prompts (7 of 72 at n=24); the adaptive rule
+    bisects there and meets it. (With the pad baseline the integrand is smooth: 64 nodes suffice on all 72.)"""
     from mechinterp.attribution import Contrast, attribute
 
     task = mechinterp.tasks.load(task_name, toy_lm, n=8, seed=0)
     for i in range(len(task)):
         tokens = task.clean_tokens[i, : int(task.lengths[i])]
         res = attribute(toy_lm, tokens, Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i])), method="ig",
-                        rule="adaptive", n_steps=256, baseline="pad", warn=False)
+                        rule="adaptive", n_steps=256, baseline="zero", warn=False)
         assert res.metadata["relative_delta"][0] < 0.01, (task_name, i, res.metadata["relative_delta"])
         assert res.metadata["n_gradient_rows"] <= 256
 
 
-@pytest.mark.parametrize("method", [
-    pytest.param("integrated_gradients", marks=pytest.mark.xfail(strict=True, reason=(
-        "IG with any neutral baseline (zero, pad, unk, mean embedding, expected gradients) ranks a template word "
-        "first on toy-lm facts: the template routes the country's information (a layer-3 head switches to the "
-        "country at alpha ~0.77) and IG credits the routing; the 90% bar is met only with a counterfactual "
-        "baseline (see benchmarks/results/attribution.md)"))),
-    "cp_lrp",
-])
-def test_ig_and_lrp_find_the_country_on_facts(toy_lm, method):
+def _facts_hit_rate(model, method: str, n: int = 20) -> float:
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from attribution_ground_truth import hit_rates
 
-    rate = hit_rates(toy_lm, "facts", 20, [method])[method]["hit_rate"]
-    assert rate >= 0.9
+    return hit_rates(model, "facts", n, [method])[method]["hit_rate"]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "attn_lrp", "cp_lrp"])
+def test_ig_and_lrp_find_the_country_on_facts(toy_lm, method):
+    """Issue #5's bar: IG and LRP rank the country first on >= 90% of facts prompts (20 here).
+
+    IG runs with the pad baseline (the benchmark's ``METHOD_OPTIONS``): toy-lm was trained with template-word
+    dropout, so ``<pad>`` is the model's own "missing word". Measured at n=20: IG (pad) 100%, AttnLRP 100%,
+    CP-LRP 100% (n=30: 100%, 93%, 100%; benchmarks/results/attribution.md)."""
+    assert _facts_hit_rate(toy_lm, method) >= 0.9
+
+
+def test_ig_with_the_zero_baseline_does_not_find_the_country_on_facts(toy_lm):
+    """The library default (zero baseline, captum parity) is off-distribution for toy-lm: on the straight path from
+    zero embeddings the layer-3 heads switch to the country only at alpha ~0.65-0.8 and IG credits the template words
+    that drive the switch ("The" first on most prompts; 0% at n=30). If this starts passing, the zero baseline's
+    behaviour changed and the docs' advice (use the pad baseline on toy-lm) needs re-checking."""
+    assert _facts_hit_rate(toy_lm, "ig, zero baseline (default)") <= 0.2
 
 
 def test_ig_with_a_counterfactual_baseline_finds_the_country_on_facts(toy_lm):
@@ -80,16 +93,3 @@ def test_ig_with_a_counterfactual_baseline_finds_the_country_on_facts(toy_lm):
         row[0] = -float("inf")
         hits += int(int(row.argmax()) in task.ground_truth.positions[i])
     assert hits / len(task) >= 0.9
-
-
-def test_attn_lrp_mostly_finds_the_country_on_facts(toy_lm):
-    """AttnLRP reached 83% on 30 prompts (below the 90% bar; CP-LRP reaches 100%) and equals LXT's rule code
-    (benchmarks/attribution_lrp_vs_lxt.py): the misses rank the final 'is'/'called' first, which keeps its own
-    residual path while each attention hop gives half its relevance to the pattern. Guard against regressions."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from attribution_ground_truth import hit_rates
-
-    assert hit_rates(toy_lm, "facts", 20, ["attn_lrp"])["attn_lrp"]["hit_rate"] >= 0.7
