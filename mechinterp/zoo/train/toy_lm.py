@@ -268,6 +268,8 @@ def main(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mechinterp-tok-") as tok_dir:
         model = make_model(seed, tok_dir, device)
+        # as a loaded zoo model: the induction task then draws its words as users' runs do (with , . :)
+        model.zoo_name = NAME  # type: ignore[attr-defined]
         metrics: dict[str, Any] = {"steps": steps, "seed": seed}
         if template_dropout > 0:  # recorded only when used: 0 writes what the first recipe wrote
             metrics["template_dropout"] = template_dropout
