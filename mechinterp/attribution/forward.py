@@ -69,6 +69,7 @@ def forward_scores(
     target: BoundTarget,
     embed: Float[Tensor, "batch pos d_model"] | None = None,
     fwd_hooks: Sequence[Hook] = (),
+    shared_prefix: int = 0,
 ) -> Float[Tensor, "batch n_targets"]:
     """Target scores for a batch of token sequences.
 
@@ -78,6 +79,10 @@ def forward_scores(
         target: the bound target (its ``positions`` select the logits that are computed).
         embed: replaces the token embeddings (``hook_embed``) when given; gradients flow into it.
         fwd_hooks: extra ``(hook_name, fn)`` pairs, active only during this call.
+        shared_prefix: the first ``shared_prefix`` positions have the same token and ``embed`` in
+            every row (IG's path keeps BOS). Where the model allows (no hooks, causal, plain
+            attention), their keys and values are computed once, from row 0 without gradients, and
+            enter every row as a frozen key-value cache; ``embed`` then gets no gradient there.
 
     Returns:
         ``[batch, n_targets]`` scores.
@@ -107,10 +112,39 @@ def forward_scores(
         x = embed
         if model.cfg.positional_embedding_type == "standard":
             x = embed + model.pos_embed(tokens[:1])  # [batch, pos, d_model]; positions are constant
+        prefix = _usable_prefix(model, target, keep, shared_prefix) if not kwargs else 0
+        if prefix:  # the shared positions run once (row 0), then enter every row as a frozen cache
+            cache = _prefix_cache(model, x[:1, :prefix], len(x))
+            resid = model(x[:, prefix:], start_at_layer=0, stop_at_layer=stop, past_kv_cache=cache)  # [batch, pos - prefix, d_model]
+            if last_only:
+                return _read_target(model, target, _last_block_at_last_position(model, resid, cache[n_layers - 1]), [0])
+            return _read_target(model, target, resid, [p - prefix for p in target.positions])
         resid = model(x, start_at_layer=0, stop_at_layer=stop, **kwargs)  # [batch, pos, d_model]
     if last_only:
         return _read_target(model, target, _last_block_at_last_position(model, resid), [0])
     return _read_target(model, target, resid, target.positions)
+
+
+def _usable_prefix(model: Any, target: BoundTarget, keep: int, shared_prefix: int) -> int:
+    """How many shared leading positions can run once: before every position the target reads,
+    and only where TL's key-value cache path forms keys the usual way."""
+    if shared_prefix <= 0 or target.positions is None or not _last_query_only(model):
+        return 0
+    return max(0, min(shared_prefix, min(target.positions), keep - 1))
+
+
+def _prefix_cache(model: Any, x: Float[Tensor, "1 prefix d_model"], batch: int) -> Any:
+    """Keys and values of every layer for the shared prefix (one row, no gradients), frozen and
+    broadcast to ``batch`` rows."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, x.device, 1)
+    with torch.no_grad():
+        model(x.detach(), start_at_layer=0, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
+    entries = [TransformerLensKeyValueCacheEntry(e.past_keys.expand(batch, -1, -1, -1), e.past_values.expand(batch, -1, -1, -1),
+                                                 frozen=True) for e in cache.entries]
+    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask.expand(batch, -1), frozen=True)
 
 
 def _last_query_only(model: Any) -> bool:
@@ -131,14 +165,18 @@ def _last_query_only(model: Any) -> bool:
             and cfg.original_architecture not in POST_NORM_ARCHITECTURES and cfg.attention_dir == "causal")
 
 
-def _last_block_at_last_position(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch 1 d_model"]:
+def _last_block_at_last_position(model: Any, resid: Float[Tensor, "batch pos d_model"], prefix: Any = None
+                                 ) -> Float[Tensor, "batch 1 d_model"]:
     """The last block's output at the last position: keys and values of the earlier positions
-    enter as a frozen cache entry, so its query, attention output and MLP run on one position."""
+    (after the cached ``prefix`` entry's, when given) enter as a frozen cache entry, so its query,
+    attention output and MLP run on one position."""
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
     block = model.blocks[-1]
     earlier = block.ln1(resid[:, :-1])  # [batch, pos - 1, d_model]
     _, keys, values = block.attn.calculate_qkv_matrices(earlier, earlier, earlier)  # [batch, pos - 1, kv_head, d_head]
+    if prefix is not None:  # cached keys are TL's pre-rotary keys, as these are
+        keys, values = torch.cat([prefix.past_keys, keys], dim=1), torch.cat([prefix.past_values, values], dim=1)
     entry = TransformerLensKeyValueCacheEntry(keys, values, frozen=True)
     return block(resid[:, -1:], past_kv_cache_entry=entry)  # [batch, 1, d_model]
 
@@ -237,6 +275,7 @@ def target_gradients(
     target: BoundTarget,
     embed: Float[Tensor, "batch pos d_model"],
     fwd_hooks: Sequence[Hook] = (),
+    shared_prefix: int = 0,
 ) -> tuple[Float[Tensor, "batch n_targets"], Float[Tensor, "n_targets batch pos d_model"]]:
     """Scores and the gradient of each target with respect to ``embed`` (one forward pass).
 
@@ -246,11 +285,12 @@ def target_gradients(
     Without hooks (``fwd_hooks`` empty and none attached to the model), TL's ``gelu_new`` /
     ``gelu_fast`` and its LayerNorms run as fused kernels (:func:`~mechinterp.core.fused.fused_kernels`):
     the same functions to float rounding, one autograd node each instead of a chain.
+    ``shared_prefix`` is :func:`forward_scores`'s: the gradient at those positions may be 0.
     """
     embed = embed.detach().requires_grad_(True)
     fused = fused_kernels(model) if not fwd_hooks and not active_hooks(model) else nullcontext()
     with torch.enable_grad(), frozen_parameters(model), fused:
-        scores = forward_scores(model, tokens, target, embed=embed, fwd_hooks=fwd_hooks)
+        scores = forward_scores(model, tokens, target, embed=embed, fwd_hooks=fwd_hooks, shared_prefix=shared_prefix)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")
         grads = []

@@ -21,7 +21,9 @@ and forced continuation tokens (generation attribution) are never interpolated.
 
 The two ends ``F(x)`` and ``F(x')`` run as two extra rows of the last chunk, so the
 delta costs no forward pass of its own (the last chunk holds up to
-``internal_batch_size + 2`` rows).
+``internal_batch_size + 2`` rows). Leading positions where ``x = x'`` (BOS, kept) are the
+same in every row: where the model allows, they run once and enter the batch as a frozen
+key-value cache (see ``shared_prefix`` in :func:`~mechinterp.attribution.forward.forward_scores`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
     return out
 
 
+def shared_prefix_length(diff: Float[Tensor, "1 pos d_model"]) -> int:
+    """How many leading positions have ``x = x'`` exactly (they are the same in every path row)."""
+    moving = diff[0].ne(0).any(-1).nonzero()
+    return int(moving[0, 0]) if len(moving) else diff.shape[1]
+
+
 @register_method("integrated_gradients", "ig")
 class IntegratedGradients(AbstractAttributionMethod):
     """Integrated gradients at the embedding layer, with the convergence delta.
@@ -148,8 +156,9 @@ class IntegratedGradients(AbstractAttributionMethod):
         x = token_embeddings(model, prep.batch_tokens).detach()  # [1, pos, d_model]
         base = baseline_embeddings(model, prep, self.baseline, self.keep_bos)
         diff = x - base
+        shared = shared_prefix_length(diff)  # BOS kept: 1
         if self.rule == "adaptive":
-            return self._adaptive(model, prep, base, diff)
+            return self._adaptive(model, prep, base, diff, shared)
         alphas, weights = quadrature(self.n_steps, self.rule)
         dtype = x.dtype
         total = torch.zeros((prep.target.n_targets, *x.shape[1:]), dtype=dtype, device=x.device)
@@ -162,14 +171,14 @@ class IntegratedGradients(AbstractAttributionMethod):
             if last:  # F(x) and F(x') ride along in the last chunk (rows -2, -1): no extra forward pass
                 path = torch.cat([path, x, base])
             tokens = prep.batch_tokens.expand(len(path), -1)
-            values, grads = target_gradients(model, tokens, prep.target, path)  # [n_targets, chunk, pos, d_model]
+            values, grads = target_gradients(model, tokens, prep.target, path, shared_prefix=shared)  # [n_targets, chunk, pos, d_model]
             total += torch.einsum("tcpd,c->tpd", grads[:, : len(a)], w)
             if last:
                 ends = values[-2:]  # [2, n_targets]
         scores = (total * diff[0]).sum(-1)[:, : prep.n_prompt]  # [n_targets, n_prompt]
         return self._finish(prep, scores, ends, {"n_forward": self.n_steps + 2})
 
-    def _adaptive(self, model: Any, prep: Prepared, base: Tensor, diff: Tensor) -> TokenAttribution:
+    def _adaptive(self, model: Any, prep: Prepared, base: Tensor, diff: Tensor, shared: int) -> TokenAttribution:
         if self.n_steps < 8:
             raise MechinterpError(f"rule='adaptive' needs n_steps >= 8 (the budget of gradient rows; got {self.n_steps}).")
 
@@ -177,7 +186,8 @@ class IntegratedGradients(AbstractAttributionMethod):
             values, terms = [], []
             for chunk in alphas.split(self.internal_batch_size):
                 path = base + chunk.to(base.device, base.dtype).view(-1, 1, 1) * diff  # [chunk, pos, d_model]
-                vals, grads = target_gradients(model, prep.batch_tokens.expand(len(chunk), -1), prep.target, path)
+                vals, grads = target_gradients(model, prep.batch_tokens.expand(len(chunk), -1), prep.target, path,
+                                               shared_prefix=shared)
                 values.append(vals.double().cpu())
                 terms.append((grads * diff).sum(-1).double().cpu())  # [n_targets, chunk, pos]
             return torch.cat(values), torch.cat(terms, dim=1)

@@ -7,7 +7,7 @@ import torch
 
 from mechinterp.attribution import Continuation, Metric, attribute
 from mechinterp.attribution.base import prepare
-from mechinterp.attribution.forward import forward_scores, frozen_parameters, needed_length, token_embeddings
+from mechinterp.attribution.forward import forward_scores, frozen_parameters, needed_length, target_gradients, token_embeddings
 from mechinterp.core.hooks import assert_no_hooks
 
 PROMPT = "w3 w1 w4 w1 w5"
@@ -166,3 +166,42 @@ def test_fused_kernels_give_tl_values_and_gradients(tiny_model, target, monkeypa
     plain = fw.target_gradients(model, tokens, prep.target, embed)
     torch.testing.assert_close(fused[0], plain[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fused[1], plain[1], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("which", ["standard", *VARIANTS])
+@pytest.mark.parametrize("target", [("w9", "w2"), Continuation("w7 w8")])
+@pytest.mark.parametrize("prefix", [1, 3])
+def test_shared_prefix_runs_once_with_the_same_values_and_gradients(tiny_model, which, target, prefix, monkeypatch):
+    """Leading positions equal in every row enter as a frozen key-value cache: same scores, same gradients
+    at the other positions, and no gradient at the shared ones."""
+    import mechinterp.attribution.forward as fw
+
+    calls = []
+    real = fw._prefix_cache
+    monkeypatch.setattr(fw, "_prefix_cache", lambda model, x, batch: calls.append(x.shape[1]) or real(model, x, batch))
+    model = tiny_model if which == "standard" else _variant(tiny_model, which)
+    prep = prepare(model, PROMPT, target)
+    base = token_embeddings(model, prep.batch_tokens).detach()
+    embed = base * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
+    embed[:, :prefix] = base[:, :prefix]
+    tokens = prep.batch_tokens.expand(3, -1)
+    full = target_gradients(model, tokens, prep.target, embed)
+    shared = target_gradients(model, tokens, prep.target, embed, shared_prefix=prefix)
+    assert calls == [prefix]  # the cache path ran
+    torch.testing.assert_close(shared[0], full[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared[1][:, :, prefix:], full[1][:, :, prefix:], atol=1e-5, rtol=1e-4)
+    assert not shared[1][:, :, :prefix].any()
+    assert_no_hooks(model)
+
+
+def test_shared_prefix_is_capped_before_the_first_read_position(tiny_model):
+    """A prefix reaching a position the target reads is shortened (it must stay in the batch)."""
+    prep = prepare(tiny_model, PROMPT, Continuation("w7 w8"))
+    embed = token_embeddings(tiny_model, prep.batch_tokens).detach().expand(2, -1, -1)
+    tokens = prep.batch_tokens.expand(2, -1)
+    n = len(prep.tokens)
+    full = target_gradients(tiny_model, tokens, prep.target, embed)
+    capped = target_gradients(tiny_model, tokens, prep.target, embed, shared_prefix=n)
+    torch.testing.assert_close(capped[0], full[0], atol=1e-5, rtol=1e-5)
+    first = min(prep.target.positions)
+    torch.testing.assert_close(capped[1][..., first:, :], full[1][..., first:, :], atol=1e-5, rtol=1e-4)

@@ -110,3 +110,26 @@ def test_equals_captum_on_a_gelu_new_model(tiny_model):
     np.testing.assert_allclose(ours.scores[0].numpy(), ref.sum(-1)[0].detach().numpy(), atol=1e-5)
     assert ours.metadata["convergence_delta"][0] == pytest.approx(float(delta), abs=1e-5)
     assert all(b.mlp.act_fn.__name__ == "gelu_new" for b in model.blocks)
+
+
+def test_shared_prefix_does_not_change_the_result(tiny_model, monkeypatch):
+    """Positions where x = x' (BOS, and here a shared counterfactual prefix) run once as a cached prefix;
+    the scores and delta equal those of the full batch."""
+    import mechinterp.attribution.integrated_gradients as ig
+
+    real = ig.shared_prefix_length
+    clean = "w1 w5 w9 w2 w7 w3"
+    other = tiny_model.to_tokens("w1 w5 w8 w2 w7 w3")[0]
+    runs = {}
+    for name in ("shared", "full"):
+        if name == "full":
+            monkeypatch.setattr(ig, "shared_prefix_length", lambda diff: 0)
+        for baseline in ("pad", other):
+            runs[name, isinstance(baseline, str)] = attribute(tiny_model, clean, "w4", method="ig", baseline=baseline, n_steps=16,
+                                                              warn=False)
+    for pad in (True, False):
+        np.testing.assert_allclose(runs["shared", pad].scores.numpy(), runs["full", pad].scores.numpy(), atol=1e-6)
+        assert runs["shared", pad].metadata["convergence_delta"][0] == pytest.approx(runs["full", pad].metadata["convergence_delta"][0],
+                                                                                    abs=1e-5)
+    assert real(torch.zeros(1, 4, 3)) == 4
+    assert real(torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])) == 1
