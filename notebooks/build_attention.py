@@ -103,8 +103,9 @@ lm_scores = at.head_scores(lm, n_probes=16, seed=0)
     ("md", """Unlike `attn-only-2l` (induction scores 0.92–0.97 for its layer-1 heads), no toy-lm head has a
 clean induction stripe on these probes. The top induction score is about 0.06, and it belongs to a
 layer-0 head, which cannot do induction by itself. The clearest pattern is first-token attention
-(L3H2, about 0.44). The view below shows the top-ranked head anyway. The model still solves 0.988 of
-held-out induction prompts, so no single head's attention pattern carries that behaviour."""),
+(L3H2, about 0.44). The view below shows the top-ranked head anyway. The model still solves 0.965 of
+256 held-out induction prompts (`tasks.load("induction", lm, n=256)`), so no single head's attention
+pattern carries that behaviour."""),
     ("code", """lm_task = mechinterp.tasks.load("induction", lm, n=2, seed=0)
 lm_prompt = lm_task.clean_prompts[0]
 lm_pats = at.attention_patterns(lm, lm_prompt)
