@@ -6,8 +6,10 @@ datasets needs more, and :class:`SharedCache` adds it:
 * **short site names** — ``cache["resid_post", 3]``, ``cache.stack("pattern")``;
 * **datasets** — prompts are tokenised once, run in batches with a progress bar, padded
   (right by default, left supported) with the padding kept out of the results;
-* **position selection** — keep every position, only the last real token, or given
-  indices (negative ones count back from each prompt's own end);
+* **position selection** — keep every position, only the last real token, given
+  indices (negative ones count back from each prompt's own end), or a weighted sum over
+  each prompt's positions (e.g. a span mean) taken batch by batch, so that the full
+  ``[n, pos, ...]`` activation is never stored;
 * **a memory budget** — sites that would push the in-memory total past it are written to
   ``.npy`` files batch by batch and read back through memory maps, transparently;
 * **memoisation** — a site already cached costs no forward pass; new sites are collected
@@ -42,7 +44,7 @@ from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongErr
 
 __all__ = ["SharedCache"]
 
-Positions = Literal["all", "last"] | Sequence[int]
+Positions = Literal["all", "last"] | Sequence[int] | Tensor
 _FLAG_FIELDS = {
     "set_use_attn_result": "use_attn_result",
     "set_use_split_qkv_input": "use_split_qkv_input",
@@ -61,7 +63,10 @@ class SharedCache:
         positions: ``"all"`` (every position, padded to the longest prompt; see
             :attr:`attention_mask`), ``"last"`` (each prompt's last real token; the
             position dimension is dropped), or a list of indices per prompt (negative
-            indices count from each prompt's end; ``[0, -1]`` = first and last token).
+            indices count from each prompt's end; ``[0, -1]`` = first and last token),
+            or a float tensor of weights ``[n_prompts, pos]`` over the padded positions
+            (zero at padding): each prompt's weighted sum over positions, reduced per batch
+            (only ``[n_prompts, ...]`` is stored; the position dimension is dropped).
             For attention patterns the selection applies to the query position.
         batch_size: prompts per forward pass.
         memory_budget: bytes (or ``"2GB"``) of activations to hold in memory; sites that
@@ -270,7 +275,15 @@ class SharedCache:
         return self.inputs.tokens[rows, :width].to(device), {}, 0
 
     def _position_index(self) -> Tensor | None:
-        """Per prompt, the (padded-batch) indices to keep: ``[n, k]``, or ``None`` for all."""
+        """Per prompt, the (padded-batch) indices to keep: ``[n, k]`` (or the weights ``[n, pos]``), ``None`` for all."""
+        if isinstance(self.positions, Tensor) and self.positions.is_floating_point():
+            weights = self.positions.detach().cpu()
+            if weights.shape != self.inputs.tokens.shape:
+                raise MechinterpError(f"Position weights must be [n_prompts, pos] = {tuple(self.inputs.tokens.shape)}, "
+                                      f"got {tuple(weights.shape)}.")
+            if bool((weights * (1 - self.inputs.attention_mask)).any()) or not bool(torch.isfinite(weights).all()):
+                raise MechinterpError("Position weights must be finite and zero at padding positions.")
+            return weights
         if isinstance(self.positions, str):
             if self.positions == "all":
                 return None
@@ -300,6 +313,12 @@ class SharedCache:
         if self._index is None:
             mask = self.inputs.attention_mask[rows, offset : offset + act.shape[dim]].to(act.device)
             return _pad_positions(name, _zero_padding(name, act, mask), full, left=self.inputs.padding_side == "left")
+        if self._index.is_floating_point():  # weighted sum over positions, e.g. a span mean
+            weights = self._index[rows, offset : offset + act.shape[dim]].to(act.device, act.dtype)
+            picked = torch.einsum("bp,bp...->b...", weights, act.movedim(dim, 1))
+            if name.endswith(("hook_pattern", "hook_attn_scores")):  # key positions too
+                picked = _pad_dim(picked, picked.ndim - 1, full, left=self.inputs.padding_side == "left")
+            return picked
         index = (self._index[rows] - offset).to(act.device)  # [b, k] in batch coordinates
         shape = [index.shape[0]] + [1] * (act.ndim - 1)
         shape[dim] = index.shape[1]
@@ -326,8 +345,9 @@ class SharedCache:
         return self._spill_dir / f"{name}.npy"
 
     def __repr__(self) -> str:
+        positions = "weights" if isinstance(self.positions, Tensor) else repr(self.positions)
         return (
-            f"SharedCache({len(self)} prompts, positions={self.positions!r}, cached={len(self._stores)} site(s), "
+            f"SharedCache({len(self)} prompts, positions={positions}, cached={len(self._stores)} site(s), "
             f"in memory={self.memory_bytes / 1e6:.1f} MB, on disk={len(self.spilled)} site(s))"
         )
 

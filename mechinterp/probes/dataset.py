@@ -13,6 +13,10 @@ activation at the chosen token positions:
 * ``[[4], [5, 9], ...]`` — per-prompt positions (one list per prompt), averaged
   (e.g. ``task.ground_truth.positions``).
 
+Means (a named token, a span, per-prompt lists) are taken batch by batch inside the shared
+cache, so only one ``[n, d]`` vector per layer is stored, never the ``[n, pos, d]``
+activations they are computed from.
+
 :func:`from_task` takes prompts and labels from a :mod:`mechinterp.tasks` task
 (``task.ground_truth.labels``); :func:`read_labelled_csv` reads a ``text,label[,type]``
 file.
@@ -29,8 +33,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import math
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,10 +45,8 @@ from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
 from mechinterp.core.sites import layer_of, resolve_many
-from mechinterp.core.storage import DiskStore, parse_bytes
-from mechinterp.core.tokens import Tokenized
+from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import MechinterpError, TokenizationError, UnknownSiteError
-from mechinterp.probes.memory import iter_rows
 from mechinterp.probes.validation import ProbeInputError, check_n_labels, encode_labels
 
 __all__ = ["ProbeDataset", "collect_activations", "from_task", "read_labelled_csv"]
@@ -173,38 +173,33 @@ def collect_activations(
     if any(h.endswith(("hook_pattern", "hook_attn_scores")) for h in hooks):
         raise UnknownSiteError(f"Cannot probe {site!r}: attention patterns have no per-token vector. Use resid_post, z or attn_out.")
     mode, shared, per_prompt = _positions(position)
-    cache = SharedCache(model, prompts, positions=shared, batch_size=batch_size, memory_budget=memory_budget,
-                        spill_dir=spill_dir, progress=progress)
-    n = len(cache)
+    inputs = prompts if isinstance(prompts, Tokenized) else tokenize(model, prompts)
+    n = len(inputs)
     mask = None
     if mode == "named":
-        per_prompt = [[_find_token(cache, i, str(position))] for i in range(n)]
+        per_prompt = [[_find_token(model, inputs, i, str(position))] for i in range(n)]
     elif mode == "span":
-        per_prompt = [list(range(int(cache.lengths[i])))[position] for i in range(n)]  # type: ignore[index]
+        per_prompt = [list(range(int(inputs.lengths[i])))[position] for i in range(n)]  # type: ignore[index]
         empty = [i for i, p in enumerate(per_prompt) if not p]
         if empty:
             raise ProbeInputError(f"The span {position} is empty for prompt {empty[0]}; choose a span inside every prompt.")
     elif mode == "per_prompt":
         check_n_labels(len(per_prompt), n, "position lists")
+    if per_prompt is not None:
+        # the mean over each prompt's positions is taken batch by batch in the shared cache: only
+        # [n, d] per layer is ever stored, never the [n, pos, d] activations it is computed from
+        shared = _mean_weights(inputs, per_prompt)
+    cache = SharedCache(model, inputs, positions=shared, batch_size=batch_size, memory_budget=memory_budget,
+                        spill_dir=spill_dir, progress=progress)
     cache.fetch(hooks)
     features = []
-    budget = parse_bytes(memory_budget)
     tmp = None
     for hook in hooks:
         act = cache.get(hook)
-        if mode in ("last",):
-            feats = act.reshape(n, 1, -1)
-        elif mode in ("all", "indices"):
+        if mode in ("all", "indices"):
             feats = act.reshape(n, act.shape[1], -1)
-        else:
-            d = math.prod(act.shape[2:])
-            used = sum(f.numel() * 4 for f in features if not _on_disk(f)) + cache.memory_bytes
-            if used + n * d * 4 > budget:
-                tmp = tmp or tempfile.TemporaryDirectory(prefix="mechinterp-probe-")
-                store: Any = DiskStore(n, (1, d), torch.float32, Path(tmp.name) / f"{hook}.npy")
-            else:
-                store = None
-            feats = _reduce(act.reshape(n, act.shape[1], d), per_prompt, batch_size, store)
+        else:  # "last" and the means: one vector per prompt
+            feats = act.reshape(n, 1, -1)
         features.append(feats)
     if mode == "all":
         mask = cache.attention_mask.bool()
@@ -296,36 +291,31 @@ def _positions(position: Position) -> tuple[str, Any, list[list[int]] | None]:
     raise ProbeInputError(f"Cannot read position={position!r}; see the docstring of collect_activations.")
 
 
-def _find_token(cache: SharedCache, i: int, name: str) -> int:
-    words = [t.strip() for t in cache.str_tokens(i)]
+def _find_token(model: Any, inputs: Tokenized, i: int, name: str) -> int:
+    tokens = list(model.to_str_tokens(inputs.tokens[i][inputs.attention_mask[i].bool()]))
+    words = [t.strip() for t in tokens]
     if name.strip() not in words:
-        raise TokenizationError(f"The token {name!r} does not occur in prompt {i} ({cache.str_tokens(i)}): "
+        raise TokenizationError(f"The token {name!r} does not occur in prompt {i} ({tokens}): "
                                 "pick a token that every prompt contains, or pass per-prompt positions.")
     return words.index(name.strip())
 
 
-def _reduce(act: Float[Tensor, "n pos d"], per_prompt: list[list[int]], chunk: int, store: Any) -> Tensor:
-    """Mean of ``act[i, per_prompt[i]]`` per example, read in row chunks: ``[n, 1, d]``."""
-    n, width, d = act.shape
+def _mean_weights(inputs: Tokenized, per_prompt: list[list[int]]) -> Float[Tensor, "n pos"]:
+    """Weights ``[n, pos]`` over the padded positions whose weighted sum is the mean of ``per_prompt[i]``.
+
+    Positions count from each prompt's first real token.
+    """
+    n, width = inputs.tokens.shape
     weights = torch.zeros(n, width)
     for i, pos in enumerate(per_prompt):
-        if min(pos) < 0 or max(pos) >= width:
-            raise ProbeInputError(f"Position {pos} is outside prompt {i} (which has {width} positions at most).")
-        weights[i, pos] = 1.0 / len(pos)
-    out = torch.empty(n, 1, d) if store is None else None
-    for rows, block in iter_rows([act.reshape(n, width * d)], chunk):
-        mean = torch.einsum("np,npd->nd", weights[rows], block[0].view(-1, width, d))[:, None]
-        if store is None:
-            out[rows] = mean  # type: ignore[index]
-        else:
-            store.append(mean)
-    return out if store is None else store.read()
-
-
-def _on_disk(x: Tensor) -> bool:
-    from mechinterp.probes.memory import is_file_backed
-
-    return is_file_backed(x)
+        length = int(inputs.lengths[i])
+        if not pos:
+            raise ProbeInputError(f"The position list of prompt {i} is empty; give at least one position per prompt.")
+        if min(pos) < 0 or max(pos) >= length:
+            raise ProbeInputError(f"Position {pos} is outside prompt {i} (which has {length} tokens).")
+        start = width - length if inputs.padding_side == "left" else 0
+        weights[i, [start + p for p in pos]] = 1.0 / len(pos)
+    return weights
 
 
 def _span_str(position: Any) -> str:
