@@ -141,3 +141,21 @@ def test_store_device_keeps_values_where_asked(tiny_model):
     assert here["resid_post", 1].device == torch.device(tiny_model.cfg.device)
     with pytest.raises(MechinterpError, match="store_device"):
         SharedCache(tiny_model, RAGGED, store_device="not-a-device")
+
+
+def test_position_weights_reduce_per_batch(tiny_model, tmp_path):
+    """``positions=`` a weight tensor stores each prompt's weighted sum over positions, ``[n, ...]``."""
+    full = SharedCache(tiny_model, RAGGED, batch_size=2)
+    weights = full.attention_mask.float() / full.lengths[:, None]  # the mean over each prompt
+    mean = SharedCache(tiny_model, RAGGED, positions=weights, batch_size=2)
+    spilled = SharedCache(tiny_model, RAGGED, positions=weights, batch_size=2, memory_budget=0, spill_dir=tmp_path)
+    resid = full["resid_post", 1]
+    torch.testing.assert_close(mean["resid_post", 1], resid.sum(1) / full.lengths[:, None], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(spilled["resid_post", 1], mean["resid_post", 1])
+    assert mean.memory_bytes == resid.numel() * 4 // resid.shape[1]  # no position dimension stored
+    mask_left = SharedCache(tiny_model, RAGGED, padding_side="left").attention_mask.float()
+    left = SharedCache(tiny_model, RAGGED, positions=mask_left / full.lengths[:, None], batch_size=2, padding_side="left")
+    torch.testing.assert_close(left["resid_post", 1], mean["resid_post", 1], atol=1e-4, rtol=1e-4)
+    assert left["z", 0].shape == (len(RAGGED), 4, 8)  # heads kept, positions summed
+    with pytest.raises(MechinterpError, match="zero at padding"):
+        SharedCache(tiny_model, RAGGED, positions=torch.ones_like(weights))
