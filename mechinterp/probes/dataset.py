@@ -69,8 +69,9 @@ class ProbeDataset:
             ragged prompts), or ``None`` when all do.
         types: per example, the "word type" that Hewitt & Liang control labels are tied to.
         texts: the prompts, when given as text.
-        cache: ``(shared cache, temporary folder or None)`` the activations came from; held so that
-            spilled files stay alive as long as the dataset.
+        cache: ``(shared cache, None)``: the cache the activations came from, held so that its
+            spilled files stay alive as long as the dataset (the second slot, once a temporary
+            folder for spilled means, is unused since the means are reduced inside the cache).
     """
 
     features: list[Float[Tensor, "n positions d"]]
@@ -193,7 +194,6 @@ def collect_activations(
                         spill_dir=spill_dir, progress=progress)
     cache.fetch(hooks)
     features = []
-    tmp = None
     for hook in hooks:
         act = cache.get(hook)
         if mode in ("all", "indices"):
@@ -211,7 +211,7 @@ def collect_activations(
     return ProbeDataset(
         features=features, y=y, classes=classes, hook_names=hooks,
         layers=[layer_of(h) if layer_of(h) is not None else -1 for h in hooks], position_labels=labels_pos,
-        mask=mask, types=type_list, texts=texts, cache=(cache, tmp),
+        mask=mask, types=type_list, texts=texts, cache=(cache, None),
     )
 
 
