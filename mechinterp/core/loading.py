@@ -27,7 +27,7 @@ import torch
 
 from mechinterp.errors import ModelLoadError, OfflineError
 
-__all__ = ["load", "load_local_checkpoint", "hub_reachable"]
+__all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenizer_prepends_bos", "hub_reachable"]
 
 _WEIGHT_PROCESSING = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")
 
@@ -41,26 +41,33 @@ def load(
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     fold_value_biases: bool = True,
-    **from_pretrained_kwargs: Any,
+    **config_overrides: Any,
 ) -> Any:
-    """Load a ``HookedTransformer`` from the zoo, a local checkpoint folder or a TL name.
+    """Load a ``HookedTransformer`` from the zoo, a GGUF file, a local checkpoint folder or a TL name.
 
     Args:
-        name_or_path: ``"zoo:<name>"``, a folder with a Hugging Face checkpoint, or a
-            TransformerLens model name such as ``"gpt2"``.
+        name_or_path: ``"zoo:<name>"``; a ``.gguf`` file (llama.cpp / ollama; needs the
+            ``gguf`` extra); a folder with a Hugging Face checkpoint; or a TransformerLens
+            model name such as ``"gpt2"`` (needs the hub or the local HF cache).
         device: ``"cpu"``, ``"cuda"``...; default CPU.
-        dtype: ``torch.float32`` (default), ``torch.bfloat16``, or its name as a string.
+        dtype: ``torch.float32`` (default), ``torch.bfloat16``, ``torch.float16``, or its
+            name as a string (``"bf16"`` and ``"fp16"`` are accepted too).
         fold_ln, center_writing_weights, center_unembed, fold_value_biases: TL's weight
             processing, on by default as in ``from_pretrained``; switch off to analyse the
             raw weights.
-        **from_pretrained_kwargs: passed to ``from_pretrained`` for hub names.
+        **config_overrides: ``HookedTransformerConfig`` fields set before the model is
+            built, e.g. ``ungroup_grouped_query_attention=True``, ``use_attn_result=True``,
+            ``default_prepend_bos=True``, ``n_ctx=512``. Hub names also accept the other
+            keywords of ``HookedTransformer.from_pretrained``. Any other keyword raises.
 
     Returns:
-        The model in eval mode.
+        The model in eval mode. ``model.mechinterp_meta`` (see :func:`model_info`) says
+        where it came from, its dtype, whether prompts get a BOS token and, for GGUF
+        files, which quantization the weights were dequantized from.
 
     Raises:
         ModelLoadError: unknown zoo name, a folder that is not a checkpoint, an
-            architecture TransformerLens cannot convert.
+            architecture TransformerLens cannot convert, an unknown keyword.
         OfflineError: a hub name on a machine that cannot reach the hub.
 
     Example:
@@ -68,6 +75,8 @@ def load(
         >>> model = mechinterp.load("zoo:attn-only-2l")
         >>> model.cfg.n_layers
         2
+        >>> mechinterp.core.loading.model_info(model)["source"]
+        'zoo'
     """
     dtype = _resolve_dtype(dtype)
     processing = dict(
@@ -80,24 +89,97 @@ def load(
     if name.startswith("zoo:"):
         from mechinterp.zoo import load_model
 
-        return load_model(name, device=device, dtype=dtype, **processing)
+        _check_overrides(config_overrides)
+        model = load_model(name, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
+        return _with_meta(model, source="zoo", path=name, dtype=dtype)
     local = Path(name).expanduser()
+    if local.is_file():
+        if local.suffix.lower() != ".gguf":
+            raise ModelLoadError(
+                f"{local} is a file but not a .gguf file. mechinterp.load takes a .gguf file, a folder "
+                "with a Hugging Face checkpoint (config.json + weights), 'zoo:<name>' or a TL model name."
+            )
+        return load_gguf(local, device=device, dtype=dtype, **processing, **config_overrides)
     if local.exists():
         if (local / "model.safetensors").exists() and (local / "config.json").exists() and _is_zoo_format(local):
             from mechinterp.zoo import load_model
 
-            return load_model(local, device=device, dtype=dtype, **processing)
-        return load_local_checkpoint(local, device=device, dtype=dtype, **processing)
-    return _load_from_hub(name, device=device, dtype=dtype, processing=processing, **from_pretrained_kwargs)
+            _check_overrides(config_overrides)
+            model = load_model(local, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
+            return _with_meta(model, source="zoo", path=str(local), dtype=dtype)
+        return load_local_checkpoint(local, device=device, dtype=dtype, **processing, **config_overrides)
+    return _load_from_hub(name, device=device, dtype=dtype, processing=processing, **config_overrides)
+
+
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ModelLoadError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'.")
-    return resolved
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        text = str(dtype).removeprefix("torch.")
+        dtype = getattr(torch, _DTYPE_ALIASES.get(text, text), None)
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        raise ModelLoadError(
+            f"Unknown or unsupported dtype {dtype!r}; use 'float32', 'bfloat16' or 'float16' (or the torch dtype)."
+        )
+    return dtype
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Every keyword must be a ``HookedTransformerConfig`` field: none is silently ignored."""
+    import dataclasses
+
+    from transformer_lens import HookedTransformerConfig
+
+    fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ModelLoadError(
+            f"mechinterp.load got unknown keyword(s) {unknown}. For local checkpoints, GGUF files and zoo "
+            "models it takes device, dtype, the weight-processing switches (fold_ln, center_writing_weights, "
+            "center_unembed, fold_value_biases) and HookedTransformerConfig fields such as "
+            "ungroup_grouped_query_attention, use_attn_result, default_prepend_bos or n_ctx."
+        )
+    derived = sorted(set(overrides) & {"d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_key_value_heads"})
+    if derived:
+        raise ModelLoadError(f"{derived} are fixed by the checkpoint's weights and cannot be overridden in load().")
+
+
+def _with_meta(model: Any, **meta: Any) -> Any:
+    """Attach ``model.mechinterp_meta``: where the model came from and how it tokenises."""
+    tok = model.tokenizer
+    info = {
+        "source": meta.pop("source"),
+        "path": meta.pop("path"),
+        "architecture": getattr(model.cfg, "original_architecture", None),
+        "dtype": str(model.cfg.dtype).removeprefix("torch."),
+        "prepend_bos": bool(model.cfg.default_prepend_bos),
+        "bos_token": getattr(tok, "bos_token", None) if tok is not None else None,
+        "n_key_value_heads": getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads,
+        "dequantized_from": None,
+    }
+    meta.pop("dtype", None)
+    info.update(meta)
+    model.mechinterp_meta = info
+    return model
+
+
+def model_info(model: Any) -> dict[str, Any]:
+    """Where ``model`` came from and how it tokenises (``model.mechinterp_meta``).
+
+    Keys: ``source`` (``"zoo"``, ``"hf-folder"``, ``"gguf"``, ``"hub"`` or ``"unknown"`` for a
+    model built elsewhere), ``path``, ``architecture``, ``dtype``, ``prepend_bos`` (whether
+    prompts get a BOS token, following the checkpoint's own tokenizer configuration),
+    ``bos_token``, ``bos_source`` (what decided ``prepend_bos``), ``n_key_value_heads``,
+    ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``).
+    """
+    meta = getattr(model, "mechinterp_meta", None)
+    if meta is None:
+        meta = _with_meta(model, source="unknown", path=None).mechinterp_meta
+        meta["bos_source"] = "the model's config (built outside mechinterp.load)"
+    return dict(meta)
 
 
 def _is_zoo_format(folder: Path) -> bool:
@@ -105,23 +187,41 @@ def _is_zoo_format(folder: Path) -> bool:
     return "d_model" in config and "architectures" not in config
 
 
-def _staging_folder(folder: Path, tmp: Path) -> Path:
+def _staging_folder(folder: Path | None, tmp: Path, config: dict[str, Any] | None = None) -> Path:
     """A neutral-named folder of links to ``folder``'s files, with a repaired config.
 
     TransformerLens picks some architectures from substrings of the *path* ("llama",
     "gemma"), and reads GPT-2's ``n_ctx``, which newer ``transformers`` configs no longer
     carry. Linking the files into a neutral folder and completing the config avoids both.
+    ``folder=None`` stages only ``config`` (a GGUF file's, already dequantized).
     """
     stage = tmp / "checkpoint"
     stage.mkdir()
-    for item in folder.iterdir():
-        if item.name != "config.json":
-            (stage / item.name).symlink_to(item.resolve())
-    config = json.loads((folder / "config.json").read_text())
+    if folder is not None:
+        for item in folder.iterdir():
+            if item.name != "config.json":
+                (stage / item.name).symlink_to(item.resolve())
+        config = json.loads((folder / "config.json").read_text())
+    assert config is not None
     if "n_positions" in config and "n_ctx" not in config:
         config["n_ctx"] = config["n_positions"]
     (stage / "config.json").write_text(json.dumps(config))
     return stage
+
+
+def tokenizer_prepends_bos(tokenizer: Any) -> bool:
+    """Whether the Hugging Face ``tokenizer`` itself puts its BOS token in front of a text.
+
+    This is what the checkpoint's authors configured (``add_bos_token``, the
+    post-processor's template), read off by tokenising a short text. TransformerLens
+    instead prepends BOS whenever the tokenizer has one; :func:`load` follows the
+    tokenizer.
+    """
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("hello")["input_ids"]
+    return bool(len(ids) > 0 and ids[0] == bos)
 
 
 def load_local_checkpoint(
@@ -133,63 +233,163 @@ def load_local_checkpoint(
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     fold_value_biases: bool = True,
+    **config_overrides: Any,
 ) -> Any:
     """Load a Hugging Face checkpoint folder into a ``HookedTransformer``, fully offline.
 
     Args:
         folder: holds ``config.json``, ``*.safetensors`` or ``pytorch_model.bin``, and
             tokenizer files (optional: without them the model takes token tensors only).
-        device, dtype, fold_ln, center_writing_weights, center_unembed, fold_value_biases:
-            as in :func:`load`.
+        device, dtype, fold_ln, center_writing_weights, center_unembed, fold_value_biases,
+            config_overrides: as in :func:`load`.
 
     Returns:
         The converted model, whose log-probabilities match the Hugging Face model's.
     """
-    from transformer_lens import HookedTransformer
-    from transformer_lens.loading_from_pretrained import get_pretrained_model_config, get_pretrained_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _check_overrides(config_overrides)
     folder = Path(folder).expanduser().resolve()
     if not (folder / "config.json").exists():
         raise ModelLoadError(
             f"{folder} has no config.json, so it is not a Hugging Face checkpoint. Save one with "
-            "model.save_pretrained(folder) and tokenizer.save_pretrained(folder), or load a zoo "
-            "model with mechinterp.load('zoo:<name>')."
+            "model.save_pretrained(folder) and tokenizer.save_pretrained(folder), load a .gguf file, "
+            "or load a zoo model with mechinterp.load('zoo:<name>')."
         )
     torch_dtype = dtype or torch.float32
+    config = json.loads((folder / "config.json").read_text())
     with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
-        stage = str(_staging_folder(folder, Path(tmp)))
+        stage = _staging_folder(folder, Path(tmp))
         try:
-            cfg = get_pretrained_model_config(
-                stage, device=str(device or "cpu"), fold_ln=fold_ln, dtype=torch_dtype, local_files_only=True
-            )
-            hf_model = AutoModelForCausalLM.from_pretrained(stage, dtype=torch_dtype, local_files_only=True)
-            state = get_pretrained_state_dict(stage, cfg, hf_model=hf_model, dtype=torch_dtype)
-        except (ValueError, KeyError, AttributeError, NotImplementedError, OSError) as err:
-            architectures = json.loads((folder / "config.json").read_text()).get("architectures")
-            raise ModelLoadError(
-                f"TransformerLens could not convert the checkpoint in {folder} "
-                f"(architectures={architectures}): {type(err).__name__}: {err}. Supported families "
-                "include GPT-2, GPT-NeoX/Pythia, GPT-J, Llama, Mistral, Qwen2/3, Gemma, OPT, Phi."
-            ) from err
-        del hf_model
+            hf_model = AutoModelForCausalLM.from_pretrained(str(stage), dtype=torch.float32, local_files_only=True)
+        except (ValueError, KeyError, OSError) as err:
+            raise _unsupported(folder, config, err) from err
         tokenizer = None
         if any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    cfg.model_name = folder.name
-    cfg.tokenizer_name = str(folder) if tokenizer is not None else None
+        model = _convert(
+            hf_model, tokenizer, stage, config, folder.name, device=device, dtype=torch_dtype,
+            processing=dict(fold_ln=fold_ln, center_writing_weights=center_writing_weights,
+                            center_unembed=center_unembed, fold_value_biases=fold_value_biases),
+            overrides=config_overrides,
+        )
+    return _with_meta(model, source="hf-folder", path=str(folder), **_bos_meta(model, tokenizer, config_overrides))
+
+
+def load_gguf(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    fold_ln: bool = True,
+    center_writing_weights: bool = True,
+    center_unembed: bool = True,
+    fold_value_biases: bool = True,
+    **config_overrides: Any,
+) -> Any:
+    """Load a ``.gguf`` file (llama.cpp / ollama) into a ``HookedTransformer``, offline.
+
+    The weights are dequantized by ``transformers`` + ``gguf`` (to fp32, then cast to
+    ``dtype``) and converted exactly as a Hugging Face folder would be, so the model's
+    log-probabilities equal those of ``AutoModelForCausalLM.from_pretrained(...,
+    gguf_file=...)``. ``model.mechinterp_meta["dequantized_from"]`` names the file's
+    quantization type: analyses describe the quantized model, not the original weights.
+
+    Example:
+        >>> model = mechinterp.load("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
+        >>> model.mechinterp_meta["dequantized_from"]  # doctest: +SKIP
+        'Q4_1'
+    """
+    from mechinterp.core.gguf import read_gguf
+
+    _check_overrides(config_overrides)
+    torch_dtype = dtype or torch.float32
+    hf_model, tokenizer, info = read_gguf(path, dtype=torch.float32)
+    config = hf_model.config.to_dict()
+    config.pop("quantization_config", None)
+    config["architectures"] = config.get("architectures") or [type(hf_model).__name__]
+    with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
+        stage = _staging_folder(None, Path(tmp), config)
+        model = _convert(
+            hf_model, tokenizer, stage, config, Path(path).stem, device=device, dtype=torch_dtype,
+            processing=dict(fold_ln=fold_ln, center_writing_weights=center_writing_weights,
+                            center_unembed=center_unembed, fold_value_biases=fold_value_biases),
+            overrides=config_overrides,
+        )
+    return _with_meta(
+        model, source="gguf", path=str(Path(path).expanduser().resolve()), dequantized_from=info.quantization,
+        gguf_architecture=info.architecture, **_bos_meta(model, tokenizer, config_overrides),
+    )
+
+
+def _bos_meta(model: Any, tokenizer: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    if "default_prepend_bos" in overrides:
+        return {"bos_source": "default_prepend_bos passed to load()"}
+    if tokenizer is None:
+        return {"bos_source": "no tokenizer: token tensors are used as given"}
+    return {"bos_source": "the checkpoint's tokenizer configuration (as Hugging Face tokenises)"}
+
+
+def _unsupported(folder: Path | str, config: dict[str, Any], err: Exception) -> ModelLoadError:
+    from mechinterp.core.architectures import supported_architectures
+
+    return ModelLoadError(
+        f"TransformerLens could not convert the checkpoint in {folder} "
+        f"(architectures={config.get('architectures')}): {type(err).__name__}: {err}. "
+        f"TransformerLens 3.9 converts: {', '.join(supported_architectures())}."
+    )
+
+
+def _convert(
+    hf_model: Any,
+    tokenizer: Any,
+    stage: Path,
+    config: dict[str, Any],
+    name: str,
+    *,
+    device: str | torch.device | None,
+    dtype: torch.dtype,
+    processing: dict[str, bool],
+    overrides: dict[str, Any],
+) -> Any:
+    """A loaded Hugging Face model to a ``HookedTransformer`` with TL's converters, offline."""
+    from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
+
+    from mechinterp.core.architectures import tl_config
+
+    # Convert and process the weights in fp32 (folding and centring in bf16 loses
+    # precision), then cast: a bf16 model is the fp32 model rounded once.
+    if hf_model.dtype != torch.float32:
+        hf_model = hf_model.float()
+    try:
+        cfg, config_name = tl_config(
+            stage, config, device=str(device or "cpu"), fold_ln=processing["fold_ln"], dtype=torch.float32
+        )
+        state = get_pretrained_state_dict(config_name, cfg, hf_model=hf_model, dtype=torch.float32)
+    except (ValueError, KeyError, AttributeError, NotImplementedError, OSError) as err:
+        raise _unsupported(stage if name is None else name, config, err) from err
+    del hf_model
+    cfg.model_name = name
+    cfg.tokenizer_name = getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None
+    if tokenizer is not None:
+        cfg.default_prepend_bos = tokenizer_prepends_bos(tokenizer)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
     model.load_and_process_state_dict(
         state,
-        fold_ln=fold_ln and cfg.normalization_type is not None,
-        center_writing_weights=center_writing_weights and cfg.normalization_type is not None,
-        center_unembed=center_unembed,
-        fold_value_biases=fold_value_biases,
+        fold_ln=processing["fold_ln"] and cfg.normalization_type is not None,
+        center_writing_weights=processing["center_writing_weights"] and cfg.normalization_type is not None,
+        center_unembed=processing["center_unembed"],
+        fold_value_biases=processing["fold_value_biases"],
     )
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
-        model.tokenizer.name_or_path = folder.name.lower().replace("gemma", "g-mma")
+        model.tokenizer.name_or_path = name.lower().replace("gemma", "g-mma")
     model.to(str(device or "cpu"), print_details=False)
+    if dtype != torch.float32:
+        model.to(dtype, print_details=False)
     model.eval()
     return model
 
@@ -238,7 +438,7 @@ def _load_from_hub(
     except OSError as err:
         raise OfflineError(f"{offline_hint} ({err})") from err
     model.eval()
-    return model
+    return _with_meta(model, source="hub", path=official, bos_source="TransformerLens's default for this model")
 
 
 def _in_hf_cache(official_name: str) -> bool:

@@ -129,11 +129,13 @@ def load_model(
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     fold_value_biases: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> Any:
     """Load a zoo model (by name, or from a folder in the zoo format) with no network access.
 
     Weight processing follows TransformerLens's ``from_pretrained`` defaults and can be
-    switched off argument by argument.
+    switched off argument by argument; ``config_overrides`` sets ``HookedTransformerConfig``
+    fields (e.g. ``use_attn_result``) before the model is built.
     """
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -145,6 +147,7 @@ def load_model(
     cfg_dict["device"] = str(device) if device is not None else "cpu"
     if dtype is not None:
         cfg_dict["dtype"] = dtype
+    cfg_dict.update(config_overrides or {})
     cfg = HookedTransformerConfig(**cfg_dict)
     tokenizer = None
     if (folder / "tokenizer").exists():

@@ -84,3 +84,68 @@ def test_unknown_names_and_folders():
 def test_folder_without_config(tmp_path):
     with pytest.raises(ModelLoadError, match="config.json"):
         mechinterp.load(tmp_path)
+
+
+def _tiny_llama_folder(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mechinterp.zoo.tokenizer import word_tokenizer
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=32)
+    hf = LlamaForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    word_tokenizer([f"w{i}" for i in range(45)], tmp_path)
+    return hf
+
+
+def test_every_keyword_is_honoured_or_rejected(tmp_path, no_network):
+    _tiny_llama_folder(tmp_path)
+    model = mechinterp.load(tmp_path, ungroup_grouped_query_attention=True, use_attn_result=True)
+    assert model.cfg.ungroup_grouped_query_attention and model.cfg.use_attn_result
+    with pytest.raises(ModelLoadError, match="unknown keyword"):
+        mechinterp.load(tmp_path, not_a_setting=1)
+    with pytest.raises(ModelLoadError, match="unknown keyword"):
+        mechinterp.load("zoo:attn-only-2l", not_a_setting=1)
+    with pytest.raises(ModelLoadError, match="fixed by the checkpoint"):
+        mechinterp.load(tmp_path, d_model=8)
+    zoo = mechinterp.load("zoo:attn-only-2l", use_attn_result=True)
+    assert zoo.cfg.use_attn_result
+
+
+def test_bos_follows_the_checkpoints_tokenizer(tmp_path, no_network):
+    from mechinterp.core.loading import model_info
+
+    _tiny_llama_folder(tmp_path)  # the zoo's word tokenizer adds no BOS
+    model = mechinterp.load(tmp_path)
+    assert model.cfg.default_prepend_bos is False
+    assert model_info(model)["prepend_bos"] is False and model_info(model)["source"] == "hf-folder"
+    assert model.to_str_tokens("w3 w4") == ["w3", "w4"]
+    forced = mechinterp.load(tmp_path, default_prepend_bos=True)
+    assert forced.to_str_tokens("w3 w4") == ["<bos>", "w3", "w4"]
+    assert "passed to load" in model_info(forced)["bos_source"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, "bf16", "float16"])
+def test_reduced_precision_is_the_fp32_model_rounded(tmp_path, dtype, no_network):
+    hf = _tiny_llama_folder(tmp_path)
+    model = mechinterp.load(tmp_path, dtype=dtype)
+    assert model.cfg.dtype in (torch.bfloat16, torch.float16)
+    assert all(p.dtype == model.cfg.dtype for p in model.parameters())
+    tokens = torch.tensor([[1, 5, 9, 3, 7]])
+    with torch.no_grad():
+        ours = model(tokens).float().log_softmax(-1)
+        theirs = hf(tokens).logits.log_softmax(-1)
+    torch.testing.assert_close(ours, theirs, atol=0.1, rtol=0)
+
+
+def test_non_gguf_file_is_rejected(tmp_path):
+    stray = tmp_path / "weights.bin"
+    stray.write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLoadError, match="not a .gguf"):
+        mechinterp.load(stray)
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not gguf")
+    with pytest.raises(ModelLoadError, match="GGUF"):
+        mechinterp.load(bad)
