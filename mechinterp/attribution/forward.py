@@ -187,8 +187,30 @@ def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch po
                  positions: list[int] | None) -> Float[Tensor, "batch n_targets"]:
     if positions is not None:
         resid = resid[:, positions]  # [batch, n_pos, d_model]
-    logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
+    if resid.dtype in (torch.bfloat16, torch.float16):
+        logits = _unembed_float32(model, resid, target.columns)
+    else:
+        logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
     return target.score(logits)
+
+
+def _unembed_float32(model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | None
+                     ) -> Float[Tensor, "batch n_pos n_columns"]:
+    """Unembedding of a half-precision model in float32 (the final norm runs in the model's dtype).
+
+    bf16 logits of size ~20 are spaced 0.125 apart, so a logit difference read from them is
+    off by up to that much; a float32 product of the same normalised residual and ``W_U`` is not.
+    """
+    normed = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
+    w_u, b_u = model.unembed.W_U, model.unembed.b_U
+    if columns is not None:
+        idx = torch.as_tensor(columns, device=w_u.device)
+        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
+    logits = torch.matmul(normed.float(), w_u.float()) + b_u.float()  # [batch, n_pos, n_columns]
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def _starts_from_embeddings(model: Any) -> bool:

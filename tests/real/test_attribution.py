@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from mechinterp.attribution import CompletenessWarning, Contrast, attribute, ig_convergence
 
@@ -79,10 +80,15 @@ def test_captums_zero_baseline_is_degenerate_and_warns(smollm2, facts):
                   warn=False)
 
 
-def test_ig_completeness_in_bf16(smollm2_bf16, facts):
-    """bf16 model: the passes run in bf16, the quadrature sums in float32 (summing in bf16 was off by 11%)."""
+def test_ig_in_bf16_matches_fp32(smollm2, smollm2_bf16, facts):
+    """bf16 model: the passes run in bf16; path, quadrature sum and logits are float32. The scores then match the
+    fp32 model's (France: largest difference 0.06 on a top score of 2.4). Completeness against the bf16 model's own
+    F(x) - F(x') is limited by its forward rounding through 30 layers: F(x) is 6.77 in bf16 against 6.66 in fp32,
+    and the relative delta is 5.0% here (fp32 0.9%)."""
     fact = facts[0]
-    res = attribute(smollm2_bf16, fact["prompt"], Contrast(fact["answer"], fact["wrong"]), method="ig", n_steps=32,
-                    warn=False)
-    assert res.metadata["accumulation_dtype"] == "float32"
-    assert res.metadata["relative_delta"][0] < 0.02
+    target = Contrast(fact["answer"], fact["wrong"])
+    half = attribute(smollm2_bf16, fact["prompt"], target, method="ig", n_steps=32, warn=False)
+    full = attribute(smollm2, fact["prompt"], target, method="ig", n_steps=32, warn=False)
+    assert half.metadata["accumulation_dtype"] == "float32" and half.scores.dtype == torch.float32
+    torch.testing.assert_close(half.scores, full.scores, atol=0.05 * float(full.scores.abs().max()), rtol=0)
+    assert half.metadata["relative_delta"][0] < 0.08
