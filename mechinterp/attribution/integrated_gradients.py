@@ -12,12 +12,24 @@ trapezoid). The ``n_steps`` interpolated inputs run in
 chunks of ``internal_batch_size`` so memory stays bounded, and the convergence delta
 ``Σ_i IG_i - (F(x) - F(x'))`` is always reported.
 
-Baselines: ``"zero"`` (zero embeddings), a token (``"pad"``, ``"unk"``, ``"mask"``,
-``"eos"``, or an id: every prompt position gets that token's embedding), a user tensor
-``[pos, d_model]`` / ``[d_model]``, or the token ids ``[pos]`` of a counterfactual prompt of
-the same length (a minimal pair: IG then explains ``F(x) - F(x_counterfactual)`` and is
-nonzero only where the prompts differ). BOS keeps its own embedding unless ``keep_bos=False``,
-and forced continuation tokens (generation attribution) are never interpolated.
+Baselines: ``"mean"`` (the default: the mean token embedding), ``"zero"`` (zero embeddings,
+captum's default), a token (``"pad"``, ``"unk"``, ``"mask"``, ``"eos"``, or an id: every
+prompt position gets that token's embedding), a user tensor ``[pos, d_model]`` /
+``[d_model]``, or the token ids ``[pos]`` of a counterfactual prompt of the same length (a
+minimal pair: IG then explains ``F(x) - F(x_counterfactual)`` and is nonzero only where the
+prompts differ). BOS keeps its own embedding unless ``keep_bos=False``; without BOS the first
+prompt token keeps its own unless ``keep_first_token=False``; forced continuation tokens
+(generation attribution) are never interpolated.
+
+Well posed on real models. On SmolLM2-135M (RMSNorm, no BOS; contrast target, fact prompts,
+32 Gauss–Legendre steps) moving position 0, the attention sink, leaves a completeness gap of
+45% (zero baseline; 165% at worst) to 111% (mean embedding) of ``F(x) - F(x')`` that does not
+shrink with steps; with it kept the zero baseline gives 4.2% (median; 15% at worst) and the
+mean embedding 2.1% (5.2%), which also ranks the subject first most often among task-agnostic
+baselines (7 of 10 prompts; zero 5). Hence the defaults ``baseline="mean"``,
+``keep_first_token=None``; ``baseline="zero", keep_first_token=False`` is captum's IG. A gap
+over ``warn_delta`` warns :class:`CompletenessWarning`; :func:`~mechinterp.attribution.ig_convergence.ig_convergence`
+checks whether it shrinks with steps.
 
 The two ends ``F(x)`` and ``F(x')`` run as two extra rows of the last chunk, so the
 delta costs no forward pass of its own (the last chunk holds up to
