@@ -165,5 +165,14 @@ def test_subset_selects_prompts_and_their_ground_truth(model, built):
         task.subset([])
     with pytest.raises(MechinterpError, match="out of range"):
         task.subset([len(task)])
+    greater = built["greater-than"]  # its metric is per row (YearMetric), so it subsets too
+    sub = greater.subset([4, 1])
+    with torch.no_grad():
+        logits = model(greater.clean_tokens)
+        torch.testing.assert_close(sub.metric(logits[[4, 1]]), greater.metric(logits)[[4, 1]])
+        assert sub.correct(logits[[4, 1]]).tolist() == greater.correct(logits)[[4, 1]].tolist()
+    import dataclasses
+
+    closure = dataclasses.replace(task, metric_fn=lambda logits: logits[:, -1, 0])
     with pytest.raises(MechinterpError, match="closes over"):
-        built["greater-than"].subset([0])
+        closure.subset([0])
