@@ -110,7 +110,7 @@ def _bpe_tokenizer(folder):
     from mechinterp.tasks import language
     from mechinterp.tasks.text import render
 
-    corpus = ["Paris is the capital of France. Paris, Lima and Rome.", "The capital of Peru is Lima."]
+    corpus = ["Paris is the capital of France, and Rome of Italy."] * 20  # "Paris" and " Paris": two tokens
     for task in language.TASKS:
         for ex in language.examples(task, 150, seed=0, split="train") + language.examples(task, 60, 0, "test"):
             corpus.append(render(ex.clean, "subword") + " " + ex.answer)

@@ -298,18 +298,19 @@ def load(name: str, model: Any, n: int = 64, seed: int = 0, only_solved: bool = 
         task = _REGISTRY[name](model, n=m, seed=seed, **kwargs)  # the first m' < m prompts are the same
         ok = _per_prompt(task, model, task.clean_tokens, 16)[0]
         solved = ok.nonzero().flatten()
-        if len(solved) >= n or m >= 8 * n:
+        if len(solved) >= n or m >= 8 * n or len(task) < m:  # enough, the cap, or the generator ran out
             break
         m = min(8 * n, 2 * m)
     if len(solved) == 0:
         raise MechinterpError(
-            f"The model solves none of {m} {name!r} prompts (top-1): there is no behaviour to explain here.")
+            f"The model solves none of {len(task)} {name!r} prompts (top-1): there is no behaviour to explain here.")
     keep = solved[:n]
     tried = int(keep[-1]) + 1  # candidates examined until the n-th solved one
     info = {"kept": len(keep), "dropped": tried - len(keep), "candidates": tried, "accuracy": len(keep) / tried}
     if len(keep) < n:
         warnings.warn(
-            f"Only {len(keep)} of {m} {name!r} candidates are solved by the model (asked for {n}); returning those.",
+            f"Only {len(keep)} of {len(task)} {name!r} candidates are solved by the model (asked for {n}); "
+            "returning those.",
             stacklevel=2)
     out = task if len(keep) == len(task) else task.subset(keep)
     return dataclasses.replace(out, meta={**task.meta, "solved": info})

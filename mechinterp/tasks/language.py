@@ -382,10 +382,12 @@ def build(task: str, model: Any, n: int = 64, seed: int = 0, split: str = "test"
         new = examples(task, m, seed, split, pools)[len(exs) :]  # examples(m) starts with examples(m') for m' < m
         exs += new
         for ex in new:
+            if len(kept) == n:
+                break
             ready = _prepare(model, ex, kind, mode)
             if ready is None:
                 skipped += 1
-            elif len(kept) < n:
+            else:
                 kept.append((ex, *ready))
         m *= 2
     if len(kept) < n:
