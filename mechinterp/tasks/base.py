@@ -64,13 +64,20 @@ class Task:
             corrupted has the same shape and the same per-prompt length as clean.
         lengths: tokens per prompt, padding excluded.
         answer_pos: the position whose next-token logits give the answer (``lengths - 1``).
-        correct_answers / wrong_answers: answer strings; ``correct_tokens`` /
-            ``wrong_tokens`` their single token ids.
+        correct_answers / wrong_answers: answer strings in the form the model continues
+            with (``"Mary"`` for a zoo word tokenizer, ``" Mary"`` with its leading space
+            for a BPE one); ``correct_tokens`` / ``wrong_tokens`` their single token ids.
         ground_truth: see :class:`GroundTruth`.
         metric_fn: the default metric, ``logits -> [batch]`` (logit difference unless the
             task needs another, such as greater-than's probability difference).
         accuracy_fn: ``logits -> [batch]`` booleans, for tasks where "correct" is not one
-            token (greater-than: any year above the start year).
+            token (greater-than: any year above the start year). Give either function a
+            ``subset(rows)`` method (as greater-than's :class:`YearMetric` has) so that
+            :meth:`subset`, :meth:`solved` and batched :meth:`evaluate` can use it.
+        meta: how the task was made: for the language tasks ``dropped_words``,
+            ``dropped_pairs`` and ``filtered`` (what was left out and why),
+            ``tokenizer_kind``, ``prepend_bos``; ``solved`` after :meth:`solved` or
+            ``load(..., only_solved=True)``.
     """
 
     name: str
@@ -223,6 +230,14 @@ class Task:
         return dataclasses.replace(task, meta={**self.meta, "solved": info})
 
 
+def _same_prefix(small: Task, big: Task) -> bool:
+    """Whether ``big`` starts with the prompts of ``small`` (a task drawn again with a larger ``n``)."""
+    if small.clean_prompts != big.clean_prompts[: len(small)]:
+        return False
+    width = small.clean_tokens.shape[1]
+    return bool(torch.equal(small.clean_tokens, big.clean_tokens[: len(small), :width]))
+
+
 def _per_prompt(
     task: Task, model: Any, tokens: Int[Tensor, "batch pos"], batch_size: int
 ) -> tuple[Bool[Tensor, " batch"], Float[Tensor, " batch"]]:
@@ -293,11 +308,17 @@ def load(name: str, model: Any, n: int = 64, seed: int = 0, only_solved: bool = 
     import dataclasses
     import warnings
 
-    m = n
+    m, prev, ok = n, None, torch.zeros(0, dtype=torch.bool)
     while True:
-        task = _REGISTRY[name](model, n=m, seed=seed, **kwargs)  # the first m' < m prompts are the same
-        ok = _per_prompt(task, model, task.clean_tokens, 16)[0]
+        task = _REGISTRY[name](model, n=m, seed=seed, **kwargs)
+        done = 0
+        rowwise = all(fn is None or hasattr(fn, "subset") for fn in (task.metric_fn, task.accuracy_fn))
+        if prev is not None and rowwise and len(task) > len(prev) and _same_prefix(prev, task):
+            done = len(prev)  # generators are deterministic in seed: only the new prompts need a forward
+        new = task if done == 0 else task.subset(range(done, len(task)))
+        ok = torch.cat([ok[:done], _per_prompt(new, model, new.clean_tokens, 16)[0]])
         solved = ok.nonzero().flatten()
+        prev = task
         if len(solved) >= n or m >= 8 * n or len(task) < m:  # enough, the cap, or the generator ran out
             break
         m = min(8 * n, 2 * m)

@@ -2,9 +2,13 @@
 
 Each task has a text-level sampler (:func:`examples`, used by training scripts to write a
 corpus) and a registered generator ``fn(model, n=64, seed=0, split="test") -> Task`` that
-tokenises the samples for any model. Prompts are lists of words joined by spaces, with
-spaces around punctuation, so word-level zoo tokenizers split them into words and sub-word
-tokenizers (GPT-2) see ordinary text.
+writes the samples as text for the model's tokenizer and tokenises them
+(:mod:`mechinterp.tasks.text`): for a word-level zoo tokenizer words are joined by spaces,
+with spaces around punctuation (``"went to the school , John"``, the zoo models' training
+text); for a sub-word tokenizer (BPE, SentencePiece) as ordinary text
+(``"went to the school, John"``) with answers carrying their leading space (``" Mary"``).
+BOS is prepended only where the model does (``model.cfg.default_prepend_bos``), and every
+ground-truth position counts it.
 
 * **ioi** (Wang et al. 2022): ``When Mary and John went to the store , John gave a drink
   to`` → ``Mary``. Corrupted: the "ABC" distribution, the three name slots filled with three
@@ -31,10 +35,15 @@ tokenizers (GPT-2) see ordinary text.
 ``split="train"`` and ``split="test"`` draw from disjoint prompt sets (see "Held out") with
 different random streams; the same ``(n, seed, split)`` always gives the same task.
 
-Words that are not single tokens for the model are left out of the pools (names, countries
-and capitals, sentiment words, years; listed in ``task.meta["dropped_words"]``); a
+Words that are not single tokens for the model (after a space) are left out of the pools
+(names, countries and capitals, sentiment words, years; listed in
+``task.meta["dropped_words"]``, with a sentence per pool in ``task.meta["filtered"]``); a
 :class:`~mechinterp.errors.TokenizationError` naming them is raised when too few remain to
-build the task (for example a tokenizer that lacks the words).
+build the task. Sampled pairs whose clean and corrupted prompts still tokenise to different
+lengths are skipped (``task.meta["dropped_pairs"]``). A tokenizer that writes numbers digit
+by digit (Llama, SmolLM2) gets greater-than in *digit mode* (``task.meta["year_mode"]``):
+start years 17Y9, the answer is the tens digit of the end year (one token), and the metric
+and accuracy are taken over the digits ``0``–``9`` (a tens digit above Y is a later year).
 
 Example:
     >>> import mechinterp

@@ -62,7 +62,10 @@ def test_solved_keeps_the_right_prompts(model):
 
 
 def test_load_only_solved_draws_more_candidates(model, registered):
-    task = mechinterp.tasks.load("alternating", model, n=4, only_solved=True)
+    seen = []
+    with model.hooks(fwd_hooks=[("hook_embed", lambda act, hook: seen.append(act.shape[0]))]):
+        task = mechinterp.tasks.load("alternating", model, n=4, only_solved=True)
+    assert sum(seen) == 8  # 4 candidates, then only the 4 new ones of the 8 (the first 4 are the same)
     # candidates 0..7 were needed: the solved ones are 0 2 4 6, the 4th solved is candidate 6
     assert task.meta["solved"] == {"kept": 4, "dropped": 3, "candidates": 7, "accuracy": 4 / 7}
     assert task.clean_prompts == _alternating(model, n=8).clean_prompts[0::2]
