@@ -2,40 +2,79 @@
 
 TransformerLens 3.9 builds a ``HookedTransformerConfig`` from a Hugging Face config by
 its ``architectures[0]`` entry, except for families it configures only by their official
-model name. :func:`tl_config` gives a local checkpoint the config TL would give it, so
-:func:`mechinterp.load` can convert folders and GGUF files of every architecture TL can
-convert, with no network access.
+model name: Gemma 1/2/3 and OLMo 1/2 (a hard-coded entry per released size). A local
+folder of those architectures fails there ("not currently supported"). :func:`tl_config`
+gives every checkpoint the config TL would give it: for the name-configured families it
+starts from the official entry of the family (TL's name-based branches read no config and
+make no network call) and takes every shape and hyper-parameter from the checkpoint's own
+config, so fine-tunes and custom-sized checkpoints convert too.
+
+Example:
+    >>> from mechinterp.core.architectures import supported_architectures
+    >>> "Gemma2ForCausalLM" in supported_architectures()
+    True
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-__all__ = ["tl_config", "supported_architectures"]
+from mechinterp.errors import ModelLoadError
 
-# Hugging Face causal-LM architectures TransformerLens 3.9 converts (its
-# get_pretrained_state_dict dispatch, language models only).
-_SUPPORTED = (
+__all__ = ["tl_config", "supported_architectures", "check_architecture", "valid_processing"]
+
+# Architectures TL configures from the checkpoint's Hugging Face config (checked one by
+# one against TL 3.9 + transformers 5: a tiny random checkpoint of each converts and its
+# log-probs equal Hugging Face's; tests/core/test_architectures.py).
+_FROM_CONFIG = (
     "GPT2LMHeadModel", "GPTNeoForCausalLM", "GPTNeoXForCausalLM", "GPTJForCausalLM", "OPTForCausalLM",
-    "BloomForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "GptOssForCausalLM",
-    "QWenLMHeadModel", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
-    "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
-    "ApertusForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM", "OlmoeForCausalLM",
+    "BloomForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM", "Phi3ForCausalLM", "ApertusForCausalLM", "OlmoeForCausalLM", "Olmo3ForCausalLM",
 )
+# Architectures TL configures only by official name (and Phi, whose TL branch reads a
+# field transformers 5 moved): architecture -> builder of the TL config dict from the HF config.
+_BUILDERS: dict[str, Callable[[Any], dict[str, Any]]] = {}
+# Architectures TL 3.9 dispatches but converts wrongly or not at all through this path, and why.
+_NOT_CONVERTED = {
+    "QWenLMHeadModel": "needs trust_remote_code (the checkpoint's own Python code), which load() never runs",
+    "GptOssForCausalLM": "TL 3.9's conversion does not reproduce Hugging Face's outputs (log-prob error ~0.8)",
+}
 
 
 def supported_architectures() -> tuple[str, ...]:
-    """The Hugging Face ``architectures`` names whose checkpoints :func:`mechinterp.load` converts."""
-    return _SUPPORTED
+    """The Hugging Face ``architectures`` names whose checkpoints :func:`mechinterp.load` converts.
+
+    Example:
+        >>> from mechinterp.core.architectures import supported_architectures
+        >>> "LlamaForCausalLM" in supported_architectures()
+        True
+    """
+    return tuple(sorted((*_FROM_CONFIG, *_BUILDERS)))
+
+
+def check_architecture(config: dict[str, Any]) -> str:
+    """The checkpoint's architecture name; raises ``ModelLoadError`` naming the supported ones if TL cannot convert it."""
+    names = config.get("architectures") or []
+    arch = names[0] if names else None
+    if arch in supported_architectures():
+        return arch
+    why = f" ({_NOT_CONVERTED[arch]})" if arch in _NOT_CONVERTED else ""
+    raise ModelLoadError(
+        f"TransformerLens 3.9 cannot convert architecture {arch!r}{why}"
+        f"{'' if arch else ' (config.json has no architectures entry)'}. mechinterp.load converts Hugging Face "
+        f"checkpoints of: {', '.join(supported_architectures())}. Convert the model to one of these, or build "
+        "a HookedTransformer yourself and pass it to the methods directly."
+    )
 
 
 def tl_config(
     stage: Path, config: dict[str, Any], *, device: str, fold_ln: bool, dtype: torch.dtype
 ) -> tuple[Any, str]:
-    """The ``HookedTransformerConfig`` for the checkpoint staged in ``stage``.
+    """The ``HookedTransformerConfig`` for the checkpoint staged in ``stage``, offline.
 
     Args:
         stage: a folder whose ``config.json`` is the checkpoint's Hugging Face config.
@@ -43,9 +82,235 @@ def tl_config(
         device, fold_ln, dtype: as in TL's ``get_pretrained_model_config``.
 
     Returns:
-        ``(cfg, name)``: the config, and the name to hand TL's state-dict converter.
+        ``(cfg, name)``: the config, and the name to hand TL's state-dict converter
+        (``get_pretrained_state_dict(name, cfg, hf_model=...)``).
+
+    Raises:
+        ModelLoadError: an architecture TL cannot convert, or a checkpoint of a supported
+            family using a feature TL cannot represent (named in the message).
     """
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
+    arch = check_architecture(config)
+    if arch in _BUILDERS:
+        from transformers import AutoConfig
+
+        hf = AutoConfig.from_pretrained(str(stage), local_files_only=True)
+        cfg_dict = _BUILDERS[arch](hf.get_text_config())
+        cfg_dict["original_architecture"] = arch
+        return _finish(cfg_dict, stage, device=device, fold_ln=fold_ln, dtype=dtype), str(stage)
     cfg = get_pretrained_model_config(str(stage), device=device, fold_ln=fold_ln, dtype=dtype, local_files_only=True)
     return cfg, str(stage)
+
+
+def _finish(cfg_dict: dict[str, Any], stage: Path, *, device: str, fold_ln: bool, dtype: torch.dtype) -> Any:
+    """What TL's ``get_pretrained_model_config`` does to a converted dict (no checkpoint index, one device)."""
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    cfg_dict.update(
+        model_name=stage.name, tokenizer_name=str(stage), init_weights=False, device=device, dtype=dtype,
+        n_devices=1, from_checkpoint=False, quantization_method=None,
+    )
+    cfg_dict.setdefault("default_prepend_bos", True)
+    if fold_ln and cfg_dict["original_architecture"] not in POST_NORM_ARCHITECTURES:
+        cfg_dict["normalization_type"] = {"LN": "LNPre", "RMS": "RMSPre"}.get(
+            cfg_dict["normalization_type"], cfg_dict["normalization_type"]
+        )
+    return HookedTransformerConfig.from_dict(cfg_dict)
+
+
+def _rope(hf: Any, layer_type: str | None = None) -> dict[str, Any]:
+    params = getattr(hf, "rope_parameters", None) or {}
+    if layer_type is not None and layer_type in params:
+        params = params[layer_type] or {}
+    theta = params.get("rope_theta", getattr(hf, "rope_theta", None))
+    return {"theta": theta if theta is not None else 10000.0, "type": params.get("rope_type", "default"),
+            "factor": params.get("factor", 1.0)}
+
+
+def _refuse(hf: Any, what: str) -> None:
+    raise ModelLoadError(
+        f"This {hf.model_type} checkpoint uses {what}, which TransformerLens 3.9's HookedTransformer cannot "
+        "represent; loading it would give a model whose outputs differ from the checkpoint's. "
+        f"Supported {hf.model_type} checkpoints use the standard settings of the released models."
+    )
+
+
+def _shapes(hf: Any) -> dict[str, Any]:
+    """The shape fields every family shares, from the checkpoint's config."""
+    n_heads = hf.num_attention_heads
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // n_heads
+    return {
+        "d_model": hf.hidden_size,
+        "d_head": head_dim,
+        "n_heads": n_heads,
+        "n_key_value_heads": getattr(hf, "num_key_value_heads", None) or n_heads,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "d_vocab": hf.vocab_size,
+        "initializer_range": getattr(hf, "initializer_range", 0.02),
+    }
+
+
+def _n_ctx(hf: Any, cap: int) -> int:
+    # TL caps the official entries (8192 for Gemma: "safe default"); load(n_ctx=...) raises it.
+    return int(min(getattr(hf, "max_position_embeddings", None) or cap, cap))
+
+
+def _attention_layers(hf: Any, cfg: dict[str, Any], layer_types: list[str] | None) -> None:
+    """Sliding-window layers: TL keeps keys with ``k > q - window``, as HF's sliding mask does."""
+    window = getattr(hf, "sliding_window", None)
+    if layer_types is None or window is None or "sliding_attention" not in layer_types:
+        cfg.update(use_local_attn=False, attn_types=None, window_size=None)
+        return
+    unknown = sorted(set(layer_types) - {"sliding_attention", "full_attention"})
+    if unknown:
+        _refuse(hf, f"attention layer types {unknown}")
+    cfg.update(
+        use_local_attn=True,
+        window_size=int(window),
+        attn_types=["local" if t == "sliding_attention" else "global" for t in layer_types],
+    )
+
+
+def _official(name: str) -> dict[str, Any]:
+    """TL's entry for an official Gemma name: a name-based branch, which reads no config and makes no network call."""
+    from transformer_lens.loading_from_pretrained import convert_hf_model_config
+
+    return dict(convert_hf_model_config(name))
+
+
+def _gemma_common(template: str, hf: Any, act: str) -> dict[str, Any]:
+    if getattr(hf, "use_bidirectional_attention", False):
+        _refuse(hf, "bidirectional attention (an embedding model, not a causal LM)")
+    if getattr(hf, "attention_bias", False):
+        _refuse(hf, "attention biases (Gemma's converter has none)")
+    base = _official(template)
+    cfg = {**base, **_shapes(hf)}
+    cfg.update(
+        n_ctx=_n_ctx(hf, base["n_ctx"]),
+        eps=hf.rms_norm_eps,
+        act_fn=act,
+        rotary_dim=cfg["d_head"],
+        use_attn_scale=True,
+        # HF scales scores by query_pre_attn_scalar ** -0.5 (Gemma 1: head_dim ** -0.5); TL divides by attn_scale.
+        attn_scale=math.sqrt(getattr(hf, "query_pre_attn_scalar", None) or cfg["d_head"]),
+        attn_scores_soft_cap=float(getattr(hf, "attn_logit_softcapping", None) or -1.0),
+        output_logits_soft_cap=float(getattr(hf, "final_logit_softcapping", None) or -1.0),
+    )
+    return cfg
+
+
+def _gemma(hf: Any) -> dict[str, Any]:
+    cfg = _gemma_common("google/gemma-2b", hf, hf.hidden_act)  # GemmaConfig maps legacy "gelu" to the tanh GELU
+    rope = _rope(hf)
+    if rope["type"] != "default":
+        _refuse(hf, f"rope scaling {rope['type']!r}")
+    cfg["rotary_base"] = rope["theta"]
+    _attention_layers(hf, cfg, None)
+    return cfg
+
+
+def _gemma2(hf: Any) -> dict[str, Any]:
+    cfg = _gemma_common("google/gemma-2-2b", hf, hf.hidden_activation)
+    rope = _rope(hf)
+    if rope["type"] != "default":
+        _refuse(hf, f"rope scaling {rope['type']!r}")
+    cfg["rotary_base"] = rope["theta"]
+    _attention_layers(hf, cfg, list(hf.layer_types))
+    return cfg
+
+
+def _gemma3(hf: Any) -> dict[str, Any]:
+    cfg = _gemma_common("google/gemma-3-1b-pt", hf, hf.hidden_activation)
+    full, local = _rope(hf, "full_attention"), _rope(hf, "sliding_attention")
+    if full["type"] not in ("default", "linear") or local["type"] != "default":
+        _refuse(hf, f"rope scaling {full['type']!r} (global layers) / {local['type']!r} (local layers)")
+    cfg.update(
+        rotary_base=full["theta"],
+        rotary_base_local=local["theta"] if local["theta"] != full["theta"] else None,
+        # TL multiplies the wavelengths of global layers by this factor: HF's "linear" rope.
+        rotary_scaling_factor=float(full["factor"]) if full["type"] == "linear" else 1.0,
+    )
+    _attention_layers(hf, cfg, list(hf.layer_types))
+    return cfg
+
+
+def _olmo_common(hf: Any) -> dict[str, Any]:
+    """TL's OLMo entries are literal per-size dicts (its OLMo branches fetch the hub config): the shared fields."""
+    if (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads) != hf.num_attention_heads:
+        _refuse(hf, "grouped-query attention (TL's OLMo converters take one key/value head per query head)")
+    if getattr(hf, "attention_bias", False):
+        _refuse(hf, "attention biases (TL's OLMo converters have none)")
+    rope = _rope(hf)
+    if rope["type"] != "default":
+        _refuse(hf, f"rope scaling {rope['type']!r}")
+    cfg = _shapes(hf)
+    cfg.pop("n_key_value_heads")
+    cfg.update(
+        n_ctx=int(hf.max_position_embeddings),
+        act_fn=hf.hidden_act,
+        positional_embedding_type="rotary",
+        rotary_base=rope["theta"],
+        rotary_dim=cfg["d_head"],
+        gated_mlp=True,
+        attn_types=["global"] * hf.num_hidden_layers,
+    )
+    return cfg
+
+
+def _olmo(hf: Any) -> dict[str, Any]:
+    # OLMo 1's LayerNorm has no weights and a fixed eps of 1e-5; TL's converter fills in ones and zeros.
+    return {**_olmo_common(hf), "normalization_type": "LN", "eps": 1e-5, "clip_qkv": getattr(hf, "clip_qkv", None)}
+
+
+def _olmo2(hf: Any) -> dict[str, Any]:
+    return {**_olmo_common(hf), "normalization_type": "RMS", "eps": hf.rms_norm_eps}
+
+
+def _phi(hf: Any) -> dict[str, Any]:
+    """TL's Phi branch, reading ``partial_rotary_factor`` where transformers 5 keeps it."""
+    partial = (getattr(hf, "rope_parameters", None) or {}).get("partial_rotary_factor")
+    partial = getattr(hf, "partial_rotary_factor", partial) or 1.0
+    d_head = hf.hidden_size // hf.num_attention_heads
+    if (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads) != hf.num_attention_heads:
+        _refuse(hf, "grouped-query attention (TL's Phi converter takes one key/value head per query head)")
+    if getattr(hf, "qk_layernorm", False):
+        _refuse(hf, "query/key LayerNorm")
+    return {
+        "d_model": hf.hidden_size, "d_head": d_head, "n_heads": hf.num_attention_heads, "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers, "n_ctx": hf.max_position_embeddings, "eps": hf.layer_norm_eps,
+        "d_vocab": hf.vocab_size, "act_fn": hf.hidden_act, "initializer_range": hf.initializer_range,
+        "normalization_type": "LN", "positional_embedding_type": "rotary", "rotary_base": _rope(hf)["theta"],
+        "use_attn_scale": True, "parallel_attn_mlp": True, "default_prepend_bos": False,
+        "rotary_dim": round(partial * d_head),
+    }
+
+
+def valid_processing(cfg: Any, processing: dict[str, bool]) -> dict[str, bool]:
+    """The weight processing that keeps ``cfg``'s model equal to the checkpoint (as TL's ``from_pretrained``).
+
+    Folding and centring assume the norm sits on a sublayer's *input*: off for post-norm
+    blocks (OLMo 2/3). Centring the unembedding adds a constant to every logit, which a
+    logit softcap (Gemma 2) does not ignore: off there.
+    """
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    out = dict(processing)
+    if cfg.normalization_type is None or cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        out["fold_ln"] = out["center_writing_weights"] = False
+    if cfg.output_logits_soft_cap > 0:
+        out["center_unembed"] = False
+    return out
+
+
+_BUILDERS.update({
+    "GemmaForCausalLM": _gemma,
+    "Gemma2ForCausalLM": _gemma2,
+    "Gemma3ForCausalLM": _gemma3,
+    "Gemma3ForConditionalGeneration": _gemma3,
+    "OlmoForCausalLM": _olmo,
+    "Olmo2ForCausalLM": _olmo2,
+    "PhiForCausalLM": _phi,
+})

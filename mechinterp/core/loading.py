@@ -356,7 +356,7 @@ def _convert(
     from transformer_lens import HookedTransformer
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
-    from mechinterp.core.architectures import tl_config
+    from mechinterp.core.architectures import tl_config, valid_processing
 
     # Convert and process the weights in fp32 (folding and centring in bf16 loses
     # precision), then cast: a bf16 model is the fp32 model rounded once.
@@ -377,13 +377,7 @@ def _convert(
     for key, value in overrides.items():
         setattr(cfg, key, value)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(
-        state,
-        fold_ln=processing["fold_ln"] and cfg.normalization_type is not None,
-        center_writing_weights=processing["center_writing_weights"] and cfg.normalization_type is not None,
-        center_unembed=processing["center_unembed"],
-        fold_value_biases=processing["fold_value_biases"],
-    )
+    model.load_and_process_state_dict(state, **valid_processing(cfg, processing))
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
         model.tokenizer.name_or_path = name.lower().replace("gemma", "g-mma")
