@@ -228,6 +228,7 @@ def _gemma3(hf: Any) -> dict[str, Any]:
     if full["type"] not in ("default", "linear") or local["type"] != "default":
         _refuse(hf, f"rope scaling {full['type']!r} (global layers) / {local['type']!r} (local layers)")
     cfg.update(
+        attn_scores_soft_cap=-1.0,  # Gemma3Attention never passes attn_logit_softcapping on: HF ignores it
         rotary_base=full["theta"],
         rotary_base_local=local["theta"] if local["theta"] != full["theta"] else None,
         # TL multiplies the wavelengths of global layers by this factor: HF's "linear" rope.
@@ -235,6 +236,11 @@ def _gemma3(hf: Any) -> dict[str, Any]:
     )
     _attention_layers(hf, cfg, list(hf.layer_types))
     return cfg
+
+
+def _gemma3_multimodal(hf: Any) -> dict[str, Any]:
+    # Gemma3ForConditionalGeneration applies no final_logit_softcapping (only Gemma3ForCausalLM does).
+    return {**_gemma3(hf), "output_logits_soft_cap": -1.0}
 
 
 def _olmo_common(hf: Any) -> dict[str, Any]:
@@ -309,7 +315,7 @@ _BUILDERS.update({
     "GemmaForCausalLM": _gemma,
     "Gemma2ForCausalLM": _gemma2,
     "Gemma3ForCausalLM": _gemma3,
-    "Gemma3ForConditionalGeneration": _gemma3,
+    "Gemma3ForConditionalGeneration": _gemma3_multimodal,
     "OlmoForCausalLM": _olmo,
     "Olmo2ForCausalLM": _olmo2,
     "PhiForCausalLM": _phi,
