@@ -99,8 +99,64 @@ def tl_config(
         cfg_dict = _BUILDERS[arch](hf.get_text_config())
         cfg_dict["original_architecture"] = arch
         return _finish(cfg_dict, stage, device=device, fold_ln=fold_ln, dtype=dtype), str(stage)
+    from transformers import AutoConfig
+
+    hf = AutoConfig.from_pretrained(str(stage), local_files_only=True)
+    _check_from_config(hf, arch)
     cfg = get_pretrained_model_config(str(stage), device=device, fold_ln=fold_ln, dtype=dtype, local_files_only=True)
-    return cfg, str(stage)
+    return _complete(cfg, hf), str(stage)
+
+
+# TL converters that write zero biases whatever the checkpoint holds.
+_DROPS_BIASES = {
+    "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM",
+    "ApertusForCausalLM", "OlmoeForCausalLM", "Olmo3ForCausalLM",
+}
+# Rope types TL 3.9 reproduces for the architectures it configures from the HF config
+# ("linear" is mapped onto TL's rotary_scaling_factor by _complete where no layer is local).
+_ROPE_TYPES = {"LlamaForCausalLM": ("llama3", "linear"), "ApertusForCausalLM": ("llama3",), "Olmo3ForCausalLM": ("yarn",)}
+
+
+def _check_from_config(hf: Any, arch: str) -> None:
+    """Refuse settings that TL's branch for ``arch`` would silently drop (outputs would differ from HF)."""
+    if arch in _DROPS_BIASES and (getattr(hf, "attention_bias", False) or getattr(hf, "mlp_bias", False)):
+        _refuse(hf, "attention or MLP biases (TL's converter for this architecture drops them)")
+    params = getattr(hf, "rope_parameters", None) or {}
+    if "full_attention" in params or "sliding_attention" in params:  # per-layer-type rope: TL's Olmo3 branch reads it
+        return
+    rope = _rope(hf)["type"]
+    if rope != "default" and rope not in _ROPE_TYPES.get(arch, ()):
+        _refuse(hf, f"rope scaling {rope!r}")
+
+
+def _complete(cfg: Any, hf: Any) -> Any:
+    """Fields TL's config branches read from places transformers 5 no longer uses, or ignore.
+
+    ``head_dim`` when it differs from hidden_size / heads (TL's Llama branch assumes it does
+    not), ``partial_rotary_factor`` (Phi-3 / Phi-4-mini), sliding-window layers given by
+    ``layer_types`` (Qwen2/3 with ``use_sliding_window``), and linear rope scaling.
+    """
+    from transformer_lens import HookedTransformerConfig
+
+    d = dict(cfg.to_dict())  # to_dict() is the config's own __dict__
+    head_dim = getattr(hf, "head_dim", None)
+    partial = (getattr(hf, "rope_parameters", None) or {}).get("partial_rotary_factor") or 1.0
+    if cfg.positional_embedding_type == "rotary" and head_dim and head_dim != cfg.d_head:
+        d.update(d_head=head_dim, attn_scale=-1.0)
+    if cfg.positional_embedding_type == "rotary" and partial != 1.0 and cfg.original_architecture != "PhiForCausalLM":
+        d["rotary_dim"] = int(d["d_head"] * partial)
+    elif cfg.positional_embedding_type == "rotary" and head_dim and head_dim != cfg.d_head:
+        d["rotary_dim"] = head_dim
+    layer_types = getattr(hf, "layer_types", None)
+    if layer_types is not None:
+        _attention_layers(hf, d, list(layer_types))
+    rope = _rope(hf)
+    if rope["type"] == "linear" and not d.get("use_local_attn"):
+        d["rotary_scaling_factor"] = float(rope["factor"])
+    if d == cfg.__dict__:
+        return cfg
+    d.pop("n_params", None)
+    return HookedTransformerConfig.from_dict(d)
 
 
 def _finish(cfg_dict: dict[str, Any], stage: Path, *, device: str, fold_ln: bool, dtype: torch.dtype) -> Any:

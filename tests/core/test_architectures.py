@@ -233,3 +233,52 @@ def test_features_tl_cannot_represent_are_refused(message, tmp_path, no_network)
     hf_config.save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match=message):
         tl_config(Path(tmp_path), hf_config.to_dict(), device="cpu", fold_ln=True, dtype=torch.float32)
+
+
+_L3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+       "original_max_position_embeddings": 8, "rope_theta": 5e5}
+
+
+def _variants():
+    """Settings that TL 3.9's own config branches miss under transformers 5 (or ignore)."""
+    import transformers as T
+
+    return {
+        "llama-3-rope": lambda: T.LlamaForCausalLM(T.LlamaConfig(rope_parameters=_L3, **_GQA)),
+        "llama-linear-rope": lambda: T.LlamaForCausalLM(T.LlamaConfig(
+            rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 1e4}, **_GQA)),
+        "llama-head-dim": lambda: T.LlamaForCausalLM(T.LlamaConfig(head_dim=16, **_GQA)),
+        "qwen2-sliding-window": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(
+            use_sliding_window=True, sliding_window=_WINDOW, max_window_layers=1, **_GQA)),
+        "phi3-partial-rotary": lambda: T.Phi3ForCausalLM(T.Phi3Config(pad_token_id=0, partial_rotary_factor=0.5, **_GQA)),
+        "neox-sequential": lambda: T.GPTNeoXForCausalLM(T.GPTNeoXConfig(
+            intermediate_size=64, use_parallel_residual=False, rotary_pct=0.25, **_C)),
+        "gemma3-rope-thetas": lambda: T.Gemma3ForCausalLM(T.Gemma3TextConfig(
+            sliding_window=_WINDOW, sliding_window_pattern=2, **_GEMMA,
+            rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 50.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 7.0}})),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_checkpoint_variants_match_hugging_face(variant, tmp_path, no_network):
+    hf = _random(_variants()[variant])
+    hf.save_pretrained(tmp_path)
+    model = mechinterp.load(tmp_path)
+    tokens = torch.randint(0, 48, (2, 40), generator=torch.Generator().manual_seed(1))  # past the rope's 8 positions
+    torch.testing.assert_close(_log_probs(model, tokens), _log_probs(hf, tokens), atol=1e-4, rtol=0)
+
+
+def test_settings_tl_would_drop_are_refused(tmp_path, no_network):
+    import transformers as T
+
+    for name, config, message in [
+        ("bias", T.LlamaConfig(attention_bias=True, **_GQA), "attention or MLP biases"),
+        ("longrope", T.Phi3Config(pad_token_id=0, original_max_position_embeddings=16, rope_parameters={
+            "rope_type": "longrope", "short_factor": [1.0] * 4, "long_factor": [2.0] * 4, "rope_theta": 1e4}, **_GQA),
+         "rope scaling 'longrope'"),
+    ]:
+        config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
+        config.save_pretrained(tmp_path / name)
+        with pytest.raises(ModelLoadError, match=message):
+            tl_config(tmp_path / name, config.to_dict(), device="cpu", fold_ln=True, dtype=torch.float32)
