@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -58,17 +59,26 @@ def supported_architectures() -> tuple[str, ...]:
 
 def check_architecture(config: dict[str, Any]) -> str:
     """The checkpoint's architecture name; raises ``ModelLoadError`` naming the supported ones if TL cannot convert it."""
-    names = config.get("architectures") or []
-    arch = names[0] if names else None
+    arch = _architecture(config)
     if arch in supported_architectures():
         return arch
     why = f" ({_NOT_CONVERTED[arch]})" if arch in _NOT_CONVERTED else ""
     raise ModelLoadError(
         f"TransformerLens 3.9 cannot convert architecture {arch!r}{why}"
-        f"{'' if arch else ' (config.json has no architectures entry)'}. mechinterp.load converts Hugging Face "
+        f"{'' if arch else ' (config.json names no architectures and no known model_type)'}. mechinterp.load converts Hugging Face "
         f"checkpoints of: {', '.join(supported_architectures())}. Convert the model to one of these, or build "
         "a HookedTransformer yourself and pass it to the methods directly."
     )
+
+
+def _architecture(config: dict[str, Any]) -> str | None:
+    """``architectures[0]``, or for a config without it the causal-LM class of its ``model_type`` (as AutoModelForCausalLM)."""
+    names = config.get("architectures") or []
+    if names:
+        return names[0]
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.get("model_type", ""))
 
 
 def tl_config(
@@ -92,6 +102,9 @@ def tl_config(
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
     arch = check_architecture(config)
+    if not config.get("architectures"):  # TL reads architectures[0] from the staged config.json
+        staged = json.loads((stage / "config.json").read_text())
+        (stage / "config.json").write_text(json.dumps({**staged, "architectures": [arch]}))
     if arch in _BUILDERS:
         from transformers import AutoConfig
 

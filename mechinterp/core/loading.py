@@ -248,6 +248,8 @@ def load_local_checkpoint(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mechinterp.core.architectures import check_architecture
+
     _check_overrides(config_overrides)
     folder = Path(folder).expanduser().resolve()
     if not (folder / "config.json").exists():
@@ -258,6 +260,7 @@ def load_local_checkpoint(
         )
     torch_dtype = dtype or torch.float32
     config = json.loads((folder / "config.json").read_text())
+    check_architecture(config)  # before reading the weights: an unsupported architecture fails at once
     with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
         stage = _staging_folder(folder, Path(tmp))
         try:

@@ -121,6 +121,8 @@ def test_local_checkpoint_matches_hugging_face(family, tmp_path, no_network):
     model = mechinterp.load(folder)
     assert model.cfg.original_architecture == hf.config.architectures[0] == _ARCHITECTURE[family]
     torch.testing.assert_close(_log_probs(model), _log_probs(hf), atol=1e-4, rtol=0)
+    if family != "qwen2":  # transformers swaps in Qwen2's own tokenizer class for a qwen2 config
+        assert model.to_str_tokens("w3 w4") == ["w3", "w4"]
     if getattr(hf.config.get_text_config(), "sliding_window", None) == _WINDOW:
         # the window matters on these sequences: the same weights without it predict differently
         wide = _with_config(hf, sliding_window=64) if family != "gemma3-multimodal" else None
@@ -205,13 +207,37 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path, no_network)
         assert name in str(info.value)
 
 
+def test_unsupported_architecture_fails_before_the_weights_are_read(tmp_path):
+    from transformers import FalconConfig
+
+    config = FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=48)
+    config.architectures = ["FalconForCausalLM"]
+    config.save_pretrained(tmp_path)  # no weights at all
+    with pytest.raises(ModelLoadError, match="cannot convert architecture 'FalconForCausalLM'"):
+        mechinterp.load(tmp_path)
+
+
+def test_config_without_architectures_uses_its_model_type(tmp_path, no_network):
+    import transformers as T
+
+    hf = _random(lambda: T.Gemma2ForCausalLM(T.Gemma2Config(**_CAPS, sliding_window=_WINDOW, **_GEMMA)))
+    hf.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["architectures"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = mechinterp.load(tmp_path)
+    assert model.cfg.original_architecture == "Gemma2ForCausalLM"
+    torch.testing.assert_close(_log_probs(model), _log_probs(hf), atol=1e-4, rtol=0)
+    assert check_architecture({"model_type": "llama"}) == "LlamaForCausalLM"
+
+
 def test_architectures_tl_dispatches_but_cannot_convert_say_why():
     with pytest.raises(ModelLoadError, match="does not reproduce Hugging Face"):
         check_architecture({"architectures": ["GptOssForCausalLM"]})
     with pytest.raises(ModelLoadError, match="trust_remote_code"):
         check_architecture({"architectures": ["QWenLMHeadModel"]})
-    with pytest.raises(ModelLoadError, match="no architectures entry"):
-        check_architecture({"model_type": "llama"})
+    with pytest.raises(ModelLoadError, match="no known model_type"):
+        check_architecture({"model_type": "not-a-model"})
     assert check_architecture({"architectures": ["Gemma3ForCausalLM"]}) == "Gemma3ForCausalLM"
 
 
