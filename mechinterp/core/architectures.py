@@ -7,7 +7,18 @@ folder of those architectures fails there ("not currently supported"). :func:`tl
 gives every checkpoint the config TL would give it: for the name-configured families it
 starts from the official entry of the family (TL's name-based branches read no config and
 make no network call) and takes every shape and hyper-parameter from the checkpoint's own
-config, so fine-tunes and custom-sized checkpoints convert too.
+config (sizes, heads, key/value heads, head_dim, eps, rope thetas and scaling, sliding
+window and per-layer attention types, query_pre_attn_scalar, softcaps, n_ctx capped at
+TL's 8192), so fine-tunes and custom-sized checkpoints convert too. At official sizes the
+result equals TL's own config, except where TL's entry disagrees with Hugging Face's model
+(Gemma 1's tanh GELU, Gemma 3 27B's attention scale).
+
+For the families TL configures from the HF config, settings its branches miss under
+transformers 5 are completed (``head_dim`` != hidden/heads, ``partial_rotary_factor``,
+``layer_types`` sliding windows, linear rope) and settings TL would silently drop
+(biases its converter ignores, rope types it lacks) raise a ``ModelLoadError``.
+:func:`valid_processing` switches off the weight processing that would change a model's
+outputs (folding for post-norm blocks, centring the unembedding under a logit softcap).
 
 Example:
     >>> from mechinterp.core.architectures import supported_architectures
@@ -42,7 +53,7 @@ _BUILDERS: dict[str, Callable[[Any], dict[str, Any]]] = {}
 # Architectures TL 3.9 dispatches but converts wrongly or not at all through this path, and why.
 _NOT_CONVERTED = {
     "QWenLMHeadModel": "needs trust_remote_code (the checkpoint's own Python code), which load() never runs",
-    "GptOssForCausalLM": "TL 3.9's conversion does not reproduce Hugging Face's outputs (log-prob error ~0.8)",
+    "GptOssForCausalLM": "TL 3.9's conversion does not reproduce Hugging Face's outputs (log-prob error 0.8)",
 }
 
 
@@ -58,21 +69,28 @@ def supported_architectures() -> tuple[str, ...]:
 
 
 def check_architecture(config: dict[str, Any]) -> str:
-    """The checkpoint's architecture name; raises ``ModelLoadError`` naming the supported ones if TL cannot convert it."""
+    """The checkpoint's architecture name, if TL converts it; else a ``ModelLoadError`` naming those it does.
+
+    Example:
+        >>> check_architecture({"architectures": ["Gemma3ForCausalLM"]})
+        'Gemma3ForCausalLM'
+        >>> check_architecture({"model_type": "qwen2"})  # no architectures entry: the model_type's causal LM
+        'Qwen2ForCausalLM'
+    """
     arch = _architecture(config)
     if arch in supported_architectures():
         return arch
     why = f" ({_NOT_CONVERTED[arch]})" if arch in _NOT_CONVERTED else ""
     raise ModelLoadError(
         f"TransformerLens 3.9 cannot convert architecture {arch!r}{why}"
-        f"{'' if arch else ' (config.json names no architectures and no known model_type)'}. mechinterp.load converts Hugging Face "
-        f"checkpoints of: {', '.join(supported_architectures())}. Convert the model to one of these, or build "
-        "a HookedTransformer yourself and pass it to the methods directly."
+        f"{'' if arch else ' (config.json names no architectures and no known model_type)'}. "
+        f"mechinterp.load converts Hugging Face checkpoints of: {', '.join(supported_architectures())}. "
+        "Convert the model to one of these, or build a HookedTransformer yourself and pass it to the methods."
     )
 
 
 def _architecture(config: dict[str, Any]) -> str | None:
-    """``architectures[0]``, or for a config without it the causal-LM class of its ``model_type`` (as AutoModelForCausalLM)."""
+    """``architectures[0]``, else the causal-LM class of ``model_type`` (as AutoModelForCausalLM picks)."""
     names = config.get("architectures") or []
     if names:
         return names[0]
@@ -98,25 +116,38 @@ def tl_config(
     Raises:
         ModelLoadError: an architecture TL cannot convert, or a checkpoint of a supported
             family using a feature TL cannot represent (named in the message).
+
+    Example:
+        >>> import json, tempfile, torch
+        >>> from pathlib import Path
+        >>> from transformers import Gemma2Config
+        >>> stage = Path(tempfile.mkdtemp())
+        >>> Gemma2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        ...              num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=32, vocab_size=48,
+        ...              architectures=["Gemma2ForCausalLM"]).save_pretrained(stage)
+        >>> cfg, _ = tl_config(stage, json.loads((stage / "config.json").read_text()), device="cpu",
+        ...                    fold_ln=True, dtype=torch.float32)
+        >>> cfg.d_head, cfg.n_key_value_heads, cfg.attn_types, cfg.output_logits_soft_cap
+        (16, 2, ['local', 'global'], 30.0)
+        >>> float(cfg.attn_scale) == 32 ** 0.5  # query_pre_attn_scalar, not head_dim
+        True
     """
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+    from transformers import AutoConfig
 
     arch = check_architecture(config)
     if not config.get("architectures"):  # TL reads architectures[0] from the staged config.json
         staged = json.loads((stage / "config.json").read_text())
         (stage / "config.json").write_text(json.dumps({**staged, "architectures": [arch]}))
+    hf = AutoConfig.from_pretrained(str(stage), local_files_only=True)
     if arch in _BUILDERS:
-        from transformers import AutoConfig
-
-        hf = AutoConfig.from_pretrained(str(stage), local_files_only=True)
         cfg_dict = _BUILDERS[arch](hf.get_text_config())
         cfg_dict["original_architecture"] = arch
         return _finish(cfg_dict, stage, device=device, fold_ln=fold_ln, dtype=dtype), str(stage)
-    from transformers import AutoConfig
-
-    hf = AutoConfig.from_pretrained(str(stage), local_files_only=True)
     _check_from_config(hf, arch)
-    cfg = get_pretrained_model_config(str(stage), device=device, fold_ln=fold_ln, dtype=dtype, local_files_only=True)
+    cfg = get_pretrained_model_config(
+        str(stage), device=device, fold_ln=fold_ln, dtype=dtype, local_files_only=True
+    )
     return _complete(cfg, hf), str(stage)
 
 
@@ -127,7 +158,11 @@ _DROPS_BIASES = {
 }
 # Rope types TL 3.9 reproduces for the architectures it configures from the HF config
 # ("linear" is mapped onto TL's rotary_scaling_factor by _complete where no layer is local).
-_ROPE_TYPES = {"LlamaForCausalLM": ("llama3", "linear"), "ApertusForCausalLM": ("llama3",), "Olmo3ForCausalLM": ("yarn",)}
+_ROPE_TYPES = {
+    "LlamaForCausalLM": ("llama3", "linear"),
+    "ApertusForCausalLM": ("llama3",),
+    "Olmo3ForCausalLM": ("yarn",),
+}
 
 
 def _check_from_config(hf: Any, arch: str) -> None:
@@ -135,8 +170,8 @@ def _check_from_config(hf: Any, arch: str) -> None:
     if arch in _DROPS_BIASES and (getattr(hf, "attention_bias", False) or getattr(hf, "mlp_bias", False)):
         _refuse(hf, "attention or MLP biases (TL's converter for this architecture drops them)")
     params = getattr(hf, "rope_parameters", None) or {}
-    if "full_attention" in params or "sliding_attention" in params:  # per-layer-type rope: TL's Olmo3 branch reads it
-        return
+    if "full_attention" in params or "sliding_attention" in params:
+        return  # rope per layer type: TL's Olmo3 branch reads it
     rope = _rope(hf)["type"]
     if rope != "default" and rope not in _ROPE_TYPES.get(arch, ()):
         _refuse(hf, f"rope scaling {rope!r}")
@@ -156,9 +191,10 @@ def _complete(cfg: Any, hf: Any) -> Any:
     partial = (getattr(hf, "rope_parameters", None) or {}).get("partial_rotary_factor") or 1.0
     if cfg.positional_embedding_type == "rotary" and head_dim and head_dim != cfg.d_head:
         d.update(d_head=head_dim, attn_scale=-1.0)
-    if cfg.positional_embedding_type == "rotary" and partial != 1.0 and cfg.original_architecture != "PhiForCausalLM":
+    rotary = cfg.positional_embedding_type == "rotary"
+    if rotary and partial != 1.0 and cfg.original_architecture != "PhiForCausalLM":
         d["rotary_dim"] = int(d["d_head"] * partial)
-    elif cfg.positional_embedding_type == "rotary" and head_dim and head_dim != cfg.d_head:
+    elif rotary and head_dim and head_dim != cfg.d_head:
         d["rotary_dim"] = head_dim
     layer_types = getattr(hf, "layer_types", None)
     if layer_types is not None:
@@ -173,7 +209,7 @@ def _complete(cfg: Any, hf: Any) -> Any:
 
 
 def _finish(cfg_dict: dict[str, Any], stage: Path, *, device: str, fold_ln: bool, dtype: torch.dtype) -> Any:
-    """What TL's ``get_pretrained_model_config`` does to a converted dict (no checkpoint index, one device)."""
+    """What TL's ``get_pretrained_model_config`` does to a converted dict (no checkpoint, one device)."""
     from transformer_lens import HookedTransformerConfig
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
@@ -244,7 +280,7 @@ def _attention_layers(hf: Any, cfg: dict[str, Any], layer_types: list[str] | Non
 
 
 def _official(name: str) -> dict[str, Any]:
-    """TL's entry for an official Gemma name: a name-based branch, which reads no config and makes no network call."""
+    """TL's entry for an official Gemma name: a name-based branch (reads no config, no network call)."""
     from transformer_lens.loading_from_pretrained import convert_hf_model_config
 
     return dict(convert_hf_model_config(name))
@@ -263,7 +299,8 @@ def _gemma_common(template: str, hf: Any, act: str) -> dict[str, Any]:
         act_fn=act,
         rotary_dim=cfg["d_head"],
         use_attn_scale=True,
-        # HF scales scores by query_pre_attn_scalar ** -0.5 (Gemma 1: head_dim ** -0.5); TL divides by attn_scale.
+        # HF scales scores by query_pre_attn_scalar ** -0.5 (Gemma 1: head_dim ** -0.5);
+        # TL divides them by attn_scale.
         attn_scale=math.sqrt(getattr(hf, "query_pre_attn_scalar", None) or cfg["d_head"]),
         attn_scores_soft_cap=float(getattr(hf, "attn_logit_softcapping", None) or -1.0),
         output_logits_soft_cap=float(getattr(hf, "final_logit_softcapping", None) or -1.0),
@@ -272,7 +309,8 @@ def _gemma_common(template: str, hf: Any, act: str) -> dict[str, Any]:
 
 
 def _gemma(hf: Any) -> dict[str, Any]:
-    cfg = _gemma_common("google/gemma-2b", hf, hf.hidden_act)  # GemmaConfig maps legacy "gelu" to the tanh GELU
+    # GemmaConfig maps the legacy hidden_act "gelu" to the tanh GELU, which its MLP then uses.
+    cfg = _gemma_common("google/gemma-2b", hf, hf.hidden_act)
     rope = _rope(hf)
     if rope["type"] != "default":
         _refuse(hf, f"rope scaling {rope['type']!r}")
@@ -313,7 +351,7 @@ def _gemma3_multimodal(hf: Any) -> dict[str, Any]:
 
 
 def _olmo_common(hf: Any) -> dict[str, Any]:
-    """TL's OLMo entries are literal per-size dicts (its OLMo branches fetch the hub config): the shared fields."""
+    """The fields TL's literal per-size OLMo entries share (its OLMo branches fetch the hub config)."""
     if (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads) != hf.num_attention_heads:
         _refuse(hf, "grouped-query attention (TL's OLMo converters take one key/value head per query head)")
     if getattr(hf, "attention_bias", False):
@@ -337,7 +375,8 @@ def _olmo_common(hf: Any) -> dict[str, Any]:
 
 def _olmo(hf: Any) -> dict[str, Any]:
     # OLMo 1's LayerNorm has no weights and a fixed eps of 1e-5; TL's converter fills in ones and zeros.
-    return {**_olmo_common(hf), "normalization_type": "LN", "eps": 1e-5, "clip_qkv": getattr(hf, "clip_qkv", None)}
+    clip = getattr(hf, "clip_qkv", None)
+    return {**_olmo_common(hf), "normalization_type": "LN", "eps": 1e-5, "clip_qkv": clip}
 
 
 def _olmo2(hf: Any) -> dict[str, Any]:
@@ -354,8 +393,9 @@ def _phi(hf: Any) -> dict[str, Any]:
     if getattr(hf, "qk_layernorm", False):
         _refuse(hf, "query/key LayerNorm")
     return {
-        "d_model": hf.hidden_size, "d_head": d_head, "n_heads": hf.num_attention_heads, "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers, "n_ctx": hf.max_position_embeddings, "eps": hf.layer_norm_eps,
+        "d_model": hf.hidden_size, "d_head": d_head, "n_heads": hf.num_attention_heads,
+        "d_mlp": hf.intermediate_size, "n_layers": hf.num_hidden_layers, "n_ctx": hf.max_position_embeddings,
+        "eps": hf.layer_norm_eps,
         "d_vocab": hf.vocab_size, "act_fn": hf.hidden_act, "initializer_range": hf.initializer_range,
         "normalization_type": "LN", "positional_embedding_type": "rotary", "rotary_base": _rope(hf)["theta"],
         "use_attn_scale": True, "parallel_attn_mlp": True, "default_prepend_bos": False,
@@ -369,6 +409,13 @@ def valid_processing(cfg: Any, processing: dict[str, bool]) -> dict[str, bool]:
     Folding and centring assume the norm sits on a sublayer's *input*: off for post-norm
     blocks (OLMo 2/3). Centring the unembedding adds a constant to every logit, which a
     logit softcap (Gemma 2) does not ignore: off there.
+
+    Example:
+        >>> import mechinterp
+        >>> model = mechinterp.load("zoo:attn-only-2l")
+        >>> valid_processing(model.cfg, {"fold_ln": True, "center_writing_weights": True,
+        ...                              "center_unembed": True, "fold_value_biases": True})["center_unembed"]
+        True
     """
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
