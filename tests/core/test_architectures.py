@@ -19,7 +19,8 @@ import mechinterp
 from mechinterp.core.architectures import check_architecture, supported_architectures, tl_config
 from mechinterp.errors import ModelLoadError
 
-_C = dict(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64)
+_C = dict(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+          max_position_embeddings=64)
 _GQA = dict(intermediate_size=64, num_key_value_heads=2, **_C)
 # head_dim (16) and query_pre_attn_scalar (32) differ from hidden/heads (8) so a wrong attention
 # scale or head size shows; small softcaps so that capping changes the outputs (Gemma 3's HF
@@ -35,20 +36,23 @@ def _families():
 
     windowed = dict(sliding_window=_WINDOW)
     return {
-        "gpt2": lambda: T.GPT2LMHeadModel(T.GPT2Config(vocab_size=48, n_positions=64, n_embd=32, n_layer=2, n_head=4)),
+        "gpt2": lambda: T.GPT2LMHeadModel(T.GPT2Config(
+            vocab_size=48, n_positions=64, n_embd=32, n_layer=2, n_head=4)),
         "gpt-neo": lambda: T.GPTNeoForCausalLM(T.GPTNeoConfig(
             vocab_size=48, max_position_embeddings=64, hidden_size=32, num_layers=2, num_heads=4,
             attention_types=[[["global", "local"], 1]], window_size=_WINDOW)),
         "gpt-neox": lambda: T.GPTNeoXForCausalLM(T.GPTNeoXConfig(intermediate_size=64, **_C)),
-        "gpt-j": lambda: T.GPTJForCausalLM(T.GPTJConfig(vocab_size=48, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                                      rotary_dim=4)),
+        "gpt-j": lambda: T.GPTJForCausalLM(T.GPTJConfig(
+            vocab_size=48, n_positions=64, n_embd=32, n_layer=2, n_head=4, rotary_dim=4)),
         "opt": lambda: T.OPTForCausalLM(T.OPTConfig(
             vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64,
             max_position_embeddings=64, word_embed_proj_dim=32)),
-        "bloom": lambda: T.BloomForCausalLM(T.BloomConfig(vocab_size=48, hidden_size=32, n_layer=2, n_head=4)),
+        "bloom": lambda: T.BloomForCausalLM(T.BloomConfig(
+            vocab_size=48, hidden_size=32, n_layer=2, n_head=4)),
         "llama": lambda: T.LlamaForCausalLM(T.LlamaConfig(**_GQA)),
         "mistral": lambda: T.MistralForCausalLM(T.MistralConfig(**windowed, **_GQA)),
-        "mixtral": lambda: T.MixtralForCausalLM(T.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **_GQA)),
+        "mixtral": lambda: T.MixtralForCausalLM(T.MixtralConfig(
+            num_local_experts=4, num_experts_per_tok=2, **_GQA)),
         "qwen2": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(**_GQA)),
         "qwen3": lambda: T.Qwen3ForCausalLM(T.Qwen3Config(head_dim=8, **_GQA)),
         "phi": lambda: T.PhiForCausalLM(T.PhiConfig(intermediate_size=64, partial_rotary_factor=0.5, **_C)),
@@ -60,8 +64,8 @@ def _families():
         "gemma3-multimodal": lambda: T.Gemma3ForConditionalGeneration(T.Gemma3Config(
             text_config=dict(rope_scaling={"rope_type": "linear", "factor": 4.0}, **_CAPS,
                              sliding_window_pattern=2, **windowed, **_GEMMA),
-            vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               image_size=28, patch_size=14),
+            vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, image_size=28, patch_size=14),
             mm_tokens_per_image=4, boi_token_index=45, eoi_token_index=46, image_token_index=47)),
         "apertus": lambda: T.ApertusForCausalLM(T.ApertusConfig(**_GQA)),
         "olmo": lambda: T.OlmoForCausalLM(T.OlmoConfig(intermediate_size=64, clip_qkv=0.5, **_C)),
@@ -80,6 +84,10 @@ def _random(build):
     return hf
 
 
+def _config_of(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
 def _log_probs(model, tokens=_TOKENS):
     with torch.no_grad():
         out = model(tokens)
@@ -96,10 +104,12 @@ def _with_config(hf, **changes):
 
 _ARCHITECTURE = {
     "gpt2": "GPT2LMHeadModel", "gpt-neo": "GPTNeoForCausalLM", "gpt-neox": "GPTNeoXForCausalLM",
-    "gpt-j": "GPTJForCausalLM", "opt": "OPTForCausalLM", "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM",
-    "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-    "qwen3": "Qwen3ForCausalLM", "phi": "PhiForCausalLM", "phi3": "Phi3ForCausalLM", "gemma": "GemmaForCausalLM",
-    "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "gemma3-multimodal": "Gemma3ForConditionalGeneration",
+    "gpt-j": "GPTJForCausalLM", "opt": "OPTForCausalLM", "bloom": "BloomForCausalLM",
+    "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM", "phi": "PhiForCausalLM", "phi3": "Phi3ForCausalLM",
+    "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
+    "gemma3-multimodal": "Gemma3ForConditionalGeneration",
     "apertus": "ApertusForCausalLM", "olmo": "OlmoForCausalLM", "olmo2": "Olmo2ForCausalLM",
     "olmo3": "Olmo3ForCausalLM", "olmoe": "OlmoeForCausalLM",
 }
@@ -138,8 +148,7 @@ def test_gemma_config_takes_the_checkpoints_shapes(tmp_path, no_network):
                             attn_logit_softcapping=9.0, rms_norm_eps=1e-5, rope_theta=500.0, **_GEMMA)
     config.architectures = ["Gemma2ForCausalLM"]
     config.save_pretrained(tmp_path)
-    cfg, _ = tl_config(tmp_path, json.loads((tmp_path / "config.json").read_text()), device="cpu", fold_ln=True,
-                       dtype=torch.float32)
+    cfg, _ = tl_config(tmp_path, _config_of(tmp_path), device="cpu", fold_ln=True, dtype=torch.float32)
     assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab) == (
         32, 2, 4, 2, 16, 64, 48)
     assert (cfg.attn_scale, cfg.output_logits_soft_cap, cfg.attn_scores_soft_cap) == (4.0, 7.0, 9.0)
@@ -188,8 +197,7 @@ def test_official_sizes_reproduce_transformer_lens_config(name, tmp_path, no_net
     config = build()
     config.architectures = [arch]
     config.save_pretrained(tmp_path)
-    ours, _ = tl_config(tmp_path, json.loads((tmp_path / "config.json").read_text()), device="cpu", fold_ln=True,
-                        dtype=torch.float32)
+    ours, _ = tl_config(tmp_path, _config_of(tmp_path), device="cpu", fold_ln=True, dtype=torch.float32)
     theirs = get_pretrained_model_config(name, device="cpu", fold_ln=True)
     a, b = ours.to_dict(), theirs.to_dict()
     diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b)
@@ -222,7 +230,7 @@ def test_config_without_architectures_uses_its_model_type(tmp_path, no_network):
 
     hf = _random(lambda: T.Gemma2ForCausalLM(T.Gemma2Config(**_CAPS, sliding_window=_WINDOW, **_GEMMA)))
     hf.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = _config_of(tmp_path)
     del config["architectures"]
     (tmp_path / "config.json").write_text(json.dumps(config))
     model = mechinterp.load(tmp_path)
