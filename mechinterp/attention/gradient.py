@@ -73,13 +73,13 @@ def relevance_from_gradients(
             f"patterns and gradients must both be [batch, layer, head, query, key]; got {tuple(patterns.shape)} "
             f"and {tuple(grads.shape)}."
         )
-    weighted = (grads * patterns).clamp_min(0.0).mean(dim=2)  # [batch, layer, query_pos, key_pos]
+    weighted = (grads.float() * patterns.float()).clamp_min(0.0).mean(dim=2)  # [batch, layer, query_pos, key_pos]
     if sink_positions:
         n = patterns.shape[-1]
         is_sink = torch.zeros(n, dtype=torch.bool, device=patterns.device)
         is_sink[list(sink_positions)] = True
         weighted = weighted.masked_fill(~is_sink[:, None] & is_sink[None, :], 0.0)
-    eye = torch.eye(patterns.shape[-1], dtype=patterns.dtype, device=patterns.device)
+    eye = torch.eye(patterns.shape[-1], dtype=weighted.dtype, device=patterns.device)
     relevance = eye.expand(patterns.shape[0], -1, -1).clone()
     for layer in range(patterns.shape[1]):
         relevance = relevance + torch.bmm(weighted[:, layer], relevance)

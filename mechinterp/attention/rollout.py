@@ -128,7 +128,8 @@ def rollout_from_patterns(
     """
     _check_patterns(patterns)
     start, end = _layer_range(patterns.shape[1], start_layer, end_layer)
-    selected = exclude_sinks(patterns[:, start:end], list(sink_positions), sink_mode)
+    # float32 whatever the patterns came in: 30 products of bf16 matrices would drift
+    selected = exclude_sinks(patterns[:, start:end].float(), list(sink_positions), sink_mode)
     aug = augment_with_residual(fuse_heads(selected, head_fusion), residual_weight)
     rollout = aug[:, 0]
     for layer in range(1, end - start):
