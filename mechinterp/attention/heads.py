@@ -288,7 +288,7 @@ class HeadScores(AbstractResult):
         k, n_layers, n_heads = self.scores.shape
         if ax is None:
             per_layer = 0.5 if n_layers <= 16 else 0.3
-            per_head = 0.55 if n_heads <= 12 else 0.35
+            per_head = 0.55 if n_layers <= 16 and n_heads <= 12 else 0.45
             width = max(2.2, per_head * n_heads + 1.2) * k
             fig, axes = plt.subplots(1, k, figsize=(width, per_layer * n_layers + 1.6), squeeze=False)
             axes = axes[0]
