@@ -21,7 +21,10 @@ prompts are tokenised and checked the same way.
 
 ``sink="first"`` (or positions) drops the sink columns of ``Ā_l`` for every non-sink query,
 so no relevance flows through a sink (:mod:`mechinterp.attention.sinks`); the result says
-which share of the plain relevance the sinks held. The forward and backward passes run in
+which share of the plain relevance the sinks held. For the *first* token that only zeroes its
+own score — in a causal model it passes no other token's relevance on, so the other scores
+are unchanged (SmolLM2, "The capital of France is" → " Paris": "The" held 56 % of the
+relevance); a later sink position also stops relevance from flowing through it. The forward and backward passes run in
 the model's dtype; the accumulation runs in float32.
 
 Example:

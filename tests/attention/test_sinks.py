@@ -107,10 +107,13 @@ def test_relevance_from_gradients_drops_sink_columns():
     gen = torch.Generator().manual_seed(0)
     pats = torch.rand(2, 3, 2, 4, 4, generator=gen).tril()
     grads = torch.randn(2, 3, 2, 4, 4, generator=gen)
-    cut = pats.clone()
-    cut[..., 1:, 0] = 0.0  # the same as zeroing the sink column of every non-sink query
-    torch.testing.assert_close(relevance_from_gradients(pats, grads, [0]), relevance_from_gradients(cut, grads))
-    assert not torch.allclose(relevance_from_gradients(pats, grads, [0]), relevance_from_gradients(pats, grads))
+    for sink in (0, 2):
+        cut = pats.clone()
+        rows = [q for q in range(4) if q != sink]
+        cut[..., rows, sink] = 0.0  # the same as zeroing the sink column of every non-sink query
+        torch.testing.assert_close(relevance_from_gradients(pats, grads, [sink]), relevance_from_gradients(cut, grads))
+    plain, sunk = relevance_from_gradients(pats, grads), relevance_from_gradients(pats, grads, [2])
+    assert not torch.allclose(sunk[:, 3, :2], plain[:, 3, :2])  # a later sink also blocks what flows through it
 
 
 def test_gradient_rollout_with_sink(tiny_model):
@@ -120,6 +123,8 @@ def test_gradient_rollout_with_sink(tiny_model):
     assert sunk.sink_positions == [0] and sunk.sink_mode == "drop"
     for i in range(2):
         assert sunk.scores(i)[0] == 0 and plain.scores(i)[0] > 0
+        # causal: the first token passes no other token's relevance on, so the rest is unchanged
+        torch.testing.assert_close(sunk.scores(i)[1:], plain.scores(i)[1:])
         torch.testing.assert_close(sunk.sink_share[i], plain.scores(i)[0] / plain.scores(i).sum())
     torch.testing.assert_close(plain.sink_share, sunk.sink_share)
 
