@@ -208,7 +208,7 @@ def answer_tokens(
 
     Example:
         >>> answer_tokens(model, [" Paris", " Lima"])  # doctest: +SKIP
-        tensor([7042, 21013])
+        tensor([7042, 40781])
         >>> answer_tokens(model, "Paris")  # doctest: +SKIP
         LeadingSpaceError: The answer 'Paris' (token 38634) and ' Paris' (token 7042) are different tokens ...
     """

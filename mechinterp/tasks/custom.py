@@ -32,8 +32,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mechinterp.core.tokens import answer_tokens, check_same_lengths, tokenize
-from mechinterp.errors import EmptyInputError, ShapeMismatchError
+from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize, tokenizer_kind
+from mechinterp.errors import EmptyInputError, ShapeMismatchError, UnknownTokenError
 from mechinterp.tasks.base import GroundTruth, Task
 
 __all__ = ["from_pairs"]
@@ -75,6 +75,7 @@ def from_pairs(
 
     Raises:
         EmptyInputError: no prompts.
+        UnknownTokenError: a prompt word a word-level tokenizer does not know (``<unk>``).
         ShapeMismatchError: lists of different lengths, or a corrupted prompt whose token
             count differs from its clean prompt's (the message names the pair).
         MultiTokenAnswerError, UnknownTokenError, LeadingSpaceError: an answer that is not
@@ -92,6 +93,8 @@ def from_pairs(
             f"from_pairs needs one entry per prompt in every list; got {({**sizes, **extra})}. Pair them one to one."
         )
     clean_tok, corrupted_tok = tokenize(model, clean), tokenize(model, corrupted)
+    _check_known_words(model, clean_tok, clean, "clean")
+    _check_known_words(model, corrupted_tok, corrupted, "corrupted")
     try:
         check_same_lengths(clean_tok, corrupted_tok)
     except ShapeMismatchError as err:
@@ -119,3 +122,21 @@ def from_pairs(
         ground_truth=GroundTruth(positions=[list(p) for p in positions], labels={k: list(v) for k, v in (labels or {}).items()}),
         meta={"source": "from_pairs", "prepend_bos": bool(model.cfg.default_prepend_bos), "n": len(clean)},
     )
+
+
+def _check_known_words(model: Any, batch: Tokenized, prompts: list[str], which: str) -> None:
+    """Raise :class:`UnknownTokenError` when a word-level tokenizer turned a prompt word into
+    ``<unk>`` (every unknown word then looks the same to the model)."""
+    tok = model.tokenizer
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is None or tokenizer_kind(model) != "word":
+        return
+    hit = ((batch.tokens == unk) & batch.attention_mask.bool()).nonzero()
+    if len(hit):
+        i = int(hit[0, 0])
+        words = [w for w in prompts[i].split() if tok.convert_tokens_to_ids(w) == unk and w != tok.unk_token]
+        if words:
+            raise UnknownTokenError(
+                f"{which} prompt {i} ({prompts[i]!r}) has words this tokenizer does not know: {words} become "
+                f"{tok.unk_token!r}. Check the spelling or use words of the model's vocabulary."
+            )

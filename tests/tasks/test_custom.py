@@ -47,6 +47,8 @@ def test_from_pairs_errors_say_what_to_do(model):
         mechinterp.tasks.from_pairs(model, CLEAN[:1], ["The capital of the France is"], ["Paris"], ["Madrid"])
     with pytest.raises(UnknownTokenError, match=r"'Pariss'.*closest known \['Paris'"):
         mechinterp.tasks.from_pairs(model, CLEAN[:1], CORRUPTED[:1], ["Pariss"], ["Madrid"])
+    with pytest.raises(UnknownTokenError, match=r"corrupted prompt 0 .*\['Spainn'\] become '<unk>'"):
+        mechinterp.tasks.from_pairs(model, CLEAN[:1], ["The capital of Spainn is"], ["Paris"], ["Madrid"])
     with pytest.raises(MultiTokenAnswerError, match="2 tokens"):
         mechinterp.tasks.from_pairs(model, CLEAN[:1], CORRUPTED[:1], ["Paris Lima"], ["Madrid"])
     with pytest.raises(mechinterp.MechinterpError, match="at least one"):
