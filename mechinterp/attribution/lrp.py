@@ -7,7 +7,9 @@ bit-identical with the rules on (a test checks it). The relevance of input token
 ``R_i = Σ_d e_{i,d} g̃_{i,d}``: its token embedding times the modified gradient. The
 positional embedding's share is reported in ``metadata["positional_relevance"]``; what is
 neither (absorbed by biases and, for AttnLRP, by the softmax rule) is
-``metadata["absorbed"]``.
+``metadata["absorbed"]``; for AttnLRP, ``metadata["softmax_absorbed"]`` is the part of it that
+the softmax rule absorbed (``Σ R_pattern − Σ R_scores`` summed over layers), so on a model
+without biases ``relevance_sum + softmax_absorbed`` equals the target (tested).
 
 Hooks per block (AttnLRP):
 
@@ -129,6 +131,35 @@ def lrp_hooks(model: Any, variant: str = "attn_lrp", epsilon: float = 0.0) -> li
     return hooks
 
 
+def _softmax_leak_hooks(model: Any, leak: list[Any]) -> list[tuple[str, Any]]:
+    """Hooks that add, during a backward pass, what AttnLRP's softmax rule absorbs to ``leak[0]``:
+    ``Σ R_pattern − Σ R_scores`` over every layer, head and query, with ``R = value ⊙ g̃``.
+
+    They must run before the rule hooks: at ``hook_attn_scores`` the gradient is read before the
+    uniform rule of ``q kᵀ`` halves it (that halving is conservative, the softmax is not).
+    """
+
+    def record(sign: float) -> Any:
+        def fn(value: Tensor, hook: Any) -> Tensor:
+            if value.requires_grad:
+                held = value.detach()
+
+                def add(grad: Tensor) -> None:
+                    r = torch.where(torch.isfinite(held), held.double() * grad.double(), 0.0)  # masked scores: -inf × 0
+                    leak[0] = leak[0] + sign * r.sum()  # stays on the device: no sync per layer
+
+                value.register_hook(add)
+            return value
+
+        return fn
+
+    hooks = []
+    for layer in range(model.cfg.n_layers):
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", record(1.0)))
+        hooks.append((f"blocks.{layer}.attn.hook_attn_scores", record(-1.0)))
+    return hooks
+
+
 class _LRPBase(AbstractAttributionMethod):
     uses_gradients = True
     variant = "attn_lrp"
@@ -148,7 +179,8 @@ class _LRPBase(AbstractAttributionMethod):
             leaves["pos"] = value.detach().clone().requires_grad_(True)
             return leaves["pos"]
 
-        hooks = lrp_hooks(model, self.variant, self.epsilon)
+        leak: list[Any] = [0.0]
+        hooks = (_softmax_leak_hooks(model, leak) if self.variant == "attn_lrp" else []) + lrp_hooks(model, self.variant, self.epsilon)
         if "hook_pos_embed" in model.hook_dict:
             hooks.append(("hook_pos_embed", capture_pos))
         with torch.enable_grad(), frozen_parameters(model):
@@ -156,9 +188,11 @@ class _LRPBase(AbstractAttributionMethod):
             if not torch.isfinite(values).all():
                 raise NonFiniteError("The model produced non-finite target scores; check the model and the input.")
             inputs = [embed] + ([leaves["pos"]] if "pos" in leaves else [])
-            token_rel, pos_rel = [], []
+            token_rel, pos_rel, leaks = [], [], []
             for t in range(values.shape[1]):
+                leak[0] = 0.0
                 grads = torch.autograd.grad(values[0, t], inputs, retain_graph=t < values.shape[1] - 1)
+                leaks.append(float(leak[0]))
                 token_rel.append((grads[0][0].float() * embed[0].detach().float()).sum(-1))
                 pos_rel.append((grads[1][0].float() * inputs[1][0].detach().float()).sum(-1) if len(grads) > 1
                                else torch.zeros_like(token_rel[-1]))
@@ -169,6 +203,7 @@ class _LRPBase(AbstractAttributionMethod):
             "target_values": vals.tolist(),
             "relevance_sum": total.tolist(),
             "absorbed": (vals - total).tolist(),
+            "softmax_absorbed": leaks,
             "positional_relevance": pos_rel_t[:, : prep.n_prompt].detach().cpu(),
         }
         return self._result(prep, token_rel_t[:, : prep.n_prompt], meta)
