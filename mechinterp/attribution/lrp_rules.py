@@ -104,7 +104,8 @@ class _GatedRule(Function):
     and ``up`` by the uniform + identity rules (AttnLRP) or through ``up`` only (CP-LRP)."""
 
     @staticmethod
-    def forward(ctx, gate: Tensor, up: Tensor, out: Tensor, act: Tensor, ratio: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, gate: Tensor, up: Tensor, out: Tensor, act: Tensor,  # type: ignore[override]
+                ratio: Tensor | None) -> Tensor:
         ctx.save_for_backward(up.detach(), act, ratio if ratio is not None else act)
         ctx.hold_gate = ratio is None
         return out.detach().clone()
@@ -129,6 +130,8 @@ def gated_rule(gate: Float[Tensor, "... d_mlp"], up: Float[Tensor, "... d_mlp"],
     A bias ``b`` added after the product absorbs its share (the ε = 0 convention).
 
     Example:
+        >>> import torch
+        >>> from mechinterp.attribution.lrp_rules import gated_rule
         >>> g, u = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
         >>> a = torch.nn.functional.silu(g.detach())
         >>> out = gated_rule(g, u, a * u.detach(), torch.nn.functional.silu)

@@ -200,8 +200,16 @@ def test_lrp_runs_on_bf16_and_fp16_llama_style_models(tiny_model):
 
 
 def test_unsupported_blocks_raise(tiny_model):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     model = _llama_tl(tiny_model)
     model.cfg.attn_scores_soft_cap = 50.0
     with pytest.raises(MechinterpError, match="attn_scores_soft_cap"):
         attribute(model, PROMPT, "w3", method="attn_lrp", warn=False)
     assert_no_hooks(model)
+    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=16, act_fn="solu_ln",
+                                  d_vocab=tiny_model.cfg.d_vocab, device="cpu")
+    solu = HookedTransformer(cfg, tokenizer=tiny_model.tokenizer).eval()
+    with pytest.raises(MechinterpError, match="hook_mid"):
+        attribute(solu, PROMPT, "w3", method="cp_lrp", warn=False)
+    assert_no_hooks(solu)
