@@ -137,7 +137,7 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
     elif isinstance(baseline, str) and baseline == "zero":
         base = torch.zeros_like(x[:, : prep.n_prompt])
     elif isinstance(baseline, str) and baseline == "mean":
-        base = model.W_E.detach().float().mean(0).to(x.dtype).expand(1, prep.n_prompt, -1)
+        base = model.W_E.detach().mean(0, dtype=torch.float32).to(x.dtype).expand(1, prep.n_prompt, -1)
     else:
         idx = special_token_id(model, baseline)
         base = token_embeddings(model, torch.full((1, prep.n_prompt), idx, dtype=torch.long)).detach()

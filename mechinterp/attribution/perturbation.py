@@ -34,7 +34,7 @@ class AbstractPerturbationMethod(AbstractAttributionMethod):
             raise MechinterpError(f"batch_size must be >= 1 (got {self.batch_size}).")
         groups, labels = feature_groups(prep.token_strs, self.features, has_bos=prep.has_bos)
         if isinstance(self.replacement, str) and self.replacement == "mean":
-            mean = model.W_E.detach().float().mean(0)  # [d_model]
+            mean = model.W_E.detach().mean(0, dtype=torch.float32)  # [d_model]
             return MaskedScorer(model, prep.target, groups, None, self.batch_size, replacement_embedding=mean), groups, labels
         replacement_id = special_token_id(model, self.replacement)
         return MaskedScorer(model, prep.target, groups, replacement_id, self.batch_size), groups, labels
