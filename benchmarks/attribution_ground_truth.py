@@ -35,12 +35,14 @@ IG_STEPS = 32
 #: Per-method options. IG uses the pad baseline: zoo:toy-lm was trained with template-word dropout
 #: (each template word replaced by ``<pad>`` with probability 0.15), so ``<pad>`` is the model's own
 #: "missing word" and an all-pad prompt (BOS kept) is the absence baseline by construction. The
-#: library default stays ``baseline="zero"`` (captum parity); the zero-baseline row is in --ig-baselines.
+#: library default (the mean token embedding, chosen on SmolLM2) is not what toy-lm reads as missing; the
+#: perturbation methods replace by ``<pad>`` here for the same reason. The zero-baseline row is in --ig-baselines.
 METHOD_OPTIONS = {
     "integrated_gradients": {"n_steps": IG_STEPS, "baseline": "pad"},
-    "kernel_shap": {"n_samples": 256},
-    "lime": {"n_samples": 256},
-    "shapley": {"max_features": 12},
+    "kernel_shap": {"n_samples": 256, "replacement": "pad"},
+    "lime": {"n_samples": 256, "replacement": "pad"},
+    "shapley": {"max_features": 12, "replacement": "pad"},
+    "occlusion": {"replacement": "pad"},
 }
 
 
@@ -64,10 +66,10 @@ def _expected_gradients(model, tokens, target, k: int = 8, seed: int = 0):
 
 #: row name -> scores(model, task, i, tokens, target); IG baselines compared on the same prompts
 IG_BASELINES = {
-    "ig, zero baseline (default)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "zero"),
+    "ig, zero baseline (captum's default)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "zero"),
     "ig, pad baseline (BOS kept)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "pad"),
     "ig, unk baseline": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "unk"),
-    "ig, mean token embedding": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, m.W_E.detach().mean(0)),
+    "ig, mean token embedding (the library default)": lambda m, task, i, tok, tgt: _ig(m, tok, tgt, "mean"),
     "ig, expected gradients (8 random-token baselines)": lambda m, task, i, tok, tgt: _expected_gradients(m, tok, tgt),
     "ig, counterfactual prompt (task's corrupted prompt)": lambda m, task, i, tok, tgt: _ig(
         m, tok, tgt, task.corrupted_tokens[i, : len(tok)]),

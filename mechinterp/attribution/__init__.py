@@ -33,7 +33,8 @@ from mechinterp.attribution.grouping import (
     rank,
     word_groups,
 )
-from mechinterp.attribution.integrated_gradients import IntegratedGradients, quadrature
+from mechinterp.attribution.ig_convergence import IGConvergence, ig_convergence
+from mechinterp.attribution.integrated_gradients import CompletenessWarning, IntegratedGradients, quadrature
 from mechinterp.attribution.lime import Lime
 from mechinterp.attribution.lrp import CPLRP, AttnLRP, lrp_hooks
 from mechinterp.attribution.occlusion import Occlusion
@@ -47,10 +48,12 @@ __all__ = [
     "AttnLRP",
     "AttributionWarning",
     "CPLRP",
+    "CompletenessWarning",
     "Contrast",
     "Continuation",
     "Faithfulness",
     "Generate",
+    "IGConvergence",
     "GradientXInput",
     "IntegratedGradients",
     "KernelShap",
@@ -74,6 +77,7 @@ __all__ = [
     "feature_groups",
     "get_method",
     "group_scores",
+    "ig_convergence",
     "kernel_shap",
     "lrp_hooks",
     "merge_words",

@@ -187,8 +187,30 @@ def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch po
                  positions: list[int] | None) -> Float[Tensor, "batch n_targets"]:
     if positions is not None:
         resid = resid[:, positions]  # [batch, n_pos, d_model]
-    logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
+    if resid.dtype in (torch.bfloat16, torch.float16):
+        logits = _unembed_float32(model, resid, target.columns)
+    else:
+        logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
     return target.score(logits)
+
+
+def _unembed_float32(model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | None
+                     ) -> Float[Tensor, "batch n_pos n_columns"]:
+    """Unembedding of a half-precision model in float32 (the final norm runs in the model's dtype).
+
+    bf16 logits of size ~20 are spaced 0.125 apart, so a logit difference read from them is
+    off by up to that much; a float32 product of the same normalised residual and ``W_U`` is not.
+    """
+    normed = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
+    w_u, b_u = model.unembed.W_U, model.unembed.b_U
+    if columns is not None:
+        idx = torch.as_tensor(columns, device=w_u.device)
+        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
+    logits = torch.matmul(normed.float(), w_u.float()) + b_u.float()  # [batch, n_pos, n_columns]
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def _starts_from_embeddings(model: Any) -> bool:
@@ -225,7 +247,8 @@ class MaskedScorer:
     """Value function over feature coalitions: ``masks [m, n_features] (True = keep) -> [m, n_targets]``.
 
     A feature is a group of prompt positions. Dropped features have all their positions
-    replaced by ``replacement_id``; positions in no feature (BOS, by default) always stay.
+    replaced by ``replacement_id``, or their token embeddings by ``replacement_embedding``
+    (e.g. the mean token embedding); positions in no feature (BOS, by default) always stay.
     Forward passes run in batches of ``batch_size`` without gradients; results are float64.
     """
 
@@ -234,10 +257,14 @@ class MaskedScorer:
         model: Any,
         target: BoundTarget,
         groups: Sequence[Sequence[int]],
-        replacement_id: int,
+        replacement_id: int | None,
         batch_size: int = 64,
+        replacement_embedding: Float[Tensor, " d_model"] | None = None,
     ) -> None:
+        if (replacement_id is None) == (replacement_embedding is None):
+            raise MechinterpError("MaskedScorer needs exactly one of replacement_id and replacement_embedding.")
         self.model, self.target, self.replacement_id, self.batch_size = model, target, replacement_id, batch_size
+        self.replacement_embedding = replacement_embedding
         self.groups = [list(g) for g in groups]
         self.n_features = len(self.groups)
         n = len(target.tokens)
@@ -247,13 +274,26 @@ class MaskedScorer:
         self._member = member  # [n_features, pos]
         self.n_calls = 0
 
+    def dropped(self, masks: Bool[Tensor, "m n_features"]) -> Bool[Tensor, "m pos"]:
+        """Which positions each coalition in ``masks`` replaces."""
+        return (~torch.as_tensor(masks, dtype=torch.bool)).float() @ self._member.float() > 0
+
     def tokens_for(self, masks: Bool[Tensor, "m n_features"]) -> Int[Tensor, "m pos"]:
-        """Token sequences for the coalitions in ``masks``."""
-        masks = torch.as_tensor(masks, dtype=torch.bool)
-        dropped = (~masks).float() @ self._member.float() > 0  # [m, pos]
-        tokens = self.target.tokens.unsqueeze(0).expand(masks.shape[0], -1).clone()
-        tokens[dropped] = self.replacement_id
+        """Token sequences for the coalitions in ``masks`` (dropped positions keep their token when the
+        replacement is an embedding)."""
+        tokens = self.target.tokens.unsqueeze(0).expand(len(masks), -1).clone()
+        if self.replacement_id is not None:
+            tokens[self.dropped(masks)] = self.replacement_id
         return tokens
+
+    def _scores(self, masks: Bool[Tensor, "m n_features"]) -> Float[Tensor, "m n_targets"]:
+        toks = self.tokens_for(masks)
+        if self.replacement_embedding is None:
+            return forward_scores(self.model, toks, self.target)
+        embed = token_embeddings(self.model, toks)  # [m, pos, d_model]
+        where = self.dropped(masks).to(embed.device)
+        embed = torch.where(where.unsqueeze(-1), self.replacement_embedding.to(embed.device, embed.dtype), embed)
+        return forward_scores(self.model, toks, self.target, embed=embed)
 
     def __call__(self, masks: Bool[Tensor, "m n_features"]) -> Float[Tensor, "m n_targets"]:
         masks = torch.as_tensor(masks, dtype=torch.bool)
@@ -262,8 +302,7 @@ class MaskedScorer:
         out = []
         with torch.no_grad():
             for start in range(0, masks.shape[0], self.batch_size):
-                toks = self.tokens_for(masks[start : start + self.batch_size])
-                out.append(forward_scores(self.model, toks, self.target).double().cpu())
+                out.append(self._scores(masks[start : start + self.batch_size]).double().cpu())
         self.n_calls += masks.shape[0]
         values = torch.cat(out) if out else torch.zeros(0, self.target.n_targets, dtype=torch.float64)
         if not torch.isfinite(values).all():

@@ -2,7 +2,7 @@
 
 A perturbation method switches *features* (tokens, words, spans) on and off by replacing
 their tokens with a replacement token (``"pad"`` by default; ``"unk"``, ``"mask"``, ``"eos"``
-or an id), and reads the target from batched forward passes (no gradients). BOS is never
+or an id) or their token embeddings with the mean token embedding (``"mean"``), and reads the target from batched forward passes (no gradients). BOS is never
 a feature: it stays in place and gets score 0.
 """
 
@@ -26,13 +26,16 @@ class AbstractPerturbationMethod(AbstractAttributionMethod):
     """Base of occlusion, Shapley, KernelSHAP and LIME (holds the shared options)."""
 
     features: Any = "token"
-    replacement: str | int = "pad"
+    replacement: str | int = "mean"
     batch_size: int = 64
 
     def _scorer(self, model: Any, prep: Prepared) -> tuple[MaskedScorer, list[list[int]], list[str]]:
         if self.batch_size < 1:
             raise MechinterpError(f"batch_size must be >= 1 (got {self.batch_size}).")
         groups, labels = feature_groups(prep.token_strs, self.features, has_bos=prep.has_bos)
+        if isinstance(self.replacement, str) and self.replacement == "mean":
+            mean = model.W_E.detach().mean(0, dtype=torch.float32)  # [d_model]
+            return MaskedScorer(model, prep.target, groups, None, self.batch_size, replacement_embedding=mean), groups, labels
         replacement_id = special_token_id(model, self.replacement)
         return MaskedScorer(model, prep.target, groups, replacement_id, self.batch_size), groups, labels
 

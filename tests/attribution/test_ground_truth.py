@@ -29,7 +29,8 @@ def test_ig_completeness_on_toy_lm_prompts(toy_lm):
                         n_steps=64, rule="gausslegendre", baseline="pad", warn=False)
         assert res.metadata["relative_delta"][0] < 0.01
     deltas = [abs(attribute(toy_lm, tokens, Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i])), method="ig",
-                            n_steps=n, rule="riemann_right", warn=False).metadata["convergence_delta"][0]) for n in (4, 16, 64)]
+                            n_steps=n, rule="riemann_right", baseline="pad", warn=False).metadata["convergence_delta"][0])
+              for n in (4, 16, 64)]
     assert deltas[0] > deltas[2]
 
 
@@ -71,11 +72,11 @@ def test_ig_and_lrp_find_the_country_on_facts(toy_lm, method):
 
 
 def test_ig_with_the_zero_baseline_does_not_find_the_country_on_facts(toy_lm):
-    """The library default (zero baseline, captum parity) is off-distribution for toy-lm: on the straight path from
+    """Captum's default (zero baseline) is off-distribution for toy-lm: on the straight path from
     zero embeddings the layer-3 heads switch to the country only at alpha ~0.65-0.8 and IG credits the template words
     that drive the switch ("The" first on most prompts; 0% at n=30). If this starts passing, the zero baseline's
     behaviour changed and the docs' advice (use the pad baseline on toy-lm) needs re-checking."""
-    assert _facts_hit_rate(toy_lm, "ig, zero baseline (default)") <= 0.2
+    assert _facts_hit_rate(toy_lm, "ig, zero baseline (captum's default)") <= 0.2
 
 
 def test_ig_with_a_counterfactual_baseline_finds_the_country_on_facts(toy_lm):

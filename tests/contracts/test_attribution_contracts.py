@@ -50,3 +50,27 @@ def test_error_inside_the_forward_pass_leaves_no_hooks(tiny_model, method):
     with pytest.raises(MechinterpError, match="metric failed"):
         attribute(tiny_model, PROMPT, Metric(flaky), method=method, warn=False, **FAST.get(method, {}))
     assert_no_hooks(tiny_model)
+
+
+@pytest.fixture(scope="module", params=[torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def half_model(request, tiny_model):
+    import copy
+
+    return copy.deepcopy(tiny_model).to(request.param, print_details=False)
+
+
+def test_half_precision_models_run_every_method_and_keep_its_guarantee(half_model, tiny_model, method):
+    """Every method runs on a bf16/fp16 model (no raw torch error, finite scores, no hooks left), close to the fp32
+    model's scores; IG keeps completeness (float32 sum) and exact Shapley efficiency (float64 sum of the values)."""
+    opts = {**FAST.get(method, {}), **({"n_steps": 64, "baseline": "pad"} if method == "integrated_gradients" else {})}
+    target = ("w5", "w6")
+    res = attribute(half_model, PROMPT, target, method=method, warn=False, **opts)
+    ref = attribute(tiny_model, PROMPT, target, method=method, warn=False, **opts)
+    assert res.scores.dtype == torch.float32 and torch.isfinite(res.scores).all()
+    assert_no_hooks(half_model)
+    scale = float(ref.scores.abs().max())
+    torch.testing.assert_close(res.scores, ref.scores, atol=0.06 * scale, rtol=0)  # half precision: 8 (bf16) or 11 (fp16) significant bits
+    if method == "integrated_gradients":
+        assert res.metadata["relative_delta"][0] < 0.01
+    if method == "shapley":
+        assert abs(res.metadata["efficiency_gap"][0]) < 1e-9

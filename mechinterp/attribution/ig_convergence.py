@@ -1,0 +1,111 @@
+"""Is an integrated-gradients run well posed? Completeness over several step counts.
+
+IG's one exact check is completeness: ``Σ_i IG_i = F(x) - F(x')``. On a smooth path the
+quadrature's gap shrinks quickly as steps grow (Gauss–Legendre: by orders of magnitude per
+doubling). When it does not shrink, or grows, the integrand is not smooth enough for any
+fixed rule: the baseline is degenerate for this model. Two causes measured on
+SmolLM2-135M (a Llama-architecture RMSNorm model that prepends no BOS), contrast target,
+"The capital of France is":
+
+* moving position 0 (the attention sink of a model without BOS): the gap is several times
+  ``F(x) - F(x')`` with any baseline and any step count (keep it: ``keep_first_token``);
+* the zero baseline: every norm layer divides a near-zero vector near ``α = 0``.
+
+:func:`ig_convergence` runs IG at each step count (the same options otherwise) and says
+whether the gap shrinks and ends under ``tolerance``.
+
+Example:
+    >>> check = ig_convergence(model, "The capital of France is", (" Paris", " Rome"), baseline="zero")  # doctest: +SKIP
+    >>> check.converged, check.relative_deltas  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from mechinterp.errors import MechinterpError
+
+__all__ = ["IGConvergence", "ig_convergence"]
+
+
+@dataclass(frozen=True)
+class IGConvergence:
+    """Completeness of IG at several step counts.
+
+    Attributes:
+        steps: the step counts, ascending.
+        relative_deltas: ``max over targets |delta| / |F(x) - F(x')|`` at each step count.
+        tolerance: the bar the last step count must meet.
+        shrinking: the gap at the largest step count is below the gap at the smallest.
+        converged: ``shrinking`` and the last gap is under ``tolerance``.
+        options: the IG options used (besides ``n_steps``).
+    """
+
+    steps: list[int]
+    relative_deltas: list[float]
+    tolerance: float
+    shrinking: bool
+    converged: bool
+    options: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        """One line for a person."""
+        gaps = ", ".join(f"{n}: {d:.2%}" for n, d in zip(self.steps, self.relative_deltas, strict=True))
+        if self.converged:
+            return f"well posed: the completeness gap shrinks with steps ({gaps})"
+        if self.shrinking:
+            return f"converging but not yet under {self.tolerance:.0%}: use more steps or rule='adaptive' ({gaps})"
+        return (f"degenerate baseline: the completeness gap does not shrink with steps ({gaps}); keep the first "
+                "token (keep_first_token=None) and use baseline='mean' (the default) instead of 'zero'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{n}</td><td>{d:.3%}</td></tr>" for n, d in zip(self.steps, self.relative_deltas, strict=True))
+        return f"<p>{self.verdict}</p><table><tr><th>n_steps</th><th>|delta| / |F(x) - F(x')|</th></tr>{rows}</table>"
+
+
+def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[int, ...] = (16, 32, 64),
+                   tolerance: float = 0.01, **options: Any) -> IGConvergence:
+    """Run Gauss–Legendre IG at each of ``steps`` and check that completeness converges.
+
+    Args:
+        model, prompt, target: as for :func:`~mechinterp.attribution.attribute`.
+        steps: step counts (at least two, ascending).
+        tolerance: the relative gap the largest step count must meet.
+        **options: other :class:`~mechinterp.attribution.integrated_gradients.IntegratedGradients`
+            options (``baseline``, ``keep_first_token``, ...); ``n_steps`` and ``rule`` are set here.
+
+    Returns:
+        An :class:`IGConvergence` (``converged``, ``shrinking``, ``verdict``).
+
+    Raises:
+        MechinterpError: fewer than two step counts, or ``n_steps`` / ``rule`` in ``options``.
+    """
+    from mechinterp.attribution.integrated_gradients import CompletenessWarning, IntegratedGradients
+
+    steps = tuple(sorted(int(n) for n in steps))
+    if len(steps) < 2:
+        raise MechinterpError(f"ig_convergence needs at least two step counts to compare (got {steps}).")
+    if "n_steps" in options or "rule" in options:
+        raise MechinterpError("ig_convergence sets n_steps (from steps) and rule (Gauss–Legendre) itself; leave them out.")
+    deltas = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompletenessWarning)
+        for n in steps:
+            res = IntegratedGradients(n_steps=n, **options).attribute(model, prompt, target)
+            deltas.append(float(max(res.metadata["relative_delta"])))
+    shrinking = deltas[-1] < deltas[0]
+    clean = {k: (repr(v) if isinstance(v, Tensor) else v) for k, v in options.items()}
+    return IGConvergence(list(steps), deltas, tolerance, shrinking, shrinking and deltas[-1] <= tolerance, clean)
