@@ -182,7 +182,7 @@ def main() -> None:
                                  internal_batch_size=steps, return_convergence_delta=True)
 
         def ours():
-            return attribute(model, prompt, target, method="ig", baseline=0, n_steps=steps,  # token id 0, as captum
+            return attribute(model, prompt, target, method="ig", baseline=0, keep_first_token=False, n_steps=steps,  # as captum
                              internal_batch_size=steps, warn=False)
 
         to, mo, out_o = measure(ours, args.device, args.repeats)
