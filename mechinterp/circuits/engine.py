@@ -268,7 +268,7 @@ def run_edges(
     k = 1 if alpha is None else alpha.shape[0]
     batch = tokens.shape[0]
     blocks: list[tuple[int, Tensor]] = []  # (first sender index, [rows, pos, n, d_model])
-    diffs: dict[int, Tensor] = {}  # block index -> [k, batch*pos, n, d_model], filled lazily
+    diffs: dict[int, Tensor] = {}  # block index -> [k, n, batch*pos*d_model], filled lazily
     if alpha is not None and patched is None:
         raise MechinterpError("Patched values are needed when a patch mask is given; use prepare().")
 
@@ -286,39 +286,52 @@ def run_edges(
     def add_sender(start: int, out: Tensor | _Lazy) -> None:
         blocks.append((start, out if isinstance(out, _Lazy) else _Lazy(lambda: out, out.shape[2])))
 
+    def sender_major(diff: Tensor) -> Tensor:
+        """``[m, batch, pos, n, d_model] -> [m, n, batch*pos*d_model]``: senders first, ready for one bmm."""
+        return diff.permute(0, 3, 1, 2, 4).reshape(diff.shape[0], diff.shape[3], -1)
+
     def block_diff(i: int) -> Tensor:
-        """``patched - live output`` of sender block ``i``, computed once: [k, batch*pos, n, d_model]."""
+        """``patched - live output`` of sender block ``i`` for every mask, computed once: [k, n, batch*pos*d_model]."""
         if i not in diffs:
             start, lazy = blocks[i]
             out, n = lazy.get(), lazy.n
-            diff = patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:])
-            diffs[i] = diff.reshape(k, -1, n, out.shape[-1])
+            diffs[i] = sender_major(patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:]))
         return diffs[i]
 
     def delta(cols: slice | list[int]) -> Tensor | None:
+        """``sum_s alpha[s, r] (patched_s - out_s)`` for the receivers ``cols``: [k*batch, pos, r, d_model] or None.
+
+        One ``[r, n] @ [n, batch*pos*d_model]`` product per mask and sender block (``baddbmm``), accumulated over
+        the blocks written so far.
+        """
         if alpha is None:
             return None
         total = None
         for i, (start, lazy) in enumerate(blocks):
             a = alpha[:, start : start + lazy.n, cols]  # [k, n, r]
             if a.requires_grad:
-                term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
+                active = None
             else:
                 active = torch.nonzero(a.reshape(k, -1).any(1)).flatten()
                 if len(active) == 0:
                     continue  # no mask patches these edges: skip the difference and the contraction
-                if len(active) == k:
-                    term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
-                else:  # sparse masks (exact scoring): contract only the masks that touch these edges
-                    out, n = lazy.get(), lazy.n
-                    live = out.view(k, batch, *out.shape[1:])[active]
-                    diff = (patched[..., start : start + n, :].to(out.dtype)[None] - live).reshape(len(active), -1, n, out.shape[-1])
-                    part = torch.einsum("kxsd,ksr->kxrd", diff, a[active].to(out.dtype))
-                    term = part.new_zeros(k, *part.shape[1:]).index_add_(0, active, part)
-            total = term if total is None else total + term
+            if active is None or len(active) == k:
+                diff = block_diff(i)
+                a_t = a.transpose(1, 2).to(diff.dtype)  # [k, r, n]
+                total = torch.bmm(a_t, diff) if total is None else torch.baddbmm(total, a_t, diff)
+            else:  # sparse masks (exact scoring): contract only the masks that touch these edges
+                out, n = lazy.get(), lazy.n
+                live = out.view(k, batch, *out.shape[1:])[active]
+                diff = sender_major(patched[..., start : start + n, :].to(out.dtype)[None] - live)
+                part = torch.bmm(a[active].transpose(1, 2).to(out.dtype), diff)  # [m, r, batch*pos*d_model]
+                if total is None:
+                    total = part.new_zeros(k, *part.shape[1:])
+                total = total.index_add(0, active, part)
         if total is None:
             return None
-        return total.reshape(k * batch, -1, total.shape[2], total.shape[3])
+        d_model = cfg.d_model
+        total = total.view(k, total.shape[1], batch, -1, d_model)  # [k, r, batch, pos, d_model]
+        return total.permute(0, 2, 3, 1, 4).reshape(k * batch, -1, total.shape[1], d_model)
 
     def record(first: int, x: Tensor) -> Tensor:
         if receiver_inputs is not None:
