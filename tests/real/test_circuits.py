@@ -94,9 +94,10 @@ def _hook_reference(model, setup, metric, edges):
     """Per edge: one TransformerLens run whose hook adds (corrupted - clean output of s) to r's input."""
     cfg = model.cfg
     outs = []
+    wanted = {"blocks.0.hook_resid_pre"} | {f"blocks.{l}.{h}" for l in range(cfg.n_layers) for h in ("attn.hook_z", "hook_mlp_out")}
     for tokens in (setup.tokens, setup.corrupted_tokens):
         with torch.no_grad():
-            _, cache = model.run_with_cache(tokens)
+            _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
         out = {"embed": cache["blocks.0.hook_resid_pre"]}
         for layer in range(cfg.n_layers):
             z = cache[f"blocks.{layer}.attn.hook_z"]  # [batch pos head_index d_head]
