@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from mechinterp.circuits.circuit import Circuit
-from mechinterp.circuits.engine import PatchSetup, patch_edges
+from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
-from mechinterp.circuits.exact import metric_per_mask
+from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_html
 
 __all__ = ["circuit_report", "node_patching_effects"]
@@ -38,8 +38,7 @@ def node_patching_effects(model: Any, setup: PatchSetup, metric: Any, chunk: int
     masks[1] = g.real.float()
     for i in range(g.n_senders):
         masks[i + 2, i] = g.real[i].float()
-    values = torch.cat([metric_per_mask(metric, patch_edges(model, setup, masks[i : i + chunk])).cpu()
-                        for i in range(0, len(masks), chunk)])
+    values = metrics_of_masks(model, setup, metric, masks, chunk=chunk)
     scale = float(values[0] - values[1]) or 1.0
     return {name: float(values[i + 2] - values[0]) / scale for i, name in enumerate(g.senders)}
 
