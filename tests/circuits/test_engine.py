@@ -87,8 +87,11 @@ def test_batched_masks_equal_separate_runs(tiny_setup):
     model, setup, _ = tiny_setup
     gen = torch.Generator().manual_seed(3)
     masks = (torch.rand(5, *setup.graph.real.shape, generator=gen) < 0.3).float()
+    masks[1] = 0.0  # a mask that patches nothing, batched with ones that patch (the dense buffer's zero rows)
+    masks[3, :, :-1] = 0.0  # one that patches only edges into the logits
     together = patch_edges(model, setup, masks)
     chunked = patch_edges(model, setup, masks, chunk=2)
+    assert torch.allclose(together[1], model(setup.tokens), atol=TOL)
     for i in range(5):
         alone = patch_edges(model, setup, masks[i])[0]
         assert torch.allclose(together[i], alone, atol=TOL) and torch.allclose(chunked[i], alone, atol=TOL)
