@@ -71,10 +71,18 @@ def main() -> None:
     clean, corrupted, metric = ioi_prompts(model, args.n)
     with torch.no_grad():
         gap = metric(model(clean)) - metric(model(corrupted))
+    def plain():  # the floor EAP is compared with: one forward + backward without hooks
+        logits = model(clean)
+        metric(logits).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    plain()
+    _, t_plain = timed(plain)
     setup, t_prep = timed(lambda: prepare(model, clean, corrupted))
     g = setup.graph
     eap, t_eap = timed(lambda: eap_scores(model, setup, metric))
-    rows = [("prepare (clean + corrupted caches: 2 forwards)", t_prep), ("EAP (1 forward + 1 backward)", t_eap)]
+    rows = [("plain forward + backward, no hooks (for scale)", t_plain),
+            ("prepare (clean + corrupted caches: 2 forwards)", t_prep), ("EAP (1 forward + 1 backward)", t_eap)]
     circuits = {"EAP": eap}
     for steps in (3, 5):
         scores, t = timed(lambda steps=steps: eap_ig_inputs_scores(model, setup, metric, steps=steps))
