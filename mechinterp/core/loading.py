@@ -159,6 +159,7 @@ def _with_meta(model: Any, **meta: Any) -> Any:
         "bos_token": getattr(tok, "bos_token", None) if tok is not None else None,
         "n_key_value_heads": getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads,
         "dequantized_from": None,
+        "weight_processing": getattr(model, "mechinterp_processing", None),
     }
     meta.pop("dtype", None)
     info.update(meta)
@@ -173,7 +174,10 @@ def model_info(model: Any) -> dict[str, Any]:
     model built elsewhere), ``path``, ``architecture``, ``dtype``, ``prepend_bos`` (whether
     prompts get a BOS token, following the checkpoint's own tokenizer configuration),
     ``bos_token``, ``bos_source`` (what decided ``prepend_bos``), ``n_key_value_heads``,
-    ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``).
+    ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``),
+    ``weight_processing`` (for converted checkpoints: each of TL's processing switches as
+    asked and as applied; folding is switched off where it would change the model, e.g.
+    post-norm blocks or a logit softcap).
     """
     meta = getattr(model, "mechinterp_meta", None)
     if meta is None:
@@ -248,6 +252,8 @@ def load_local_checkpoint(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mechinterp.core.architectures import check_architecture
+
     _check_overrides(config_overrides)
     folder = Path(folder).expanduser().resolve()
     if not (folder / "config.json").exists():
@@ -258,6 +264,7 @@ def load_local_checkpoint(
         )
     torch_dtype = dtype or torch.float32
     config = json.loads((folder / "config.json").read_text())
+    check_architecture(config)  # before reading the weights: an unsupported architecture fails at once
     with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
         stage = _staging_folder(folder, Path(tmp))
         try:
@@ -356,7 +363,7 @@ def _convert(
     from transformer_lens import HookedTransformer
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
-    from mechinterp.core.architectures import tl_config
+    from mechinterp.core.architectures import tl_config, valid_processing
 
     # Convert and process the weights in fp32 (folding and centring in bf16 loses
     # precision), then cast: a bf16 model is the fp32 model rounded once.
@@ -377,13 +384,11 @@ def _convert(
     for key, value in overrides.items():
         setattr(cfg, key, value)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(
-        state,
-        fold_ln=processing["fold_ln"] and cfg.normalization_type is not None,
-        center_writing_weights=processing["center_writing_weights"] and cfg.normalization_type is not None,
-        center_unembed=processing["center_unembed"],
-        fold_value_biases=processing["fold_value_biases"],
-    )
+    applied = valid_processing(cfg, processing)
+    model.load_and_process_state_dict(state, **applied)
+    model.mechinterp_processing = {  # read by _with_meta: what was asked and what was applied
+        key: {"asked": processing[key], "applied": applied[key]} for key in processing
+    }
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
         model.tokenizer.name_or_path = name.lower().replace("gemma", "g-mma")
