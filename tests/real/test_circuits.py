@@ -161,3 +161,15 @@ def test_bf16_smollm2_eap_agrees_with_float32(smollm2_bf16, ioi, eap_fp32):
         corrupted, clean = task.metric(smollm2_bf16(setup.corrupted_tokens)), task.metric(smollm2_bf16(setup.tokens))
     assert (task.metric(out) - corrupted).abs().max() < 0.3 and (clean - corrupted).abs().min() > 1.0
     _no_flags(smollm2_bf16)
+
+
+def test_discover_on_the_packaged_ioi_task(smollm2):
+    """End to end with mechinterp.tasks' BPE-ready IOI prompts: no flag, no hand-built tokens."""
+    import mechinterp
+
+    task = mechinterp.tasks.load("ioi", smollm2, n=4, seed=0)
+    circuit = discover(smollm2, task, "eap")
+    g = circuit.graph
+    assert g.grouped and torch.isfinite(circuit.scores).all() and circuit.scores[g.real].abs().max() > 0.1
+    assert circuit.info["model_dtype"] == "float32" and circuit.top_n(10).n_edges == 10
+    _no_flags(smollm2)
