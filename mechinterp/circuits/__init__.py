@@ -13,7 +13,7 @@ Example:
 from mechinterp.circuits.acdc import DISTANCES, acdc, acdc_scores
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.discover import discover, setup_for
-from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, patch_edges, prepare, run_edges, sender_outputs
+from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, max_masks_per_pass, patch_edges, prepare, run_edges, sender_outputs
 from mechinterp.circuits.evaluate import (
     MIB_FRACTIONS,
     FaithfulnessCurve,
@@ -23,7 +23,7 @@ from mechinterp.circuits.evaluate import (
     reference_mask,
     sweep_auc,
 )
-from mechinterp.circuits.exact import exact_scores, metric_per_mask
+from mechinterp.circuits.exact import exact_scores, metric_per_mask, metrics_of_masks
 from mechinterp.circuits.gradients import (
     eap_ig_activations_scores,
     eap_ig_inputs_scores,
@@ -60,7 +60,9 @@ __all__ = [
     "faithfulness_curve",
     "get_scorer",
     "mask_gradient",
+    "max_masks_per_pass",
     "metric_per_mask",
+    "metrics_of_masks",
     "node_attribution",
     "node_patching_effects",
     "patch_edges",

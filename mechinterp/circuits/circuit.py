@@ -155,58 +155,102 @@ class Circuit(AbstractResult):
         return cls.from_dict(json.loads(text))
 
     # ----- drawing -----------------------------------------------------------------------------
-    def plot(self, ax: Any = None) -> Any:
-        """Draw the selected edges, layer by layer (bottom: embed, top: logits); width ~ |score|."""
+    def plot(self, ax: Any = None, max_edges: int | None = 40) -> Any:
+        """Draw the selected edges, layer by layer (bottom: embed, top: logits); width ~ |score|.
+
+        Args:
+            ax: a matplotlib axis to draw into (default: a new figure sized to what is drawn).
+            max_edges: draw only the ``max_edges`` selected edges of largest ``|score|`` (the title says
+                "top k of n"); ``None`` draws all. Only layers with a drawn node get a row, so a circuit
+                in a 30-layer model is as tall as the layers it touches, and the figure stays at most
+                about 14 x 12 inches whatever the model's size: heads sit at their head index in their
+                layer's row, each MLP right of its layer's heads, nodes sized to the slots.
+        """
         from mechinterp.viz.figures import _pyplot
 
         import networkx as nx
 
         plt = _pyplot()
-        dg = self.to_networkx()
+        shown = self if max_edges is None or self.n_edges <= max_edges else self.top_n_of_selected(max_edges)
+        dg = shown.to_networkx()
+        n_heads = self.graph.n_heads
+        layers = sorted({_node_layer(n, self.graph.n_layers) for n in dg.nodes})
+        row = {layer: i for i, layer in enumerate(layers)}  # one row per layer that has a drawn node
+        pos = {}
+        for n in dg.nodes:  # heads at their head index, the MLP to their right (half a row up), embed/logits centred
+            layer = _node_layer(n, self.graph.n_layers)
+            if n.startswith("MLP"):
+                pos[n] = (float(n_heads), row[layer] + 0.45)
+            elif n.startswith("L"):
+                pos[n] = (float(n[1:].split("H")[1]), float(row[layer]))
+            else:
+                pos[n] = ((n_heads - 1) / 2 if n_heads > 1 else 0.5, float(row[layer]))
+        width = min(14.0, max(5.0, 0.8 * (n_heads + 1) + 1.5))
+        height = min(12.0, max(3.5, 0.6 * len(layers) + 1.5))
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * self.graph.n_heads + 2), 1.3 * self.graph.n_layers + 3))
+            fig, ax = plt.subplots(figsize=(width, height))
         else:
             fig = ax.figure
-        by_layer: dict[float, list[str]] = {}
-        for n in self.graph.nodes:
-            if n in dg.nodes:
-                by_layer.setdefault(_layer(n, self.graph.n_layers), []).append(n)
-        pos = {n: (i - (len(ns) - 1) / 2, y) for y, ns in by_layer.items() for i, n in enumerate(ns)}
+            width, height = fig.get_size_inches()
+        spacing = min((width - 1.5) / (n_heads + 1), (height - 1.5) / max(len(layers), 1))  # inches per node slot
+        diameter = min(30.0, 0.75 * 72 * spacing)  # points
+        size = diameter**2
         top = max((abs(d["score"]) for _, _, d in dg.edges(data=True)), default=1.0) or 1.0
         widths = [0.6 + 3.5 * abs(d["score"]) / top for _, _, d in dg.edges(data=True)]
         colors = ["#c0392b" if d["score"] < 0 else "#2c7fb8" for _, _, d in dg.edges(data=True)]
-        nx.draw_networkx_nodes(dg, pos, ax=ax, node_color="#f5f5f7", edgecolors="#333", node_size=900)
-        nx.draw_networkx_labels(dg, pos, ax=ax, font_size=8)
+        nx.draw_networkx_nodes(dg, pos, ax=ax, node_color="#f5f5f7", edgecolors="#333", node_size=size)
+        nx.draw_networkx_labels(dg, pos, ax=ax, font_size=8 if diameter >= 28 else 6)
         nx.draw_networkx_edges(dg, pos, ax=ax, width=widths, edge_color=colors, arrows=True, arrowsize=12,
-                               connectionstyle="arc3,rad=0.08", node_size=900)
+                               connectionstyle="arc3,rad=0.08", node_size=size)
         labels = {(u, v): d["input"] for u, v, d in dg.edges(data=True) if d["input"]}
         nx.draw_networkx_edge_labels(dg, pos, edge_labels=labels, ax=ax, font_size=7)
-        ax.set_title(f"{self.method} circuit: {self.n_edges} edges ({self.task})")
+        what = f"{self.n_edges} edges" if shown is self else f"top {shown.n_edges} of {self.n_edges} edges"
+        ax.set_title(f"{self.method} circuit: {what} ({self.task})")
         ax.axis("off")
         fig.tight_layout()
         return fig
 
-    def save_figure(self, path: str | Path) -> Path:
-        """Write the drawn graph as ``.svg`` or ``.png``."""
+    def top_n_of_selected(self, n: int) -> Circuit:
+        """A new circuit with the ``n`` *selected* edges of largest ``|score|`` (a subset of this one)."""
+        if n < 0:
+            raise MechinterpError(f"n must be non-negative (got {n}).")
+        flat = torch.where(self.selected, self.scores.abs(), torch.full_like(self.scores, -1.0)).flatten()
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[torch.argsort(flat, descending=True, stable=True)[: min(n, self.n_edges)]] = True
+        return self._with(keep.view_as(self.scores), selection=f"top {n} of the selected")
+
+    def save_figure(self, path: str | Path, max_edges: int | None = 40) -> Path:
+        """Write the drawn graph (top ``max_edges`` edges, see :meth:`plot`) as ``.svg`` or ``.png``."""
         from mechinterp.viz.figures import _pyplot
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig = self.plot()
+        fig = self.plot(max_edges=max_edges)
         fig.savefig(path, bbox_inches="tight", dpi=120)
         _pyplot().close(fig)
         return path
 
-    def to_html(self) -> str:
-        """The drawn graph (inline PNG) and a table of the selected edges."""
+    def to_html(self, max_edges: int = 40, max_rows: int = 60) -> str:
+        """The drawn graph (inline PNG, top ``max_edges`` edges) and a table of the top ``max_rows`` selected edges."""
         from mechinterp.viz import escape, figure_to_img_tag, table_html
 
-        rows = [{"sender": s, "receiver": r, "score": v} for s, r, v in self.edges()[:60]]
+        edges = self.edges()
+        rows = [{"sender": s, "receiver": r, "score": v} for s, r, v in edges[:max_rows]]
+        more = f"; table: top {len(rows)} by |score|" if len(edges) > max_rows else ""
         return (
             f"<section><h3>{escape(self.method)} circuit on {escape(self.task)} ({escape(self.model)})</h3>"
-            f"<p class='muted'>{self.n_edges} of {self.graph.n_edges} edges, ablation: {escape(self.ablation)}</p>"
-            f"{figure_to_img_tag(self.plot())}{table_html(rows)}</section>"
+            f"<p class='muted'>{self.n_edges} of {self.graph.n_edges} edges, ablation: {escape(self.ablation)}{more}</p>"
+            f"{figure_to_img_tag(self.plot(max_edges=max_edges))}{table_html(rows)}</section>"
         )
+
+
+def _node_layer(node: str, n_layers: int) -> int:
+    """The layer a node is drawn in: embed -1, logits ``n_layers``."""
+    if node == "embed":
+        return -1
+    if node == "logits":
+        return n_layers
+    return int(node[3:]) if node.startswith("MLP") else int(node[1:].split("H")[0])
 
 
 def _layer(node: str, n_layers: int) -> float:

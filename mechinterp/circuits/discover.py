@@ -60,7 +60,8 @@ def discover(
         **options: the method's options (``steps``, ``thresholds``, ``distance``, ``chunk``).
 
     Returns:
-        A frozen :class:`Circuit`; ``info`` has the wall time and method details.
+        A frozen :class:`Circuit`; ``info`` has the wall time, method details and the precision
+        (``model_dtype``: what the passes ran in; scores are always float32).
     """
     scorer = get_scorer(method)
     start = time.perf_counter()
@@ -78,7 +79,8 @@ def discover(
     circuit = Circuit(
         graph=g, scores=scores.float().cpu(), selected=selected.cpu(), method=method, ablation=setup.ablation,
         task=getattr(task, "name", ""), model=str(getattr(model, "zoo_name", None) or model.cfg.model_name),
-        info={**info, "seconds": time.perf_counter() - start, "n_prompts": int(setup.tokens.shape[0])},
+        info={**info, "seconds": time.perf_counter() - start, "n_prompts": int(setup.tokens.shape[0]),
+              "model_dtype": str(setup.clean.dtype).removeprefix("torch."), "score_dtype": "float32"},
     )
     return circuit.top_n(top_n) if top_n is not None else circuit
 

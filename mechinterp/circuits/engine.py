@@ -43,7 +43,10 @@ from torch import Tensor
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
-__all__ = ["ABLATIONS", "PatchSetup", "check_model_dtype", "edge_mode", "prepare", "patch_edges", "run_edges", "sender_outputs"]
+__all__ = [
+    "ABLATIONS", "PatchSetup", "check_model_dtype", "edge_mode", "max_masks_per_pass", "prepare", "patch_edges",
+    "run_edges", "sender_outputs",
+]
 
 ABLATIONS = ("corrupted", "mean", "zero", "resample")
 
@@ -228,14 +231,27 @@ def patch_edges(
         setup: from :func:`prepare`.
         patch: ``[n_senders, n_receivers]`` or ``[k, n_senders, n_receivers]``; bool or float;
             entries that are not real edges are ignored.
-        chunk: masks per forward pass (default: all ``k``).
+        chunk: masks per forward pass (default: all ``k``); capped by :func:`max_masks_per_pass`.
     """
     alpha = _as_alpha(setup, patch).to(model.cfg.device)
-    chunk = chunk or alpha.shape[0]
+    chunk = min(chunk or alpha.shape[0], max_masks_per_pass(model, setup))
     with torch.no_grad():
         parts = [run_edges(model, setup.graph, setup.tokens, setup.patched, alpha[i : i + chunk])[0]
                  for i in range(0, alpha.shape[0], chunk)]
     return torch.cat(parts)
+
+
+def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30) -> int:
+    """How many masks one patched pass may carry within ``budget_bytes`` of sender differences and split inputs.
+
+    A dense mask holds ``patched - live`` for every sender (``n_senders x batch x pos x d_model``) and
+    TL's split q/k/v inputs (``3 x n_heads x ...``); on SmolLM2 (301 senders, 9 heads) with 24 prompts
+    of 20 tokens that is about 360 MB per mask, so 2 per pass, while tiny models are never capped.
+    """
+    tokens = setup.tokens
+    elem = torch.finfo(setup.patched.dtype).bits // 8
+    per_mask = tokens.numel() * model.cfg.d_model * elem * (setup.graph.n_senders + 3 * setup.graph.n_heads)
+    return max(1, int(budget_bytes // max(per_mask, 1)))
 
 
 def run_edges(
@@ -268,7 +284,8 @@ def run_edges(
     k = 1 if alpha is None else alpha.shape[0]
     batch = tokens.shape[0]
     blocks: list[tuple[int, Tensor]] = []  # (first sender index, [rows, pos, n, d_model])
-    diffs: dict[int, Tensor] = {}  # block index -> [k, batch*pos, n, d_model], filled lazily
+    diffs: dict[int, Tensor] = {}  # block index -> [k, n, batch*pos*d_model], filled lazily
+    dense: dict[str, Any] = {}  # no-grad passes: one sender-major buffer of every block's difference
     if alpha is not None and patched is None:
         raise MechinterpError("Patched values are needed when a patch mask is given; use prepare().")
 
@@ -286,39 +303,83 @@ def run_edges(
     def add_sender(start: int, out: Tensor | _Lazy) -> None:
         blocks.append((start, out if isinstance(out, _Lazy) else _Lazy(lambda: out, out.shape[2])))
 
+    def sender_major(diff: Tensor) -> Tensor:
+        """``[m, batch, pos, n, d_model] -> [m, n, batch*pos*d_model]``: senders first, ready for one bmm."""
+        return diff.permute(0, 3, 1, 2, 4).reshape(diff.shape[0], diff.shape[3], -1)
+
     def block_diff(i: int) -> Tensor:
-        """``patched - live output`` of sender block ``i``, computed once: [k, batch*pos, n, d_model]."""
+        """``patched - live output`` of sender block ``i`` for every mask, computed once: [k, n, batch*pos*d_model]."""
         if i not in diffs:
             start, lazy = blocks[i]
             out, n = lazy.get(), lazy.n
-            diff = patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:])
-            diffs[i] = diff.reshape(k, -1, n, out.shape[-1])
+            diffs[i] = sender_major(patched[..., start : start + n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:]))
         return diffs[i]
 
+    def dense_delta(cols: slice | list[int]) -> Tensor | None:
+        """No-grad passes where most masks patch some edge into ``cols``: one bmm over a sender-major buffer.
+
+        The buffer ``[k, n_senders, batch*pos*d_model]`` is filled block by block as senders are written
+        (in place: nothing needs gradients here) and each receiver group reads its prefix once.
+        """
+        start, lazy = blocks[-1]
+        written = start + lazy.n
+        a = alpha[:, :written, cols]  # [k, senders written so far, r]
+        if 2 * int(a.reshape(k, -1).any(1).sum()) < k:
+            return None  # most masks leave these receivers alone (exact scoring): the per-block path skips them
+        if "buffer" not in dense:
+            out = blocks[0][1].get()
+            dense["buffer"] = out.new_empty(k, graph.n_senders, batch * out.shape[1] * out.shape[-1])
+            dense["filled"] = set()
+        buffer = dense["buffer"]
+        for i, (first, block) in enumerate(blocks):
+            if i not in dense["filled"]:
+                out = block.get()
+                diff = patched[..., first : first + block.n, :].to(out.dtype)[None] - out.view(k, batch, *out.shape[1:])
+                buffer[:, first : first + block.n] = sender_major(diff)
+                dense["filled"].add(i)
+        total = torch.bmm(a.transpose(1, 2).to(buffer.dtype), buffer[:, :written])  # [k, r, batch*pos*d_model]
+        d_model = cfg.d_model
+        total = total.view(k, total.shape[1], batch, -1, d_model)
+        return total.permute(0, 2, 3, 1, 4).reshape(k * batch, -1, total.shape[1], d_model)
+
     def delta(cols: slice | list[int]) -> Tensor | None:
+        """``sum_s alpha[s, r] (patched_s - out_s)`` for the receivers ``cols``: [k*batch, pos, r, d_model] or None.
+
+        One ``[r, n] @ [n, batch*pos*d_model]`` product per mask and sender block (``baddbmm``), accumulated over
+        the blocks written so far.
+        """
         if alpha is None:
             return None
+        if not torch.is_grad_enabled() and blocks:
+            dense = dense_delta(cols)
+            if dense is not None:
+                return dense
         total = None
         for i, (start, lazy) in enumerate(blocks):
             a = alpha[:, start : start + lazy.n, cols]  # [k, n, r]
             if a.requires_grad:
-                term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
+                active = None
             else:
                 active = torch.nonzero(a.reshape(k, -1).any(1)).flatten()
                 if len(active) == 0:
                     continue  # no mask patches these edges: skip the difference and the contraction
-                if len(active) == k:
-                    term = torch.einsum("kxsd,ksr->kxrd", block_diff(i), a.to(patched.dtype))
-                else:  # sparse masks (exact scoring): contract only the masks that touch these edges
-                    out, n = lazy.get(), lazy.n
-                    live = out.view(k, batch, *out.shape[1:])[active]
-                    diff = (patched[..., start : start + n, :].to(out.dtype)[None] - live).reshape(len(active), -1, n, out.shape[-1])
-                    part = torch.einsum("kxsd,ksr->kxrd", diff, a[active].to(out.dtype))
-                    term = part.new_zeros(k, *part.shape[1:]).index_add_(0, active, part)
-            total = term if total is None else total + term
+            if active is None or len(active) == k:
+                diff = block_diff(i)
+                a_t = a.transpose(1, 2).to(diff.dtype)  # [k, r, n]
+                total = torch.bmm(a_t, diff) if total is None else torch.baddbmm(total, a_t, diff)
+            else:  # sparse masks (exact scoring): contract only the masks that touch these edges
+                out, n = lazy.get(), lazy.n
+                live = out.view(k, batch, *out.shape[1:])[active]
+                diff = sender_major(patched[..., start : start + n, :].to(out.dtype)[None] - live)
+                part = torch.bmm(a[active].transpose(1, 2).to(out.dtype), diff)  # [m, r, batch*pos*d_model]
+                if total is None:
+                    total = part.new_zeros(k, *part.shape[1:])
+                total = total.index_add(0, active, part)
         if total is None:
             return None
-        return total.reshape(k * batch, -1, total.shape[2], total.shape[3])
+        d_model = cfg.d_model
+        total = total.view(k, total.shape[1], batch, -1, d_model)  # [k, r, batch, pos, d_model]
+        return total.permute(0, 2, 3, 1, 4).reshape(k * batch, -1, total.shape[1], d_model)
 
     def record(first: int, x: Tensor) -> Tensor:
         if receiver_inputs is not None:

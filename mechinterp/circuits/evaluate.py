@@ -30,8 +30,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from mechinterp.circuits.circuit import Circuit
-from mechinterp.circuits.engine import PatchSetup, patch_edges
-from mechinterp.circuits.exact import metric_per_mask
+from mechinterp.circuits.engine import PatchSetup
+from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.circuits.graph import Graph
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
@@ -57,7 +57,7 @@ def faithfulness(
     keep = keep.selected if isinstance(keep, Circuit) else torch.as_tensor(keep).bool()
     keep = keep[None] if keep.ndim == 2 else keep
     masks = torch.cat([torch.zeros(1, *g.real.shape), g.real.float()[None], (g.real & ~keep).float()])
-    values = metric_per_mask(metric, patch_edges(model, setup, masks, chunk=chunk)).cpu()
+    values = metrics_of_masks(model, setup, metric, masks, chunk=chunk)
     full, empty = values[0], values[1]
     if abs(float(full - empty)) < 1e-8:
         raise MechinterpError(

@@ -19,14 +19,30 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.circuits.engine import PatchSetup, patch_edges
+from mechinterp.circuits.engine import PatchSetup, max_masks_per_pass, patch_edges
 
-__all__ = ["exact_scores", "metric_per_mask"]
+__all__ = ["exact_scores", "metric_per_mask", "metrics_of_masks"]
 
 
 def metric_per_mask(metric: Callable[[Tensor], Tensor], logits: Float[Tensor, "k batch pos d_vocab"]) -> Float[Tensor, " k"]:
     """The mean metric of each mask's run."""
     return torch.stack([metric(row.float()).float().mean() for row in logits])
+
+
+def metrics_of_masks(
+    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], masks: Float[Tensor, "k n_senders n_receivers"],
+    chunk: int | None = None,
+) -> Float[Tensor, " k"]:
+    """The mean metric of each mask's patched run, one chunk of masks at a time (only a chunk's logits are held).
+
+    Example:
+        >>> metrics_of_masks(model, setup, task.metric, torch.zeros(1, *setup.graph.real.shape))  # doctest: +SKIP
+    """
+    masks = torch.as_tensor(masks)
+    masks = masks[None] if masks.ndim == 2 else masks
+    step = min(chunk or len(masks), max_masks_per_pass(model, setup))
+    return torch.cat([metric_per_mask(metric, patch_edges(model, setup, masks[i : i + step])).cpu()
+                      for i in range(0, len(masks), step)])
 
 
 def exact_scores(

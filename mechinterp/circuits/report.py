@@ -18,26 +18,27 @@ from typing import Any
 import torch
 
 from mechinterp.circuits.circuit import Circuit
-from mechinterp.circuits.engine import PatchSetup, patch_edges
+from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
-from mechinterp.circuits.exact import metric_per_mask
+from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_html
 
 __all__ = ["circuit_report", "node_patching_effects"]
 
 
-def node_patching_effects(model: Any, setup: PatchSetup, metric: Any) -> dict[str, float]:
-    """Per sender node: normalised metric change when all its outgoing edges are patched (one batched pass).
+def node_patching_effects(model: Any, setup: PatchSetup, metric: Any, chunk: int = 32) -> dict[str, float]:
+    """Per sender node: normalised metric change when all its outgoing edges are patched (batched passes).
 
     ``(m(node patched) - m(clean)) / (m(clean) - m(all patched))``: -1 means the node alone
-    accounts for the whole clean-vs-ablated difference.
+    accounts for the whole clean-vs-ablated difference. ``chunk`` masks run per pass (a 30-layer,
+    9-head model has 301 senders: 10 passes of 32 copies of the prompts).
     """
     g = setup.graph
     masks = torch.zeros(g.n_senders + 2, *g.real.shape)
     masks[1] = g.real.float()
     for i in range(g.n_senders):
         masks[i + 2, i] = g.real[i].float()
-    values = metric_per_mask(metric, patch_edges(model, setup, masks)).cpu()
+    values = metrics_of_masks(model, setup, metric, masks, chunk=chunk)
     scale = float(values[0] - values[1]) or 1.0
     return {name: float(values[i + 2] - values[0]) / scale for i, name in enumerate(g.senders)}
 
@@ -72,14 +73,21 @@ def _pattern_figures(model: Any, setup: PatchSetup, heads: list[str], limit: int
 
 def circuit_report(
     model: Any, task: Any, circuit: Circuit, setup: PatchSetup | None = None, curve: FaithfulnessCurve | None = None,
+    top_k: int = 20,
 ) -> str:
-    """The full HTML page (a string) for ``circuit`` found on ``task``."""
+    """The full HTML page (a string) for ``circuit`` found on ``task``.
+
+    Sized for real models: the circuit drawing shows the top 40 edges on the layers they touch,
+    the edge table the top 60, the node-effect table the ``top_k`` nodes of largest ``|effect|``
+    (the head heatmap shows every head), attention patterns the 6 strongest heads.
+    """
     from mechinterp.circuits.discover import setup_for
 
     setup = setup or setup_for(model, task, circuit.ablation or "corrupted")
     curve = curve or faithfulness_curve(model, setup, task.metric, circuit)
     effects = node_patching_effects(model, setup, task.metric)
-    heads = [n for n in circuit.nodes() if n.startswith("L")]
+    node_strength = circuit.top_n_of_selected(40).node_scores()
+    heads = sorted((n for n in circuit.top_n_of_selected(40).nodes() if n.startswith("L")), key=lambda n: -node_strength[n])
     meta = [
         {"field": "model", "value": circuit.model}, {"field": "task", "value": circuit.task},
         {"field": "method", "value": circuit.method}, {"field": "ablation", "value": circuit.ablation},
@@ -94,14 +102,16 @@ def circuit_report(
         stats = compare_to_reference(circuit, ref)
         ref_html = table_html([{k: v for k, v in stats.items()}]) + "<p class='muted'>reference edges: " + escape(
             ", ".join(f"{s} → {r}" for s, r in ref["edges"])) + "</p>"
-    effect_rows = [{"node": k, "effect": v} for k, v in sorted(effects.items(), key=lambda kv: kv[1])]
+    ranked = sorted(effects.items(), key=lambda kv: -abs(kv[1]))
+    effect_rows = [{"node": k, "effect": v} for k, v in ranked[:top_k]]
     body = (
         f"<h1>Circuit report: {escape(circuit.task)} on {escape(circuit.model)}</h1>"
         f"<section><h2>Task and model</h2>{table_html(meta)}</section>"
         f"<section><h2>Circuit</h2>{circuit.to_html()}</section>"
         f"<section><h2>Against the reference circuit</h2>{ref_html}</section>"
         f"<section><h2>Per-node patching effects</h2><p class='muted'>all outgoing edges of one node patched "
-        f"({escape(circuit.ablation)}); normalised by the clean − all-patched metric gap</p>"
+        f"({escape(circuit.ablation)}); normalised by the clean − all-patched metric gap; table: top "
+        f"{len(effect_rows)} of {len(effects)} nodes by |effect|</p>"
         f"{figure_to_img_tag(_effects_figure(effects, circuit.graph.n_layers, circuit.graph.n_heads))}"
         f"{table_html(effect_rows)}</section>"
         f"<section><h2>Attention patterns of the circuit's heads</h2>{_pattern_figures(model, setup, heads)}</section>"

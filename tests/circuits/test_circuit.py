@@ -41,3 +41,24 @@ def test_figures_and_html_are_offline(frac, tmp_path):
     assert c.save_figure(tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     html = c.to_html()
     assert "data:image/png;base64" in html and "L1H0" in html and "http" not in html
+
+
+def test_plot_of_a_30_layer_9_head_circuit_is_readable():
+    """SmolLM2's shape: all 123k edges selected; the drawing shows the top 40 on the rows they touch, at a bounded size."""
+    from mechinterp.circuits import Circuit, Graph
+
+    g = Graph.build(30, 9, n_key_value_heads=3)
+    scores = torch.rand(g.real.shape, generator=torch.Generator().manual_seed(0)) * g.real
+    c = Circuit(graph=g, scores=scores, selected=g.real.clone(), method="eap", task="ioi")
+    top = c.top_n_of_selected(40)
+    assert top.n_edges == 40 and bool((top.selected <= c.selected).all())
+    assert top.scores[top.selected].min() >= c.scores[c.selected & ~top.selected].max()
+    fig = c.plot()
+    width, height = fig.get_size_inches()
+    assert width <= 14 and height <= 12 and "top 40 of 123211 edges" in fig.axes[0].get_title()
+    drawn = {t.get_text() for t in fig.axes[0].texts}
+    assert drawn <= set(g.nodes) | {"q", "k", "v", "qk", "qv", "kv", "qkv", "kq", "vq", "vk"} and len(drawn) > 5
+    html = c.to_html()
+    assert "top 60 by |score|" in html and html.count("<tr") <= 62
+    small = c.top_n(3)
+    assert "3 edges" in small.plot().axes[0].get_title()

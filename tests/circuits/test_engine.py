@@ -87,8 +87,11 @@ def test_batched_masks_equal_separate_runs(tiny_setup):
     model, setup, _ = tiny_setup
     gen = torch.Generator().manual_seed(3)
     masks = (torch.rand(5, *setup.graph.real.shape, generator=gen) < 0.3).float()
+    masks[1] = 0.0  # a mask that patches nothing, batched with ones that patch (the dense buffer's zero rows)
+    masks[3, :, :-1] = 0.0  # one that patches only edges into the logits
     together = patch_edges(model, setup, masks)
     chunked = patch_edges(model, setup, masks, chunk=2)
+    assert torch.allclose(together[1], model(setup.tokens), atol=TOL)
     for i in range(5):
         alone = patch_edges(model, setup, masks[i])[0]
         assert torch.allclose(together[i], alone, atol=TOL) and torch.allclose(chunked[i], alone, atol=TOL)
@@ -172,3 +175,20 @@ def test_gqa_flags_are_restored_on_error_and_a_users_flag_is_kept(tiny_gqa):
         assert torch.allclose(out, model(setup.tokens), atol=TOL) and model.cfg.ungroup_grouped_query_attention
     finally:
         model.cfg.ungroup_grouped_query_attention = False
+
+
+def test_masks_per_pass_fit_the_memory_budget_and_chunking_changes_nothing(tiny_setup, monkeypatch):
+    from mechinterp.circuits import engine, max_masks_per_pass, metrics_of_masks
+
+    model, setup, metric = tiny_setup
+    g = setup.graph
+    per_mask = setup.tokens.numel() * model.cfg.d_model * 4 * (g.n_senders + 3 * g.n_heads)
+    assert max_masks_per_pass(model, setup, budget_bytes=3 * per_mask + 1) == 3
+    assert max_masks_per_pass(model, setup, budget_bytes=1) == 1
+    masks = (torch.rand(5, *g.real.shape, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    together = patch_edges(model, setup, masks)
+    values = metrics_of_masks(model, setup, metric, masks)
+    monkeypatch.setattr(engine, "max_masks_per_pass", lambda *a, **k: 2)  # as on a 30-layer model
+    assert torch.allclose(patch_edges(model, setup, masks), together, atol=TOL)
+    alone = torch.stack([metric(patch_edges(model, setup, m)[0]).mean() for m in masks])
+    assert torch.allclose(values, alone, atol=TOL)

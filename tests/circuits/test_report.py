@@ -42,3 +42,10 @@ def test_cli_writes_report(tmp_path):
     assert summary["reference"]["auc"] == 1.0 and summary["n_edges"] == 5 and summary["reference"]["precision"] == 1.0
     assert _external((out / "report.html").read_text()) == []
     assert (out / "circuit.svg").exists() and (out / "circuit.png").exists() and (out / "circuit.json").exists()
+
+
+def test_report_tables_are_top_k(frac):
+    model, task, setup = frac
+    circuit = discover(model, task, "exact", "zero", setup=setup)
+    html = circuit_report(model, task, circuit, setup=setup, top_k=2)
+    assert "table: top 2 of" in html

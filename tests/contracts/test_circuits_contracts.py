@@ -137,6 +137,7 @@ def test_every_scorer_runs_in_low_precision(low, method):
     model, low_task = low
     c = discover(model, low_task, method, "corrupted", **FAST.get(method, {}))
     assert c.scores.dtype == torch.float32 and torch.isfinite(c.scores).all() and c.scores.abs().sum() > 0
+    assert c.info["model_dtype"] == str(model.cfg.dtype).removeprefix("torch.") and c.info["score_dtype"] == "float32"
     assert (c.scores[~c.graph.real] == 0).all()
     _clean(model)
 
