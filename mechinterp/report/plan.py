@@ -1,0 +1,163 @@
+"""How much work each report section does, scaled to the model and the device.
+
+A full report on a 2-layer zoo model takes seconds; the same sweeps on a 30-layer model on
+two CPU cores take over an hour (activation patching by layer × position alone is
+``n_layers × n_pos`` patched runs of every prompt). :func:`plan_report` measures one
+forward pass of the task's prompts on the model's own device (``unit_s``: seconds per
+prompt), estimates every section's cost in those units, and shrinks the sections — fewer
+prompts, every k-th layer in the position sweep, fewer integration steps, fewer head-probe
+sequences — until the estimate fits ``budget_s``. Every reduction is recorded with its
+reason (``plan.reasons``) and shown at the top of the page.
+
+The cost of each section in prompt-forwards (``U``, measured):
+
+=================  ==============================================================
+patching           ``n × (n_pos × |layers| + n_layers × n_heads) × 0.55`` (a patched
+                   run starts at the patched layer: half a forward on average)
+circuit            ``n × (6 × steps + 4 + 3 × n_fractions)`` (EAP-IG: forward and
+                   backward per step; each faithfulness point is a patched run ~3 U)
+attention          ``n_probes × 2`` (probe sequences twice the prompt length)
+attribution        ``prompts × (3 × ig_steps + 6 + n_pos) + …`` (IG, ∇×input, CP-LRP,
+                   occlusion)
+probes             ``n + n_layers × 0.3`` (one cached forward; the fits are cheap)
+=================  ==============================================================
+
+Example:
+    >>> plan = ReportPlan.full(n_layers=2, n_heads=4, n_pos=8, n=16)
+    >>> plan.patch_layers, plan.reasons
+    ([0, 1], [])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["ReportPlan", "plan_report", "DEFAULT_BUDGET_S"]
+
+#: seconds the sections may take together (model loading excluded)
+DEFAULT_BUDGET_S = 420.0
+
+#: the faithfulness-curve points of the circuit section
+N_FRACTIONS = 9
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """The sizes of every section (see the module docstring) and why any was reduced."""
+
+    n_layers: int
+    n_heads: int
+    n_pos: int
+    n: int
+    patch_n: int
+    patch_layers: list[int]
+    circuit_n: int
+    circuit_steps: int
+    circuit_top_k: int
+    head_probes: int
+    attribution_prompts: int
+    ig_steps: int
+    unit_s: float = 0.0
+    budget_s: float = DEFAULT_BUDGET_S
+    reasons: list[str] = field(default_factory=list)
+
+    @classmethod
+    def full(cls, n_layers: int, n_heads: int, n_pos: int, n: int) -> ReportPlan:
+        """The unreduced plan: every layer, 16 patching prompts, 24 circuit prompts, 5 EAP-IG steps."""
+        return cls(
+            n_layers=n_layers, n_heads=n_heads, n_pos=n_pos, n=n, patch_n=min(n, 16), patch_layers=list(range(n_layers)),
+            circuit_n=min(n, 24), circuit_steps=5, circuit_top_k=min(20, 4 * n_layers + 8), head_probes=32,
+            attribution_prompts=min(n, 2), ig_steps=64,
+        )
+
+    # ----- cost model, in prompt-forwards ---------------------------------------------------
+    def costs(self) -> dict[str, float]:
+        """Estimated cost of each section in prompt-forwards (multiply by ``unit_s`` for seconds)."""
+        return {
+            "task": 2.0 * self.n,
+            "patching": self.patch_n * (self.n_pos * len(self.patch_layers) + self.n_layers * self.n_heads) * 0.55 + 2 * self.patch_n,
+            "circuit": self.circuit_n * (6.0 * self.circuit_steps + 4 + 3 * N_FRACTIONS),
+            "attention": 2.0 * self.head_probes + 1,
+            "attribution": self.attribution_prompts * (3.0 * self.ig_steps + 6 + 3 + self.n_pos),
+            "probes": self.n + 0.3 * self.n_layers,
+        }
+
+    def estimate_s(self) -> dict[str, float]:
+        """Estimated seconds per section (needs ``unit_s``)."""
+        return {k: v * self.unit_s for k, v in self.costs().items()}
+
+    def total_s(self) -> float:
+        return sum(self.estimate_s().values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "estimate_s": {k: round(v, 1) for k, v in self.estimate_s().items()}}
+
+
+def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
+    """Apply reductions in order of least harm until the estimate fits ``budget_s``."""
+    reasons: list[str] = []
+
+    def over(p: ReportPlan) -> bool:
+        return p.total_s() > budget_s
+
+    def note(p: ReportPlan, what: str) -> None:
+        reasons.append(f"{what} (estimated {p.total_s():.0f} s for all sections before, budget {budget_s:.0f} s)")
+
+    # 1. fewer patching / circuit prompts (the estimates are means: 8 prompts keep them stable)
+    for attr, floor in (("patch_n", 8), ("circuit_n", 8)):
+        if over(plan) and getattr(plan, attr) > floor:
+            note(plan, f"{attr.replace('_n', '')}: {getattr(plan, attr)} → {floor} prompts")
+            plan = replace(plan, **{attr: floor})
+    # 2. the position sweep on every k-th layer (the head sweep keeps every layer)
+    widest = max(1, plan.n_layers // 4)
+    for stride in range(2, widest + 1):
+        if not over(plan):
+            break
+        layers = list(range(0, plan.n_layers, stride))
+        if layers[-1] != plan.n_layers - 1:
+            layers.append(plan.n_layers - 1)
+        candidate = replace(plan, patch_layers=layers)
+        if not over(candidate) or stride == widest:
+            note(plan, f"patching by layer × position: every {stride}th layer ({len(layers)} of {plan.n_layers})")
+            plan = candidate
+    # 3. integration steps, head probes, then prompts again
+    for attr, value in (("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
+                        ("attribution_prompts", 1), ("ig_steps", 16)):
+        if over(plan) and getattr(plan, attr) > value:
+            note(plan, f"{attr.replace('_', ' ')}: {getattr(plan, attr)} → {value}")
+            plan = replace(plan, **{attr: value})
+    if over(plan):
+        reasons.append(
+            f"even the smallest plan is estimated at {plan.total_s():.0f} s (budget {budget_s:.0f} s): "
+            "pass a larger budget or run on a GPU (--device cuda)"
+        )
+    return replace(plan, reasons=reasons)
+
+
+def plan_report(
+    n_layers: int, n_heads: int, n_pos: int, n: int, unit_s: float, budget_s: float | None = DEFAULT_BUDGET_S,
+) -> ReportPlan:
+    """The largest plan (up to :meth:`ReportPlan.full`) whose estimate fits ``budget_s``.
+
+    Args:
+        n_layers, n_heads: the model's shape.
+        n_pos: tokens per prompt (the common length).
+        n: prompts loaded for the task.
+        unit_s: measured seconds of one forward pass of one prompt on the model's device.
+        budget_s: seconds for all sections together; ``None``: no reduction.
+
+    Example:
+        >>> plan = plan_report(30, 9, 15, n=32, unit_s=0.05, budget_s=420)
+        >>> plan.total_s() <= 420, len(plan.patch_layers) < 30, bool(plan.reasons)
+        (True, True, True)
+    """
+    plan = replace(ReportPlan.full(n_layers, n_heads, n_pos, n), unit_s=float(unit_s), budget_s=float(budget_s or math.inf))
+    if budget_s is None or not over_budget(plan):
+        return plan
+    return _shrink(plan, float(budget_s))
+
+
+def over_budget(plan: ReportPlan) -> bool:
+    return plan.total_s() > plan.budget_s
