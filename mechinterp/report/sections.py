@@ -110,8 +110,9 @@ def circuit_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
     store["progress"].note(f"  faithfulness curve ({len(sub)} prompts)")
     curve = faithfulness_curve(model, setup, sub.metric, circuit)
     store["heads"] = [n for n in top.nodes() if n.startswith("L")]
-    data["circuit"] = {"prompts": len(sub), "steps": plan.circuit_steps, "edges": top.to_dict(), "faithfulness": curve.to_dict()}
     edges = top.edges()
+    data["circuit"] = {"prompts": len(sub), "steps": plan.circuit_steps, "edges": top.to_dict(), "top_edges": edges,
+                       "faithfulness": curve.to_dict()}
     fig = edge_graph_figure(edges, title=f"top {len(edges)} of {circuit.graph.n_edges} edges (EAP-IG, {plan.circuit_steps} steps)")
     rows = [{"rank": i + 1, "sender": s, "receiver": r, "score": v} for i, (s, r, v) in enumerate(edges)]
     return (
