@@ -12,6 +12,8 @@ __all__ = [
     "UnknownSiteError",
     "TokenizationError",
     "MultiTokenAnswerError",
+    "UnknownTokenError",
+    "LeadingSpaceError",
     "PromptTooLongError",
     "EmptyInputError",
     "ModelLoadError",
@@ -38,6 +40,14 @@ class TokenizationError(MechinterpError):
 
 class MultiTokenAnswerError(TokenizationError):
     """An answer string that is more than one token for this tokenizer."""
+
+
+class UnknownTokenError(TokenizationError):
+    """Text that a word-level tokenizer maps to its unknown token (``<unk>``)."""
+
+
+class LeadingSpaceError(TokenizationError):
+    """An answer whose form without a leading space is not the token a model continues with."""
 
 
 class PromptTooLongError(TokenizationError):

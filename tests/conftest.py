@@ -95,3 +95,54 @@ def smollm2_bf16(smollm2):
     model = copy.deepcopy(smollm2).to(torch.bfloat16, print_details=False)
     model.mechinterp_meta = {**smollm2.mechinterp_meta, "dtype": "bfloat16"}
     return model
+
+
+# --- a tiny byte-level BPE model (sub-word tokenizer, like GPT-2 / Llama 3 / SmolLM2) --------
+
+
+def _bpe_tokenizer(folder):
+    """A byte-level BPE tokenizer trained on the language tasks' prompts written as ordinary
+    text (no space before punctuation), so most task words are single tokens after a space;
+    numbers are split into digits."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from mechinterp.tasks import language
+    from mechinterp.tasks.text import render
+
+    corpus = ["Paris is the capital of France, and Rome of Italy."] * 20  # "Paris" and " Paris": two tokens
+    for task in language.TASKS:
+        for ex in language.examples(task, 150, seed=0, split="train") + language.examples(task, 60, 0, "test"):
+            corpus.append(render(ex.clean, "subword") + " " + ex.answer)
+            corpus.append(render(ex.corrupted, "subword") + " " + ex.answer)
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.Sequence(  # numbers digit by digit, as SmolLM2 and Llama write them
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1200, special_tokens=["<|bos|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|bos|>", eos_token="<|bos|>", pad_token="<|pad|>")
+    fast.save_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def bpe_model(tmp_path_factory):
+    """A 1-layer random model with a byte-level BPE tokenizer and no BOS (as SmolLM2).
+
+    ``copy.deepcopy`` it and set ``cfg.default_prepend_bos = True`` for the BOS variant.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    tokenizer = _bpe_tokenizer(tmp_path_factory.mktemp("bpe"))
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=64, d_vocab=len(tokenizer),
+        act_fn="gelu", normalization_type="LN", seed=0, device="cpu", default_prepend_bos=False,
+    )
+    torch.manual_seed(0)
+    model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
+    model.eval()
+    return model

@@ -13,7 +13,7 @@ Example:
 from mechinterp.circuits.acdc import DISTANCES, acdc, acdc_scores
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.discover import discover, setup_for
-from mechinterp.circuits.engine import ABLATIONS, PatchSetup, edge_mode, patch_edges, prepare, run_edges, sender_outputs
+from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, patch_edges, prepare, run_edges, sender_outputs
 from mechinterp.circuits.evaluate import (
     MIB_FRACTIONS,
     FaithfulnessCurve,
@@ -47,6 +47,7 @@ __all__ = [
     "Scorer",
     "acdc",
     "acdc_scores",
+    "check_model_dtype",
     "circuit_report",
     "compare_to_reference",
     "discover",

@@ -26,6 +26,10 @@ the sweep also records each run's kept edges (``info["sweep"][i]["kept"]``) and
 :func:`mechinterp.circuits.compare_to_reference` computes the ROC the way the ACDC paper does:
 one (false-positive rate, true-positive rate) point per threshold.
 
+Precision: the patched runs are in the model's dtype; distances are computed from their logits
+cast to float32. On a bf16 model, thresholds below the distance that bf16 rounding alone
+produces (measure it: ``D`` between two clean runs with a tiny patch) decide on noise.
+
 Order, as in the ACDC paper and code: receivers from the logits back to layer 0 (reverse
 topological order); for each receiver its senders from the latest to the embedding.
 """
@@ -68,7 +72,7 @@ def _distance(name: str) -> Callable:
     fn = DISTANCES[name]
 
     def checked(logits: Tensor, ref: Tensor, metric: Callable) -> Tensor:
-        out = fn(logits, ref, metric)
+        out = fn(logits.float(), ref.float(), metric)  # float32 whatever the model's dtype
         if not torch.isfinite(out).all():
             raise NonFiniteError(f"The ACDC distance {name!r} is NaN or infinite; check the metric and the logits.")
         return out

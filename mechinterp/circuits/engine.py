@@ -40,26 +40,59 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.circuits.graph import Graph
+from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
-__all__ = ["ABLATIONS", "PatchSetup", "edge_mode", "prepare", "patch_edges", "run_edges", "sender_outputs"]
+__all__ = ["ABLATIONS", "PatchSetup", "check_model_dtype", "edge_mode", "prepare", "patch_edges", "run_edges", "sender_outputs"]
 
 ABLATIONS = ("corrupted", "mean", "zero", "resample")
 
 
+def check_model_dtype(model: Any) -> torch.dtype:
+    """The model's floating dtype; raises a MechinterpError when its weights and ``cfg.dtype`` disagree.
+
+    ``model.half()`` / ``model.bfloat16()`` (plain ``torch.nn.Module`` casts) change the weights
+    but not TransformerLens's ``cfg.dtype``, and TL's own forward then fails inside a matmul.
+    """
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    cfg_dtype = getattr(model.cfg, "dtype", torch.float32)
+    if dtypes and dtypes != {cfg_dtype}:
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+        raise MechinterpError(
+            f"The model's weights are {names} but model.cfg.dtype is {str(cfg_dtype).removeprefix('torch.')} "
+            "(model.half() / model.bfloat16() do not update TransformerLens's config); cast with "
+            "model.to(torch.bfloat16) or load with mechinterp.load(..., dtype=torch.bfloat16) instead."
+        )
+    return cfg_dtype
+
+
+def dtype_hint(model: Any) -> str:
+    """A sentence to append to non-finite errors: fp16's range is the usual cause on real models."""
+    if getattr(model.cfg, "dtype", torch.float32) == torch.float16:
+        return (" The model runs in float16, whose range (max 65504) real models exceed; load it with "
+                "dtype=torch.bfloat16 or torch.float32.")
+    return ""
+
+
 @contextlib.contextmanager
 def edge_mode(model: Any) -> Iterator[None]:
-    """Switch on TL's split q/k/v inputs and ``hook_mlp_in`` for the duration; restore on exit."""
+    """Switch on TL's split q/k/v inputs and ``hook_mlp_in`` for the duration; restore on exit.
+
+    On a grouped-query-attention model it also sets ``cfg.ungroup_grouped_query_attention``
+    (one key/value input per query head, see :mod:`mechinterp.circuits.graph`); every flag
+    gets its old value back, also when the body raises.
+    """
     cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
     try:
         cfg.use_split_qkv_input = True
         if not cfg.attn_only:
             cfg.use_hook_mlp_in = True
+        if grouped_kv_heads(cfg) is not None:
+            cfg.ungroup_grouped_query_attention = True
         yield
     finally:
-        cfg.use_split_qkv_input, cfg.use_hook_mlp_in = saved
+        cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention = saved
 
 
 @dataclass(frozen=True)
@@ -84,8 +117,12 @@ class PatchSetup:
 
     @property
     def diff(self) -> Float[Tensor, "batch pos n_senders d_model"]:
-        """``patched - clean``: what removing an edge adds to its receiver (clean run)."""
-        return self.patched - self.clean
+        """``patched - clean`` in float32: what removing an edge adds to its receiver (clean run).
+
+        Taken in float32 whatever the model's dtype, so the difference of two bf16/fp16 values
+        is exact (the EAP sums that contract it are float32 too).
+        """
+        return self.patched.float() - self.clean.float()
 
 
 def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
@@ -147,6 +184,8 @@ def prepare(
                 "pad or re-draw them so that every clean prompt has a corrupted one of the same length."
             )
     clean = sender_outputs(model, graph, tokens)
+    if not torch.isfinite(clean).all():
+        raise NonFiniteError("The model's activations on the clean prompts have NaN or infinite entries." + dtype_hint(model))
     if ablation == "zero":
         patched = torch.zeros_like(clean[:1])
     elif ablation == "resample":  # each prompt gets the next prompt's clean sender outputs
@@ -155,6 +194,8 @@ def prepare(
         patched = clean.roll(1, dims=0)
     else:
         patched = sender_outputs(model, graph, corr)
+        if not torch.isfinite(patched).all():
+            raise NonFiniteError("The model's activations on the corrupted prompts have NaN or infinite entries." + dtype_hint(model))
         if ablation == "mean":
             patched = patched.mean(0, keepdim=True)
     return PatchSetup(graph, tokens, patched, clean, ablation, corr)
@@ -223,6 +264,7 @@ def run_edges(
         ``(logits [k, batch, pos, d_vocab], sender outputs or None)``.
     """
     cfg = model.cfg
+    check_model_dtype(model)
     k = 1 if alpha is None else alpha.shape[0]
     batch = tokens.shape[0]
     blocks: list[tuple[int, Tensor]] = []  # (first sender index, [rows, pos, n, d_model])

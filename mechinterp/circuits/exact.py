@@ -3,6 +3,11 @@
 ``score[s, r] = mean_b metric(model with only s -> r patched) - mean_b metric(clean model)``.
 Edges are evaluated as a batch of one-hot patch masks (``chunk`` masks per forward pass), so
 ``E`` edges cost ``E / chunk`` passes of ``chunk * batch`` rows instead of ``E`` passes.
+
+**Precision.** The patched forward passes run in the model's dtype; the metric sees their
+logits cast to float32 and the means and differences are float32. On a bf16 model each run's
+logits carry bf16 rounding (relative ~4e-3), so scores much smaller than that times the metric
+are rounding, not effect: compare such edges on a float32 copy of the model.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ __all__ = ["exact_scores", "metric_per_mask"]
 
 def metric_per_mask(metric: Callable[[Tensor], Tensor], logits: Float[Tensor, "k batch pos d_vocab"]) -> Float[Tensor, " k"]:
     """The mean metric of each mask's run."""
-    return torch.stack([metric(row).mean() for row in logits])
+    return torch.stack([metric(row.float()).float().mean() for row in logits])
 
 
 def exact_scores(

@@ -29,6 +29,15 @@ All score an edge ``s -> r`` as a first-order estimate of what removing it does 
   row sums of EAP.
 
 ``metric`` maps logits ``[batch, pos, d_vocab]`` to ``[batch]``; the objective is its mean.
+
+**Precision.** Forward and backward passes run in the model's dtype (bf16/fp16 models stay
+bf16/fp16: that is the model being explained). The metric sees the logits cast to float32,
+the sender differences ``patched - clean`` are taken in float32 (exact for bf16/fp16 inputs),
+and every contraction and sum over prompts, positions and interpolation steps accumulates in
+float32; scores are float32. What stays at the model's precision is the receiver gradient
+itself (bf16: about 3 significant digits per entry, before the float32 sums). On fp16 models
+a gradient that overflows raises :class:`~mechinterp.errors.NonFiniteError` (use bf16 or
+float32) instead of returning NaN scores.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.circuits.engine import PatchSetup, run_edges
+from mechinterp.circuits.engine import PatchSetup, check_model_dtype, dtype_hint, run_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["eap_scores", "eap_ig_inputs_scores", "eap_ig_activations_scores", "mask_gradient", "node_attribution"]
@@ -49,7 +58,7 @@ Metric = Callable[[Tensor], Tensor]
 
 
 def _objective(metric: Metric, logits: Tensor) -> Tensor:
-    value = metric(logits[0])
+    value = metric(logits[0].float())
     if value.ndim != 1 or value.shape[0] != logits.shape[1]:
         raise MechinterpError(f"metric must map logits [batch, pos, d_vocab] to [batch]; got shape {tuple(value.shape)}.")
     if not torch.isfinite(value).all():
@@ -71,22 +80,31 @@ def _gradient_point(
         logits, _ = run_edges(model, setup.graph, setup.tokens, setup.patched if alpha is not None else None, alpha,
                               embed_fn=leaf, receiver_inputs=inputs)
         grads = torch.autograd.grad(_objective(metric, logits), [x for _, x in inputs], allow_unused=True)
+    _check_gradients(model, grads)
     return [(first, torch.zeros_like(x) if g is None else g) for (first, x), g in zip(inputs, grads)]
+
+
+def _check_gradients(model: Any, grads: Any) -> None:
+    """Raise a NonFiniteError (not NaN scores) when a backward pass overflowed."""
+    if all(g is None or bool(torch.isfinite(g).all()) for g in grads):
+        return
+    hint = dtype_hint(model) or " Check the metric and the model's weights for NaN or infinite values."
+    raise NonFiniteError("The gradient of the metric has NaN or infinite entries." + hint)
 
 
 def _scores_from(setup: PatchSetup, points: list[list[tuple[int, Tensor]]]) -> Float[Tensor, "n_senders n_receivers"]:
     """Average receiver gradients over points and contract with ``patched - clean``."""
     g = setup.graph
-    diff = setup.diff  # [batch, pos, n_senders, d_model]
+    diff = setup.diff  # [batch, pos, n_senders, d_model], float32
     scores = torch.zeros(g.n_senders, g.n_receivers, device=diff.device)
     for first_point in zip(*points):
         first = first_point[0][0]
-        grad = sum(p[1] for p in first_point) / len(first_point)
+        grad = sum(p[1].float() for p in first_point) / len(first_point)  # float32 mean over points
         if grad.ndim == 4:  # q/k/v input of every head: [batch pos head_index d_model], columns first + 3h
             cols = torch.arange(first, first + 3 * grad.shape[2], 3)
-            scores[:, cols] = torch.einsum("bpsd,bphd->sh", diff, grad.to(diff.dtype))
+            scores[:, cols] = torch.einsum("bpsd,bphd->sh", diff, grad)
         else:
-            scores[:, first] = torch.einsum("bpsd,bpd->s", diff, grad.to(diff.dtype))
+            scores[:, first] = torch.einsum("bpsd,bpd->s", diff, grad)
     return scores * g.real.to(scores.device)
 
 
@@ -160,6 +178,7 @@ def mask_gradient(model: Any, setup: PatchSetup, metric: Metric, at: float = 0.0
     with torch.enable_grad():
         logits, _ = run_edges(model, setup.graph, setup.tokens, setup.patched, alpha)
         (grad,) = torch.autograd.grad(_objective(metric, logits), alpha)
+    _check_gradients(model, [grad])
     return grad[0] * setup.graph.real.to(grad.device)
 
 
@@ -171,6 +190,7 @@ def node_attribution(model: Any, setup: PatchSetup, metric: Metric) -> Float[Ten
     """
     g = setup.graph
     cfg = model.cfg
+    check_model_dtype(model)
     sites = {"blocks.0.hook_resid_pre": [0]}
     for layer in range(cfg.n_layers):
         heads, mlp = g.layer_senders(layer)
@@ -193,11 +213,12 @@ def node_attribution(model: Any, setup: PatchSetup, metric: Metric) -> Float[Ten
         logits = model(setup.tokens)
         names = list(sites)
         out = torch.autograd.grad(_objective(metric, logits[None]), [grads[n] for n in names], allow_unused=True)
-    diff = setup.diff
+    _check_gradients(model, out)
+    diff = setup.diff  # float32
     scores = torch.zeros(g.n_senders, device=diff.device)
     for name, grad in zip(names, out):
         if grad is None:
             continue
         idx = sites[name]
-        scores[idx] = torch.einsum("bpsd,bpd->s", diff[:, :, idx], grad.to(diff.dtype))
+        scores[idx] = torch.einsum("bpsd,bpd->s", diff[:, :, idx], grad.float())
     return scores

@@ -8,6 +8,23 @@ A *receiver* reads from it: every head's query, key and value input (``"L{l}H{h}
 layer, unless the model runs attention and MLP in parallel). Names match the zoo's
 ``circuit.json`` files.
 
+**Grouped-query attention (GQA).** Models whose heads share key/value projections
+(``cfg.n_key_value_heads < cfg.n_heads``: Llama 3, Qwen 2, Mistral, SmolLM2, Gemma) need no
+flag: the graph keeps one ``.k`` and one ``.v`` receiver *per query head*, and the patching
+engine ungroups the keys/values internally for the duration of each call (it sets
+``cfg.ungroup_grouped_query_attention = True`` next to the split q/k/v inputs and restores
+it afterwards, also on error). In that mode TransformerLens computes a key and a value per
+query head from the repeated weights (``hook_k_input`` / ``hook_k`` are
+``[batch pos head_index ...]`` instead of ``[batch pos kv_head_index ...]``), which is the
+same function of the input, so unpatched runs are the model itself. An edge ``s -> L{l}H{h}.k``
+then patches the key *that head h reads*; the other heads of its group keep theirs. Patching
+the edge into every head of one group (:meth:`Graph.kv_heads`) is patching the group's
+shared key input in the grouped model (tested against TransformerLens hooks). Why not one
+receiver per key/value group: node views, circuit files and drawings stay per head (a group
+input is not a node of its own), and per-head scores can always be summed over a group,
+while group scores cannot be split back. The cost is computing keys/values for every query
+head instead of every group (on SmolLM2, 9 instead of 3 per layer: a few percent of a forward).
+
 Edge scores are dense ``[n_senders, n_receivers]`` matrices; :attr:`Graph.real` says which
 entries are edges (as in EAP-IG and auto-circuit). The graph itself is immutable: a circuit
 is a graph plus scores and a boolean edge set (:class:`mechinterp.circuits.Circuit`).
@@ -31,7 +48,7 @@ from torch import Tensor
 
 from mechinterp.errors import MechinterpError
 
-__all__ = ["Graph"]
+__all__ = ["Graph", "grouped_kv_heads"]
 
 QKV = ("q", "k", "v")
 
@@ -47,6 +64,8 @@ class Graph:
         senders: node names in the order they write (embed, then per layer heads, MLP).
         receivers: input names in the order they read (per layer q/k/v of each head, MLP; logits).
         real: ``[n_senders, n_receivers]`` True where the edge exists.
+        n_key_value_heads: key/value heads per layer (``None``: one per head; fewer: GQA,
+            see the module docstring).
     """
 
     n_layers: int
@@ -56,26 +75,30 @@ class Graph:
     senders: list[str] = field(default_factory=list)
     receivers: list[str] = field(default_factory=list)
     real: Bool[Tensor, "n_senders n_receivers"] = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.bool))
+    n_key_value_heads: int | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> Graph:
-        """The graph of a TransformerLens ``HookedTransformer``.
-
-        Raises:
-            MechinterpError: grouped-query attention (not supported: k/v inputs are shared).
-        """
+        """The graph of a TransformerLens ``HookedTransformer`` (GQA models included, no flag needed)."""
         cfg = model.cfg
-        kv = getattr(cfg, "n_key_value_heads", None)
-        if kv is not None and kv != cfg.n_heads:
-            raise MechinterpError(
-                "Edge graphs need one k/v input per head; this model uses grouped-query attention "
-                f"({kv} key/value heads for {cfg.n_heads} heads). Load it with ungroup_grouped_query_attention=True."
-            )
-        return cls.build(cfg.n_layers, cfg.n_heads, has_mlp=not cfg.attn_only, parallel=bool(cfg.parallel_attn_mlp))
+        return cls.build(cfg.n_layers, cfg.n_heads, has_mlp=not cfg.attn_only, parallel=bool(cfg.parallel_attn_mlp),
+                         n_key_value_heads=grouped_kv_heads(cfg))
 
     @classmethod
-    def build(cls, n_layers: int, n_heads: int, has_mlp: bool = True, parallel: bool = False) -> Graph:
-        """The graph of a model with this shape (see :meth:`from_model`)."""
+    def build(
+        cls, n_layers: int, n_heads: int, has_mlp: bool = True, parallel: bool = False, n_key_value_heads: int | None = None,
+    ) -> Graph:
+        """The graph of a model with this shape (see :meth:`from_model`).
+
+        Raises:
+            MechinterpError: ``n_key_value_heads`` that does not divide ``n_heads``.
+        """
+        if n_key_value_heads is not None and (n_key_value_heads < 1 or n_heads % n_key_value_heads):
+            raise MechinterpError(
+                f"n_key_value_heads must divide n_heads ({n_heads}); got {n_key_value_heads}."
+            )
+        if n_key_value_heads == n_heads:
+            n_key_value_heads = None
         senders, order_s = ["embed"], [0.0]
         receivers, order_r = [], []
         for layer in range(n_layers):
@@ -93,7 +116,7 @@ class Graph:
         receivers.append("logits")
         order_r.append(n_layers + 1.0)
         real = torch.tensor(order_s)[:, None] < torch.tensor(order_r)[None, :]
-        return cls(n_layers, n_heads, has_mlp, parallel, senders, receivers, real)
+        return cls(n_layers, n_heads, has_mlp, parallel, senders, receivers, real, n_key_value_heads)
 
     # ----- views -------------------------------------------------------------------------
     @property
@@ -112,6 +135,28 @@ class Graph:
     def nodes(self) -> list[str]:
         """Node-level view: senders plus ``"logits"`` (q/k/v inputs merge into their head)."""
         return [*self.senders, "logits"]
+
+    @property
+    def grouped(self) -> bool:
+        """Whether heads share key/value inputs (GQA) in the model this graph describes."""
+        return self.n_key_value_heads is not None
+
+    def kv_heads(self, head: int) -> list[int]:
+        """The query heads that share ``head``'s key/value projections (itself alone without GQA).
+
+        TransformerLens repeats key/value head ``g`` for query heads ``g * r .. g * r + r - 1``
+        (``r = n_heads / n_key_value_heads``, ``torch.repeat_interleave``).
+
+        Example:
+            >>> Graph.build(1, 4, n_key_value_heads=2).kv_heads(3)
+            [2, 3]
+        """
+        if not 0 <= head < self.n_heads:
+            raise MechinterpError(f"head must be in [0, {self.n_heads}); got {head}.")
+        if self.n_key_value_heads is None:
+            return [head]
+        r = self.n_heads // self.n_key_value_heads
+        return list(range(head // r * r, head // r * r + r))
 
     def sender_index(self, name: str) -> int:
         """Index of a sender name; raises a MechinterpError listing valid names."""
@@ -184,8 +229,16 @@ class Graph:
         return slice(start, start + 3 * self.n_heads), (start + 3 * self.n_heads if self.has_mlp else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "has_mlp": self.has_mlp, "parallel": self.parallel}
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "has_mlp": self.has_mlp, "parallel": self.parallel,
+                "n_key_value_heads": self.n_key_value_heads}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
-        return cls.build(data["n_layers"], data["n_heads"], data["has_mlp"], data.get("parallel", False))
+        return cls.build(data["n_layers"], data["n_heads"], data["has_mlp"], data.get("parallel", False),
+                         data.get("n_key_value_heads"))
+
+
+def grouped_kv_heads(cfg: Any) -> int | None:
+    """``cfg.n_key_value_heads`` when the model shares keys/values between heads (GQA), else ``None``."""
+    kv = getattr(cfg, "n_key_value_heads", None)
+    return kv if kv is not None and kv != cfg.n_heads else None

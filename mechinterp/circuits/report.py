@@ -64,7 +64,7 @@ def _pattern_figures(model: Any, setup: PatchSetup, heads: list[str], limit: int
     out = []
     for h in heads[:limit]:
         layer, head = (int(x) for x in h[1:].split("H"))
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, head]  # [query_pos, key_pos]
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, head].float()  # [query_pos, key_pos]
         fig = heatmap(pattern, labels, labels, title=f"{h} attention (prompt 0)", xlabel="key", ylabel="query", center=False)
         out.append(f"<figure>{figure_to_img_tag(fig)}<figcaption>{escape(h)} attention (prompt 0)</figcaption></figure>")
     return "".join(out)

@@ -248,6 +248,8 @@ def load_local_checkpoint(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mechinterp.core.architectures import check_architecture
+
     _check_overrides(config_overrides)
     folder = Path(folder).expanduser().resolve()
     if not (folder / "config.json").exists():
@@ -258,6 +260,7 @@ def load_local_checkpoint(
         )
     torch_dtype = dtype or torch.float32
     config = json.loads((folder / "config.json").read_text())
+    check_architecture(config)  # before reading the weights: an unsupported architecture fails at once
     with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
         stage = _staging_folder(folder, Path(tmp))
         try:
@@ -356,7 +359,7 @@ def _convert(
     from transformer_lens import HookedTransformer
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
-    from mechinterp.core.architectures import tl_config
+    from mechinterp.core.architectures import tl_config, valid_processing
 
     # Convert and process the weights in fp32 (folding and centring in bf16 loses
     # precision), then cast: a bf16 model is the fp32 model rounded once.
@@ -377,13 +380,7 @@ def _convert(
     for key, value in overrides.items():
         setattr(cfg, key, value)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(
-        state,
-        fold_ln=processing["fold_ln"] and cfg.normalization_type is not None,
-        center_writing_weights=processing["center_writing_weights"] and cfg.normalization_type is not None,
-        center_unembed=processing["center_unembed"],
-        fold_value_biases=processing["fold_value_biases"],
-    )
+    model.load_and_process_state_dict(state, **valid_processing(cfg, processing))
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
         model.tokenizer.name_or_path = name.lower().replace("gemma", "g-mma")

@@ -16,9 +16,17 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from mechinterp.errors import EmptyInputError, MultiTokenAnswerError, PromptTooLongError, ShapeMismatchError, TokenizationError
+from mechinterp.errors import (
+    EmptyInputError,
+    LeadingSpaceError,
+    MultiTokenAnswerError,
+    PromptTooLongError,
+    ShapeMismatchError,
+    TokenizationError,
+    UnknownTokenError,
+)
 
-__all__ = ["Tokenized", "tokenize", "answer_tokens", "check_same_lengths"]
+__all__ = ["Tokenized", "tokenize", "answer_tokens", "check_same_lengths", "tokenizer_kind"]
 
 Prompts = str | Sequence[str] | Int[Tensor, "batch pos"] | Int[Tensor, " pos"]
 
@@ -128,34 +136,122 @@ def tokenize(
     return Tokenized(tokens, mask, lengths, padding_side)
 
 
-def answer_tokens(model: Any, answers: str | Sequence[str]) -> Int[Tensor, " batch"]:
-    """Token ids of single-token answers (``" Paris"``), checked to be one token each.
+def tokenizer_kind(model: Any) -> Literal["word", "subword"]:
+    """``"word"`` for a word-level tokenizer (the zoo's), else ``"subword"`` (BPE, SentencePiece).
+
+    A word-level tokenizer splits text on whitespace and maps every unknown word to
+    ``<unk>``; ``" Paris"`` and ``"Paris"`` are the same token there. Sub-word tokenizers
+    never need ``<unk>`` but tell ``" Paris"`` from ``"Paris"`` and split rare words into
+    pieces. Tasks write their prompts for the kind (see :mod:`mechinterp.tasks.language`).
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer, or a Hugging Face tokenizer.
+
+    Example:
+        >>> tokenizer_kind(mechinterp.load("zoo:toy-lm"))  # doctest: +SKIP
+        'word'
+    """
+    tok = getattr(model, "tokenizer", model)
+    if tok is None:
+        raise TokenizationError("This model has no tokenizer: there is no tokenizer kind to ask about.")
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "WordLevel":
+        return "word"
+    return "subword"
+
+
+def _unknown(tok: Any, answer: str, ids: list[int]) -> str | None:
+    """The error message when ``answer`` tokenises to ``<unk>`` (and is not ``<unk>`` itself)."""
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is None or unk not in ids or (tok.unk_token or "") in answer:
+        return None
+    import difflib
+
+    words = [w for w in answer.split() if tok.convert_tokens_to_ids(w) == unk] or [answer.strip()]
+    vocab = [w for w in tok.get_vocab() if w.isprintable()]
+    near = {w: difflib.get_close_matches(w, vocab, n=3) for w in words}
+    hint = "; ".join(f"{w!r}: closest known {near[w]}" for w in words if near[w])
+    return (
+        f"The answer {answer!r} is not in this tokenizer's vocabulary: {words} becomes {tok.unk_token!r} "
+        f"(id {unk}), so a metric on it would measure the logit of {tok.unk_token!r}, not your answer. "
+        f"Check the spelling{' (' + hint + ')' if hint else ''}, or use a word the model knows."
+    )
+
+
+def answer_tokens(
+    model: Any, answers: str | Sequence[str], *, check_leading_space: bool = True
+) -> Int[Tensor, " batch"]:
+    """Token ids of single-token answers (``" Paris"``), checked to be one known token each.
+
+    Three checks, each a :class:`~mechinterp.errors.TokenizationError` subclass whose
+    message says what to pass instead:
+
+    * several tokens: :class:`~mechinterp.errors.MultiTokenAnswerError`, showing the pieces;
+    * a word that a word-level tokenizer maps to ``<unk>`` (a misspelling would otherwise
+      silently score ``logit('<unk>')``): :class:`~mechinterp.errors.UnknownTokenError`;
+    * on a sub-word tokenizer, a word without a leading space (``"Paris"``) whose spaced
+      form (``" Paris"``) is a different single token: after a prompt that ends in a word
+      the model continues with the spaced form, so :class:`~mechinterp.errors.LeadingSpaceError`
+      names it. Only answers that start with a letter are checked (digits after ``"17"``,
+      punctuation and answers that start with a space pass); pass
+      ``check_leading_space=False`` to score the no-space token on purpose (after a quote
+      or a newline).
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer.
+        answers: one answer or a list of answers.
+        check_leading_space: raise on the no-space form of a word (see above).
 
     Raises:
         EmptyInputError: no answers.
-        MultiTokenAnswerError: an answer that is several tokens; the message shows how the
-            tokenizer splits it and what to do instead.
+        MultiTokenAnswerError, UnknownTokenError, LeadingSpaceError: see above.
 
     Example:
         >>> answer_tokens(model, [" Paris", " Lima"])  # doctest: +SKIP
-        tensor([412, 388])
+        tensor([7042, 21013])
+        >>> answer_tokens(model, "Paris")  # doctest: +SKIP
+        LeadingSpaceError: The answer 'Paris' (token 38634) and ' Paris' (token 7042) are different tokens ...
     """
     if isinstance(answers, str):
         answers = [answers]
     answers = list(answers)
     if not answers:
         raise EmptyInputError("The answer list is empty.")
+    tok = model.tokenizer
+    if tok is None:
+        raise TokenizationError("This model has no tokenizer: pass answer token ids instead of strings.")
+    subword = tokenizer_kind(model) == "subword"
     ids = []
     for answer in answers:
-        toks = model.to_tokens(answer, prepend_bos=False)[0]
+        if not isinstance(answer, str) or not answer:
+            raise TokenizationError(f"Answer {answer!r} is not a non-empty string.")
+        toks = model.to_tokens(answer, prepend_bos=False)[0].tolist()
+        message = _unknown(tok, answer, toks)
+        if message:
+            raise UnknownTokenError(message)
+        spaced = None
+        if subword and answer[0].isalpha():
+            spaced_ids = model.to_tokens(" " + answer, prepend_bos=False)[0].tolist()
+            spaced = spaced_ids[0] if len(spaced_ids) == 1 else None
         if len(toks) != 1:
-            pieces = [model.tokenizer.decode([int(t)]) for t in toks]
-            raise MultiTokenAnswerError(
-                f"The answer {answer!r} is {len(toks)} tokens for this tokenizer: {pieces}. Pass a "
-                "single-token answer (often with a leading space, ' Paris'), or use a multi-token "
-                "target (e.g. the log-probability of the whole continuation)."
+            pieces = [tok.decode([t]) for t in toks]
+            hint = (
+                f"{(' ' + answer)!r} (with a leading space) is one token ({spaced}): pass that"
+                if spaced is not None
+                else "Pass a single-token answer (often with a leading space, ' Paris')"
             )
-        ids.append(int(toks[0]))
+            raise MultiTokenAnswerError(
+                f"The answer {answer!r} is {len(toks)} tokens for this tokenizer: {pieces}. {hint}, or use a "
+                "multi-token target (e.g. the log-probability of the whole continuation)."
+            )
+        if check_leading_space and spaced is not None and spaced != toks[0]:
+            raise LeadingSpaceError(
+                f"The answer {answer!r} (token {toks[0]}) and {(' ' + answer)!r} (token {spaced}) are different "
+                f"tokens for this tokenizer; after a prompt that ends in a word the model continues with "
+                f"{(' ' + answer)!r}. Pass {(' ' + answer)!r}, or pass check_leading_space=False if you mean the "
+                "token without a space (e.g. after a quote or a newline)."
+            )
+        ids.append(toks[0])
     return torch.tensor(ids, dtype=torch.long)
 
 

@@ -2,9 +2,13 @@
 
 Each task has a text-level sampler (:func:`examples`, used by training scripts to write a
 corpus) and a registered generator ``fn(model, n=64, seed=0, split="test") -> Task`` that
-tokenises the samples for any model. Prompts are lists of words joined by spaces, with
-spaces around punctuation, so word-level zoo tokenizers split them into words and sub-word
-tokenizers (GPT-2) see ordinary text.
+writes the samples as text for the model's tokenizer and tokenises them
+(:mod:`mechinterp.tasks.text`): for a word-level zoo tokenizer words are joined by spaces,
+with spaces around punctuation (``"went to the school , John"``, the zoo models' training
+text); for a sub-word tokenizer (BPE, SentencePiece) as ordinary text
+(``"went to the school, John"``) with answers carrying their leading space (``" Mary"``).
+BOS is prepended only where the model does (``model.cfg.default_prepend_bos``), and every
+ground-truth position counts it.
 
 * **ioi** (Wang et al. 2022): ``When Mary and John went to the store , John gave a drink
   to`` → ``Mary``. Corrupted: the "ABC" distribution, the three name slots filled with three
@@ -31,10 +35,15 @@ tokenizers (GPT-2) see ordinary text.
 ``split="train"`` and ``split="test"`` draw from disjoint prompt sets (see "Held out") with
 different random streams; the same ``(n, seed, split)`` always gives the same task.
 
-Words that are not single tokens for the model are left out of the pools (names, countries
-and capitals, sentiment words, years; listed in ``task.meta["dropped_words"]``); a
+Words that are not single tokens for the model (after a space) are left out of the pools
+(names, countries and capitals, sentiment words, years; listed in
+``task.meta["dropped_words"]``, with a sentence per pool in ``task.meta["filtered"]``); a
 :class:`~mechinterp.errors.TokenizationError` naming them is raised when too few remain to
-build the task (for example a tokenizer that lacks the words).
+build the task. Sampled pairs whose clean and corrupted prompts still tokenise to different
+lengths are skipped (``task.meta["dropped_pairs"]``). A tokenizer that writes numbers digit
+by digit (Llama, SmolLM2) gets greater-than in *digit mode* (``task.meta["year_mode"]``):
+start years 17Y9, the answer is the tens digit of the end year (one token), and the metric
+and accuracy are taken over the digits ``0``–``9`` (a tens digit above Y is a later year).
 
 Example:
     >>> import mechinterp
@@ -46,6 +55,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import zlib
 from collections.abc import Callable
@@ -56,16 +66,18 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.core.tokens import check_same_lengths, tokenize
+from mechinterp.core.tokens import answer_tokens, check_same_lengths, tokenize, tokenizer_kind
 from mechinterp.errors import MechinterpError, TokenizationError
 from mechinterp.tasks import vocab as V
 from mechinterp.tasks.base import GroundTruth, Task, register
+from mechinterp.tasks.text import render, word_positions
 
 __all__ = ["TASKS", "Example", "examples", "full_pools", "ioi", "facts", "sentiment", "greater_than"]
 
 TASKS = ("ioi", "facts", "sentiment", "greater-than")
 SPLITS = ("train", "test")
 _TEST_FRACTION = 5  # one key in five is held out for the test split
+DIGIT_YEARS = (19, 29, 39, 49, 59, 69, 79, 89)  # greater-than start years for digit-by-digit tokenizers
 
 
 @dataclass(frozen=True)
@@ -238,110 +250,204 @@ def examples(
 def _single(model: Any, word: str, space: bool = True) -> bool:
     """Whether ``word`` (after a space, unless ``space=False``) is one known token."""
     ids = model.to_tokens((" " if space else "") + word, prepend_bos=False)[0]
-    return len(ids) == 1 and model.tokenizer.decode(ids).strip() == word
+    if len(ids) != 1 or model.tokenizer.decode(ids).strip() != word:
+        return False
+    unk = getattr(model.tokenizer, "unk_token_id", None)
+    return unk is None or int(ids[0]) != unk
 
 
-def _pools(task: str, model: Any) -> tuple[dict[str, list[Any]], list[str]]:
-    """The pools filtered to single-token words for ``model``, and the words dropped."""
+def _two_digit_years(model: Any) -> list[int]:
+    """Years YY whose two digits are one token after ``"17"`` and keep ``" 17YY"``'s length."""
+    start = len(model.to_tokens(f" {V.CENTURY}01", prepend_bos=False)[0])
+    return [
+        y for y in range(100)
+        if _single(model, f"{y:02d}", space=False)
+        and len(model.to_tokens(f" {V.CENTURY}{y:02d}", prepend_bos=False)[0]) == start
+    ]  # fmt: skip
+
+
+def _pools(task: str, model: Any) -> tuple[dict[str, list[Any]], list[str], list[str], str]:
+    """The pools filtered to single-token words for ``model``.
+
+    Returns:
+        ``(pools, dropped words, notes saying what was filtered and why, mode)``; ``mode``
+        is ``"words"``, or for greater-than ``"two-digit"`` (``"32"`` is one token) or
+        ``"digits"`` (a tokenizer that splits numbers into single digits).
+    """
     if getattr(model, "tokenizer", None) is None:
         raise TokenizationError(f"The {task!r} task writes text prompts; this model has no tokenizer.")
-    pools, dropped = full_pools(task), []
+    pools, dropped, notes, mode = full_pools(task), [], [], "words"
+    why = "not one token after a space for this tokenizer (or unknown to it)"
     if task == "ioi":
         ok = [x for x in pools["names"] if _single(model, x)]
         dropped, pools["names"], need = [x for x in pools["names"] if x not in ok], ok, 5
         have = len(ok)
+        notes.append(f"{len(ok)} of {len(V.NAMES)} names kept" + (f"; dropped {dropped}: {why}" if dropped else ""))
     elif task == "facts":
         ok = [f for f in pools["facts"] if _single(model, f[0]) and _single(model, f[1])]
         dropped = [w for f in pools["facts"] if f not in ok for w in f[:2] if not _single(model, w)]
         pools["facts"], need, have = ok, 2, len(ok)
+        lost = [f[0] for f in V.FACTS if f not in ok]
+        notes.append(f"{len(ok)} of {len(V.FACTS)} countries kept" + (
+            f"; dropped {lost}, because {dropped} are {why}" if lost else ""))
     elif task == "sentiment":
         ok = [p for p in pools["pairs"] if _single(model, p[0]) and _single(model, p[1])]
         dropped = [w for p in pools["pairs"] if p not in ok for w in p if not _single(model, w)]
         dropped += [w for w in V.SENTIMENT_LABELS if not _single(model, w)]
         pools["pairs"], need = ok, 1
         have = len(ok) if all(_single(model, w) for w in V.SENTIMENT_LABELS) else 0
+        notes.append(f"{len(ok)} of {len(V.SENTIMENT_PAIRS)} antonym pairs kept" + (
+            f"; dropped words {dropped}: {why}" if dropped else ""))
     else:
-        start = len(model.to_tokens(f" {V.CENTURY}01", prepend_bos=False)[0])
-        ok = [
-            y for y in pools["years"]
-            if _single(model, f"{y:02d}", space=False)
-            and len(model.to_tokens(f" {V.CENTURY}{y:02d}", prepend_bos=False)[0]) == start
-        ]  # fmt: skip
+        ok = _two_digit_years(model)
         dropped = [f"{y:02d}" for y in pools["years"] if y not in ok]
-        pools["years"], need, have = ok, 3, len([y for y in ok if 2 <= y <= 98])
+        pools["years"], need, have, mode = ok, 3, len([y for y in ok if 2 <= y <= 98]), "two-digit"
         if not {0, 1, 99} <= set(ok):
             have = 0
+        digits = all(_single(model, str(d), space=False) for d in range(10))
+        same = len(model.to_tokens(f" {V.CENTURY}01", prepend_bos=False)[0]) == len(
+            model.to_tokens(f" {V.CENTURY}59", prepend_bos=False)[0]
+        )
+        if have < need and digits and same:
+            mode, dropped, have = "digits", [], need
+            pools["years"] = list(DIGIT_YEARS)
+            notes.append(
+                "two-digit years are not single tokens for this tokenizer (it writes numbers digit by digit): "
+                f"the answer is the tens digit of the end year, and start years are {list(DIGIT_YEARS)} "
+                "(ending in 9, so the tens digit alone decides 'later than the start')"
+            )
+        else:
+            notes.append(f"{len(ok)} of 100 two-digit years kept" + (
+                f"; dropped {dropped}: not one token after '17'" if dropped else ""))
     if have < need:
         raise TokenizationError(
             f"The {task!r} task needs single-token words that this tokenizer lacks: {dropped[:30]}"
             f"{' ...' if len(dropped) > 30 else ''} ({len(dropped)} in all). Use a model whose tokenizer has "
-            "them, e.g. mechinterp.load('zoo:toy-lm')."
+            "them, e.g. mechinterp.load('zoo:toy-lm'), or build your own task with mechinterp.tasks.from_pairs."
         )
-    return pools, dropped
+    return pools, dropped, notes, mode
 
 
-def _position(model: Any, words: list[str], index: int) -> int:
-    """Token position (BOS counted) of the last token of ``words[index]`` in the prompt."""
-    return len(model.to_tokens(" ".join(words[: index + 1]))[0]) - 1
+@dataclass(frozen=True)
+class YearMetric:
+    """Greater-than's metric (or, with ``top1=True``, its per-prompt correctness).
 
+    The metric is P(value > threshold) − P(value ≤ threshold) over the value tokens at
+    each prompt's answer position; correctness asks for a top-1 token that is a value above
+    the threshold. Values are the two-digit years ``00``–``99`` (threshold YY) or, for a
+    tokenizer that writes digits one by one, the digits ``0``–``9`` (threshold: the tens
+    digit of YY). :meth:`subset` keeps the rows a :meth:`Task.subset` selects.
+    """
 
-def _year_fns(
-    year_ids: Int[Tensor, " years"], years: Int[Tensor, " years"], yy: Int[Tensor, " batch"], answer_pos: Int[Tensor, " batch"]
-) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """Greater-than's probability-difference metric and its top-1 accuracy."""
+    value_ids: Int[Tensor, " values"]
+    values: Int[Tensor, " values"]
+    threshold: Int[Tensor, " batch"]
+    answer_pos: Int[Tensor, " batch"]
+    top1: bool = False
 
-    def final(logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, "batch d_vocab"]:
+    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
         rows = torch.arange(logits.shape[0], device=logits.device)
-        return logits[rows, answer_pos.to(logits.device)]
+        final = logits[rows, self.answer_pos.to(logits.device)]  # [batch, d_vocab]
+        ids = self.value_ids.to(logits.device)
+        above = self.values.to(logits.device)[None, :] > self.threshold.to(logits.device)[:, None]  # [batch, values]
+        if self.top1:
+            hit = final.argmax(-1)[:, None] == ids[None, :]  # [batch, values]
+            return (hit & above).any(-1)
+        probs = final.float().softmax(-1)[:, ids]  # [batch, values]
+        return ((probs * above).sum(-1) - (probs * ~above).sum(-1)).to(logits.dtype)
 
-    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
-        probs = final(logits).softmax(-1)[:, year_ids.to(logits.device)]  # [batch, years]
-        above = years.to(logits.device)[None, :] > yy.to(logits.device)[:, None]  # [batch, years]
-        return (probs * above).sum(-1) - (probs * ~above).sum(-1)
+    def subset(self, rows: Int[Tensor, " k"]) -> YearMetric:
+        return dataclasses.replace(self, threshold=self.threshold[rows], answer_pos=self.answer_pos[rows])
 
-    def accuracy(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
-        top = final(logits).argmax(-1)  # [batch]
-        hit = top[:, None] == year_ids.to(logits.device)[None, :]  # [batch, years]
-        above = years.to(logits.device)[None, :] > yy.to(logits.device)[:, None]
-        return (hit & above).any(-1)
 
-    return metric, accuracy
+def _prepare(model: Any, ex: Example, kind: str, mode: str) -> tuple[str, str, list[int]] | None:
+    """``(clean text, corrupted text, ground-truth positions)``, or ``None`` for a pair whose
+    clean and corrupted texts differ in token count or whose key words have no position."""
+    clean, corrupted = render(ex.clean, kind), render(ex.corrupted, kind)
+    if len(model.to_tokens(clean, truncate=False)[0]) != len(model.to_tokens(corrupted, truncate=False)[0]):
+        return None
+    positions = word_positions(model, ex.clean, ex.key_words, kind)
+    if positions is None:
+        return None
+    if mode == "digits":  # the start year's tens digit (its units digit is always 9)
+        positions = [p - 1 for p in positions]
+    return clean, corrupted, positions
 
 
 def build(task: str, model: Any, n: int = 64, seed: int = 0, split: str = "test") -> Task:
-    """Sample ``n`` prompts of ``task`` and tokenise them for ``model`` (see module docstring)."""
+    """Sample ``n`` prompts of ``task`` and tokenise them for ``model`` (see module docstring).
+
+    Sampled pairs whose clean and corrupted prompts tokenise to different lengths (or
+    whose ground-truth words merge with a neighbour) are skipped and more are drawn; the
+    count is ``task.meta["dropped_pairs"]``. Zoo tokenizers never skip, so zoo tasks are
+    the first ``n`` samples.
+    """
     if n < 1:
         raise MechinterpError(f"n must be at least 1 (got {n}).")
-    pools, dropped = _pools(task, model)
-    exs = examples(task, n, seed, split, pools)
-    clean = tokenize(model, [" ".join(e.clean) for e in exs])
-    corrupted = tokenize(model, [" ".join(e.corrupted) for e in exs])
+    kind = tokenizer_kind(model)
+    pools, dropped, notes, mode = _pools(task, model)
+    exs, kept, skipped, m = [], [], 0, n
+    while len(kept) < n and m <= 16 * n:
+        new = examples(task, m, seed, split, pools)[len(exs) :]  # examples(m) starts with examples(m') for m' < m
+        exs += new
+        for ex in new:
+            if len(kept) == n:
+                break
+            ready = _prepare(model, ex, kind, mode)
+            if ready is None:
+                skipped += 1
+            else:
+                kept.append((ex, *ready))
+        m *= 2
+    if len(kept) < n:
+        raise TokenizationError(
+            f"Only {len(kept)} of {len(exs)} sampled {task!r} pairs have clean and corrupted prompts of the same "
+            f"token length for this tokenizer; lower n (got {n}) or build a task with mechinterp.tasks.from_pairs."
+        )
+    if skipped:
+        notes.append(f"{skipped} sampled pairs skipped: clean and corrupted token counts differ, or a key word merges "
+                     "with its neighbour")
+    exs = [k[0] for k in kept]
+    clean = tokenize(model, [k[1] for k in kept])
+    corrupted = tokenize(model, [k[2] for k in kept])
     check_same_lengths(clean, corrupted)
-    space = task != "greater-than"  # two-digit years follow "17" with no space
-    token = lambda s: model.to_single_token((" " if space else "") + s)  # noqa: E731
     labels = {k: [e.labels[k] for e in exs] for k in exs[0].labels}
+    if mode == "digits":
+        correct = [str(e.labels["yy"] // 10 + 1) for e in exs]
+        wrong = [str(e.labels["yy"] // 10) for e in exs]
+    else:
+        space = " " if kind == "subword" and task != "greater-than" else ""  # years follow "17" with no space
+        correct, wrong = [space + e.correct for e in exs], [space + e.wrong for e in exs]
     metric_fn = accuracy_fn = None
     if task == "greater-than":
-        years = torch.tensor(pools["years"])
-        year_ids = torch.tensor([token(f"{y:02d}") for y in pools["years"]])
-        metric_fn, accuracy_fn = _year_fns(year_ids, years, torch.tensor(labels["yy"]), clean.lengths - 1)
+        values = list(range(10)) if mode == "digits" else pools["years"]
+        fmt = "{}" if mode == "digits" else "{:02d}"
+        value_ids = answer_tokens(model, [fmt.format(v) for v in values])
+        yy = torch.tensor(labels["yy"])
+        threshold = yy // 10 if mode == "digits" else yy
+        metric_fn = YearMetric(value_ids, torch.tensor(values), threshold, clean.lengths - 1)
+        accuracy_fn = dataclasses.replace(metric_fn, top1=True)
+    meta = {
+        "split": split, "seed": seed, "dropped_words": dropped, "dropped_pairs": skipped, "filtered": notes,
+        "tokenizer_kind": kind, "prepend_bos": bool(model.cfg.default_prepend_bos),
+    }  # fmt: skip
+    if task == "greater-than":
+        meta["year_mode"] = mode
     return Task(
         name=task,
-        clean_prompts=[" ".join(e.clean) for e in exs],
-        corrupted_prompts=[" ".join(e.corrupted) for e in exs],
+        clean_prompts=[k[1] for k in kept],
+        corrupted_prompts=[k[2] for k in kept],
         clean_tokens=clean.tokens,
         corrupted_tokens=corrupted.tokens,
         lengths=clean.lengths,
-        correct_answers=[e.correct for e in exs],
-        wrong_answers=[e.wrong for e in exs],
-        correct_tokens=torch.tensor([token(e.correct) for e in exs]),
-        wrong_tokens=torch.tensor([token(e.wrong) for e in exs]),
-        ground_truth=GroundTruth(
-            positions=[[_position(model, e.clean, i) for i in e.key_words] for e in exs], labels=labels
-        ),
+        correct_answers=correct,
+        wrong_answers=wrong,
+        correct_tokens=answer_tokens(model, correct),
+        wrong_tokens=answer_tokens(model, wrong),
+        ground_truth=GroundTruth(positions=[k[3] for k in kept], labels=labels),
         metric_fn=metric_fn,
         accuracy_fn=accuracy_fn,
-        meta={"split": split, "seed": seed, "dropped_words": dropped},
+        meta=meta,
     )
 
 

@@ -37,3 +37,33 @@ def tiny_setup(tiny_model):
         return logits[:, -1, 5] - logits[:, -1, 7]
 
     return tiny_model, setup, metric
+
+
+def build_tiny_gqa(seed: int = 0):
+    """A 2-layer random Llama-style model: rotary, RMSNorm, gated SiLU MLP, 2 key/value heads for 4 heads."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=50, act_fn="silu",
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, gated_mlp=True,
+        n_key_value_heads=2, seed=seed, device="cpu",
+    )
+    torch.manual_seed(seed)
+    model = HookedTransformer(cfg)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_gqa():
+    """The tiny GQA model with clean/corrupted token batches (corrupted ablation) and a logit-diff metric."""
+    model = build_tiny_gqa()
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(3, 48, (3, 6), generator=gen)
+    corrupted = torch.randint(3, 48, (3, 6), generator=gen)
+    setup = prepare(model, clean, corrupted, ablation="corrupted")
+
+    def metric(logits):
+        return logits[:, -1, 5] - logits[:, -1, 7]
+
+    return model, setup, metric

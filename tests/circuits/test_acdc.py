@@ -62,3 +62,14 @@ def test_unknown_distance_and_bad_thresholds_raise(frac):
         acdc(model, setup, task.metric, 0.1, "cosine")
     with pytest.raises(MechinterpError, match="thresholds"):
         acdc_scores(model, setup, task.metric, thresholds=[])
+
+
+def test_batched_acdc_equals_sequential_loop_on_gqa(tiny_gqa):
+    """Grouped-query attention: ACDC prunes per-head k/v edges; batched prefixes equal the one-edge loop."""
+    model, setup, metric = tiny_gqa
+    ref = patch_edges(model, setup, torch.zeros(setup.graph.real.shape))[0]
+    empty = float(DISTANCES["kl"](patch_edges(model, setup, setup.graph.real.float()), ref, metric)[0])
+    tau = 0.02 * empty
+    kept, _ = acdc(model, setup, metric, tau, "kl", chunk=7)
+    assert 0 < int(kept.sum()) < setup.graph.n_edges
+    assert torch.equal(kept, _naive_acdc(model, setup, metric, tau, "kl"))

@@ -107,3 +107,68 @@ def test_bad_input_raises_and_restores_model(tiny_model, tiny_setup):
     assert_no_hooks(tiny_model)
     assert not tiny_model.cfg.use_split_qkv_input and not tiny_model.cfg.use_hook_mlp_in
     assert Graph.from_model(tiny_model).n_edges == setup.graph.n_edges
+
+
+# ----- grouped-query attention (tiny Llama-style model: rotary, RMSNorm, gated MLP, 2 kv heads for 4) -------------
+
+
+def _gqa_clean(model):
+    assert_no_hooks(model)
+    cfg = model.cfg
+    assert not (cfg.use_split_qkv_input or cfg.use_hook_mlp_in or cfg.ungroup_grouped_query_attention)
+
+
+def test_gqa_zero_and_full_masks_are_clean_and_corrupted(tiny_gqa):
+    model, setup, _ = tiny_gqa
+    g = setup.graph
+    out = patch_edges(model, setup, torch.stack([torch.zeros(g.real.shape), torch.ones(g.real.shape)]))
+    assert torch.allclose(out[0], model(setup.tokens), atol=TOL)
+    assert torch.allclose(out[1], model(setup.corrupted_tokens), atol=TOL)
+    _gqa_clean(model)
+
+
+def test_gqa_group_of_key_inputs_equals_patching_the_grouped_models_shared_key(tiny_gqa):
+    """Patching s -> k of both heads of kv group 1 is patching kv head 1's key input in the native grouped model."""
+    model, setup, _ = tiny_gqa
+    g = setup.graph
+    _, clean = model.run_with_cache(setup.tokens)
+    _, corr = model.run_with_cache(setup.corrupted_tokens)
+    head = 1  # sender L0H1: its output is z[:, :, 1] @ W_O[1]
+    delta = (corr["blocks.0.attn.hook_z"][:, :, head] - clean["blocks.0.attn.hook_z"][:, :, head]) @ model.blocks[0].attn.W_O[head]
+
+    def add_to_group(x, hook):  # [batch pos kv_head_index d_model] in the grouped model
+        assert x.shape[2] == 2  # the native grouped model: one key input per kv head
+        x = x.clone()
+        x[:, :, 1] += delta
+        return x
+
+    model.cfg.use_split_qkv_input = True
+    try:
+        ref = model.run_with_hooks(setup.tokens, fwd_hooks=[("blocks.1.hook_k_input", add_to_group)])
+    finally:
+        model.cfg.use_split_qkv_input = False
+    mask = torch.zeros(g.real.shape)
+    for h in g.kv_heads(2):
+        mask[g.sender_index("L0H1"), g.receiver_index(f"L1H{h}.k")] = 1.0
+    assert torch.allclose(patch_edges(model, setup, mask)[0], ref, atol=TOL)
+    # one head of the group alone is a different intervention (the other head keeps its key)
+    mask[g.sender_index("L0H1"), g.receiver_index("L1H3.k")] = 0.0
+    assert not torch.allclose(patch_edges(model, setup, mask)[0], ref, atol=TOL)
+    _gqa_clean(model)
+
+
+def test_gqa_flags_are_restored_on_error_and_a_users_flag_is_kept(tiny_gqa):
+    model, setup, _ = tiny_gqa
+    with pytest.raises(ZeroDivisionError):
+        from mechinterp.circuits import edge_mode
+
+        with edge_mode(model):
+            assert model.cfg.ungroup_grouped_query_attention
+            raise ZeroDivisionError
+    _gqa_clean(model)
+    model.cfg.ungroup_grouped_query_attention = True  # a user who loaded with TL's flag keeps it
+    try:
+        out = patch_edges(model, setup, torch.zeros(setup.graph.real.shape))[0]
+        assert torch.allclose(out, model(setup.tokens), atol=TOL) and model.cfg.ungroup_grouped_query_attention
+    finally:
+        model.cfg.ungroup_grouped_query_attention = False

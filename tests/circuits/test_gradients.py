@@ -1,7 +1,11 @@
-"""EAP is the edge-mask gradient at 0; node attribution is its row sum; IG axioms; EAP-IG with 1 step."""
+"""EAP is the edge-mask gradient at 0; node attribution is its row sum; IG axioms; EAP-IG with 1 step.
+
+Each runs on the LayerNorm model and on the grouped-query-attention Llama-style model.
+"""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mechinterp.circuits import (
@@ -18,15 +22,17 @@ def _close(a, b, rtol=1e-4):
     return torch.allclose(a, b, atol=rtol * float(b.abs().max()))
 
 
-def test_eap_equals_mask_gradient_at_zero(tiny_setup):
-    model, setup, metric = tiny_setup
+@pytest.mark.parametrize("fixture", ["tiny_setup", "tiny_gqa"])
+def test_eap_equals_mask_gradient_at_zero(fixture, request):
+    model, setup, metric = request.getfixturevalue(fixture)
     eap = eap_scores(model, setup, metric)
     assert _close(eap, mask_gradient(model, setup, metric, at=0.0))
     assert eap.abs().sum() > 0 and (eap[~setup.graph.real] == 0).all()
 
 
-def test_eap_matches_finite_difference_of_the_mask(tiny_setup):
-    model, setup, metric = tiny_setup
+@pytest.mark.parametrize("fixture", ["tiny_setup", "tiny_gqa"])
+def test_eap_matches_finite_difference_of_the_mask(fixture, request):
+    model, setup, metric = request.getfixturevalue(fixture)
     g = setup.graph
     eap = eap_scores(model, setup, metric)
     i, j = divmod(int(eap.abs().argmax()), g.n_receivers)
@@ -38,21 +44,24 @@ def test_eap_matches_finite_difference_of_the_mask(tiny_setup):
     assert abs(float(fd) - float(eap[i, j])) < 1e-3 * abs(float(eap[i, j])) + 1e-4
 
 
-def test_node_attribution_is_the_row_sum_of_eap(tiny_setup):
-    model, setup, metric = tiny_setup
+@pytest.mark.parametrize("fixture", ["tiny_setup", "tiny_gqa"])
+def test_node_attribution_is_the_row_sum_of_eap(fixture, request):
+    model, setup, metric = request.getfixturevalue(fixture)
     assert _close(node_attribution(model, setup, metric), eap_scores(model, setup, metric).sum(1))
 
 
-def test_eap_ig_inputs_with_one_step_is_eap(tiny_setup):
-    model, setup, metric = tiny_setup
+@pytest.mark.parametrize("fixture", ["tiny_setup", "tiny_gqa"])
+def test_eap_ig_inputs_with_one_step_is_eap(fixture, request):
+    model, setup, metric = request.getfixturevalue(fixture)
     assert _close(eap_ig_inputs_scores(model, setup, metric, steps=1), eap_scores(model, setup, metric))
 
 
-def test_eap_ig_activations_completeness_per_layer(tiny_setup):
+@pytest.mark.parametrize("fixture", ["tiny_setup", "tiny_gqa"])
+def test_eap_ig_activations_completeness_per_layer(fixture, request):
     """Each sender layer's edges sum to the effect of patching that layer's outputs (midpoint rule)."""
     from mechinterp.circuits.gradients import sender_layers
 
-    model, setup, metric = tiny_setup
+    model, setup, metric = request.getfixturevalue(fixture)
     g = setup.graph
     scores = eap_ig_activations_scores(model, setup, metric, steps=24)
     groups = sender_layers(g)

@@ -50,3 +50,28 @@ def test_bad_names_and_non_edges_raise():
         g.edge_mask([("L1H0", "L0H0.q")])
     with pytest.raises(MechinterpError, match="Unknown receiver"):
         g.edge_mask([("embed", "L0H0.x")])
+
+
+def test_gqa_graph_needs_no_flag_and_keeps_per_head_inputs(tiny_gqa):
+    model, _, _ = tiny_gqa
+    g = Graph.from_model(model)
+    assert g.grouped and g.n_key_value_heads == 2
+    plain = Graph.build(2, 4)  # same receivers and edges as a model with one k/v per head
+    assert g.receivers == plain.receivers and torch.equal(g.real, plain.real)
+    assert [g.kv_heads(h) for h in range(4)] == [[0, 1], [0, 1], [2, 3], [2, 3]]
+    assert Graph.from_dict(g.to_dict()).n_key_value_heads == 2
+    # a model loaded with TL's own ungroup flag gives the same graph (the flag used to be ignored)
+    model.cfg.ungroup_grouped_query_attention = True
+    try:
+        assert Graph.from_model(model).n_key_value_heads == 2
+    finally:
+        model.cfg.ungroup_grouped_query_attention = False
+
+
+def test_kv_heads_without_gqa_and_bad_group_sizes():
+    assert Graph.build(1, 3).kv_heads(2) == [2] and not Graph.build(1, 3).grouped
+    assert not Graph.build(1, 4, n_key_value_heads=4).grouped
+    with pytest.raises(MechinterpError, match="divide"):
+        Graph.build(1, 4, n_key_value_heads=3)
+    with pytest.raises(MechinterpError, match="head must be"):
+        Graph.build(1, 4, n_key_value_heads=2).kv_heads(4)
