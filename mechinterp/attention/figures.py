@@ -44,6 +44,7 @@ def plot_pattern_grid(
     cell_inches: float = 2.2,
     max_labels: int = 40,
     cmap: str = "Blues",
+    max_inches: float = 30.0,
 ) -> Any:
     """One heatmap per (layer, head): rows are layers, columns heads, axes the tokens.
 
@@ -51,7 +52,9 @@ def plot_pattern_grid(
         patterns: attention ``[layer, head, query, key]`` of one prompt (no padding).
         tokens: the string tokens (labels; shown when there are at most ``max_labels``).
         layer_names, head_names: numbers written in the panel titles.
-        cell_inches: size of one panel.
+        cell_inches: size of one panel, shrunk so that the figure's longer side stays within
+            ``max_inches`` (a 30-layer × 9-head grid: 0.97-inch panels, 30 inches tall, no
+            token labels below 1.2-inch panels; pick ``layers=``/``heads=`` for a closer look).
         cmap: a sequential colormap (attention is in ``[0, 1]``).
 
     Returns:
@@ -62,16 +65,16 @@ def plot_pattern_grid(
     n_layers, n_heads, n_q, n_k = data.shape
     layer_names = list(layer_names) if layer_names is not None else list(range(n_layers))
     head_names = list(head_names) if head_names is not None else list(range(n_heads))
-    fig, axes = plt.subplots(
-        n_layers, n_heads, figsize=(cell_inches * n_heads + 1.0, cell_inches * n_layers + 0.6), squeeze=False
-    )
-    labels = len(tokens) <= max_labels
+    cell = max(0.5, min(cell_inches, (max_inches - 1.0) / max(n_layers, n_heads)))
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell * n_heads + 1.0, cell * n_layers + 0.6), squeeze=False)
+    labels = len(tokens) <= max_labels and cell >= 1.2
+    title_size = 9 if cell >= 1.2 else 6
     image = None
     for li in range(n_layers):
         for hi in range(n_heads):
             ax = axes[li][hi]
             image = ax.imshow(data[li, hi], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal")
-            ax.set_title(f"L{layer_names[li]}H{head_names[hi]}", fontsize=9)
+            ax.set_title(f"L{layer_names[li]}H{head_names[hi]}", fontsize=title_size, pad=2)
             if labels:
                 ax.set_xticks(range(n_k), labels=list(tokens)[:n_k], fontsize=5, rotation=90)
                 ax.set_yticks(range(n_q), labels=list(tokens)[:n_q], fontsize=5)

@@ -15,6 +15,10 @@ need not sum to 1: each entry is its own max-flow problem. That is one max-flow 
 above ``max_positions`` tokens :class:`FlowTooLargeError` says what to do. Max-flows run
 with networkx (``preflow_push``).
 
+``sink="first"`` (or positions) edits the patterns as rollout does before the capacities are
+built (:mod:`mechinterp.attention.sinks`); then no flow from a non-sink output reaches a sink:
+``F[q, s] = 0``.
+
 Example:
     >>> from mechinterp.attention import attention_flow
     >>> result = attention_flow(model, "t1 t2 t3 t1 t2", queries=[-1])  # doctest: +SKIP
@@ -33,6 +37,7 @@ from torch import Tensor
 from mechinterp.attention._inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import HeadFusion, _layer_range, augment_with_residual, fuse_heads
+from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
 __all__ = ["FlowTooLargeError", "max_flow_matrix", "attention_flow"]
@@ -104,6 +109,8 @@ def attention_flow(
     queries: Sequence[int] | None = None,
     query: int = -1,
     max_positions: int = DEFAULT_MAX_POSITIONS,
+    sink: Sink = None,
+    sink_mode: SinkMode = "self",
     batch_size: int = 32,
 ) -> AttentionMap:
     """Attention flow of ``model`` on ``prompts`` (patterns read through the shared cache).
@@ -119,6 +126,8 @@ def attention_flow(
         query: the output position of :attr:`AttentionMap.token_scores` (it is added to
             ``queries``).
         max_positions: refuse prompts longer than this (the cost grows like ``L · n⁴``).
+        sink, sink_mode: attention-sink positions to exclude and how, as for
+            :func:`~mechinterp.attention.attention_rollout`.
         batch_size: prompts per forward pass.
 
     Raises:
@@ -126,6 +135,8 @@ def attention_flow(
 
     Returns:
         An :class:`AttentionMap` with ``method="flow"``; ``token_scores[b] = F[b, query]``.
+        Without a sink, ``sink_share`` is position 0's share of that row; with one it is
+        ``None`` (the plain flow is not computed).
     """
     start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
     batch = read_patterns(model, prompts, list(range(start, end)), batch_size=batch_size)
@@ -137,7 +148,9 @@ def attention_flow(
             f"max_positions={max_positions}. Use attention_rollout for long prompts, shorten the "
             f"prompt, pass queries=[-1] and a larger max_positions to compute one row only."
         )
-    aug = augment_with_residual(fuse_heads(batch.patterns, head_fusion), residual_weight)
+    sinks = resolve_sinks(sink, batch.lengths)
+    selected = exclude_sinks(batch.patterns, sinks, sink_mode)
+    aug = augment_with_residual(fuse_heads(selected, head_fusion), residual_weight)
     qpos = query_positions(batch.lengths, query)
     matrix = torch.zeros(aug.shape[0], aug.shape[2], aug.shape[3], dtype=aug.dtype)
     for b in range(aug.shape[0]):
@@ -164,5 +177,10 @@ def attention_flow(
             "end_layer": end,
             "query": query,
             "queries": None if queries is None else list(queries),
+            "sink": sink if sink is None or isinstance(sink, str) else sinks,
         },
+        sink_positions=sinks,
+        sink_mode=sink_mode if sinks else None,
+        sink_share=None if sinks else sink_share(scores, sinks),
+        dtype=batch.dtype,
     )

@@ -19,6 +19,14 @@ The gradients need a backward pass, so the patterns come from a forward pass wit
 (``model.hooks``, removed also on error) rather than from the inference-mode shared cache;
 prompts are tokenised and checked the same way.
 
+``sink="first"`` (or positions) drops the sink columns of ``Ā_l`` for every non-sink query,
+so no relevance flows through a sink (:mod:`mechinterp.attention.sinks`); the result says
+which share of the plain relevance the sinks held. For the *first* token that only zeroes its
+own score — in a causal model it passes no other token's relevance on, so the other scores
+are unchanged (SmolLM2, "The capital of France is" → " Paris": "The" held 56 % of the
+relevance); a later sink position also stops relevance from flowing through it. The forward and backward passes run in
+the model's dtype; the accumulation runs in float32.
+
 Example:
     >>> import mechinterp
     >>> from mechinterp.attention import gradient_rollout
@@ -29,16 +37,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.attention._inputs import check_rows, query_positions
+from mechinterp.attention._inputs import check_rows, query_positions, row_tolerance
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import _layer_range
+from mechinterp.attention.sinks import Sink, resolve_sinks, sink_share
 from mechinterp.core import SharedCache, Tokenized, answer_tokens, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
@@ -50,8 +59,11 @@ Target = int | str | Tensor | Callable[[Tensor], Tensor] | None
 def relevance_from_gradients(
     patterns: Float[Tensor, "batch layer head_index query_pos key_pos"],
     grads: Float[Tensor, "batch layer head_index query_pos key_pos"],
+    sink_positions: Sequence[int] = (),
 ) -> Float[Tensor, "batch query_pos key_pos"]:
     """Chefer's accumulation: ``R = I``, then ``R ← R + E_h[(∇A ⊙ A)^+] · R`` layer by layer.
+
+    ``sink_positions``: key columns of ``E_h[(∇A ⊙ A)^+]`` set to zero for every other query.
 
     Example:
         >>> import torch
@@ -64,8 +76,13 @@ def relevance_from_gradients(
             f"patterns and gradients must both be [batch, layer, head, query, key]; got {tuple(patterns.shape)} "
             f"and {tuple(grads.shape)}."
         )
-    weighted = (grads * patterns).clamp_min(0.0).mean(dim=2)  # [batch, layer, query_pos, key_pos]
-    eye = torch.eye(patterns.shape[-1], dtype=patterns.dtype, device=patterns.device)
+    weighted = (grads.float() * patterns.float()).clamp_min(0.0).mean(dim=2)  # [batch, layer, query_pos, key_pos]
+    if sink_positions:
+        n = patterns.shape[-1]
+        is_sink = torch.zeros(n, dtype=torch.bool, device=patterns.device)
+        is_sink[list(sink_positions)] = True
+        weighted = weighted.masked_fill(~is_sink[:, None] & is_sink[None, :], 0.0)
+    eye = torch.eye(patterns.shape[-1], dtype=weighted.dtype, device=patterns.device)
     relevance = eye.expand(patterns.shape[0], -1, -1).clone()
     for layer in range(patterns.shape[1]):
         relevance = relevance + torch.bmm(weighted[:, layer], relevance)
@@ -127,6 +144,7 @@ def gradient_rollout(
     query: int = -1,
     start_layer: int = 0,
     end_layer: int | None = None,
+    sink: Sink = None,
 ) -> AttentionMap:
     """Gradient-weighted rollout of the target's logit at ``query``, over a batch of prompts.
 
@@ -139,10 +157,13 @@ def gradient_rollout(
             ``None`` for each prompt's top prediction.
         query: the output position (negative counts from each prompt's end).
         start_layer, end_layer: accumulate layers ``start_layer .. end_layer - 1``.
+        sink: attention-sink positions whose columns are dropped: ``None`` (default),
+            ``"first"``, an ``int`` or a list of positions.
 
     Returns:
         An :class:`AttentionMap` with ``method="gradient_rollout"``: ``matrix = R`` and
-        ``token_scores[b] = (R - I)[b, query]``.
+        ``token_scores[b] = (R - I)[b, query]``; ``sink_share`` is the sinks' (position 0's
+        without a sink) share of the plain ``(R - I)[b, query]``.
 
     Raises:
         MultiTokenAnswerError: a string target that is several tokens.
@@ -152,6 +173,7 @@ def gradient_rollout(
     batch = _tokens(model, prompts)
     n = len(batch)
     qpos = query_positions(batch.lengths, query)
+    sinks = resolve_sinks(sink, batch.lengths)
     metric, target_desc = _target_metric(model, target, qpos, n)
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(start, end)]
     saved: dict[str, Tensor] = {}
@@ -176,11 +198,17 @@ def gradient_rollout(
     if not torch.isfinite(grads_t).all():
         raise NonFiniteError("NaN or infinite gradients of the target; check the model weights and inputs.")
     mask = batch.attention_mask.to(patterns.device).float()
-    check_rows(patterns * mask[:, None, None, :, None], batch.attention_mask)
+    dtype = saved[names[0]].dtype
+    check_rows(patterns * mask[:, None, None, :, None], batch.attention_mask, atol=row_tolerance(dtype))
     keep_mask = mask[:, None, None, :, None] * mask[:, None, None, None, :]
-    relevance = relevance_from_gradients(patterns * keep_mask, grads_t * keep_mask).cpu()
+    patterns, grads_t = patterns * keep_mask, grads_t * keep_mask
+    relevance = relevance_from_gradients(patterns, grads_t, sinks).cpu()
     eye = torch.eye(relevance.shape[-1])
-    scores = (relevance - eye)[torch.arange(n), qpos] * batch.attention_mask.float()
+    real = batch.attention_mask.float()
+    scores = (relevance - eye)[torch.arange(n), qpos] * real
+    plain = scores
+    if sinks:
+        plain = (relevance_from_gradients(patterns, grads_t).cpu() - eye)[torch.arange(n), qpos] * real
     str_tokens = [
         list(model.to_str_tokens(batch.tokens[i, : int(batch.lengths[i])])) if model.tokenizer is not None
         else [str(int(t)) for t in batch.tokens[i, : int(batch.lengths[i])]]
@@ -193,5 +221,12 @@ def gradient_rollout(
         token_scores=scores,
         query_positions=qpos,
         lengths=batch.lengths,
-        parameters={"target": target_desc, "query": query, "start_layer": start, "end_layer": end},
+        parameters={
+            "target": target_desc, "query": query, "start_layer": start, "end_layer": end,
+            "sink": sink if sink is None or isinstance(sink, str) else sinks,
+        },
+        sink_positions=sinks,
+        sink_mode="drop" if sinks else None,
+        sink_share=sink_share(plain, sinks),
+        dtype=str(dtype).removeprefix("torch."),
     )

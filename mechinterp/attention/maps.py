@@ -19,6 +19,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.attention.figures import pyplot
+from mechinterp.attention.sinks import sink_note
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.viz import escape, figure_to_img_tag, tokens_html
@@ -46,6 +47,15 @@ class AttentionMap(AbstractResult):
         query_positions: ``[batch]``: the query each prompt's vector was read at.
         lengths: ``[batch]``: real tokens per prompt.
         parameters: the method's settings (head fusion, layers, target, ...).
+        sink_positions: the positions excluded as attention sinks (``[]``: none; see
+            :mod:`mechinterp.attention.sinks`).
+        sink_mode: how they were excluded (``"self"``, ``"renormalise"``, ``"drop"`` for
+            gradient rollout), ``None`` when none were.
+        sink_share: ``[batch]``: the share of each prompt's ``token_scores`` that the sink
+            positions (position 0 when none were excluded) hold *without* the exclusion —
+            1.0 means the plain map only sees the sink. ``None`` where it was not computed
+            (flow with a sink: it would need a second set of max-flows).
+        dtype: the dtype the model computed the patterns in; the map itself is float32.
     """
 
     method: str
@@ -55,6 +65,10 @@ class AttentionMap(AbstractResult):
     query_positions: Int[Tensor, " batch"]
     lengths: Int[Tensor, " batch"]
     parameters: dict[str, Any] = field(default_factory=dict)
+    sink_positions: list[int] = field(default_factory=list)
+    sink_mode: str | None = None
+    sink_share: Float[Tensor, " batch"] | None = None
+    dtype: str = "float32"
 
     def __len__(self) -> int:
         return self.matrix.shape[0]
@@ -74,6 +88,12 @@ class AttentionMap(AbstractResult):
         i = self._check(prompt)
         n = int(self.lengths[i])
         return self.matrix[i, :n, :n]
+
+    def sink_note(self, prompt: int = 0) -> str:
+        """One sentence on the sink for one prompt: what was excluded, or a hint to exclude it."""
+        i = self._check(prompt)
+        share = None if self.sink_share is None else float(self.sink_share[i])
+        return sink_note(self.sink_positions, self.sink_mode, share, what=f"{self.method} scores")
 
     def to_dataframe(self) -> Any:
         """Long format: one row per (prompt, position) with the token and its score."""
@@ -105,7 +125,12 @@ class AttentionMap(AbstractResult):
         ax.add_patch(plt.Rectangle((-0.5, q - 0.5), len(toks), 1, fill=False, edgecolor="crimson", linewidth=1.2))
         ax.set_xlabel("input (key) token")
         ax.set_ylabel("output (query) token")
-        ax.set_title(_TITLES.get(self.method, self.method), fontsize=10)
+        title = _TITLES.get(self.method, self.method)
+        if self.sink_positions:
+            title += f"\nsink {self.sink_positions} excluded ({self.sink_mode})"
+        elif self.sink_share is not None and float(self.sink_share[i]) >= 0.5:
+            title += f"\nposition 0 holds {float(self.sink_share[i]):.0%}: a sink? (sink='first')"
+        ax.set_title(title, fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         return fig
 
@@ -113,6 +138,9 @@ class AttentionMap(AbstractResult):
         """Heatmap of the first prompt and, per prompt, tokens coloured by the token scores."""
         params = ", ".join(f"{k}={v}" for k, v in self.parameters.items())
         parts = [f"<h3>{escape(_TITLES.get(self.method, self.method))}</h3><p class='muted'>{escape(params)}</p>"]
+        note = self.sink_note(0)
+        if note:
+            parts.append(f"<p class='note'>{escape(note)}</p>")
         parts.append(figure_to_img_tag(self.plot(prompt=0)))
         for i, toks in enumerate(self.str_tokens[:20]):
             q = int(self.query_positions[i])

@@ -46,6 +46,7 @@ class AttentionPatterns(AbstractResult):
         layers: the model layers the first axis holds.
         method: ``"patterns"``.
         parameters: how they were obtained.
+        dtype: the dtype the model computed them in (``patterns`` itself is float32).
     """
 
     str_tokens: list[str]
@@ -53,6 +54,7 @@ class AttentionPatterns(AbstractResult):
     layers: list[int]
     method: str = "patterns"
     parameters: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
 
     def _index(self, layer: int) -> int:
         if layer not in self.layers:
@@ -165,4 +167,5 @@ def attention_patterns(
         patterns=batch.patterns[0, :, :, :n, :n].contiguous(),
         layers=batch.layers,
         parameters={"n_tokens": n},
+        dtype=batch.dtype,
     )

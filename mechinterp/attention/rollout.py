@@ -15,6 +15,11 @@ batched matrix products over prompts (``torch.bmm``), one per layer. Padding nee
 the cache zeroes padding rows and columns, so a padding row of ``Â`` is the identity row and
 real tokens never touch padding.
 
+On a pretrained model nearly all of ``R``'s mass ends on the first token, the attention sink
+(SmolLM2-135M: 100 % on "The" in "The capital of France is"). ``sink="first"`` moves the
+attention paid to it back onto each query before the heads are fused
+(:mod:`mechinterp.attention.sinks`), and the result says how much the sink held without it.
+
 Example:
     >>> import mechinterp
     >>> from mechinterp.attention import attention_rollout
@@ -25,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -33,6 +39,7 @@ from torch import Tensor
 
 from mechinterp.attention._inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
+from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
 __all__ = ["HeadFusion", "fuse_heads", "augment_with_residual", "rollout_from_patterns", "attention_rollout"]
@@ -99,6 +106,8 @@ def rollout_from_patterns(
     residual_weight: float = 0.5,
     start_layer: int = 0,
     end_layer: int | None = None,
+    sink_positions: Sequence[int] = (),
+    sink_mode: SinkMode = "self",
 ) -> Float[Tensor, "batch query_pos key_pos"]:
     """Rollout from attention patterns: ``Â_{end-1} ··· Â_start`` as batched matrix products.
 
@@ -108,6 +117,8 @@ def rollout_from_patterns(
         residual_weight: ``w`` in ``(1 - w)·A + w·I``.
         start_layer, end_layer: roll out layers ``start_layer .. end_layer - 1`` (indices into
             the layer axis of ``patterns``).
+        sink_positions, sink_mode: key positions whose attention is moved off before fusing
+            heads (:func:`~mechinterp.attention.sinks.exclude_sinks`); ``()`` for none.
 
     Example:
         >>> import torch
@@ -117,7 +128,9 @@ def rollout_from_patterns(
     """
     _check_patterns(patterns)
     start, end = _layer_range(patterns.shape[1], start_layer, end_layer)
-    aug = augment_with_residual(fuse_heads(patterns[:, start:end], head_fusion), residual_weight)
+    # float32 whatever the patterns came in: 30 products of bf16 matrices would drift
+    selected = exclude_sinks(patterns[:, start:end].float(), list(sink_positions), sink_mode)
+    aug = augment_with_residual(fuse_heads(selected, head_fusion), residual_weight)
     rollout = aug[:, 0]
     for layer in range(1, end - start):
         rollout = torch.bmm(aug[:, layer], rollout)
@@ -134,6 +147,8 @@ def attention_rollout(
     start_layer: int = 0,
     end_layer: int | None = None,
     query: int = -1,
+    sink: Sink = None,
+    sink_mode: SinkMode = "self",
     batch_size: int = 32,
 ) -> AttentionMap:
     """Attention rollout of ``model`` on ``prompts``, patterns read through the shared cache.
@@ -147,11 +162,23 @@ def attention_rollout(
             (layers are model layers here).
         query: the output position whose row gives :attr:`AttentionMap.token_scores`
             (negative counts from each prompt's end; default the last token).
+        sink: attention-sink positions to exclude: ``None`` (default, plain rollout),
+            ``"first"`` (position 0: recommended on pretrained models, where the plain map
+            puts ~all of its mass there), an ``int`` or a list of positions.
+        sink_mode: ``"self"`` (default: attention paid to a sink stays with the query, as a
+            no-op) or ``"renormalise"`` (spread over the other keys, as TransformerLens's
+            ``exclude_bos``); see :mod:`mechinterp.attention.sinks`.
         batch_size: prompts per forward pass.
 
     Returns:
         An :class:`AttentionMap` with ``method="rollout"``; ``token_scores[b]`` is
-        ``R[b, query]`` (it sums to 1 and includes the query token itself).
+        ``R[b, query]`` (it sums to 1 and includes the query token itself). With a sink,
+        ``token_scores[b, s] = 0`` at each sink ``s`` (unless the query is one), and
+        ``sink_share`` is the sinks' share in the plain rollout; without, ``sink_share`` is
+        position 0's share.
+
+    Raises:
+        MechinterpError: a sink position missing from a prompt, an unknown ``sink_mode``.
 
     Example:
         >>> result = attention_rollout(model, "t1 t2 t3 t1 t2", head_fusion="max")  # doctest: +SKIP
@@ -160,9 +187,13 @@ def attention_rollout(
     start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
     batch = read_patterns(model, prompts, list(range(start, end)), batch_size=batch_size)
     patterns = batch.patterns.to(model.cfg.device)  # the cache stores on the CPU; multiply where the model runs
-    matrix = rollout_from_patterns(patterns, head_fusion=head_fusion, residual_weight=residual_weight).cpu()
+    sinks = resolve_sinks(sink, batch.lengths)
+    settings = {"head_fusion": head_fusion, "residual_weight": residual_weight}
+    matrix = rollout_from_patterns(patterns, sink_positions=sinks, sink_mode=sink_mode, **settings).cpu()
     qpos = query_positions(batch.lengths, query)
-    scores = matrix[torch.arange(len(qpos)), qpos] * batch.mask.to(matrix.dtype)
+    rows = torch.arange(len(qpos))
+    scores = matrix[rows, qpos] * batch.mask.to(matrix.dtype)
+    plain = rollout_from_patterns(patterns, **settings).cpu()[rows, qpos] if sinks else scores
     return AttentionMap(
         method="rollout",
         str_tokens=batch.str_tokens,
@@ -176,5 +207,10 @@ def attention_rollout(
             "start_layer": start,
             "end_layer": end,
             "query": query,
+            "sink": sink if sink is None or isinstance(sink, str) else sinks,
         },
+        sink_positions=sinks,
+        sink_mode=sink_mode if sinks else None,
+        sink_share=sink_share(plain, sinks),
+        dtype=batch.dtype,
     )

@@ -21,3 +21,13 @@ def test_grid_panels_labels_and_files(tmp_path):
     assert "<svg" in svg.read_text()[:1000]
     with pytest.raises(MechinterpError, match=".png"):
         save_figure(plot_pattern_grid(pats, ["a", "b", "c"]), tmp_path / "grid.jpg")
+
+
+def test_grid_of_a_30_layer_model_stays_bounded():
+    import matplotlib.pyplot as plt
+
+    fig = plot_pattern_grid(torch.eye(5).expand(30, 9, 5, 5), list("abcde"))
+    width, height = fig.get_size_inches()
+    assert height <= 30.0 + 1e-6 and width <= 10.0  # 2.2-inch panels would make it 66 inches tall
+    assert all(not ax.get_yticklabels() for ax in fig.axes if ax.get_title())  # panels too small for labels
+    plt.close("all")

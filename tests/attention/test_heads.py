@@ -105,3 +105,47 @@ def test_zoo_card_heads_rank_first():
         named = set(card[kind])
         assert named, kind
         assert set(scores.top(kind, len(named))) == named, (kind, scores.ranking(kind)[:4])
+
+
+def test_probe_sequences_follow_the_models_bos(tiny_model):
+    with_bos = probe_sequences(tiny_model, n=3, seg_len=4, seed=2)
+    without = probe_sequences(tiny_model, n=3, seg_len=4, seed=2, bos=False)
+    assert with_bos.shape == (3, 9) and without.shape == (3, 8)
+    assert torch.equal(without, with_bos[:, 1:]) and torch.equal(without[:, :4], without[:, 4:])
+    assert int(with_bos[0, 0]) == tiny_model.tokenizer.bos_token_id
+
+
+def _big_scores(n_layers=30, n_heads=9):
+    gen = torch.Generator().manual_seed(0)
+    return HeadScores(scores=torch.rand(len(HEAD_KINDS), n_layers, n_heads, generator=gen), kinds=list(HEAD_KINDS))
+
+
+def test_plot_and_html_readable_at_30_layers_by_9_heads():
+    import matplotlib.pyplot as plt
+
+    scores = _big_scores()
+    fig = scores.plot()
+    width, height = fig.get_size_inches()
+    assert height <= 11.0 and width <= 22.0  # 0.3 x 0.45 inch cells (0.5 x 0.55 below 17 layers)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 4
+    for ax, kind in zip(panels, HEAD_KINDS):
+        assert [t.get_text() for t in ax.get_yticklabels()] == [str(i) for i in range(30)]  # every layer labelled
+        texts = [t.get_text() for t in ax.texts]
+        best = scores.ranking(kind)[:5]
+        assert texts == [f"{v:.2f}" for _, v in best]  # only the top 5 are written, best first
+        assert len(ax.patches) == 5  # and outlined
+    plt.close("all")
+    table = scores.top_table(10)
+    assert len(table) == 10 and table[0]["induction"].startswith(scores.top("induction")[0] + " ")
+    html = scores.to_html()
+    assert "Top 10 heads of 270" in html and "<details><summary>All 270 heads</summary>" in html
+
+
+def test_small_plot_writes_every_cell(tiny_model):
+    import matplotlib.pyplot as plt
+
+    fig = head_scores(tiny_model, n_probes=4, seg_len=5).plot()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert all(len(ax.texts) == 8 and not ax.patches for ax in panels)
+    plt.close("all")
