@@ -111,6 +111,11 @@ def test_figures_grow_with_the_number_of_layers():
     heights = [heatmap_grid([np.zeros((layers, 9))] * 3, list("abc"), [f"L{i}" for i in range(layers)], list("012345678"))
                .get_size_inches()[1] for layers in (2, 12, 30)]
     assert heights[0] < heights[1] < heights[2] and heights[2] >= 0.25 * 30  # at least ~0.25 in per layer row
+    # four kinds two per row: two rows of panels, each ~3.7 in wide, so 1,100 px hold them at 110 dpi
+    fig = heatmap_grid([np.zeros((30, 9))] * 4, list("abcd"), [f"L{i}" for i in range(30)], list("012345678"), ncols=2,
+                       outline=[[(3, 1)], [], [], []])
+    assert fig.get_size_inches()[0] * 110 <= 1100 and fig.get_size_inches()[1] >= 2 * 0.25 * 30
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.00"] and len(fig.axes[0].patches) == 1
     assert heatmap(np.zeros((30, 14))).get_size_inches()[1] >= 0.25 * 30
     # 100 rows: only every 3rd label is written (at most 40), the last is kept
     fig = heatmap(np.zeros((100, 4)), [f"L{i}" for i in range(100)], list("abcd"))
@@ -128,16 +133,17 @@ def test_plan_fits_the_budget_and_says_what_it_reduced():
 
     full = ReportPlan.full(30, 9, 15, 32)
     cost = full.costs()
-    # patching: 16 prompts × (15 positions × 30 layers + 30 × 9 heads) × 0.55 + 2 × 16 clean/corrupted runs
-    assert cost["patching"] == pytest.approx(16 * (15 * 30 + 270) * 0.55 + 32)
+    # patching: 16 prompts × (15 positions × 30 layers + 30 × 9 heads) × 0.25 + 2 × 16 clean/corrupted runs
+    assert cost["patching"] == pytest.approx(16 * (15 * 30 + 270) * 0.25 + 32)
     fast = plan_report(30, 9, 15, 32, unit_s=1e-4, budget_s=420)
     assert fast.reasons == [] and fast == replace(full, unit_s=1e-4, budget_s=420.0)
-    slow = plan_report(30, 9, 15, 32, unit_s=0.1, budget_s=420)
-    assert slow.total_s() <= 420 < replace(full, unit_s=0.1).total_s()
+    slow = plan_report(30, 9, 15, 32, unit_s=0.3, budget_s=420)
+    assert slow.total_s() <= 420 < replace(full, unit_s=0.3).total_s()
     assert slow.reasons and all("budget 420 s" in r for r in slow.reasons)
     assert slow.patch_layers[0] == 0 and slow.patch_layers[-1] == 29 and len(slow.patch_layers) < 30
     hopeless = plan_report(30, 9, 15, 32, unit_s=10.0, budget_s=60)
-    assert "even the smallest plan" in hopeless.reasons[-1] and hopeless.patch_n == 4
+    assert "even the smallest plan" in hopeless.reasons[-1] and hopeless.patch_n == 2 and hopeless.circuit_n == 2
+    assert len(hopeless.circuit_fractions) == 5 and len(hopeless.patch_layers) == 5  # every 7th layer and the last
     assert plan_report(30, 9, 15, 32, unit_s=10.0, budget_s=None) == replace(full, unit_s=10.0, budget_s=float("inf"))
 
 

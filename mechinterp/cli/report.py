@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                         help=f"seconds the sections may take together (default {DEFAULT_BUDGET_S:.0f}); sweeps shrink to fit; "
                              "0 = no limit")
+    parser.add_argument("--only-solved", action="store_true", help="keep only prompts the model answers correctly (top-1)")
     parser.add_argument("--out", default="report", help="output folder")
     parser.set_defaults(handler=run)
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     print(f"mechinterp report: {args.task} on {args.model}")
     page = build_report(args.model, args.task, args.out, n=args.n, seed=args.seed, device=args.device, dtype=args.dtype,
-                        budget_s=args.budget or None)
+                        budget_s=args.budget or None, only_solved=args.only_solved)
     errors = json.loads(page.with_suffix(".json").read_text()).get("errors", {})
     print(f"wrote {page} and {page.with_suffix('.json')} in {time.perf_counter() - start:.1f}s")
     if errors:

@@ -76,7 +76,8 @@ def _details(key: str, plan: ReportPlan, model: Any) -> str:
         "task": f"n={plan.n}",
         "patching": f"{plan.patch_n} prompts, resid_pre on {len(plan.patch_layers)}/{plan.n_layers} layers × {plan.n_pos} positions, "
                     f"z on {plan.n_layers}×{plan.n_heads} heads",
-        "circuit": f"EAP-IG on {plan.circuit_n} prompts, {plan.circuit_steps} steps, top {plan.circuit_top_k} edges",
+        "circuit": f"EAP-IG on {plan.circuit_n} prompts, {plan.circuit_steps} steps, top {plan.circuit_top_k} edges, "
+                   f"{len(plan.circuit_fractions)} faithfulness points",
         "attention": f"{plan.head_probes} probe sequences",
         "attribution": f"{plan.attribution_prompts} prompts, IG {plan.ig_steps} steps",
         "probes": f"{plan.n} prompts, {plan.n_layers} layers",
@@ -90,6 +91,7 @@ def _plan_html(plan: ReportPlan, timings: dict[str, float]) -> str:
         {"setting": "activation patching prompts", "value": plan.patch_n},
         {"setting": "layers in the layer × position sweep", "value": f"{len(plan.patch_layers)} of {plan.n_layers}"},
         {"setting": "circuit prompts / EAP-IG steps / edges drawn", "value": f"{plan.circuit_n} / {plan.circuit_steps} / {plan.circuit_top_k}"},
+        {"setting": "faithfulness-curve points (edge fractions)", "value": ", ".join(map(str, plan.circuit_fractions))},
         {"setting": "head-detection probe sequences", "value": plan.head_probes},
         {"setting": "attribution prompts / IG steps", "value": f"{plan.attribution_prompts} / {plan.ig_steps}"},
     ]
@@ -122,6 +124,7 @@ def build_report(
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
     budget_s: float | None = DEFAULT_BUDGET_S,
+    only_solved: bool = False,
     plan: ReportPlan | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -137,6 +140,9 @@ def build_report(
         device, dtype: passed to :func:`mechinterp.load` when ``model`` is a name.
         budget_s: seconds the sections may take together; sections are shrunk to fit
             (see :mod:`mechinterp.report.plan`); ``None`` runs everything at full size.
+        only_solved: keep only prompts the model answers correctly (top-1), as
+            ``mechinterp.tasks.load(..., only_solved=True)``; the task section reports the
+            accuracy either way.
         plan: section sizes to use as they are (e.g. a reduced
             :meth:`ReportPlan.full`), instead of planning from ``budget_s``.
         log: where progress lines go (default: stderr).
@@ -160,7 +166,7 @@ def build_report(
         model_name = str(getattr(model, "zoo_name", None) or (getattr(model, "mechinterp_meta", None) or {}).get("path")
                          or model.cfg.model_name)
     if isinstance(task, str):
-        task = mechinterp.tasks.load(task, model, n=32 if n is None else n, seed=seed)
+        task = mechinterp.tasks.load(task, model, n=32 if n is None else n, seed=seed, only_solved=only_solved)
     task_name = task.name
     n_pos = int(task.lengths.mode().values)
     unit = measure_unit(model, task.clean_tokens)

@@ -12,14 +12,18 @@ reason (``plan.reasons``) and shown at the top of the page.
 The cost of each section in prompt-forwards (``U``, measured):
 
 =================  ==============================================================
-patching           ``n × (n_pos × |layers| + n_layers × n_heads) × 0.55`` (a patched
-                   run starts at the patched layer: half a forward on average)
-circuit            ``n × (6 × steps + 4 + 3 × n_fractions)`` (EAP-IG: forward and
-                   backward per step; each faithfulness point is a patched run ~3 U)
+patching           ``n × (n_pos × |layers| + n_layers × n_heads) × 0.25 + 2n`` (a patched
+                   run starts at the patched layer and reads out only the last position;
+                   stacked variants batch well: 0.21–0.22 U measured on SmolLM2)
+circuit            ``n × (0.6 × (6 × steps + 4) + 5.5 × (n_fractions + 2))`` (EAP-IG:
+                   forward and backward per step; each faithfulness point, plus the full
+                   and empty circuits, is an edge-patched run: 5.5 U each on SmolLM2, whose
+                   810 receivers each read their own mix of 301 senders)
 attention          ``n_probes × 2`` (probe sequences twice the prompt length)
-attribution        ``prompts × (3 × ig_steps + 6 + n_pos) + …`` (IG, ∇×input, CP-LRP,
-                   occlusion)
-probes             ``n + n_layers × 0.3`` (one cached forward; the fits are cheap)
+attribution        ``prompts × (1.2 × ig_steps + 9 + n_pos / 2)`` (IG, ∇×input, CP-LRP,
+                   occlusion, batched)
+probes             ``n + 1.5 × n_layers`` (one cached forward, then a probe and 5 random
+                   controls per layer: 1–3 U per layer on SmolLM2 on the CPU)
 =================  ==============================================================
 
 Example:
@@ -39,8 +43,9 @@ __all__ = ["ReportPlan", "plan_report", "DEFAULT_BUDGET_S"]
 #: seconds the sections may take together (model loading excluded)
 DEFAULT_BUDGET_S = 420.0
 
-#: the faithfulness-curve points of the circuit section
-N_FRACTIONS = 9
+#: the faithfulness-curve points: MIB's ten, and five when the budget is tight
+FULL_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+FEW_FRACTIONS = (0.001, 0.01, 0.1, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class ReportPlan:
     circuit_n: int
     circuit_steps: int
     circuit_top_k: int
+    circuit_fractions: tuple[float, ...]
     head_probes: int
     attribution_prompts: int
     ig_steps: int
@@ -68,7 +74,8 @@ class ReportPlan:
         """The unreduced plan: every layer, 16 patching prompts, 24 circuit prompts, 5 EAP-IG steps."""
         return cls(
             n_layers=n_layers, n_heads=n_heads, n_pos=n_pos, n=n, patch_n=min(n, 16), patch_layers=list(range(n_layers)),
-            circuit_n=min(n, 24), circuit_steps=5, circuit_top_k=min(20, 4 * n_layers + 8), head_probes=32,
+            circuit_n=min(n, 24), circuit_steps=5, circuit_top_k=min(20, 4 * n_layers + 8),
+            circuit_fractions=FULL_FRACTIONS, head_probes=32,
             attribution_prompts=min(n, 2), ig_steps=64,
         )
 
@@ -77,11 +84,11 @@ class ReportPlan:
         """Estimated cost of each section in prompt-forwards (multiply by ``unit_s`` for seconds)."""
         return {
             "task": 2.0 * self.n,
-            "patching": self.patch_n * (self.n_pos * len(self.patch_layers) + self.n_layers * self.n_heads) * 0.55 + 2 * self.patch_n,
-            "circuit": self.circuit_n * (6.0 * self.circuit_steps + 4 + 3 * N_FRACTIONS),
+            "patching": self.patch_n * (self.n_pos * len(self.patch_layers) + self.n_layers * self.n_heads) * 0.25 + 2 * self.patch_n,
+            "circuit": self.circuit_n * (0.6 * (6.0 * self.circuit_steps + 4) + 5.5 * (len(self.circuit_fractions) + 2)),
             "attention": 2.0 * self.head_probes + 1,
-            "attribution": self.attribution_prompts * (3.0 * self.ig_steps + 6 + 3 + self.n_pos),
-            "probes": self.n + 0.3 * self.n_layers,
+            "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
+            "probes": self.n + 1.5 * self.n_layers,
         }
 
     def estimate_s(self) -> dict[str, float]:
@@ -115,17 +122,17 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
     for stride in range(2, widest + 1):
         if not over(plan):
             break
-        layers = list(range(0, plan.n_layers, stride))
-        if layers[-1] != plan.n_layers - 1:
-            layers.append(plan.n_layers - 1)
+        k = -(-plan.n_layers // stride)  # evenly spaced, first and last layer included
+        layers = sorted({round(i * (plan.n_layers - 1) / max(1, k - 1)) for i in range(k)})
         candidate = replace(plan, patch_layers=layers)
         if not over(candidate) or stride == widest:
-            note(plan, f"patching by layer × position: every {stride}th layer ({len(layers)} of {plan.n_layers})")
+            note(plan, f"patching by layer × position: {len(layers)} of {plan.n_layers} layers, evenly spaced ({layers})")
             plan = candidate
-    # 3. integration steps, head probes, then prompts again
-    for attr, value in (("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
-                        ("attribution_prompts", 1), ("ig_steps", 16)):
-        if over(plan) and getattr(plan, attr) > value:
+    # 3. fewer faithfulness points, integration steps, head probes, then prompts again
+    for attr, value in (("circuit_fractions", FEW_FRACTIONS), ("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
+                        ("attribution_prompts", 1), ("ig_steps", 16),
+                        ("patch_n", 2), ("circuit_n", 2)):
+        if over(plan) and _size(getattr(plan, attr)) > _size(value):
             note(plan, f"{attr.replace('_', ' ')}: {getattr(plan, attr)} → {value}")
             plan = replace(plan, **{attr: value})
     if over(plan):
@@ -134,6 +141,10 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
             "pass a larger budget or run on a GPU (--device cuda)"
         )
     return replace(plan, reasons=reasons)
+
+
+def _size(value: Any) -> float:
+    return len(value) if isinstance(value, tuple) else value
 
 
 def plan_report(

@@ -108,7 +108,7 @@ def circuit_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
     circuit = discover(model, sub, method="eap-ig-inputs", setup=setup, steps=plan.circuit_steps)
     top = circuit.top_n(min(plan.circuit_top_k, circuit.graph.n_edges))
     store["progress"].note(f"  faithfulness curve ({len(sub)} prompts)")
-    curve = faithfulness_curve(model, setup, sub.metric, circuit)
+    curve = faithfulness_curve(model, setup, sub.metric, circuit, fractions=plan.circuit_fractions)
     store["heads"] = [n for n in top.nodes() if n.startswith("L")]
     edges = top.edges()
     data["circuit"] = {"prompts": len(sub), "steps": plan.circuit_steps, "edges": top.to_dict(), "top_edges": edges,
@@ -129,8 +129,10 @@ def attention_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, A
     chosen_from = "circuit" if store.get("heads") else "patching (the circuit section did not run)" if heads else "none"
     data["attention"] = {"head_scores": scores.to_dict(), "circuit_heads": heads, "heads_from": chosen_from}
     n_layers, n_heads = scores.scores.shape[1:]
+    best = [[_layer_head(h) for h, v in scores.ranking(kind)[:3] if v == v] for kind in scores.kinds]
     fig = heatmap_grid(list(scores.scores), [k.replace("_", " ") for k in scores.kinds], [f"L{i}" for i in range(n_layers)],
-                       [str(h) for h in range(n_heads)], vmin=0.0, vmax=1.0, ylabel="layer", xlabel="head")
+                       [str(h) for h in range(n_heads)], vmin=0.0, vmax=1.0, ylabel="layer", xlabel="head", ncols=2,
+                       outline=best)
     top = [{"kind": kind, **{f"#{i + 1}": f"{h} ({s:.2f})" for i, (h, s) in enumerate(scores.ranking(kind)[:5])}}
            for kind in scores.kinds]
     layers = sorted({int(h[1: h.index("H")]) for h in heads[:6]})[:3] or [model.cfg.n_layers - 1]
@@ -138,9 +140,16 @@ def attention_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, A
     params = ", ".join(f"{k}={v}" for k, v in scores.parameters.items())
     return (
         f"<p>Heads of interest (from the {escape(chosen_from)}): {escape(', '.join(heads) or '(none)')}</p>"
-        f"<h3>Head detection</h3><p class='muted'>{escape(params)}</p>{table_html(top)}{figure_to_img_tag(fig)}"
+        f"<h3>Head detection</h3><p class='muted'>{escape(params)}; the top 3 heads of each kind are outlined.</p>"
+        f"{table_html(top)}{figure_to_img_tag(fig)}"
         f"<h3>Patterns of layers {escape(', '.join(map(str, layers)))} on the first prompt</h3>{patterns.to_html()}"
     )
+
+
+def _layer_head(name: str) -> tuple[int, int]:
+    """``"L12H3" -> (12, 3)``."""
+    layer, head = name[1:].split("H")
+    return int(layer), int(head)
 
 
 def attribution_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any], store: dict[str, Any]) -> str:

@@ -82,41 +82,57 @@ def heatmap_grid(
     cmap: str = "viridis",
     ylabel: str = "",
     xlabel: str = "",
+    ncols: int | None = None,
+    outline: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> Any:
-    """Several same-shape heatmaps side by side with one colour scale, sized by their rows and columns.
+    """Same-shape heatmaps in a grid (``ncols`` per row) with one colour scale, sized by their cells.
 
     Each panel gets about 0.28 in per cell (8-point tick labels fit; past
     :data:`MAX_TICK_LABELS` rows only every k-th label is written), so a 30-layer × 9-head
-    grid is about 10 in tall and 3.7 in wide per panel.
+    panel is about 10 in tall and 3.7 in wide: two per row fit a 1,100-pixel page at 110 dpi
+    without shrinking.
+
+    Args:
+        outline: per panel, ``(row, col)`` cells to outline and label with their value
+            (e.g. the top heads).
 
     Returns:
         The matplotlib figure.
 
     Example:
-        >>> fig = heatmap_grid([np.zeros((30, 9))] * 2, ["a", "b"], [f"L{i}" for i in range(30)], list("012345678"))
+        >>> fig = heatmap_grid([np.zeros((30, 9))] * 4, list("abcd"), [f"L{i}" for i in range(30)], list("012345678"), ncols=2)
         >>> [round(x) for x in fig.get_size_inches()]
-        [8, 10]
+        [8, 20]
     """
     plt = _pyplot()
     data = [np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=float) for m in matrices]
     n_rows, n_cols = data[0].shape
+    ncols = min(len(data), ncols or len(data))
+    grid_rows = -(-len(data) // ncols)
     panel_w = max(2.2, 0.28 * n_cols + 1.2)
-    height = min(16.0, max(2.5, 0.28 * min(n_rows, 2 * MAX_TICK_LABELS) + 1.6))
-    fig, axes = plt.subplots(1, len(data), figsize=(panel_w * len(data) + 0.8, height), squeeze=False)
+    panel_h = min(16.0, max(2.5, 0.28 * min(n_rows, 2 * MAX_TICK_LABELS) + 1.6))
+    fig, axes = plt.subplots(grid_rows, ncols, figsize=(panel_w * ncols + 0.8, panel_h * grid_rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(data):]:
+        ax.axis("off")
     lo = vmin if vmin is not None else float(np.nanmin([np.nanmin(d) for d in data]))
     hi = vmax if vmax is not None else float(np.nanmax([np.nanmax(d) for d in data]))
     image = None
-    for i, (ax, matrix, title) in enumerate(zip(axes[0], data, titles)):
+    for i, (ax, matrix, title) in enumerate(zip(flat, data, titles)):
         image = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
         ticks = _thinned(n_rows)
-        ax.set_yticks(ticks, labels=[str(row_labels[t]) for t in ticks] if i == 0 else [], fontsize=8)
+        ax.set_yticks(ticks, labels=[str(row_labels[t]) for t in ticks], fontsize=8)
         cols = _thinned(n_cols)
         ax.set_xticks(cols, labels=[str(col_labels[t]) for t in cols], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
-        if i == 0:
+        if i % ncols == 0:
             ax.set_ylabel(ylabel, fontsize=8)
-    fig.colorbar(image, ax=list(axes[0]), fraction=0.03, pad=0.02)
+        for r, c in (outline[i] if outline is not None else []):
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=1.2))
+            ax.text(c, r, f"{matrix[r, c]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if (matrix[r, c] - lo) < 0.6 * (hi - lo) else "black")
+    fig.colorbar(image, ax=flat[: len(data)], fraction=0.03, pad=0.02)
     return fig
 
 
