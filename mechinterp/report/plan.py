@@ -15,10 +15,11 @@ The cost of each section in prompt-forwards (``U``, measured):
 patching           ``n × (n_pos × |layers| + n_layers × n_heads) × 0.25 + 2n`` (a patched
                    run starts at the patched layer and reads out only the last position;
                    stacked variants batch well: 0.21–0.22 U measured on SmolLM2)
-circuit            ``n × (0.6 × (6 × steps + 4) + 5.5 × (n_fractions + 2))`` (EAP-IG:
-                   forward and backward per step; each faithfulness point, plus the full
-                   and empty circuits, is an edge-patched run: 5.5 U each on SmolLM2, whose
-                   810 receivers each read their own mix of 301 senders)
+circuit            ``n × (1.5 × (6 × steps + 4) + 10 × (n_fractions + 2))`` (EAP-IG:
+                   forward and backward per step over edge-mixed inputs; each faithfulness
+                   point, plus the full and empty circuits, is an edge-patched run: 5–13 U
+                   each measured on SmolLM2, whose 810 receivers each read their own mix
+                   of 301 senders — memory-bound, so the upper end is used)
 attention          ``n_probes × 2`` (probe sequences twice the prompt length)
 attribution        ``prompts × (1.2 × ig_steps + 9 + n_pos / 2)`` (IG, ∇×input, CP-LRP,
                    occlusion, batched)
@@ -85,7 +86,7 @@ class ReportPlan:
         return {
             "task": 2.0 * self.n,
             "patching": self.patch_n * (self.n_pos * len(self.patch_layers) + self.n_layers * self.n_heads) * 0.25 + 2 * self.patch_n,
-            "circuit": self.circuit_n * (0.6 * (6.0 * self.circuit_steps + 4) + 5.5 * (len(self.circuit_fractions) + 2)),
+            "circuit": self.circuit_n * (1.5 * (6.0 * self.circuit_steps + 4) + 10.0 * (len(self.circuit_fractions) + 2)),
             "attention": 2.0 * self.head_probes + 1,
             "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
             "probes": self.n + 1.5 * self.n_layers,
@@ -102,6 +103,14 @@ class ReportPlan:
         return {**asdict(self), "estimate_s": {k: round(v, 1) for k, v in self.estimate_s().items()}}
 
 
+#: how each reducible setting is named in the page
+NAMES = {
+    "patch_n": "activation patching prompts", "circuit_n": "circuit (EAP-IG) prompts", "ig_steps": "IG steps",
+    "circuit_steps": "EAP-IG steps", "head_probes": "head-detection probe sequences",
+    "circuit_fractions": "faithfulness-curve points", "attribution_prompts": "attribution prompts",
+}
+
+
 def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
     """Apply reductions in order of least harm until the estimate fits ``budget_s``."""
     reasons: list[str] = []
@@ -115,7 +124,7 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
     # 1. fewer patching / circuit prompts (the estimates are means: 8 prompts keep them stable)
     for attr, floor in (("patch_n", 8), ("circuit_n", 8)):
         if over(plan) and getattr(plan, attr) > floor:
-            note(plan, f"{attr.replace('_n', '')}: {getattr(plan, attr)} → {floor} prompts")
+            note(plan, f"{NAMES[attr]}: {getattr(plan, attr)} → {floor}")
             plan = replace(plan, **{attr: floor})
     # 2. the position sweep on every k-th layer (the head sweep keeps every layer)
     widest = max(1, plan.n_layers // 4)
@@ -133,7 +142,7 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
                         ("attribution_prompts", 1), ("ig_steps", 16),
                         ("patch_n", 2), ("circuit_n", 2)):
         if over(plan) and _size(getattr(plan, attr)) > _size(value):
-            note(plan, f"{attr.replace('_', ' ')}: {getattr(plan, attr)} → {value}")
+            note(plan, f"{NAMES[attr]}: {getattr(plan, attr)} → {value}")
             plan = replace(plan, **{attr: value})
     if over(plan):
         reasons.append(

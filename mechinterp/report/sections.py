@@ -108,9 +108,12 @@ def circuit_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
     circuit = discover(model, sub, method="eap-ig-inputs", setup=setup, steps=plan.circuit_steps)
     top = circuit.top_n(min(plan.circuit_top_k, circuit.graph.n_edges))
     store["progress"].note(f"  faithfulness curve ({len(sub)} prompts)")
-    curve = faithfulness_curve(model, setup, sub.metric, circuit, fractions=plan.circuit_fractions)
-    store["heads"] = [n for n in top.nodes() if n.startswith("L")]
-    edges = top.edges()
+    # at most ~16 prompt rows per edge-patched pass: each row holds every receiver's own input (memory)
+    curve = faithfulness_curve(model, setup, sub.metric, circuit, fractions=plan.circuit_fractions,
+                               chunk=max(1, 16 // len(sub)))
+    edges = top.edges()  # by decreasing |score|
+    ranked = [node.split(".")[0] for s, r, _ in edges for node in (s, r)]
+    store["heads"] = list(dict.fromkeys(n for n in ranked if n.startswith("L")))  # heads by their best edge
     data["circuit"] = {"prompts": len(sub), "steps": plan.circuit_steps, "edges": top.to_dict(), "top_edges": edges,
                        "faithfulness": curve.to_dict()}
     fig = edge_graph_figure(edges, title=f"top {len(edges)} of {circuit.graph.n_edges} edges (EAP-IG, {plan.circuit_steps} steps)")
@@ -135,11 +138,12 @@ def attention_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, A
                        outline=best)
     top = [{"kind": kind, **{f"#{i + 1}": f"{h} ({s:.2f})" for i, (h, s) in enumerate(scores.ranking(kind)[:5])}}
            for kind in scores.kinds]
-    layers = sorted({int(h[1: h.index("H")]) for h in heads[:6]})[:3] or [model.cfg.n_layers - 1]
+    layers = sorted(list(dict.fromkeys(_layer_head(h)[0] for h in heads))[:3]) or [model.cfg.n_layers - 1]
     patterns = attention_patterns(model, task.clean_prompts[0], layers=layers)
     params = ", ".join(f"{k}={v}" for k, v in scores.parameters.items())
     return (
-        f"<p>Heads of interest (from the {escape(chosen_from)}): {escape(', '.join(heads) or '(none)')}</p>"
+        f"<p>Heads of interest, most important first (from the {escape(chosen_from)}): "
+        f"{escape(', '.join(heads) or '(none)')}</p>"
         f"<h3>Head detection</h3><p class='muted'>{escape(params)}; the top 3 heads of each kind are outlined.</p>"
         f"{table_html(top)}{figure_to_img_tag(fig)}"
         f"<h3>Patterns of layers {escape(', '.join(map(str, layers)))} on the first prompt</h3>{patterns.to_html()}"
