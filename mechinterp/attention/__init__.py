@@ -8,6 +8,10 @@
   max-flow), :func:`gradient_rollout` (Chefer et al., 2021) — token-to-token maps with a
   per-input-token vector (:class:`AttentionMap`) comparable with the attribution methods.
 
+On pretrained models pass ``sink="first"`` to rollout, flow, gradient rollout and head
+detection: the first token takes most of the attention there (:mod:`mechinterp.attention.sinks`).
+Every entry point runs on bf16/fp16 models and computes in float32.
+
 Patterns are read through :class:`mechinterp.SharedCache` (``positions="all"``), so a cache
 already holding them costs no forward pass. Every result is a frozen dataclass with
 ``plot()``, ``to_html()``, ``to_dict()``, ``save()`` and a notebook display.
@@ -28,6 +32,7 @@ from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.patterns import AttentionPatterns, attention_patterns
 from mechinterp.attention.render import OfflineView, circuitsvis_html, external_references
 from mechinterp.attention.rollout import augment_with_residual, attention_rollout, fuse_heads, rollout_from_patterns
+from mechinterp.attention.sinks import SINK_MODES, exclude_sinks
 
 __all__ = [
     "HEAD_KINDS",
@@ -36,12 +41,14 @@ __all__ = [
     "FlowTooLargeError",
     "HeadScores",
     "OfflineView",
+    "SINK_MODES",
     "attention_flow",
     "attention_patterns",
     "attention_rollout",
     "augment_with_residual",
     "circuitsvis_html",
     "detection_patterns",
+    "exclude_sinks",
     "external_references",
     "fuse_heads",
     "gradient_rollout",

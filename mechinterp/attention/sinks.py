@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Literal, Union
 
 import torch
@@ -69,18 +70,18 @@ def resolve_sinks(sink: Sink, lengths: Int[Tensor, " batch"]) -> list[int]:
                 f"sink must be 'first', a position (int >= 0), a list of positions or None; got {sink!r}."
             )
         positions = [0]
-    elif isinstance(sink, bool) or not isinstance(sink, (int, Sequence, Tensor)):
+    elif isinstance(sink, bool) or not isinstance(sink, (Integral, Sequence, Tensor)):
         raise MechinterpError(
             f"sink must be 'first', a position (int >= 0), a list of positions or None; got {sink!r}."
         )
     else:
-        raw = [sink] if isinstance(sink, int) else [int(p) for p in (sink.tolist() if isinstance(sink, Tensor) else sink)]
-        if not raw or any(isinstance(p, bool) or p < 0 for p in raw):
+        items = [sink] if isinstance(sink, Integral) else (sink.flatten().tolist() if isinstance(sink, Tensor) else list(sink))
+        if not items or any(isinstance(p, bool) or not isinstance(p, Integral) or p < 0 for p in items):
             raise MechinterpError(
                 f"sink positions are absolute token indices >= 0 (the first token is 0); got {sink!r}. "
                 "Pass sink='first' for the first token."
             )
-        positions = sorted(set(raw))
+        positions = sorted({int(p) for p in items})
     shortest = int(lengths.min()) if len(lengths) else 0
     if positions[-1] >= shortest:
         raise MechinterpError(

@@ -34,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
     parser.add_argument("--n-probes", type=int, default=32, help="probe sequences for head detection")
     parser.add_argument("--max-flow-tokens", type=int, default=24, help="skip attention flow above this many tokens")
+    parser.add_argument(
+        "--sink", default="none",
+        help="attention sink to exclude from rollout, flow, gradient rollout and head scores: 'none' (default), "
+        "'first' (recommended on pretrained models, where the first token takes most attention) or a position",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from mechinterp.viz import escape, html_page
 
     start = time.perf_counter()
+    sink = None if args.sink == "none" else "first" if args.sink == "first" else _position(args.sink)
     model = load_model(args)
     folder = out_dir(args.out)
 
@@ -53,21 +59,21 @@ def run(args: argparse.Namespace) -> int:
     fig.savefig(folder / "patterns_grid.svg", bbox_inches="tight")
     at.save_figure(fig, folder / "patterns_grid.png")
 
-    probes = at.head_scores(model, n_probes=args.n_probes, seed=args.seed, batch_size=args.batch_size)
+    probes = at.head_scores(model, n_probes=args.n_probes, seed=args.seed, batch_size=args.batch_size, sink=sink)
     probes.save(folder / "head_scores.json")
     (folder / "head_scores.html").write_text(html_page("Head scores", "<h1>Head scores</h1>" + probes.to_html()))
     at.save_figure(probes.plot(), folder / "head_scores.png")
-    on_prompt = at.head_scores(model, [args.prompt])
+    on_prompt = at.head_scores(model, [args.prompt], sink=sink)
     on_prompt.save(folder / "head_scores_prompt.json")
 
-    maps = [at.attention_rollout(model, [args.prompt], head_fusion=args.head_fusion, query=args.query)]
+    maps = [at.attention_rollout(model, [args.prompt], head_fusion=args.head_fusion, query=args.query, sink=sink)]
     target = args.target
-    maps.append(at.gradient_rollout(model, [args.prompt], target=target, query=args.query))
+    maps.append(at.gradient_rollout(model, [args.prompt], target=target, query=args.query, sink=sink))
     n_tokens = len(pats.str_tokens)
     if n_tokens <= args.max_flow_tokens:
         try:
             maps.append(at.attention_flow(model, [args.prompt], head_fusion=args.head_fusion, queries=[args.query],
-                                          query=args.query, max_positions=args.max_flow_tokens))
+                                          query=args.query, max_positions=args.max_flow_tokens, sink=sink))
         except MechinterpError as err:  # reported, not fatal: the other views are written
             print(f"attention flow skipped: {err}")
     for m in maps:
@@ -94,5 +100,16 @@ def run(args: argparse.Namespace) -> int:
     for m in maps:
         best = int(m.scores(0).argmax())
         print(f"  {m.method:<17} most relevant token: {pats.str_tokens[best]!r} (position {best})")
+        if m.sink_note(0):
+            print(f"  {'':<17} {m.sink_note(0)}")
     print(f"wrote {len(summary['files'])} files to {folder}")
     return 0
+
+
+def _position(text: str) -> int:
+    from mechinterp.errors import MechinterpError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise MechinterpError(f"--sink takes 'none', 'first' or a token position (an integer); got {text!r}.") from None

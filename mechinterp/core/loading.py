@@ -159,6 +159,7 @@ def _with_meta(model: Any, **meta: Any) -> Any:
         "bos_token": getattr(tok, "bos_token", None) if tok is not None else None,
         "n_key_value_heads": getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads,
         "dequantized_from": None,
+        "weight_processing": getattr(model, "mechinterp_processing", None),
     }
     meta.pop("dtype", None)
     info.update(meta)
@@ -173,7 +174,10 @@ def model_info(model: Any) -> dict[str, Any]:
     model built elsewhere), ``path``, ``architecture``, ``dtype``, ``prepend_bos`` (whether
     prompts get a BOS token, following the checkpoint's own tokenizer configuration),
     ``bos_token``, ``bos_source`` (what decided ``prepend_bos``), ``n_key_value_heads``,
-    ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``).
+    ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``),
+    ``weight_processing`` (for converted checkpoints: each of TL's processing switches as
+    asked and as applied; folding is switched off where it would change the model, e.g.
+    post-norm blocks or a logit softcap).
     """
     meta = getattr(model, "mechinterp_meta", None)
     if meta is None:
@@ -380,7 +384,11 @@ def _convert(
     for key, value in overrides.items():
         setattr(cfg, key, value)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state, **valid_processing(cfg, processing))
+    applied = valid_processing(cfg, processing)
+    model.load_and_process_state_dict(state, **applied)
+    model.mechinterp_processing = {  # read by _with_meta: what was asked and what was applied
+        key: {"asked": processing[key], "applied": applied[key]} for key in processing
+    }
     if model.tokenizer is not None and "gemma" not in str(cfg.original_architecture).lower():
         # TL special-cases tokenizers whose *path* contains "gemma"; a folder name must not trigger it.
         model.tokenizer.name_or_path = name.lower().replace("gemma", "g-mma")

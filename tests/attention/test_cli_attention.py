@@ -47,3 +47,21 @@ def test_cli_bad_prompt_exits_2(saved_model, tmp_path, capsys):
     code = main(["attention", "--model", str(saved_model), "--prompt", " ".join(["w1"] * 30), "--out", str(tmp_path)])
     assert code == 2
     assert "n_ctx" in capsys.readouterr().err
+
+
+def test_cli_sink_option(saved_model, tmp_path, capsys):
+    import mechinterp
+
+    out = tmp_path / "att_sink"
+    prompt = "w1 w2 w3 w1 w2"
+    code = main(["attention", "--model", str(saved_model), "--prompt", prompt, "--out", str(out), "--n-probes", "4",
+                 "--sink", "first"])
+    assert code == 0
+    assert "Attention sink excluded: position(s) [0]" in capsys.readouterr().out
+    saved = AttentionMap.load(out / "rollout.json")
+    assert saved.sink_positions == [0] and saved.scores(0)[0] == 0
+    model = mechinterp.load(str(saved_model))
+    torch.testing.assert_close(saved.matrix, attention_rollout(model, [prompt], sink="first").matrix)
+    assert HeadScores.load(out / "head_scores.json").sink_positions == [0]
+    assert main(["attention", "--model", str(saved_model), "--prompt", prompt, "--out", str(out), "--sink", "last"]) == 2
+    assert "--sink takes" in capsys.readouterr().err

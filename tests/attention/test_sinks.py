@@ -42,7 +42,12 @@ def test_resolve_sinks():
     lengths = torch.tensor([5, 3])
     assert resolve_sinks(None, lengths) == [] and resolve_sinks("first", lengths) == [0]
     assert resolve_sinks(2, lengths) == [2] and resolve_sinks([2, 0, 2], lengths) == [0, 2]
-    for bad, match in (("last", "sink must"), (-1, ">= 0"), (True, "sink must"), ([], ">= 0"), (3, "every prompt"), (1.5, "sink must")):
+    import numpy as np
+
+    assert resolve_sinks(np.int64(1), lengths) == [1] and resolve_sinks(torch.tensor([0, 2]), lengths) == [0, 2]
+    bad_inputs = (("last", "sink must"), (-1, ">= 0"), (True, "sink must"), ([], ">= 0"), (3, "every prompt"),
+                  (1.5, "sink must"), ([0, 1.5], ">= 0"), ([True], ">= 0"))
+    for bad, match in bad_inputs:
         with pytest.raises(MechinterpError, match=match):
             resolve_sinks(bad, lengths)
 

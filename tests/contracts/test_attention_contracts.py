@@ -180,3 +180,32 @@ def test_nan_weights_raise_nonfinite(tiny_model):
     finally:
         with torch.no_grad():
             w.copy_(saved)
+
+
+@pytest.fixture(scope="module")
+def gqa_model(tiny_model):
+    """A tiny Llama-style model: 4 query heads sharing 2 key/value heads, rotary, RMSNorm, gated MLP."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_heads=4, d_head=8, n_key_value_heads=2, d_mlp=64, n_ctx=16,
+        d_vocab=tiny_model.cfg.d_vocab, act_fn="silu", gated_mlp=True, normalization_type="RMS",
+        positional_embedding_type="rotary", rotary_dim=8, final_rms=True, seed=0, device="cpu",
+    )
+    torch.manual_seed(0)
+    model = HookedTransformer(cfg, tokenizer=tiny_model.tokenizer)
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_grouped_query_attention_model(gqa_model, name):
+    result = METHODS[name][0](gqa_model)
+    assert_no_hooks(gqa_model)
+    numbers = _numbers(result)
+    assert torch.isfinite(numbers[numbers != -1.0]).all()
+    if isinstance(result, AttentionPatterns):  # one pattern per query head, rows summing to 1
+        assert result.patterns.shape[:2] == (2, 4)
+        torch.testing.assert_close(result.patterns.sum(-1), torch.ones(result.patterns.shape[:-1]))
+    if isinstance(result, HeadScores):
+        assert result.scores.shape[1:] == (2, 4)

@@ -149,3 +149,12 @@ def test_non_gguf_file_is_rejected(tmp_path):
     bad.write_bytes(b"not gguf")
     with pytest.raises(ModelLoadError, match="GGUF"):
         mechinterp.load(bad)
+
+
+def test_metadata_records_weight_processing(tmp_path, no_network):
+    from mechinterp.core.loading import model_info
+
+    _tiny_llama_folder(tmp_path)
+    info = model_info(mechinterp.load(tmp_path, center_unembed=False))
+    assert info["weight_processing"]["fold_ln"] == {"asked": True, "applied": True}
+    assert info["weight_processing"]["center_unembed"] == {"asked": False, "applied": False}
