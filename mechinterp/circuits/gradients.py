@@ -42,7 +42,7 @@ float32) instead of returning NaN scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -92,19 +92,62 @@ def _check_gradients(model: Any, grads: Any) -> None:
     raise NonFiniteError("The gradient of the metric has NaN or infinite entries." + hint)
 
 
-def _scores_from(setup: PatchSetup, points: list[list[tuple[int, Tensor]]]) -> Float[Tensor, "n_senders n_receivers"]:
-    """Average receiver gradients over points and contract with ``patched - clean``."""
+def _mean_gradients(points: Iterable[list[tuple[int, Tensor]]]) -> list[tuple[int, Tensor]]:
+    """Float32 running mean of receiver gradients over points (one point's gradients held at a time)."""
+    total: list[tuple[int, Tensor]] | None = None
+    n = 0
+    for point in points:
+        n += 1
+        if total is None:
+            total = [(first, grad.float()) for first, grad in point]
+        else:  # out of place: autograd may hand the same tensor to two inputs
+            total = [(first, acc + grad.float()) for (first, acc), (_, grad) in zip(total, point)]
+    if total is None:
+        raise MechinterpError("No gradient points: steps must be at least 1.")
+    return [(first, acc / n) for first, acc in total]
+
+
+def _scores_from(
+    setup: PatchSetup, grads: list[tuple[int, Tensor]], rows: list[int] | None = None, block: int = 256
+) -> Float[Tensor, "n_senders n_receivers"]:
+    """Contract receiver gradients with ``patched - clean`` over prompts, positions and d_model (float32 matmuls).
+
+    ``grads``: ``(first receiver column, gradient)`` as from :func:`_mean_gradients`; ``rows``: only these senders
+    (others stay 0). The contraction is one ``[senders, batch*pos*d_model] @ [batch*pos*d_model, receivers]``
+    product per block of receivers.
+    """
     g = setup.graph
     diff = setup.diff  # [batch, pos, n_senders, d_model], float32
+    batch = max(diff.shape[0], *(grad.shape[0] for _, grad in grads))
+    diff = diff.expand(batch, *diff.shape[1:])
+    if rows is not None:
+        diff = diff[:, :, rows]
+    senders = diff.permute(2, 0, 1, 3).reshape(diff.shape[2], -1)  # [n_senders', batch*pos*d_model]
     scores = torch.zeros(g.n_senders, g.n_receivers, device=diff.device)
-    for first_point in zip(*points):
-        first = first_point[0][0]
-        grad = sum(p[1].float() for p in first_point) / len(first_point)  # float32 mean over points
+    cols: list[int] = []
+    mats: list[Tensor] = []
+
+    def flush() -> None:
+        if cols:
+            part = senders @ torch.cat(mats).T  # [n_senders', len(cols)]
+            idx = torch.tensor(cols, device=scores.device)
+            if rows is None:
+                scores[:, idx] = part
+            else:
+                scores[torch.tensor(rows, device=scores.device)[:, None], idx[None, :]] = part
+            cols.clear()
+            mats.clear()
+
+    for first, grad in grads:
         if grad.ndim == 4:  # q/k/v input of every head: [batch pos head_index d_model], columns first + 3h
-            cols = torch.arange(first, first + 3 * grad.shape[2], 3)
-            scores[:, cols] = torch.einsum("bpsd,bphd->sh", diff, grad)
-        else:
-            scores[:, first] = torch.einsum("bpsd,bpd->s", diff, grad)
+            cols.extend(range(first, first + 3 * grad.shape[2], 3))
+            mats.append(grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1))
+        else:  # [batch pos d_model]
+            cols.append(first)
+            mats.append(grad.reshape(1, -1))
+        if len(cols) >= block:
+            flush()
+    flush()
     return scores * g.real.to(scores.device)
 
 
@@ -115,7 +158,7 @@ def eap_scores(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, "
         >>> setup = prepare(model, task.clean_tokens, task.corrupted_tokens)  # doctest: +SKIP
         >>> eap_scores(model, setup, task.metric).shape  # doctest: +SKIP
     """
-    return _scores_from(setup, [_gradient_point(model, setup, metric)])
+    return _scores_from(setup, _mean_gradients([_gradient_point(model, setup, metric)]))
 
 
 def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
@@ -123,11 +166,11 @@ def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: i
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
     base = setup.patched[:, :, 0]  # the ablated embedding: corrupted, mean or zero
-    points = []
-    for i in range(1, steps + 1):
-        t = i / steps
-        points.append(_gradient_point(model, setup, metric, embed_fn=lambda x, t=t: base + t * (x - base)))
-    return _scores_from(setup, points)
+
+    def point(t: float) -> list[tuple[int, Tensor]]:
+        return _gradient_point(model, setup, metric, embed_fn=lambda x: base + t * (x - base))
+
+    return _scores_from(setup, _mean_gradients(point(i / steps) for i in range(1, steps + 1)))
 
 
 def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
@@ -148,12 +191,13 @@ def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, ste
     real = g.real.to(setup.patched.device)
     scores = torch.zeros(g.n_senders, g.n_receivers, device=setup.patched.device)
     for rows in sender_layers(g):
-        points = []
-        for i in range(1, steps + 1):
+
+        def point(i: int, rows: list[int] = rows) -> list[tuple[int, Tensor]]:
             alpha = torch.zeros(g.real.shape, device=real.device)
             alpha[rows] = 1.0 - (i - 0.5) / steps  # this layer's edges carry 1 - t of the patched values
-            points.append(_gradient_point(model, setup, metric, alpha=(alpha * real)[None]))
-        scores[rows] = _scores_from(setup, points)[rows]
+            return _gradient_point(model, setup, metric, alpha=(alpha * real)[None])
+
+        scores[rows] = _scores_from(setup, _mean_gradients(point(i) for i in range(1, steps + 1)), rows=rows)[rows]
     return scores
 
 
