@@ -58,8 +58,9 @@ def test_task_builds_a_valid_set_and_reports_accuracy(smollm2, name):
 
 def test_ioi_is_solved(smollm2):
     task = mechinterp.tasks.load("ioi", smollm2, n=20, seed=0)
-    out = task.evaluate(smollm2)
-    assert out["accuracy"] >= 0.8 and out["metric_mean"] > 3.0  # measured: 0.95 and 5.2
+    with torch.no_grad():
+        logits = smollm2(task.clean_tokens)
+    assert task.accuracy(logits) >= 0.8 and task.metric(logits).mean() > 3.0  # measured: 0.95 and 5.16
 
 
 def test_facts_only_solved(smollm2):
