@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mechinterp.attribution.lrp_rules import divide_gradient, epsilon_rule, identity_rule, softmax_relevance, stabilise, stop_gradient
+from mechinterp.attribution.lrp_rules import divide_gradient, epsilon_rule, gated_rule, identity_rule, softmax_relevance, stabilise, stop_gradient
 
 torch.manual_seed(0)
 
@@ -63,3 +63,27 @@ def test_layernorm_scale_as_constant_is_linear_and_conservative():
     m = gamma.unsqueeze(1) * (torch.eye(n, dtype=torch.float64) - 1.0 / n) / scale  # dy/dx with σ constant
     torch.testing.assert_close(x.detach() * x.grad, x.detach() * (m.T @ r))
     torch.testing.assert_close((x.detach() * x.grad).sum(), (y.detach() * r).sum())
+
+
+def test_gated_rule_splits_the_product_relevance_between_gate_and_up():
+    gate = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    act = torch.nn.functional.silu(gate.detach())
+    r = torch.randn(7, dtype=torch.float64)
+    out = act * up.detach() + 0.3  # a bias after the product, as TL's GatedMLP adds b_in
+    y = gated_rule(gate, up, out, torch.nn.functional.silu, "attn_lrp", eps=0.0)
+    assert torch.equal(y, out)  # forward unchanged
+    (y * r).sum().backward()
+    product_relevance = act * up.detach() * r  # the bias's share (0.3 r) is absorbed
+    torch.testing.assert_close(gate.detach() * gate.grad, product_relevance / 2)  # identity rule after the uniform rule
+    torch.testing.assert_close(up.detach() * up.grad, product_relevance / 2)
+
+
+def test_cp_gated_rule_holds_the_gate_constant():
+    gate = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    act = torch.nn.functional.gelu(gate.detach())
+    r = torch.randn(7, dtype=torch.float64)
+    (gated_rule(gate, up, act * up.detach(), torch.nn.functional.gelu, "cp_lrp") * r).sum().backward()
+    assert gate.grad is None
+    torch.testing.assert_close(up.detach() * up.grad, act * up.detach() * r)  # all the product's relevance
