@@ -169,7 +169,7 @@ def plan_report(
         budget_s: seconds for all sections together; ``None``: no reduction.
 
     Example:
-        >>> plan = plan_report(30, 9, 15, n=32, unit_s=0.05, budget_s=420)
+        >>> plan = plan_report(30, 9, 15, n=32, unit_s=0.3, budget_s=420)
         >>> plan.total_s() <= 420, len(plan.patch_layers) < 30, bool(plan.reasons)
         (True, True, True)
     """
