@@ -84,7 +84,7 @@ def _details(key: str, plan: ReportPlan, model: Any) -> str:
     }[key] + f" (estimated {format_seconds(plan.estimate_s()[key])})"
 
 
-def _plan_html(plan: ReportPlan, timings: dict[str, float]) -> str:
+def _plan_html(plan: ReportPlan, timings: dict[str, float], where: str) -> str:
     rows = [{"section": SECTIONS[k], "estimated s": round(v, 1), "measured s": timings.get(k, "")} for k, v in plan.estimate_s().items()]
     settings = [
         {"setting": "prompts loaded (task, probes)", "value": plan.n},
@@ -100,8 +100,9 @@ def _plan_html(plan: ReportPlan, timings: dict[str, float]) -> str:
         if plan.reasons else "<p>Nothing was reduced: every section runs at full size within the budget.</p>"
     )
     return (
-        f"<p class='muted'>One forward pass took {plan.unit_s * 1000:.1f} ms per prompt of {plan.n_pos} tokens on this "
-        f"device; the sections were sized to fit a budget of {plan.budget_s:.0f} s.</p>{why}"
+        f"<p>One forward pass took {plan.unit_s * 1000:.1f} ms per prompt of {plan.n_pos} tokens on {escape(where)}; "
+        f"every section's cost was estimated in such passes and the sections were sized to fit a budget of "
+        f"{plan.budget_s:.0f} s (model loading not included).</p>{why}"
         f"{table_html(settings)}{table_html(rows)}"
     )
 
@@ -199,6 +200,9 @@ def build_report(
         data.setdefault("errors", {}).update(errors)
     data["timings_s"]["total"] = round(time.perf_counter() - progress.start, 2)  # includes loading the model
     data["cpu_s"]["total"] = round(time.process_time(), 2)  # the process's CPU time so far (all threads)
+    n_params = sum(p.numel() for p in model.parameters())
+    where = (f"{model.cfg.device} ({str(model.cfg.dtype).removeprefix('torch.')}, torch threads {torch.get_num_threads()}) "
+             f"for a model of {n_params / 1e6:.0f}M parameters and {model.cfg.n_layers} layers")
     nav = " · ".join(f"<a href='#{k}'>{escape(t)}</a>" + (" (failed)" if k in errors else "") for k, t in SECTIONS.items())
     failed = (f"<div class='error'><b>{len(errors)} section(s) failed:</b> {escape(', '.join(errors))}; see below.</div>"
               if errors else "")
@@ -206,7 +210,7 @@ def build_report(
     page = html_page(
         f"mechinterp report: {task_name} on {model_name}",
         f"<h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1><p class='muted'>{nav}</p>{failed}"
-        f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'])}</section>{body}",
+        f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'], where)}</section>{body}",
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
