@@ -82,7 +82,9 @@ def edge_graph_figure(
     fig_w = width or min(16.0, max(6.0, 1.3 * widest + 2.5))
     fig_h = max(2.5, row_height * len(rows) + 1.2)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
-    pos = {n: (i - (len(ns) - 1) / 2, r) for r, ns in by_row.items() for i, n in enumerate(ns)}
+    # rows of one node zigzag left/right so edges that skip rows do not run over the nodes between them
+    pos = {n: (i - (len(ns) - 1) / 2 + (0.35 * (-1) ** r if len(ns) == 1 else 0.0), r)
+           for r, ns in by_row.items() for i, n in enumerate(ns)}
     top = max((abs(d["score"]) for _, _, d in dg.edges(data=True)), default=1.0) or 1.0
     data = list(dg.edges(data=True))
     nx.draw_networkx_nodes(dg, pos, ax=ax, node_color="#f5f5f7", edgecolors="#333", node_size=700)
