@@ -103,6 +103,15 @@ def test_a_failing_section_is_shown_in_the_page_and_the_cli_exits_1(tmp_path, mo
     assert data["plan"]["head_probes"] < 32 and data["plan"]["ig_steps"] < 64
 
 
+def test_device_and_dtype_with_a_loaded_model_are_refused_not_ignored(tiny_model, tmp_path):
+    from mechinterp.errors import MechinterpError
+
+    for kwargs in ({"device": "cpu"}, {"dtype": "bf16"}):
+        with pytest.raises(MechinterpError, match="already loaded"):
+            build_report(tiny_model, "ioi", tmp_path, log=lambda _: None, **kwargs)
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_figures_grow_with_the_number_of_layers():
     import numpy as np
 

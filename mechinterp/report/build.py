@@ -138,7 +138,8 @@ def build_report(
         out: the output folder.
         n: prompts to load (default 32); ignored when ``task`` is a ``Task``.
         seed: the seed of generated prompts.
-        device, dtype: passed to :func:`mechinterp.load` when ``model`` is a name.
+        device, dtype: passed to :func:`mechinterp.load` when ``model`` is a name (with a
+            loaded model they raise rather than being ignored).
         budget_s: seconds the sections may take together; sections are shrunk to fit
             (see :mod:`mechinterp.report.plan`); ``None`` runs everything at full size.
         only_solved: keep only prompts the model answers correctly (top-1), as
@@ -164,6 +165,13 @@ def build_report(
         model = mechinterp.load(model, device=device, dtype=dtype)
         progress.note(f"loaded in {format_seconds(time.perf_counter() - progress.start)}")
     else:
+        if device is not None or dtype is not None:
+            from mechinterp.errors import MechinterpError
+
+            raise MechinterpError(
+                "device= and dtype= apply when build_report loads the model by name; this model is already loaded "
+                f"(on {model.cfg.device}, {model.cfg.dtype}): pass its name or path instead, or convert it yourself."
+            )
         model_name = str(getattr(model, "zoo_name", None) or (getattr(model, "mechinterp_meta", None) or {}).get("path")
                          or model.cfg.model_name)
     if isinstance(task, str):
