@@ -1,14 +1,22 @@
 """Build the circuit report: every method family on one task, on one offline HTML page.
 
-Sections, each produced by a family's public API and rendered with its own ``to_html``:
+Sections, each produced by a family's public API (see :mod:`mechinterp.report.sections`):
 
 1. task and model — the model card's summary, configuration, accuracy and metric;
 2. patching — residual stream by layer × position and attention heads (activation patching);
-3. circuit — edges found by EAP-IG, the drawn graph, and its faithfulness curve;
-4. attention — head detection scores and the patterns of the circuit's heads (circuitsvis,
-   embedded offline);
+3. circuit — the top edges found by EAP-IG, drawn one row per used layer, and the
+   faithfulness curve;
+4. attention — head detection scores (layer × head heatmaps, top heads per kind) and the
+   patterns of the circuit's heads (circuitsvis, embedded offline);
 5. attribution — several attribution methods side by side on example prompts;
 6. probes — a probe sweep over layers for one of the task's concept labels.
+
+Before the sections run, one forward pass of the task's prompts is timed and
+:func:`~mechinterp.report.plan.plan_report` sizes every section to fit ``budget_s``; the
+page opens with that plan (prompts per section, which sweeps were reduced and why,
+estimated and measured seconds). Progress goes to stderr, one line per section start and
+end. A section that raises is shown in the page as an error box with the exception (and in
+``report.json`` under ``errors``); the other sections still run.
 
 The page references no URL: scripts, styles and images are inlined.
 """
@@ -16,16 +24,22 @@ The page references no URL: scripts, styles and images are inlined.
 from __future__ import annotations
 
 import json
+import math
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mechinterp.report import sections as S
+from mechinterp.report.plan import DEFAULT_BUDGET_S, ReportPlan, plan_report
+from mechinterp.report.progress import Progress, format_seconds
 from mechinterp.viz import escape, html_page, table_html
 
-__all__ = ["SECTIONS", "build_report"]
+__all__ = ["SECTIONS", "build_report", "measure_unit"]
 
 #: section id -> title, in page order
 SECTIONS = {
@@ -37,159 +51,179 @@ SECTIONS = {
     "probes": "Linear probes over layers",
 }
 
-#: the concept label probed for each task (a key of ``task.ground_truth.labels``)
-PROBE_LABELS = {"ioi": "subject_first", "sentiment": "polarity", "facts": "continent", "greater-than": "yy"}
+_BUILDERS = {
+    "task": S.task_section, "patching": S.patching_section, "circuit": S.circuit_section,
+    "attention": S.attention_section, "attribution": S.attribution_section, "probes": S.probes_section,
+}
 
 
-def _task_section(model: Any, task: Any, model_name: str, data: dict[str, Any]) -> str:
-    from mechinterp import zoo
-
+def measure_unit(model: Any, tokens: torch.Tensor, batch: int = 8) -> float:
+    """Seconds of one forward pass per prompt: a warm-up pass of ``batch`` prompts, then the faster of two timed passes."""
+    sample = tokens[:batch]
+    times = []
     with torch.no_grad():
-        clean, corrupted = model(task.clean_tokens), model(task.corrupted_tokens)
-    summary = {
-        "model": model_name,
-        "task": task.name,
-        "prompts": len(task),
-        "accuracy": task.accuracy(clean),
-        "metric clean": task.metric(clean).mean().item(),
-        "metric corrupted": task.metric(corrupted).mean().item(),
-        "layers": model.cfg.n_layers,
-        "heads per layer": model.cfg.n_heads,
-        "d_model": model.cfg.d_model,
-        "vocabulary": model.cfg.d_vocab,
-    }
-    data["task"] = summary
-    card = ""
-    name = getattr(model, "zoo_name", None)
-    if name:
-        paragraphs = [p for p in zoo.card(name).split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
-        card = f"<p>{escape(paragraphs[0] if paragraphs else '')}</p>"
-    examples = table_html(
-        [
-            {"clean": c, "corrupted": k, "answer": a, "wrong": w}
-            for c, k, a, w in list(zip(task.clean_prompts, task.corrupted_prompts, task.correct_answers, task.wrong_answers))[:4]
-        ]
+        for _ in range(3):  # the first pass is the warm-up; the min of the others resists a busy machine
+            start = time.perf_counter()
+            model(sample)
+            if sample.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return min(times[1:]) / len(sample)
+
+
+def _details(key: str, plan: ReportPlan, model: Any) -> str:
+    return {
+        "task": f"n={plan.n}",
+        "patching": f"{plan.patch_n} prompts, resid_pre on {len(plan.patch_layers)}/{plan.n_layers} layers × {plan.n_pos} positions, "
+                    f"z on {plan.n_layers}×{plan.n_heads} heads",
+        "circuit": f"EAP-IG on {plan.circuit_n} prompts, {plan.circuit_steps} steps, top {plan.circuit_top_k} edges, "
+                   f"{len(plan.circuit_fractions)} faithfulness points",
+        "attention": f"{plan.head_probes} probe sequences",
+        "attribution": f"{plan.attribution_prompts} prompts, IG {plan.ig_steps} steps",
+        "probes": f"{plan.n} prompts, {plan.n_layers} layers",
+    }[key] + f" (estimated {format_seconds(plan.estimate_s()[key])})"
+
+
+def _plan_html(plan: ReportPlan, timings: dict[str, float], where: str) -> str:
+    rows = [{"section": SECTIONS[k], "estimated s": round(v, 1), "measured s": timings.get(k, "")} for k, v in plan.estimate_s().items()]
+    settings = [
+        {"setting": "prompts loaded (task, probes)", "value": plan.n},
+        {"setting": "activation patching prompts", "value": plan.patch_n},
+        {"setting": "layers in the layer × position sweep", "value": f"{len(plan.patch_layers)} of {plan.n_layers}"},
+        {"setting": "circuit prompts / EAP-IG steps / edges drawn", "value": f"{plan.circuit_n} / {plan.circuit_steps} / {plan.circuit_top_k}"},
+        {"setting": "faithfulness-curve points (edge fractions)", "value": ", ".join(map(str, plan.circuit_fractions))},
+        {"setting": "head-detection probe sequences", "value": plan.head_probes},
+        {"setting": "attribution prompts / IG steps", "value": f"{plan.attribution_prompts} / {plan.ig_steps}"},
+    ]
+    why = (
+        "<p><b>Reduced to fit the time budget:</b></p><ul>" + "".join(f"<li>{escape(r)}</li>" for r in plan.reasons) + "</ul>"
+        if plan.reasons else "<p>Nothing was reduced: every section runs at full size within the budget.</p>"
     )
-    rows = [{"field": k, "value": v} for k, v in summary.items()]
-    return card + table_html(rows) + "<h3>Example prompts</h3>" + examples
+    return (
+        f"<p>One forward pass took {plan.unit_s * 1000:.1f} ms per prompt of {plan.n_pos} tokens on {escape(where)}; "
+        f"every section's cost was estimated in such passes and the sections were sized to fit a budget of "
+        f"{plan.budget_s:.0f} s (model loading not included).</p>{why}"
+        f"{table_html(settings)}{table_html(rows)}"
+    )
 
 
-def _patching_section(model: Any, task: Any, data: dict[str, Any]) -> str:
-    from mechinterp.patching import activation_patch
-
-    common = task.lengths.mode().values  # position sweeps need prompts of one length
-    sub = _subset(task, (task.lengths == common).nonzero().flatten()[:16])
-    resid = activation_patch(model, sub, site="resid_pre", by=("layer", "pos"))
-    heads = activation_patch(model, sub, site="z", by=("layer", "head"))
-    data["patching"] = {"resid_pre": resid.to_dict(), "z": heads.to_dict()}
-    return resid.to_html() + heads.to_html()
-
-
-def _circuit_section(model: Any, task: Any, data: dict[str, Any], store: dict[str, Any]) -> str:
-    from mechinterp.circuits import discover, faithfulness_curve, setup_for
-
-    sub = _subset(task, torch.arange(min(len(task), 24)))
-    setup = setup_for(model, sub)
-    circuit = discover(model, sub, method="eap-ig-inputs", setup=setup)
-    top = circuit.top_n(min(20, circuit.graph.n_edges))
-    curve = faithfulness_curve(model, setup, sub.metric, circuit)
-    store["heads"] = [n for n in top.nodes() if n.startswith("L")]
-    data["circuit"] = {"edges": top.to_dict(), "faithfulness": curve.to_dict()}
-    return top.to_html() + curve.to_html()
-
-
-def _attention_section(model: Any, task: Any, data: dict[str, Any], store: dict[str, Any]) -> str:
-    from mechinterp.attention import attention_patterns, head_scores
-
-    scores = head_scores(model)
-    data["attention"] = {"head_scores": scores.to_dict(), "circuit_heads": store.get("heads", [])}
-    layers = sorted({int(h[1 : h.index("H")]) for h in store.get("heads", [])}) or [model.cfg.n_layers - 1]
-    patterns = attention_patterns(model, task.clean_prompts[0], layers=layers)
-    heads = ", ".join(store.get("heads", [])) or "(none selected)"
-    return f"<p>Circuit heads: {escape(heads)}</p>" + scores.to_html() + patterns.to_html()
-
-
-def _attribution_section(model: Any, task: Any, data: dict[str, Any]) -> str:
-    from mechinterp.attribution import attribute, comparison_html
-
-    parts, records = [], []
-    for i in range(min(2, len(task))):
-        prompt = task.clean_prompts[i]
-        target = (task.correct_answers[i], task.wrong_answers[i])
-        results = [
-            attribute(model, prompt, target, method=m, warn=False)
-            for m in ("integrated_gradients", "gradient_x_input", "cp_lrp", "occlusion")
-        ]
-        records.append([r.to_dict() for r in results])
-        parts.append(f"<h3>{escape(prompt)} → {escape(target[0])} vs {escape(target[1])}</h3>" + comparison_html(results))
-    data["attribution"] = records
-    return "".join(parts)
-
-
-def _probes_section(model: Any, task: Any, data: dict[str, Any]) -> str:
-    from mechinterp.probes import from_task, probe_sweep
-
-    label = PROBE_LABELS.get(task.name)
-    if label is None or label not in task.ground_truth.labels:
-        return f"<p class='muted'>Task {escape(task.name)} has no concept label to probe.</p>"
-    sweep = probe_sweep(from_task(model, task, label), cv=None, seed=0)
-    data["probes"] = sweep.to_dict()
-    return f"<p>Label probed: <code>{escape(label)}</code></p>" + sweep.to_html()
-
-
-def _subset(task: Any, index: torch.Tensor) -> Any:
-    """``task.subset(index)``; tasks whose metric closes over the whole batch are used whole."""
-    if task.metric_fn is not None or task.accuracy_fn is not None or len(index) == len(task):
-        return task
-    return task.subset(index)
+def _error_html(err: BaseException) -> str:
+    tail = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:])
+    return (
+        f"<div class='error'><b>This section failed: {escape(type(err).__name__)}</b><p>{escape(err)}</p>"
+        f"<details><summary>traceback (last frames)</summary><pre>{escape(tail)}</pre></details></div>"
+    )
 
 
 def build_report(
-    model_name: str = "zoo:toy-lm",
-    task_name: str = "ioi",
+    model: Any = "zoo:toy-lm",
+    task: Any = "ioi",
     out: str | Path = "report",
     *,
-    n: int = 32,
+    n: int | None = None,
     seed: int = 0,
     device: str | None = None,
-    log: Callable[[str], None] = print,
+    dtype: str | torch.dtype | None = None,
+    budget_s: float | None = DEFAULT_BUDGET_S,
+    only_solved: bool = False,
+    plan: ReportPlan | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run every family on ``task_name`` and write ``out/report.html`` and ``out/report.json``.
+    """Run every family on ``task`` and write ``out/report.html`` and ``out/report.json``.
+
+    Args:
+        model: a name or path for :func:`mechinterp.load` (zoo name, GGUF file, HF
+            folder), or an already loaded ``HookedTransformer`` (not modified).
+        task: a task name (see ``mechinterp.tasks``) or a loaded ``Task``.
+        out: the output folder.
+        n: prompts to load (default 32); ignored when ``task`` is a ``Task``.
+        seed: the seed of generated prompts.
+        device, dtype: passed to :func:`mechinterp.load` when ``model`` is a name (with a
+            loaded model they raise rather than being ignored).
+        budget_s: seconds the sections may take together; sections are shrunk to fit
+            (see :mod:`mechinterp.report.plan`); ``None`` runs everything at full size.
+        only_solved: keep only prompts the model answers correctly (top-1), as
+            ``mechinterp.tasks.load(..., only_solved=True)``; the task section reports the
+            accuracy either way.
+        plan: section sizes to use as they are (e.g. a reduced
+            :meth:`ReportPlan.full`), instead of planning from ``budget_s``.
+        log: where progress lines go (default: stderr).
 
     Returns:
-        The path of the HTML report.
+        The path of the HTML report. ``report.json`` holds every section's numbers, the
+        plan, the timings and ``errors`` (section -> message) for sections that failed.
 
     Example:
         >>> build_report("zoo:toy-lm", "ioi", "report/")  # doctest: +SKIP
     """
     import mechinterp
 
-    model = mechinterp.load(model_name, device=device)
-    task = mechinterp.tasks.load(task_name, model, n=n, seed=seed)
-    data: dict[str, Any] = {"model": model_name, "task": task_name, "n": n, "seed": seed, "timings_s": {}}
-    store: dict[str, Any] = {}
-    builders: dict[str, Callable[[], str]] = {
-        "task": lambda: _task_section(model, task, model_name, data),
-        "patching": lambda: _patching_section(model, task, data),
-        "circuit": lambda: _circuit_section(model, task, data, store),
-        "attention": lambda: _attention_section(model, task, data, store),
-        "attribution": lambda: _attribution_section(model, task, data),
-        "probes": lambda: _probes_section(model, task, data),
-    }
-    sections = []
+    progress = Progress(len(SECTIONS), log)
+    if isinstance(model, (str, Path)):
+        model_name = str(model)
+        progress.note(f"loading {model_name} (device={device or 'cpu'}, dtype={dtype or 'float32'}) ...")
+        model = mechinterp.load(model, device=device, dtype=dtype)
+        progress.note(f"loaded in {format_seconds(time.perf_counter() - progress.start)}")
+    else:
+        if device is not None or dtype is not None:
+            from mechinterp.errors import MechinterpError
+
+            raise MechinterpError(
+                "device= and dtype= apply when build_report loads the model by name; this model is already loaded "
+                f"(on {model.cfg.device}, {model.cfg.dtype}): pass its name or path instead, or convert it yourself."
+            )
+        model_name = str(getattr(model, "zoo_name", None) or (getattr(model, "mechinterp_meta", None) or {}).get("path")
+                         or model.cfg.model_name)
+    if isinstance(task, str):
+        task = mechinterp.tasks.load(task, model, n=32 if n is None else n, seed=seed, only_solved=only_solved)
+    task_name = task.name
+    n_pos = int(task.lengths.mode().values)
+    unit = measure_unit(model, task.clean_tokens)
+    if plan is None:
+        plan = plan_report(model.cfg.n_layers, model.cfg.n_heads, n_pos, len(task), unit, budget_s)
+    else:
+        plan = replace(plan, unit_s=unit, n=len(task), n_pos=n_pos, budget_s=float(budget_s or math.inf),
+                       reasons=[*plan.reasons] or ["section sizes given by the caller (plan=...), not planned from the budget"])
+    progress.note(f"one forward: {unit * 1000:.1f} ms/prompt; plan for a {budget_s or 'unlimited'} s budget, "
+                  f"estimated {format_seconds(plan.total_s())}" + (f"; reduced: {len(plan.reasons)} settings" if plan.reasons else ""))
+    for reason in plan.reasons:
+        progress.note(f"  reduced: {reason}")
+    data: dict[str, Any] = {"model": model_name, "task": task_name, "n": len(task), "seed": seed, "plan": plan.to_dict(),
+                            "timings_s": {}}
+    store: dict[str, Any] = {"progress": progress, "model_name": model_name}
+    bodies: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    data["cpu_s"] = {}
     for key, title in SECTIONS.items():
-        start = time.perf_counter()
-        body = builders[key]()
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            with progress.step(title, _details(key, plan, model)):
+                bodies[key] = _BUILDERS[key](model, task, plan, data, store)
+        except Exception as err:  # shown in the page and in report.json, never dropped
+            errors[key] = f"{type(err).__name__}: {err}"
+            bodies[key] = _error_html(err)
         data["timings_s"][key] = round(time.perf_counter() - start, 2)
-        log(f"  {title:<40} {data['timings_s'][key]:6.1f}s")
-        sections.append(f"<section id='{key}'><h2>{escape(title)}</h2>{body}</section>")
-    nav = " · ".join(f"<a href='#{k}'>{escape(t)}</a>" for k, t in SECTIONS.items())
+        data["cpu_s"][key] = round(time.process_time() - cpu, 2)
+    if errors:
+        data.setdefault("errors", {}).update(errors)
+    data["timings_s"]["total"] = round(time.perf_counter() - progress.start, 2)  # includes loading the model
+    data["cpu_s"]["total"] = round(time.process_time(), 2)  # the process's CPU time so far (all threads)
+    n_params = sum(p.numel() for p in model.parameters())
+    where = (f"{model.cfg.device} ({str(model.cfg.dtype).removeprefix('torch.')}, torch threads {torch.get_num_threads()}) "
+             f"for a model of {n_params / 1e6:.0f}M parameters and {model.cfg.n_layers} layers")
+    nav = " · ".join(f"<a href='#{k}'>{escape(t)}</a>" + (" (failed)" if k in errors else "") for k, t in SECTIONS.items())
+    failed = (f"<div class='error'><b>{len(errors)} section(s) failed:</b> {escape(', '.join(errors))}; see below.</div>"
+              if errors else "")
+    body = "".join(f"<section id='{k}'><h2>{escape(t)}</h2>{bodies[k]}</section>" for k, t in SECTIONS.items())
     page = html_page(
         f"mechinterp report: {task_name} on {model_name}",
-        f"<h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1><p class='muted'>{nav}</p>" + "".join(sections),
+        f"<h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1><p class='muted'>{nav}</p>{failed}"
+        f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'], where)}</section>{body}",
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.html").write_text(page)
     (folder / "report.json").write_text(json.dumps(data, default=str))
+    progress.note(f"wrote {folder / 'report.html'} in {format_seconds(time.perf_counter() - progress.start)}"
+                  + (f"; {len(errors)} section(s) failed: {', '.join(errors)}" if errors else ""))
     return folder / "report.html"

@@ -16,7 +16,7 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#1d1d1f;line-height:1.45}
 h1,h2,h3{font-weight:600} table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
 th{background:#f5f5f7} .tok{display:inline-block;padding:0 .15rem;margin:.05rem;border-radius:3px;font-family:ui-monospace,monospace;white-space:pre}
-.muted{color:#6e6e73;font-size:.9em} section{margin-bottom:2rem} img{max-width:100%}
+.muted{color:#6e6e73;font-size:.9em} .error{border:2px solid #c0392b;background:#fdecea;padding:.5rem 1rem;border-radius:4px} .error pre{white-space:pre-wrap;font-size:.85em} section{margin-bottom:2rem} img{max-width:100%}
 """
 
 
