@@ -65,7 +65,7 @@ def _table(model, task):
         "patching.causal_trace": lambda: patching.causal_trace(model, task.clean_tokens, [1], task.metric, n_samples=2),
         "patching.attribution_patch": lambda: patching.attribution_patch(model, task, sites="resid_pre"),
         "circuits.discover[eap]": lambda: circuits.discover(model, task, method="eap", top_n=20),
-        "circuits.discover[eap-ig]": lambda: circuits.discover(model, task, method="eap-ig", top_n=20, steps=2),
+        "circuits.discover[eap-ig-inputs]": lambda: circuits.discover(model, task, method="eap-ig-inputs", top_n=20, steps=2),
         "probes.probe_sweep": lambda: probes.probe_sweep(
             probes.from_task(model, task, sorted(task.ground_truth.labels)[0], layers=[2, 20]), controls=False, cv=None
         ),
@@ -91,7 +91,7 @@ def _names():
         "attention.attention_patterns", "attention.head_scores", "attention.attention_rollout", "attention.attention_flow",
         "attention.gradient_rollout", "patching.activation_patch", "patching.activation_patch[z, head]",
         "patching.path_patch", "patching.causal_trace", "patching.attribution_patch", "circuits.discover[eap]",
-        "circuits.discover[eap-ig]", "probes.probe_sweep",
+        "circuits.discover[eap-ig-inputs]", "probes.probe_sweep",
     ]
     return fixed + [f"attribution.{n}" for n in attribution.method_names()]
 
