@@ -15,7 +15,8 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
    are not recomputed: the run starts at position ``p`` with the base run's keys and
    values of positions ``< p`` in a frozen KV cache, and the base logits fill in the
    prefix of the output. Variants are sorted by ``p`` so a chunk shares a long prefix.
-4. **Chunking.** Chunks are sized to a memory budget.
+4. **Chunking.** Chunks are sized to a memory budget. Gated MLPs transpose their weights
+   once per sweep instead of once per pass (:mod:`mechinterp.patching.weights`).
 5. **Only the logits the metric reads.** The final LayerNorm and unembedding run only at the
    positions the metric reads (found and verified by :mod:`mechinterp.patching.readout`;
    the metric gets full-shaped logits with NaN elsewhere, and a chunk whose metric is not
@@ -52,6 +53,7 @@ from mechinterp.patching.effective import effective_firsts
 from mechinterp.patching.inputs import NON_FINITE, Metric, check_value, evaluate_metric
 from mechinterp.patching.pointwise import block_ok, pointwise_layer
 from mechinterp.patching.readout import Readout, find_readout, local_values
+from mechinterp.patching.weights import cached_layouts
 
 __all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
 
@@ -482,7 +484,7 @@ def run_variants(
     prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
     hooks = sorted({p.hook for v in variants for p in v} | set(capture))
     dispatch = _Dispatch([*hooks, *[name for name, _ in base.fwd_hooks]])
-    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()):
+    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()), cached_layouts(model):
         for (start, point), members in groups.items():
             firsts = {i: all_firsts[i] for i in members}
             members = sorted(members, key=lambda i: firsts[i])

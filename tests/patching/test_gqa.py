@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import patching as tlp
 
 from mechinterp.core.hooks import assert_no_hooks
@@ -20,23 +19,9 @@ from mechinterp.patching.engine import _prefix_ok
 from mechinterp.patching.tail import split_ok
 
 
-def llama_like(ungroup: bool = False, seed: int = 5) -> HookedTransformer:
-    """A 3-layer random Llama-shaped model: 4 query heads sharing 2 key/value heads."""
-    cfg = HookedTransformerConfig(
-        n_layers=3, d_model=32, n_heads=4, n_key_value_heads=2, d_head=8, d_mlp=48, n_ctx=16, d_vocab=48,
-        act_fn="silu", gated_mlp=True, normalization_type="RMS", final_rms=True, positional_embedding_type="rotary",
-        rotary_dim=8, ungroup_grouped_query_attention=ungroup, seed=seed, device="cpu",
-    )
-    torch.manual_seed(seed)
-    model = HookedTransformer(cfg).eval()
-    for p in model.parameters():  # random weights large enough that every patch moves the metric
-        p.data.add_(0.3 * torch.randn_like(p))
-    return model
-
-
 @pytest.fixture(scope="module")
-def gqa():
-    return llama_like()
+def gqa(llama_factory):
+    return llama_factory()
 
 
 def test_prefix_reuse_and_tail_split_apply_to_grouped_query_models(gqa):
@@ -73,9 +58,9 @@ def test_equals_transformer_lens_on_a_grouped_query_model(gqa, short_pair, short
     torch.testing.assert_close(ours.raw, expected, atol=1e-5, rtol=0)
 
 
-def test_ungrouped_model_patches_keys_per_query_head(pair, metric):
+def test_ungrouped_model_patches_keys_per_query_head(llama_factory, pair, metric):
     """With ``ungroup_grouped_query_attention=True`` hook_k has one key per query head."""
-    model = llama_like(ungroup=True)
+    model = llama_factory(ungroup=True)
     clean, corrupted, _, _ = pair
     fast = activation_patch(model, clean, corrupted, metric, site="k", by="head", normalise=False)
     naive = activation_patch(model, clean, corrupted, metric, site="k", by="head", normalise=False, method="naive")

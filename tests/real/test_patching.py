@@ -57,13 +57,13 @@ def test_the_model_solves_the_prompts(smollm2, ioi):
         assert (metric(smollm2(clean)) > 0).all() and (metric(smollm2(corrupted)) < 0).all()
 
 
-def test_activation_patching_equals_transformer_lens(smollm2, ioi):
-    """resid_pre at 4 layers x 4 positions against TL's generic_activation_patch on the same index."""
+def test_activation_patching_equals_transformer_lens(smollm2):
+    """resid_pre at 3 layers x 3 positions (4 prompts) against TL's generic_activation_patch on the same index."""
     import pandas as pd
     from transformer_lens import patching as tlp
 
-    clean, corrupted, metric = ioi
-    layers, positions = [0, 12, 24, 29], [1, 3, 9, 13]
+    clean, corrupted, metric = ioi_pairs(smollm2, 4)
+    layers, positions = [0, 16, 29], [1, 9, 13]
     ours = activation_patch(smollm2, clean, corrupted, metric, site="resid_pre", by="position", layers=layers,
                             positions=positions, normalise=False)
     index = pd.DataFrame([(l, p) for l in layers for p in positions], columns=["layer", "pos"])
