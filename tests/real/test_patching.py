@@ -93,3 +93,39 @@ def test_signal_moves_from_the_names_to_the_final_position(smollm2, ioi):
         assert row.argmax().item() == final and row[final] > 0.6
         assert row[final] > 3 * row[:final].max()
     assert_no_hooks(smollm2)
+
+
+def test_every_patching_method_runs_on_bf16_smollm2(smollm2_bf16):
+    """The contract table on the real model in bf16 (one 5-token pair, so that it stays cheap):
+    float32 results, finite, no hooks left, and the model left in bf16."""
+    from mechinterp.patching import attribution_patch, causal_trace, compare_with_exact, patch_block_every, patch_heads_every, path_patch
+
+    model = smollm2_bf16
+    clean, corrupted = model.to_tokens(["The capital of France is"]), model.to_tokens(["The capital of Italy is"])
+    assert clean.shape == corrupted.shape == (1, 5)
+    paris, rome = model.to_single_token(" Paris"), model.to_single_token(" Rome")
+
+    def metric(logits):
+        return logits[:, -1, paris] - logits[:, -1, rome]
+
+    calls = {
+        "activation_patch": lambda: activation_patch(model, clean, corrupted, metric, layers=[0, 15, 29]),
+        "activation_patch_head": lambda: activation_patch(model, clean, corrupted, metric, site="z", by="head", layers=[0, 29]),
+        "ablation": lambda: activation_patch(model, clean, corrupted, metric, site="attn_out", ablation="mean", layers=[0, 29]),
+        "block_every": lambda: patch_block_every(model, clean, corrupted, metric),
+        "heads_every": lambda: patch_heads_every(model, clean, corrupted, metric),
+        "path_patch": lambda: path_patch(model, clean, corrupted, metric, receivers=[(29, 0, "q"), (29, 2, "k")], senders=[(27, 1)]),
+        "causal_trace": lambda: causal_trace(model, clean, [3], metric, n_samples=1),
+        "attribution_patch": lambda: attribution_patch(model, clean, corrupted, metric, sites="resid_pre"),
+        "attribution_ig": lambda: attribution_patch(model, clean, corrupted, metric, sites="z", ig_steps=2),
+        "compare_with_exact": lambda: compare_with_exact(model, clean, corrupted, metric, site="mlp_out"),
+    }
+    results = {}
+    for name, call in calls.items():
+        result = results[name] = call()
+        raw = [result.exact.raw, result.approx.raw] if hasattr(result, "exact") else [result.raw]
+        for tensor in raw:
+            assert tensor.dtype == torch.float32 and torch.isfinite(tensor).all(), name
+        assert_no_hooks(model)
+    assert next(model.parameters()).dtype == torch.bfloat16 and model.cfg.dtype == torch.bfloat16
+    assert float(results["activation_patch"].values[0, 3]) > 0.5  # layer 0: the country token carries the answer
