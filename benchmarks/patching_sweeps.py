@@ -11,6 +11,12 @@ Usage::
     python benchmarks/patching_sweeps.py                      # zoo:toy-lm, CPU, batches 4 16 32
     python benchmarks/patching_sweeps.py --gpt2 --device cuda --batches 1 16 64
     python benchmarks/patching_sweeps.py --full     # also ours with readout="full" (all logits)
+    python benchmarks/patching_sweeps.py --model path/to/SmolLM2.gguf --task ioi-bpe --batches 4 8 --clock cpu
+
+``--task ioi-bpe`` builds IOI pairs written for a BPE tokenizer (natural punctuation, single-token
+names, the two names swapped in the corrupted prompt; the pairs of ``tests/real/test_patching.py``).
+``--clock cpu`` times with ``time.process_time`` (CPU seconds of this process, one torch thread):
+on a machine shared with other jobs wall time measures the other jobs as much as this one.
 """
 
 from __future__ import annotations
@@ -36,7 +42,37 @@ def _gpt2_sized(device: str):
     return HookedTransformer(cfg).eval()
 
 
+IOI_NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Paul", "Mark", "Peter", "Alice", "Robert"]
+IOI_TEMPLATES = [
+    "When {A} and {B} went to the store, {B} gave a drink to",
+    "When {A} and {B} went to the park, {B} handed a ball to",
+    "After {A} and {B} arrived at the house, {B} gave a book to",
+    "When {A} and {B} got to the school, {B} passed a note to",
+]
+
+
+def _ioi_bpe(model, batch: int):
+    """IOI pairs for a BPE tokenizer: names swapped in the corrupted prompt; metric logit(IO) - logit(S)."""
+    clean, corrupted, io, s = [], [], [], []
+    for i in range(batch):
+        a, b = IOI_NAMES[(2 * i) % len(IOI_NAMES)], IOI_NAMES[(2 * i + 1) % len(IOI_NAMES)]
+        template = IOI_TEMPLATES[i % len(IOI_TEMPLATES)]
+        clean.append(template.format(A=a, B=b))
+        corrupted.append(template.format(A=b, B=a))
+        io.append(model.to_single_token(" " + a))
+        s.append(model.to_single_token(" " + b))
+    device = model.cfg.device
+    rows, io_t, s_t = torch.arange(batch, device=device), torch.tensor(io, device=device), torch.tensor(s, device=device)
+
+    def metric(logits):
+        return logits[rows, -1, io_t] - logits[rows, -1, s_t]
+
+    return model.to_tokens(clean).to(device), model.to_tokens(corrupted).to(device), metric
+
+
 def _inputs(model, batch: int, n_pos: int, task_name: str | None, seed: int = 0):
+    if task_name == "ioi-bpe":
+        return _ioi_bpe(model, batch)
     if task_name is not None:
         import mechinterp
 
@@ -65,7 +101,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str], repeats: int, full: bool = False) -> list[dict]:
+def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str], repeats: int, full: bool = False,
+          clock: str = "wall") -> list[dict]:
     from transformer_lens import patching as tlp
 
     from mechinterp.patching import activation_patch
@@ -89,15 +126,16 @@ def bench(model, batch: int, n_pos: int, task_name: str | None, sweeps: list[str
         run_ours()  # warm-up (allocations, kernels)
         times = {}
         runs = [("tl", run_tl), ("ours", run_ours)] + ([("ours_full", lambda: run_ours("full"))] if full else [])
-        for name, fn in runs:
-            best = float("inf")
-            for _ in range(repeats):
+        timer = time.process_time if clock == "cpu" else time.perf_counter
+        best = {name: float("inf") for name, _ in runs}
+        for _ in range(repeats):  # interleaved, so that a change of machine load hits both sides
+            for name, fn in runs:
                 _sync(model.cfg.device)
-                start = time.perf_counter()
+                start = timer()
                 out = fn()
                 _sync(model.cfg.device)
-                best = min(best, time.perf_counter() - start)
-            times[name] = (best, out)
+                best[name] = min(best[name], timer() - start)
+                times[name] = (best[name], out)
         diff = float((times["tl"][1].cpu() - times["ours"][1].cpu()).abs().max())
         rows.append({
             "sweep": f"{site} by {by}", "batch": batch, "n_pos": clean.shape[1], "tl_s": round(times["tl"][0], 3),
@@ -125,6 +163,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full", action="store_true", help="also time ours with readout='full' (all logits, full last block)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or CPU time of this process")
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,10 +175,10 @@ def main() -> None:
         model, task_name = mechinterp.load(args.model, device=args.device), args.task
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     print(f"model {'gpt2-sized random' if args.gpt2 else args.model}, device {args.device} ({device_name}), "
-          f"threads {args.threads}, torch {torch.__version__}")
+          f"threads {args.threads}, torch {torch.__version__}, clock {args.clock}")
     rows = []
     for batch in args.batches:
-        rows += bench(model, batch, args.n_pos, task_name, args.sweeps, args.repeats, args.full)
+        rows += bench(model, batch, args.n_pos, task_name, args.sweeps, args.repeats, args.full, args.clock)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name, "rows": rows}, f, indent=2)

@@ -16,6 +16,14 @@ denoising that is 0 = corrupted and 1 = clean.
 Every sweep point is one *variant*; the engine (:mod:`mechinterp.patching.engine`) runs
 the variants stacked along the batch, each starting at its patched layer and position.
 
+Precision: the patched runs compute in the model's dtype, as TransformerLens's do (a bf16
+model runs bf16 blocks; patched values are written in that dtype). The metric of every run
+is converted to float32 before anything is summed, and the means over prompts and the
+normalisation are float32/float64. A model cast with ``model.half()`` / ``model.bfloat16()``
+(TL's ``cfg.dtype`` left behind) runs as after ``model.to(dtype)``
+(:func:`mechinterp.core.precision.synced_dtype`); NaN/inf metrics (e.g. fp16 overflow) raise
+:class:`~mechinterp.errors.NonFiniteError` naming the dtype.
+
 Example:
     >>> import mechinterp
     >>> from mechinterp.patching import activation_patch
@@ -33,6 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
 from mechinterp.patching.inputs import Metric, PatchInputs, evaluate_metric, prepare
@@ -135,6 +144,7 @@ def _run(
     return raws, values, base_value, target, do_norm
 
 
+@runs_synced
 def activation_patch(
     model: Any,
     clean: Any,
@@ -211,6 +221,7 @@ def activation_patch(
     )
 
 
+@runs_synced
 def _every(
     model: Any, clean: Any, corrupted: Any, metric: Any, specs: Sequence[tuple[str, Any]], label: str, **kw: Any
 ) -> PatchResult:

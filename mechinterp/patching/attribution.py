@@ -17,6 +17,12 @@ before block 0, as EAP-IG does), still a single backward pass over a batch of ``
 interpolated inputs stacked together. It equals the plain method when ``n = 1`` and
 the path is linear.
 
+Precision: forward and backward passes run in the model's dtype; the metric is taken to
+float32 before the backward pass; the integrated-gradients path is interpolated in float32
+(rounded once to the model's dtype); gradients are converted to float32, and their sum over
+the path and the products ``(a_src - a_base) . grad`` summed over features are float32. A
+non-finite gradient raises :class:`~mechinterp.errors.NonFiniteError` (with a hint for fp16).
+
 :func:`compare_with_exact` runs both and reports how well they agree.
 
 Example:
@@ -34,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
 from mechinterp.patching.activation import _check_mode, activation_patch, collect
@@ -60,22 +67,28 @@ def _gradients(
         return act
 
     base_resid0 = _resid0(model, base_tokens)
+    dtype = base_resid0.dtype
     with torch.enable_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=[(h, keep) for h in hooks]):
         if ig_steps is None:
             logits = model(base_resid0.clone().requires_grad_(True), start_at_layer=0)
             values = evaluate_metric(metric, logits, batch)
-            loss = metric(logits).mean()
+            loss = metric(logits).float().mean()
         else:
-            alphas = (torch.arange(ig_steps, dtype=base_resid0.dtype, device=base_resid0.device) + 0.5) / ig_steps
-            inp = base_resid0[None] + alphas[:, None, None, None] * (source_resid0 - base_resid0)[None]  # type: ignore[operator]
-            inp = inp.reshape(-1, *base_resid0.shape[1:]).requires_grad_(True)
+            # The path is interpolated in float32 and rounded once to the model's dtype.
+            alphas = (torch.arange(ig_steps, dtype=torch.float32, device=base_resid0.device) + 0.5) / ig_steps
+            b32, s32 = base_resid0.float(), source_resid0.float()  # type: ignore[union-attr]
+            inp = b32[None] + alphas[:, None, None, None] * (s32 - b32)[None]
+            inp = inp.reshape(-1, *base_resid0.shape[1:]).to(dtype).requires_grad_(True)
             logits = model(inp, start_at_layer=0)
             values = torch.zeros(batch)
-            loss = sum(metric(chunk).mean() for chunk in logits.split(batch)) / ig_steps
+            loss = sum(metric(chunk).float().mean() for chunk in logits.split(batch)) / ig_steps
         grads = torch.autograd.grad(loss, [acts[h] for h in hooks], allow_unused=True)
     out = {}
     for h, g in zip(hooks, grads):
-        g = torch.zeros_like(acts[h]) if g is None else g.detach()
+        # Gradients come back in the model's dtype; their sum over the path is taken in float32.
+        g = torch.zeros(acts[h].shape, device=acts[h].device) if g is None else g.detach().float()
+        if not bool(torch.isfinite(g).all()):
+            raise NonFiniteError(f"The gradient of the metric at {h} is not finite." + fp16_hint(dtype))
         out[h] = g.reshape(-1, batch, *g.shape[1:]).sum(0) if ig_steps is not None else g
     return out, values
 
@@ -86,6 +99,7 @@ def _resid0(model: Any, tokens: Tensor) -> Tensor:
         return model(tokens, stop_at_layer=0).detach()
 
 
+@runs_synced
 def attribution_patch(
     model: Any,
     clean: Any,
@@ -138,7 +152,8 @@ def attribution_patch(
         raise NonFiniteError("Base and source runs have the same mean metric: normalised effects are undefined; pass normalise=False.")
     results = {}
     for sw in sweeps:
-        contrib = {h: ((source[h] - base_acts[h]) * grads[h]).sum(0) for h in set(sw.hooks.values())}
+        # (source - base) . gradient, in float32 whatever the model's dtype
+        contrib = {h: ((source[h].float() - base_acts[h].float()) * grads[h]).sum(0) for h in set(sw.hooks.values())}
         variants = sw.variants(contrib)
         effects = torch.stack([(p.mask.to(p.source.device) * p.source).sum() for (p,) in variants]).cpu()
         raw = (base_value + effects).reshape(sw.shape)
@@ -205,6 +220,7 @@ def _pearson(x: Tensor, y: Tensor) -> float:
     return float((x * y).sum()) / denom if denom > 0 else float("nan")
 
 
+@runs_synced
 def compare_with_exact(
     model: Any,
     clean: Any,

@@ -15,7 +15,8 @@ TransformerLens's ``patching`` module runs one full forward pass per patched ind
    are not recomputed: the run starts at position ``p`` with the base run's keys and
    values of positions ``< p`` in a frozen KV cache, and the base logits fill in the
    prefix of the output. Variants are sorted by ``p`` so a chunk shares a long prefix.
-4. **Chunking.** Chunks are sized to a memory budget.
+4. **Chunking.** Chunks are sized to a memory budget. Gated MLPs transpose their weights
+   once per sweep instead of once per pass (:mod:`mechinterp.patching.weights`).
 5. **Only the logits the metric reads.** The final LayerNorm and unembedding run only at the
    positions the metric reads (found and verified by :mod:`mechinterp.patching.readout`;
    the metric gets full-shaped logits with NaN elsewhere, and a chunk whose metric is not
@@ -44,12 +45,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import fp16_hint
 from mechinterp.core.sites import layer_of, needs_flags, position_dim
 from mechinterp.core.storage import parse_bytes
+from mechinterp.errors import NonFiniteError
 from mechinterp.patching.effective import effective_firsts
-from mechinterp.patching.inputs import Metric, check_value, evaluate_metric
+from mechinterp.patching.inputs import NON_FINITE, Metric, check_value, evaluate_metric
 from mechinterp.patching.pointwise import block_ok, pointwise_layer
 from mechinterp.patching.readout import Readout, find_readout, local_values
+from mechinterp.patching.weights import cached_layouts
 
 __all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
 
@@ -199,12 +203,19 @@ def _bytes_per_row(model: Any, n_pos: int, logit_pos: int | None = None) -> int:
 
 
 def _prefix_ok(model: Any) -> bool:
+    """Whether the base run's ``hook_k`` / ``hook_v`` are what the attention appends to a KV cache.
+
+    Grouped-query models are fine (the cache holds the ``n_key_value_heads`` keys that
+    ``hook_k`` shows); QK-norm and clipping act after ``hook_k``, so those models recompute.
+    """
     cfg = model.cfg
     return (
         cfg.positional_embedding_type in ("standard", "rotary")
         and not getattr(cfg, "use_local_attn", False)
-        and cfg.n_key_value_heads in (None, cfg.n_heads)
         and not getattr(cfg, "use_logn_attn", False)
+        and not getattr(cfg, "use_qk_norm", False)
+        and getattr(cfg, "clip_qkv", None) is None
+        and cfg.original_architecture not in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
     )
 
 
@@ -473,7 +484,7 @@ def run_variants(
     prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
     hooks = sorted({p.hook for v in variants for p in v} | set(capture))
     dispatch = _Dispatch([*hooks, *[name for name, _ in base.fwd_hooks]])
-    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()):
+    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()), cached_layouts(model):
         for (start, point), members in groups.items():
             firsts = {i: all_firsts[i] for i in members}
             members = sorted(members, key=lambda i: firsts[i])
@@ -490,7 +501,7 @@ def run_variants(
                         logits, acts, local = _run_chunk(model, base, chunk, start, prefix, capture, None, dispatch, foreign_last, point)
                         values = _values(metric, logits, len(ids), batch, n_pos, None, False)
                     if not bool(torch.isfinite(values).all()):
-                        check_value(values[~torch.isfinite(values).all(1)][0], batch)  # raises NonFiniteError
+                        raise NonFiniteError(NON_FINITE + fp16_hint(logits.dtype))
                     out[ids] = values.cpu()
                 for name in capture:
                     for j, i in enumerate(ids):

@@ -29,10 +29,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.core.metrics import kl_div, logit_diff, logprob, prob
+from mechinterp.core.precision import fp16_hint
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
-__all__ = ["Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "METRIC_NAMES"]
+__all__ = ["Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "METRIC_NAMES", "NON_FINITE"]
 
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 METRIC_NAMES = ("logit_diff", "logprob", "prob", "kl")
@@ -214,6 +215,9 @@ def _str_tokens(model: Any, row: Tensor) -> list[str]:
     return [str(s) for s in model.to_str_tokens(row.cpu())]
 
 
+NON_FINITE = "The metric returned NaN or infinite values; check the model's outputs (NaN weights?) and the metric."
+
+
 def evaluate_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"], batch: int) -> Float[Tensor, " batch"]:
     """Apply ``metric`` and check it gives one finite number per prompt.
 
@@ -221,7 +225,10 @@ def evaluate_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"], 
         ShapeMismatchError: the metric returned something other than shape ``[batch]``.
         NonFiniteError: NaN or infinite values.
     """
-    return check_value(metric(logits), batch)
+    value = check_value(metric(logits), batch, finite=False)
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(NON_FINITE + fp16_hint(logits.dtype))
+    return value
 
 
 def check_value(value: Any, batch: int, *, finite: bool = True) -> Float[Tensor, " batch"]:
@@ -239,9 +246,7 @@ def check_value(value: Any, batch: int, *, finite: bool = True) -> Float[Tensor,
             "prompt, shape [batch] (e.g. drop a .mean(), or read the logits at one position per prompt)."
         )
     if finite and not torch.isfinite(value).all():
-        raise NonFiniteError(
-            "The metric returned NaN or infinite values; check the model's outputs (NaN weights?) and the metric."
-        )
+        raise NonFiniteError(NON_FINITE + fp16_hint(value.dtype))
     return value.detach().float()
 
 

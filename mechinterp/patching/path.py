@@ -16,6 +16,11 @@ Base and source follow ``direction`` as in activation patching (denoising: base 
 corrupted, source = clean). ``senders=None`` sweeps every head as the sender, one variant
 per head, all stacked in the batch.
 
+Grouped-query models: ``k`` / ``v`` receivers are numbered by key/value head (what
+``hook_k`` / ``hook_v`` hold); see :func:`parse_receivers`.
+
+Precision: as activation patching (runs in the model's dtype, metrics and means in float32).
+
 Example:
     >>> from mechinterp.patching import path_patch
     >>> r = path_patch(model, task, receivers="resid_final")  # [layer, head]  # doctest: +SKIP
@@ -32,11 +37,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
 from mechinterp.patching.activation import _check_mode, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
 from mechinterp.patching.inputs import Metric, prepare
 from mechinterp.patching.result import PatchResult
+from mechinterp.patching.sweeps import site_heads
 
 __all__ = ["path_patch", "parse_receivers"]
 
@@ -47,7 +54,11 @@ FINAL = "resid_final"
 
 def parse_receivers(model: Any, receivers: Any) -> list[Receiver]:
     """Normalise receivers: ``"resid_final"``, ``(layer, head, "q"|"k"|"v")``, ``(layer, head)``
-    (= its q, k and v), or ``"L3H0.q"`` strings; raises on unknown ones."""
+    (= its q, k and v), or ``"L3H0.q"`` strings; raises on unknown ones.
+
+    On a grouped-query model ``k`` / ``v`` receivers are numbered by key/value head (that is
+    what ``hook_k`` / ``hook_v`` hold: one key per group of query heads), and a ``(layer, head)``
+    pair (q, k and v of one head) raises, since the head shares its keys and values."""
     items = [receivers] if isinstance(receivers, str) or (isinstance(receivers, tuple) and len(receivers) in (2, 3) and isinstance(receivers[0], int)) else list(receivers)
     if not items:
         raise MechinterpError("No receivers: pass 'resid_final' and/or heads' inputs like (layer, head, 'q').")
@@ -71,6 +82,15 @@ def parse_receivers(model: Any, receivers: Any) -> list[Receiver]:
         for kind in kinds:
             if kind not in ("q", "k", "v"):
                 raise UnknownSiteError(f"Receiver input {kind!r} of L{layer}H{head} must be 'q', 'k' or 'v'.")
+            n_kv = site_heads(model, kind)
+            if n_kv != n_heads and (len(item) == 2 or head >= n_kv):
+                raise UnknownSiteError(
+                    f"Receiver L{layer}H{head}.{kind}: this model shares keys and values among {n_heads // n_kv} query "
+                    f"heads (grouped-query attention, {n_kv} key/value heads), so k/v receivers are numbered by "
+                    f"key/value head, 0..{n_kv - 1} (query head h reads key/value head h // {n_heads // n_kv}), and "
+                    "a (layer, head) pair is ambiguous. Pass (layer, head, 'q') and (layer, kv_head, 'k'|'v'), or "
+                    "load the model with ungroup_grouped_query_attention=True to patch each head's keys/values alone."
+                )
             if (layer, head, kind) not in out:
                 out.append((layer, head, kind))
     return out
@@ -100,6 +120,7 @@ def _head_mask(n_pos: int, n_heads: int, heads: Sequence[int], invert: bool = Fa
     return ~mask if invert else mask
 
 
+@runs_synced
 def path_patch(
     model: Any,
     clean: Any,
@@ -186,7 +207,10 @@ def path_patch(
             recv_heads[f"blocks.{r[0]}.attn.hook_{r[2]}"].append(r[1])
     step2: list[Variant] = []
     for v in range(len(sender_sets)):
-        patches = [Patch(hook, _head_mask(n_pos, n_heads, heads), captured[hook][v], own=True) for hook, heads in recv_heads.items()]
+        patches = [
+            Patch(hook, _head_mask(n_pos, site_heads(model, hook[-1]), heads), captured[hook][v], own=True)
+            for hook, heads in recv_heads.items()
+        ]
         if FINAL in recv:
             delta = captured[final][v] - base.cache[final]
             patches.append(Patch(final, torch.ones(n_pos, 1, dtype=torch.bool), delta, add=True, own=True))

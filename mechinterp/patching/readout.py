@@ -152,8 +152,11 @@ def local_values(
     reps = local.shape[0] // batch
     rows = torch.arange(batch, device=local.device)[:, None].expand(batch, k)
     out = []
+    # One NaN buffer for the chunk: every variant writes the same read positions, so the
+    # positions not computed stay NaN (a [batch, pos, d_vocab] fill per variant cost 4% of a
+    # CPU sweep on a 49k vocabulary). Values are copied out: a metric may return a view.
+    full = torch.full((batch, n_pos, local.shape[-1]), float("nan"), device=local.device, dtype=local.dtype)
     for j in range(reps):
-        full = torch.full((batch, n_pos, local.shape[-1]), float("nan"), device=local.device, dtype=local.dtype)
         full[rows, readout.positions] = local[j * batch : (j + 1) * batch]
-        out.append(check(metric(full), batch))
+        out.append(check(metric(full), batch).clone())
     return torch.stack(out)

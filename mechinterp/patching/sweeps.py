@@ -28,7 +28,7 @@ from mechinterp.errors import MechinterpError, UnknownSiteError
 from mechinterp.patching.engine import Patch, Variant
 from mechinterp.patching.inputs import as_list
 
-__all__ = ["Sweep", "make_sweep", "SITE_KINDS", "site_kind"]
+__all__ = ["Sweep", "make_sweep", "SITE_KINDS", "site_kind", "site_heads"]
 
 SITE_KINDS: dict[str, str] = {
     **{s: "vector" for s in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")},
@@ -64,6 +64,15 @@ def site_kind(site: str) -> str:
             "(per-layer residual/attention/MLP outputs, per-head q/k/v/z/result, attention pattern)."
         )
     return SITE_KINDS[site]
+
+
+def site_heads(model: Any, site: str) -> int:
+    """How many heads the activation of ``site`` has: ``k`` / ``v`` of a grouped-query model have
+    one per key/value head (``n_key_value_heads``), unless it was loaded with
+    ``ungroup_grouped_query_attention=True``."""
+    cfg = model.cfg
+    grouped = cfg.n_key_value_heads is not None and not getattr(cfg, "ungroup_grouped_query_attention", False)
+    return cfg.n_key_value_heads if site in ("k", "v") and grouped else cfg.n_heads
 
 
 def _axes(site: str, by: str | Sequence[str]) -> tuple[str, ...]:
@@ -149,9 +158,7 @@ def make_sweep(
     """Build the sweep for ``site`` by ``by`` on prompts of ``len(str_tokens)`` positions."""
     axes = _axes(site, by)
     n_pos = len(str_tokens)
-    n_heads = model.cfg.n_heads
-    if site in ("k", "v") and model.cfg.n_key_value_heads is not None:
-        n_heads = model.cfg.n_key_value_heads
+    n_heads = site_heads(model, site)
     layer_list = as_list(layers, model.cfg.n_layers)
     hooks = {l: resolve(model, site, l)[0] for l in layer_list}
     pos_list = as_list(positions, n_pos)

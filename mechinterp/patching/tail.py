@@ -81,8 +81,8 @@ def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] 
         or cfg.use_split_qkv_input
         or getattr(cfg, "use_local_attn", False)
         or getattr(cfg, "use_logn_attn", False)
-        or cfg.n_key_value_heads not in (None, cfg.n_heads)
         or getattr(cfg, "clip_qkv", None) is not None
+        or getattr(cfg, "use_qk_norm", False)
         or cfg.original_architecture in _SPECIAL_ARCHS
         or getattr(cfg, "attention_dir", "causal") != "causal"
         or (check_hooks and hooked(model.blocks[last]))

@@ -14,6 +14,9 @@ The result is the (token x layer) map of the paper, normalised so that 0 = the n
 run and 1 = the clean run. All (token, layer) restorations are stacked in the batch and
 each starts at its first restored layer and token (see :mod:`mechinterp.patching.engine`).
 
+Precision: the noise is drawn in float32 (``sigma`` is the float32 standard deviation of the
+embeddings) and added in the model's dtype; runs and metrics as in activation patching.
+
 Example:
     >>> from mechinterp.patching import causal_trace
     >>> task = mechinterp.tasks.load("facts", model, n=8)
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core.metrics import prob
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.activation import collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
@@ -63,6 +67,7 @@ def _subject_mask(positions: Any, batch: int, n_pos: int) -> Tensor:
     return mask
 
 
+@runs_synced
 def causal_trace(
     model: Any,
     prompts: Any,
@@ -125,7 +130,7 @@ def causal_trace(
 
     hooks = [_KINDS[kind].format(l=l) for l in range(n_layers)]
     clean_acts, clean_metric = collect(model, tokens, [*hooks, "hook_embed"], inputs.metric)
-    sigma = float(clean_acts["hook_embed"].std()) if noise_std is None else float(noise_std)
+    sigma = float(clean_acts["hook_embed"].float().std()) if noise_std is None else float(noise_std)
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(n_samples, batch, n_pos, model.cfg.d_model, generator=gen).to(tokens.device) * (noise * sigma)
     eps = (eps * subject[None, :, :, None]).reshape(n_samples * batch, n_pos, -1)

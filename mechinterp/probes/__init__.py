@@ -10,6 +10,13 @@
 * :func:`causal_check` — project a probe direction out / steer along it and measure
   the task metric.
 
+Precision: activations are collected in the model's dtype and stored as they come (bf16
+activations take half the memory); every fit reads them as float32 copies, chunk by chunk
+(logistic probes fit in float32, or float64 in the scikit-learn estimators on the CPU; ridge
+and mass-mean accumulate float64 moments), and :meth:`ProbeDataset.x` returns float32.
+Causal checks project out / steer in float32 and round once to the model's dtype; metrics
+are compared in float32. A ``model.half()``-cast model runs as after ``model.to(dtype)``.
+
 Example:
     >>> import mechinterp
     >>> from mechinterp import probes

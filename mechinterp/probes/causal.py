@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.sites import resolve
 from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.probes.controls import random_directions
@@ -51,6 +52,7 @@ def steer(x: Float[Tensor, "batch pos d_model"], direction: Float[Tensor, " d_mo
     return x + scale[:, None, None] * direction
 
 
+@runs_synced
 def run_with_direction(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -86,8 +88,11 @@ def run_with_direction(
         def hook(act: Tensor, hook: Any) -> Tensor:  # act: [batch, pos, d_model]
             if act.shape[-1] != direction.shape[0]:
                 raise ShapeMismatchError(f"The direction has {direction.shape[0]} dims but {hook.name} has {act.shape[-1]}.")
-            v = direction.to(act.device, act.dtype)
-            new = project_out(act, v) if mode == "project" else steer(act, v, scales[rows].to(act.device, act.dtype))
+            # In float32 whatever the model's dtype, rounded once: after projecting out, what is left
+            # along the direction is one rounding of the model's dtype, not the error of a bf16 dot product.
+            x, v = act.float(), direction.to(act.device)
+            new = project_out(x, v) if mode == "project" else steer(x, v, scales[rows].to(act.device))
+            new = new.to(act.dtype)
             if batch_pos is None:
                 return new
             keep = torch.zeros(act.shape[:2], dtype=torch.bool, device=act.device)
@@ -99,6 +104,7 @@ def run_with_direction(
     return torch.cat(outs)
 
 
+@runs_synced
 def causal_check(
     model: Any,
     task: Any,
@@ -150,9 +156,9 @@ def causal_check(
         raise ShapeMismatchError(f"signs has {sign.shape[0]} entries for {n} prompts: pass one per prompt.")
     with torch.no_grad():
         clean = torch.cat([model(tokens[i : i + batch_size].to(model.cfg.device)).cpu() for i in range(0, n, batch_size)])
-    m_clean = metric(clean)
+    m_clean = metric(clean).float()  # metrics in float32 whatever the model's dtype
     run = lambda **kw: metric(run_with_direction(model, tokens, hook_name, direction=kw.pop("direction", direction),  # noqa: E731
-                                                 positions=pos, batch_size=batch_size, **kw))
+                                                 positions=pos, batch_size=batch_size, **kw)).float()
     flip = lambda m: float((torch.sign(m) != torch.sign(m_clean)).float().mean())  # noqa: E731
     m_proj = run(mode="project")
     rand = [run(mode="project", direction=u) for u in random_directions(direction.shape[0], n_random, seed)] if n_random else []

@@ -44,6 +44,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.sites import layer_of, resolve_many
 from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import MechinterpError, TokenizationError, UnknownSiteError
@@ -59,7 +60,9 @@ class ProbeDataset:
     """Activations at one site over several layers, with one label per example.
 
     Attributes:
-        features: per layer, ``[n, positions, d]`` (memory-mapped when spilled).
+        features: per layer, ``[n, positions, d]`` (memory-mapped when spilled), in the model's
+            dtype (bf16/fp16 activations are kept as they are, half the memory; every fit and
+            :meth:`x` reads them as float32).
         y: int class codes (classification) or float targets (regression), ``[n]``.
         classes: the label values the codes stand for, or ``None`` for regression.
         hook_names: the TransformerLens hook of each entry of ``features``.
@@ -98,9 +101,14 @@ class ProbeDataset:
         return self.classes is not None
 
     def x(self, layer: int | None = None, position: int = 0) -> Float[Tensor, "n d"]:
-        """Features ``[n, d]`` of one layer (default: the last collected) and position index."""
+        """Features ``[n, d]`` of one layer (default: the last collected) and position index.
+
+        Always float32 (a copy when the model ran in bf16/fp16, whose activations are stored
+        as they came): probes are fitted on float32 or float64 numbers.
+        """
         index = len(self.layers) - 1 if layer is None else self._layer_index(layer)
-        return self.features[index][:, position]
+        x = self.features[index][:, position]
+        return x.float() if x.dtype != torch.float64 else x
 
     def _layer_index(self, layer: int) -> int:
         if layer in self.layers:
@@ -126,6 +134,7 @@ class ProbeDataset:
         )
 
 
+@runs_synced
 def collect_activations(
     model: Any,
     prompts: Sequence[str] | Tensor | Tokenized,

@@ -45,6 +45,7 @@ class AbstractProbe(BaseEstimator):
             raise ProbeInputError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None: pass one label per row of X."
             )
+        X = _as_array(X)
         try:
             if y is None:
                 return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -225,6 +226,14 @@ class RidgeProbe(RegressorMixin, AbstractProbe):
         check_is_fitted(self)
         X = self._check(X, reset=False)
         return X @ self.coef_ + self.intercept_
+
+
+def _as_array(X: Any) -> Any:
+    """A torch tensor as a NumPy array (bf16/fp16 as float32, which NumPy lacks or computes slowly)."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu()
+        return (X.float() if X.is_floating_point() and X.dtype != torch.float64 else X).numpy()
+    return X
 
 
 def _weights(sample_weight: Any, n: int) -> torch.Tensor | None:

@@ -129,3 +129,72 @@ def test_other_bad_arguments(tiny_model):
     with pytest.raises(ShapeMismatchError):
         activation_patch(tiny_model, ["w1 w2 w3"], ["w1 w2"], "kl")
     assert_no_hooks(tiny_model)
+
+
+# --- reduced precision -------------------------------------------------------------------
+# Every method on a bf16 model (model.to(torch.bfloat16): TL's cfg.dtype follows) and on an
+# fp16 one cast with the plain nn.Module model.half() (TL's cfg.dtype stays float32, and TL's
+# own forward would fail inside a matmul): results are float32, finite, close to the float32
+# model's, and the model is left as it was.
+
+LOW = {"bf16": (torch.bfloat16, 0.1), "half()": (torch.float16, 0.02)}
+
+
+@pytest.fixture(scope="module")
+def low_models(tiny_model):
+    import copy
+
+    return {
+        "bf16": copy.deepcopy(tiny_model).to(torch.bfloat16, print_details=False),
+        "half()": copy.deepcopy(tiny_model).half(),
+    }
+
+
+def _raw(result):
+    results = result.values() if isinstance(result, dict) else [result]
+    return [t for r in results for t in ((r.exact.raw, r.approx.raw) if hasattr(r, "exact") else (r.raw,))]
+
+
+@pytest.mark.parametrize("low", sorted(LOW))
+@pytest.mark.parametrize("name", METHODS)
+def test_reduced_precision_runs_and_stays_close_to_float32(name, low, low_models):
+    global MODEL
+    dtype, tol = LOW[low]
+    reference = _raw(_calls()[name](CLEAN, CORRUPTED, good_metric))
+    model = low_models[low]
+    cfg_dtype = model.cfg.dtype
+    MODEL = model
+    try:
+        got = _raw(_calls()[name](CLEAN, CORRUPTED, good_metric))
+    finally:
+        MODEL = None
+    assert next(model.parameters()).dtype == dtype and model.cfg.dtype == cfg_dtype  # left as it was
+    assert_no_hooks(model)
+    for ref, low_t in zip(reference, got):
+        assert low_t.dtype == torch.float32 and torch.isfinite(low_t).all()
+        scale = float(ref.abs().max()) + 1.0
+        assert float((low_t - ref).abs().max()) <= tol * scale, (name, low, float((low_t - ref).abs().max()), scale)
+
+
+def test_float16_overflow_is_a_clear_error(tiny_model):
+    """Logits past float16's range give a NonFiniteError that names the dtype, not a raw torch error."""
+    import copy
+
+    model = copy.deepcopy(tiny_model).to(torch.float16, print_details=False)
+    with torch.no_grad():
+        model.unembed.W_U.copy_(torch.randn_like(model.unembed.W_U) * 3e4)  # logits of about 1e5
+    for call in (lambda: activation_patch(model, CLEAN, CORRUPTED, good_metric),
+                 lambda: attribution_patch(model, CLEAN, CORRUPTED, good_metric, sites="resid_pre")):
+        with pytest.raises(NonFiniteError, match="float16"):
+            call()
+    assert_no_hooks(model)
+
+
+def test_mixed_dtype_weights_are_a_clear_error(tiny_model):
+    import copy
+
+    model = copy.deepcopy(tiny_model)
+    model.blocks[0].half()
+    with pytest.raises(MechinterpError, match="model.to"):
+        activation_patch(model, CLEAN, CORRUPTED, good_metric)
+    assert_no_hooks(model)

@@ -65,3 +65,57 @@ def test_bad_input_raises_mechinterp_error(tiny_model, name):
         BAD[name](tiny_model)
     assert len(str(info.value)) > 20  # a message that says what to do
     assert_no_hooks(tiny_model)
+
+
+# --- reduced precision -------------------------------------------------------------------
+# A bf16 model (model.to) and an fp16 one cast with model.half() (TL's cfg.dtype left at
+# float32): every entry point runs, activations are read as float32 copies, and scores are
+# those of the float32 model up to the rounding of the activations.
+
+
+@pytest.fixture(scope="module")
+def low_models(tiny_model):
+    import copy
+
+    return {"bf16": copy.deepcopy(tiny_model).to(torch.bfloat16, print_details=False), "half()": copy.deepcopy(tiny_model).half()}
+
+
+@pytest.mark.parametrize("low", ["bf16", "half()"])
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_good_input_in_reduced_precision(low_models, low, name):
+    model = low_models[low]
+    cfg_dtype = model.cfg.dtype
+    assert GOOD[name](model) is not None
+    assert model.cfg.dtype == cfg_dtype
+    assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("low", ["bf16", "half()"])
+def test_reduced_precision_features_and_scores(tiny_model, low_models, low):
+    model = low_models[low]
+    data, ref = _data(model), _data(tiny_model)
+    assert data.features[0].dtype == next(model.parameters()).dtype  # stored as computed (half the memory)
+    assert data.x(1).dtype == torch.float32
+    torch.testing.assert_close(data.x(1), ref.x(1), atol=0.05 * float(ref.x(1).abs().max()), rtol=0)
+    sweep, sweep32 = probes.probe_sweep(data, cv=3, n_random=1), probes.probe_sweep(ref, cv=3, n_random=1)
+    assert np.abs(np.array(sweep.score) - np.array(sweep32.score)).max() <= 2 / 24  # at most 2 of 24 predictions differ
+
+
+@pytest.mark.parametrize("low", ["bf16", "half()"])
+def test_projecting_out_in_reduced_precision_leaves_nothing_along_the_direction(low_models, low):
+    """The projection is computed in float32 and rounded once to the model's dtype."""
+    model = low_models[low]
+    direction = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    seen = {}
+
+    def grab(act, hook):
+        seen["x"] = act
+
+    tokens = model.to_tokens(PROMPTS[:4])
+    with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", grab)]):
+        probes.run_with_direction(model, tokens, "blocks.0.hook_resid_post", direction)
+    x = seen["x"].float()
+    u = direction / direction.norm()
+    unit_roundoff = torch.finfo(seen["x"].dtype).eps / 2  # one rounding of each entry moves x . u by at most this x |x|
+    assert float((x @ u).abs().max()) <= 1.01 * unit_roundoff * float(x.norm(dim=-1).max())
+    assert_no_hooks(model)

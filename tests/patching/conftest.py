@@ -19,6 +19,22 @@ def make_model(*, attn_only: bool = False, norm: str | None = "LN", n_layers: in
     return model
 
 
+def make_llama(ungroup: bool = False, seed: int = 5):
+    """A 3-layer random Llama-shaped model (rotary, RMSNorm, gated SiLU MLP): 4 query heads sharing 2 key/value heads."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=3, d_model=32, n_heads=4, n_key_value_heads=2, d_head=8, d_mlp=48, n_ctx=16, d_vocab=48,
+        act_fn="silu", gated_mlp=True, normalization_type="RMS", final_rms=True, positional_embedding_type="rotary",
+        rotary_dim=8, ungroup_grouped_query_attention=ungroup, seed=seed, device="cpu",
+    )
+    torch.manual_seed(seed)
+    model = HookedTransformer(cfg).eval()
+    for p in model.parameters():  # random weights large enough that every patch moves the metric
+        p.data.add_(0.3 * torch.randn_like(p))
+    return model
+
+
 @pytest.fixture(scope="session")
 def attn_only_model():
     """A 2-layer attention-only random model with LayerNorm."""
@@ -74,3 +90,9 @@ def metric(pair):
 def model_factory():
     """``make_model`` itself, for tests that need a differently configured model."""
     return make_model
+
+
+@pytest.fixture(scope="session")
+def llama_factory():
+    """``make_llama`` itself: grouped-query, rotary, RMSNorm, gated-MLP models."""
+    return make_llama

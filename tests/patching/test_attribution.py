@@ -41,3 +41,34 @@ def test_compare_with_exact_and_ig_refinement(model_factory, pair, metric):
     assert ig.max_abs_error < plain.max_abs_error
     torch.testing.assert_close(plain.exact.values, activation_patch(tiny_model, clean, corrupted, metric).values)
     assert "Pearson" in ig.to_html()
+
+
+@pytest.mark.parametrize("ig_steps", [None, 4])
+def test_reduced_precision_sums_in_float32(tiny_model, pair, metric, ig_steps):
+    """On a bf16 model, (source - base) . gradient is summed in float32: it equals the float64 sum
+    of the same bf16 activations and gradients (a bf16 sum would be off by ~1e-2 relative)."""
+    import copy
+
+    model = copy.deepcopy(tiny_model).to(torch.bfloat16, print_details=False)
+    clean, corrupted, _, _ = pair
+    hook = "blocks.1.hook_mlp_out"
+    result = attribution_patch(model, clean, corrupted, metric, sites="mlp_out", by="position", ig_steps=ig_steps, normalise=False)
+    assert result.raw.dtype == torch.float32
+    with torch.no_grad():
+        source = model.run_with_cache(clean, names_filter=hook)[1][hook]
+        resid0 = {t: model(x, stop_at_layer=0) for t, x in (("base", corrupted), ("source", clean))}
+    steps = 1 if ig_steps is None else ig_steps
+    alphas = [0.0] if ig_steps is None else [(k + 0.5) / steps for k in range(steps)]
+    grad = torch.zeros(source.shape, dtype=torch.float64)
+    for a in alphas:  # one backward per point of the path (ours stacks them in one batch)
+        kept = {}
+        inp = (resid0["base"].float() + a * (resid0["source"].float() - resid0["base"].float())).to(torch.bfloat16)
+        with model.hooks(fwd_hooks=[(hook, lambda act, hook: kept.setdefault("a", act))]):
+            value = metric(model(inp.requires_grad_(True), start_at_layer=0)).float().mean() / steps
+        grad += torch.autograd.grad(value, kept["a"])[0].double()
+    base = model.run_with_cache(corrupted, names_filter=hook)[1][hook]
+    expected = ((source.double() - base.double()) * grad).sum((0, 2))  # per position
+    got = (result.raw[-1] - result.base_value).double()
+    scale = float(expected.abs().max())
+    assert scale > 0.01
+    torch.testing.assert_close(got, expected, atol=1e-3 * scale, rtol=0)
