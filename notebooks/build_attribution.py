@@ -42,7 +42,7 @@ CELLS = [
     ("md", "## Integrated gradients, with its convergence delta\n\n"
            "toy-lm was trained with template-word dropout (a template word replaced by `<pad>` with probability 0.15), "
            "so `<pad>` is its own \"missing word\" and `baseline='pad'` (BOS kept) is the absence baseline by construction. "
-           "The library default, `baseline='zero'`, is captum's."),
+           "The library default, `baseline='auto'`, picks it: toy-lm declares `<pad>` as its absence token (`model.mechinterp_meta`); captum's zero baseline is `baseline='zero'`."),
     ("code", "ig = attribute(model, prompt, target, method='ig', n_steps=64, baseline='pad')\n"
              "print('relative completeness gap:', ig.metadata['relative_delta'])\nig.top_k(3)"),
     ("code", "ig"),

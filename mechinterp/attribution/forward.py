@@ -220,6 +220,16 @@ def _starts_from_embeddings(model: Any) -> bool:
     return cfg.positional_embedding_type in ("standard", "rotary") and not getattr(cfg, "post_embedding_ln", False)
 
 
+def resolve_absence(model: Any, which: Any) -> Any:
+    """``"auto"`` -> the model's own "missing word" (``model.mechinterp_meta["absence_token"]``,
+    declared by zoo models trained to read one, e.g. ``"pad"`` for ``zoo:toy-lm``), else ``"mean"``
+    (the mean token embedding, chosen on SmolLM2). Any other value is returned unchanged."""
+    if isinstance(which, str) and which == "auto":
+        meta = getattr(model, "mechinterp_meta", None) or {}
+        return meta.get("absence_token") or "mean"
+    return which
+
+
 def special_token_id(model: Any, which: str | int) -> int:
     """Token id of ``"pad"``, ``"unk"``, ``"mask"``, ``"bos"``, ``"eos"`` or an explicit id.
 

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from mechinterp.attribution.adaptive import adaptive_gauss_legendre
 from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare, register_method
-from mechinterp.attribution.forward import special_token_id, target_gradients, token_embeddings
+from mechinterp.attribution.forward import resolve_absence, special_token_id, target_gradients, token_embeddings
 from mechinterp.attribution.grouping import AttributionWarning
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError, ShapeMismatchError
@@ -120,6 +120,7 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
     :func:`keeps_first_token`.
     """
     x = token_embeddings(model, prep.batch_tokens).detach()
+    baseline = resolve_absence(model, baseline)
     if isinstance(baseline, Tensor) and not baseline.is_floating_point():  # a counterfactual prompt's token ids
         ids = baseline.flatten().long()
         if len(ids) < prep.n_prompt:
@@ -173,7 +174,9 @@ class IntegratedGradients(AbstractAttributionMethod):
     """Integrated gradients at the embedding layer, with the convergence delta.
 
     Args:
-        baseline: ``"mean"`` (default: the mean token embedding at every moving position), ``"zero"``
+        baseline: ``"auto"`` (default: the model's own "missing word" where it declares one, e.g.
+            ``"pad"`` for ``zoo:toy-lm``, else ``"mean"``), ``"mean"`` (the mean token embedding at every
+            moving position), ``"zero"``
             (captum's default; ill-posed on normalised models, see the module notes), ``"pad"``,
             ``"unk"``, ``"mask"``, ``"eos"``, a token id, a float tensor ``[pos, d_model]`` / ``[d_model]``, or an
             integer tensor ``[pos]``: the token ids of a counterfactual prompt of the same length.
@@ -202,7 +205,7 @@ class IntegratedGradients(AbstractAttributionMethod):
 
     uses_gradients = True
 
-    def __init__(self, baseline: str | int | Tensor = "mean", n_steps: int = 64, rule: str = "gausslegendre",
+    def __init__(self, baseline: str | int | Tensor = "auto", n_steps: int = 64, rule: str = "gausslegendre",
                  internal_batch_size: int = 32, keep_bos: bool = True, keep_first_token: bool | None = None,
                  tolerance: float = 0.01, warn_delta: float | None = 0.05) -> None:
         self.baseline = baseline

@@ -78,7 +78,7 @@ class Lime(AbstractPerturbationMethod):
     """
 
     def __init__(self, n_samples: int = 500, alpha: float = 1e-3, kernel_width: float = 25.0, seed: int = 0,
-                 features: Any = "token", replacement: str | int = "mean", batch_size: int = 128) -> None:
+                 features: Any = "token", replacement: str | int = "auto", batch_size: int = 128) -> None:
         self.n_samples = n_samples
         self.alpha = alpha
         self.kernel_width = kernel_width

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.attribution.base import AbstractAttributionMethod, Prepared
-from mechinterp.attribution.forward import MaskedScorer, special_token_id
+from mechinterp.attribution.forward import MaskedScorer, resolve_absence, special_token_id
 from mechinterp.attribution.grouping import feature_groups
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError
@@ -26,17 +26,18 @@ class AbstractPerturbationMethod(AbstractAttributionMethod):
     """Base of occlusion, Shapley, KernelSHAP and LIME (holds the shared options)."""
 
     features: Any = "token"
-    replacement: str | int = "mean"
+    replacement: str | int = "auto"
     batch_size: int = 64
 
     def _scorer(self, model: Any, prep: Prepared) -> tuple[MaskedScorer, list[list[int]], list[str]]:
         if self.batch_size < 1:
             raise MechinterpError(f"batch_size must be >= 1 (got {self.batch_size}).")
         groups, labels = feature_groups(prep.token_strs, self.features, has_bos=prep.has_bos)
-        if isinstance(self.replacement, str) and self.replacement == "mean":
+        replacement = resolve_absence(model, self.replacement)
+        if isinstance(replacement, str) and replacement == "mean":
             mean = model.W_E.detach().mean(0, dtype=torch.float32)  # [d_model]
             return MaskedScorer(model, prep.target, groups, None, self.batch_size, replacement_embedding=mean), groups, labels
-        replacement_id = special_token_id(model, self.replacement)
+        replacement_id = special_token_id(model, replacement)
         return MaskedScorer(model, prep.target, groups, replacement_id, self.batch_size), groups, labels
 
     def _feature_result(self, prep: Prepared, phi: Tensor, groups: list[list[int]], labels: list[str],

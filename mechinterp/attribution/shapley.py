@@ -127,7 +127,7 @@ class ShapleyValues(AbstractPerturbationMethod):
         >>> res.scores.sum(), res.metadata["target_values"][0] - res.metadata["baseline_values"][0]  # doctest: +SKIP
     """
 
-    def __init__(self, max_features: int = 14, features: Any = "token", replacement: str | int = "mean",
+    def __init__(self, max_features: int = 14, features: Any = "token", replacement: str | int = "auto",
                  batch_size: int = 256) -> None:
         self.max_features = max_features
         self.features = features
@@ -161,7 +161,7 @@ class KernelShap(AbstractPerturbationMethod):
         features, replacement, batch_size: as for :class:`ShapleyValues`.
     """
 
-    def __init__(self, n_samples: int = 2048, seed: int = 0, features: Any = "token", replacement: str | int = "mean",
+    def __init__(self, n_samples: int = 2048, seed: int = 0, features: Any = "token", replacement: str | int = "auto",
                  batch_size: int = 256) -> None:
         self.n_samples = n_samples
         self.seed = seed

@@ -91,7 +91,7 @@ def load(
 
         _check_overrides(config_overrides)
         model = load_model(name, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
-        return _with_meta(model, source="zoo", path=name, dtype=dtype)
+        return _with_meta(model, source="zoo", path=name, dtype=dtype, **_zoo_meta(name))
     local = Path(name).expanduser()
     if local.is_file():
         if local.suffix.lower() != ".gguf":
@@ -106,7 +106,7 @@ def load(
 
             _check_overrides(config_overrides)
             model = load_model(local, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
-            return _with_meta(model, source="zoo", path=str(local), dtype=dtype)
+            return _with_meta(model, source="zoo", path=str(local), dtype=dtype, **_zoo_meta(local))
         return load_local_checkpoint(local, device=device, dtype=dtype, **processing, **config_overrides)
     return _load_from_hub(name, device=device, dtype=dtype, processing=processing, **config_overrides)
 
@@ -175,7 +175,8 @@ def model_info(model: Any) -> dict[str, Any]:
     prompts get a BOS token, following the checkpoint's own tokenizer configuration),
     ``bos_token``, ``bos_source`` (what decided ``prepend_bos``), ``n_key_value_heads``,
     ``dequantized_from`` (the GGUF quantization type, e.g. ``"Q4_1"``, else ``None``),
-    ``weight_processing`` (for converted checkpoints: each of TL's processing switches as
+    ``absence_token`` (zoo models trained to read a token as a missing word declare it: the
+    attribution methods' default ``"auto"`` baseline uses it), ``weight_processing`` (for converted checkpoints: each of TL's processing switches as
     asked and as applied; folding is switched off where it would change the model, e.g.
     post-norm blocks or a logit softcap).
     """
@@ -184,6 +185,20 @@ def model_info(model: Any) -> dict[str, Any]:
         meta = _with_meta(model, source="unknown", path=None).mechinterp_meta
         meta["bos_source"] = "the model's config (built outside mechinterp.load)"
     return dict(meta)
+
+
+def _zoo_meta(name_or_folder: str | Path) -> dict[str, Any]:
+    """What a zoo model declares about itself beyond its config: ``attribution.json``'s
+    ``absence_token`` (the token the model was trained to read as a missing word), which the
+    attribution methods' ``"auto"`` baseline uses."""
+    from mechinterp.zoo import path as zoo_path
+
+    folder = Path(name_or_folder) if Path(name_or_folder).is_dir() else zoo_path(str(name_or_folder))
+    extra = folder / "attribution.json"
+    if not extra.exists():
+        return {}
+    declared = json.loads(extra.read_text())
+    return {"absence_token": declared.get("absence_token"), "absence_token_why": declared.get("why")}
 
 
 def _is_zoo_format(folder: Path) -> bool:

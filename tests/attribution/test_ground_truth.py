@@ -6,6 +6,7 @@ Skipped until ``zoo:toy-lm`` and its tasks exist.
 from __future__ import annotations
 
 import pytest
+import torch
 
 import mechinterp
 
@@ -94,3 +95,21 @@ def test_ig_with_a_counterfactual_baseline_finds_the_country_on_facts(toy_lm):
         row[0] = -float("inf")
         hits += int(int(row.argmax()) in task.ground_truth.positions[i])
     assert hits / len(task) >= 0.9
+
+
+def test_default_baseline_is_the_models_own_missing_word(toy_lm):
+    """``baseline="auto"`` (the default) reads ``absence_token`` from the zoo model's attribution.json: on toy-lm
+    the default IG is the pad-baseline IG (the docs' advice), and the perturbation methods replace with <pad>."""
+    from mechinterp.attribution import attribute
+    from mechinterp.core.loading import model_info
+
+    assert model_info(toy_lm)["absence_token"] == "pad"
+    task = mechinterp.tasks.load("facts", toy_lm, n=2, seed=0)
+    prompt, answer = task.clean_tokens[0, : int(task.lengths[0])], int(task.correct_tokens[0])
+    default = attribute(toy_lm, prompt, answer, method="ig", n_steps=16, warn=False).scores
+    pad = attribute(toy_lm, prompt, answer, method="ig", baseline="pad", n_steps=16, warn=False).scores
+    mean = attribute(toy_lm, prompt, answer, method="ig", baseline="mean", n_steps=16, warn=False).scores
+    torch.testing.assert_close(default, pad)
+    assert not torch.allclose(default, mean)
+    occ = attribute(toy_lm, prompt, answer, method="occlusion").scores
+    torch.testing.assert_close(occ, attribute(toy_lm, prompt, answer, method="occlusion", replacement="pad").scores)

@@ -135,11 +135,12 @@ def test_shared_prefix_does_not_change_the_result(tiny_model, monkeypatch):
     assert real(torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])) == 1
 
 
-def test_default_baseline_is_the_mean_token_embedding(tiny_model):
+def test_default_baseline_is_the_mean_token_embedding_unless_the_model_declares_one(tiny_model):
+    """``"auto"``: a model that declares no ``absence_token`` (every non-zoo model) gets the mean embedding."""
     default = attribute(tiny_model, PROMPT, "w4", method="ig", n_steps=16, warn=False)
     mean = attribute(tiny_model, PROMPT, "w4", method="ig", baseline=tiny_model.W_E.detach().mean(0), n_steps=16, warn=False)
     torch.testing.assert_close(default.scores, mean.scores)
-    assert default.options["baseline"] == "mean" and default.metadata["relative_delta"][0] < 0.01
+    assert default.options["baseline"] == "auto" and default.metadata["relative_delta"][0] < 0.01
 
 
 def test_first_token_is_kept_without_bos_and_moves_on_request(tiny_model):
