@@ -3,8 +3,9 @@
 Denoising (the default) runs the *corrupted* prompts and writes in one activation from the
 *clean* run; noising runs the clean prompts and writes in the corrupted activation.
 Ablations run the clean prompts and overwrite the activation with zeros, its mean over the
-reference prompts (the corrupted ones if given, else the clean ones), or the activation of
-another reference prompt (resampling, a fixed random permutation).
+reference prompts (the corrupted ones if given, else the clean ones; at each position only
+the prompts whose token there is real, not padding), or the activation of another reference
+prompt (resampling, a fixed random permutation; needs at least 2 prompts).
 
 With ``normalise=True`` the reported effect of patch ``x`` is
 
@@ -44,7 +45,7 @@ from torch import Tensor
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
-from mechinterp.patching.inputs import Metric, PatchInputs, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import Sweep, make_sweep
 
@@ -68,6 +69,18 @@ def collect(model: Any, tokens: Tensor, hooks: Sequence[str], metric: Metric) ->
     return store, evaluate_metric(metric, logits, tokens.shape[0])
 
 
+def _real_mean(act: Tensor, lengths: Tensor, hook: str) -> Tensor:
+    """The mean over prompts of ``act`` at each position, over the prompts whose token there is real (not padding)."""
+    pos_dim = 2 if hook.endswith("hook_pattern") else 1  # pattern: [batch, head, query_pos, key_pos]
+    real = torch.arange(act.shape[pos_dim], device=act.device) < lengths.to(act.device)[:, None]  # [batch, pos]
+    if bool(real.all()):
+        return act.mean(0, keepdim=True)
+    shape = [act.shape[0]] + [1] * (act.ndim - 1)
+    shape[pos_dim] = act.shape[pos_dim]
+    weight = real.reshape(shape).float()
+    return ((act.float() * weight).sum(0, keepdim=True) / weight.sum(0, keepdim=True).clamp(min=1)).to(act.dtype)
+
+
 def _sources(
     model: Any, inputs: PatchInputs, hooks: Sequence[str], direction: str, ablation: str | None, seed: int
 ) -> tuple[Tensor, dict[str, Tensor], float | None]:
@@ -77,12 +90,15 @@ def _sources(
         acts, target = collect(model, source_tokens, hooks, inputs.metric)
         return base_tokens, acts, float(target.mean())
     reference = inputs.corrupted if inputs.corrupted is not None else inputs.clean
+    if ablation == "resample" and reference.shape[0] < 2:
+        raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
     acts, ref_metric = collect(model, reference, hooks, inputs.metric)
     target = float(ref_metric.mean()) if inputs.corrupted is not None else None
     if ablation == "zero":
         acts = {h: torch.zeros_like(a[:1]) for h, a in acts.items()}
     elif ablation == "mean":
-        acts = {h: a.mean(0, keepdim=True) for h, a in acts.items()}
+        # Prompts of different lengths are right-padded: a position's mean uses only the prompts real there.
+        acts = {h: _real_mean(a, inputs.lengths, h) for h, a in acts.items()}
     else:
         gen = torch.Generator().manual_seed(seed)
         perm = torch.randperm(reference.shape[0], generator=gen).to(reference.device)
@@ -97,6 +113,11 @@ def _check_mode(direction: str, ablation: str | None, method: str) -> None:
         raise MechinterpError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
     if method not in ("batched", "naive"):
         raise MechinterpError(f"method must be 'batched' or 'naive', got {method!r}.")
+
+
+def _check_sizes(chunk_size: Any, memory_budget: Any) -> None:
+    check_count(chunk_size, "chunk_size", none_ok=True, hint=" Pass the variants per stacked pass, or None to fit memory_budget.")
+    check_budget(memory_budget)
 
 
 def _run(
@@ -199,12 +220,15 @@ def activation_patch(
         ShapeMismatchError: clean/corrupted of different batch sizes or token lengths; a
             metric not returning ``[batch]``.
         UnknownSiteError: an unknown site. NonFiniteError: NaN metrics.
+        MechinterpError: ``chunk_size`` not a positive integer, ``memory_budget`` not a positive size,
+            ``ablation="resample"`` with one prompt.
 
     Example:
         >>> r = activation_patch(model, task, site="z", by="head")  # doctest: +SKIP
         >>> r.top(3)  # doctest: +SKIP
     """
     _check_mode(direction, ablation, method)
+    _check_sizes(chunk_size, memory_budget)
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
     inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
@@ -227,6 +251,7 @@ def _every(
 ) -> PatchResult:
     direction, ablation, method = kw.pop("direction", "denoising"), kw.pop("ablation", None), kw.pop("method", "batched")
     _check_mode(direction, ablation, method)
+    _check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
     inputs = prepare(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)

@@ -20,6 +20,7 @@ attribute, which lets the batched runs compute logits only there
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,14 @@ from torch import Tensor
 
 from mechinterp.core.metrics import kl_div, logit_diff, logprob, prob
 from mechinterp.core.precision import fp16_hint
+from mechinterp.core.storage import parse_bytes
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
-__all__ = ["Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "METRIC_NAMES", "NON_FINITE"]
+__all__ = [
+    "Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "check_count", "check_budget", "METRIC_NAMES",
+    "NON_FINITE",
+]
 
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 METRIC_NAMES = ("logit_diff", "logprob", "prob", "kl")
@@ -66,6 +71,30 @@ class PatchInputs:
     @property
     def n_pos(self) -> int:
         return self.clean.shape[1]
+
+
+def check_count(value: Any, name: str, *, none_ok: bool = False, hint: str = "") -> None:
+    """Raise unless ``value`` is an integer >= 1 (or ``None`` when ``none_ok``); ``name`` is the argument."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        allowed = "a positive integer" + (" or None" if none_ok else "")
+        raise MechinterpError(f"{name} must be {allowed}, got {value!r}.{hint}")
+
+
+def check_budget(memory_budget: Any) -> None:
+    """Raise unless ``memory_budget`` is ``"auto"``, ``None`` (no limit) or a positive size (bytes or ``"512MB"``)."""
+    if memory_budget is None or (isinstance(memory_budget, str) and memory_budget == "auto"):
+        return
+    hint = " Pass a positive number of bytes, a size like '512MB', 'auto' (the default) or None (no limit)."
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (numbers.Real, str)):
+        raise MechinterpError(f"memory_budget must be a size, got {memory_budget!r}.{hint}")
+    try:
+        size = parse_bytes(memory_budget)
+    except MechinterpError:
+        raise MechinterpError(f"memory_budget must be a size, got {memory_budget!r}.{hint}") from None
+    if not size > 0:  # also NaN
+        raise MechinterpError(f"memory_budget must be positive, got {memory_budget!r}.{hint}")
 
 
 def _is_task(obj: Any) -> bool:

@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,9 +37,9 @@ from torch import Tensor
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
-from mechinterp.patching.activation import collect
+from mechinterp.patching.activation import _check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare
 from mechinterp.patching.result import PatchResult
 
 __all__ = ["causal_trace", "restored_layers"]
@@ -97,7 +99,7 @@ def causal_trace(
         answers: the correct answers (for the default metric without a task).
         kind: ``"resid"`` (state after each layer), ``"mlp"`` or ``"attn"``.
         window: layers restored around each layer (default 1 for resid, 10 otherwise).
-        noise: the noise scale in multiples of ``noise_std``.
+        noise: the noise scale in multiples of ``noise_std`` (> 0).
         noise_std: the embedding standard deviation (default: of the prompts' embeddings).
         n_samples: noise draws per prompt (stacked in the batch).
         seed: the noise seed.
@@ -107,16 +109,28 @@ def causal_trace(
     Returns:
         A :class:`PatchResult` with dims ``("pos", "layer")`` and ``method="causal_trace"``.
 
+    Raises:
+        MechinterpError: ``noise`` / ``noise_std`` not > 0, non-positive sizes (``n_samples``, ``window``,
+            ``chunk_size``, ``memory_budget``). NonFiniteError: with ``normalise=True``, noised and clean
+            runs of (nearly) the same mean metric.
+
     Example:
         >>> causal_trace(model, ["The capital of France is"], [3], answers=" Paris")  # doctest: +SKIP
     """
     if kind not in _KINDS:
         raise MechinterpError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}.")
-    if n_samples < 1:
-        raise MechinterpError(f"n_samples must be at least 1, got {n_samples}.")
+    check_count(n_samples, "n_samples", hint=" Pass the noise draws per prompt (the paper uses 10).")
     window = (1 if kind == "resid" else 10) if window is None else window
-    if window < 1:
-        raise MechinterpError(f"window must be at least 1, got {window}.")
+    check_count(window, "window", hint=" Pass the layers restored around each layer (1 for resid, 10 in the paper).")
+    _check_sizes(chunk_size, memory_budget)
+    for name, value in (("noise", noise), ("noise_std", noise_std)):
+        if value is None and name == "noise_std":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+            raise MechinterpError(
+                f"{name} must be a finite number > 0, got {value!r}: without noise the noised run is the clean run and "
+                "the normalised trace is rounding noise. Pass e.g. noise=3 (the paper's scale)."
+            )
     is_task = hasattr(prompts, "ground_truth") and hasattr(prompts, "clean_tokens")
     if is_task:
         subject_positions = prompts.ground_truth.positions if subject_positions is None else subject_positions
@@ -152,10 +166,14 @@ def causal_trace(
     per_prompt = run_variants(model, base, variants, metric_s, memory_budget=memory_budget, chunk_size=chunk_size, naive=method == "naive")
     raw = per_prompt.mean(1).reshape(n_pos, n_layers)
     base_value, target = float(base.metric.mean()), float(clean_metric.mean())
-    if normalise and abs(target - base_value) < 1e-8:
+    # Nearly equal (within float32 rounding of the metric's scale): normalising divides rounding noise by rounding noise.
+    if normalise and abs(target - base_value) <= 1e-8 + 1e-5 * max(abs(target), abs(base_value)):
         from mechinterp.errors import NonFiniteError
 
-        raise NonFiniteError("The noise does not change the metric (noised = clean): raise noise, or pass normalise=False.")
+        raise NonFiniteError(
+            f"The noised and clean runs have (nearly) the same mean metric ({base_value:.6g} vs {target:.6g}), so the "
+            "normalised trace is meaningless: the noise does not change the metric. Raise noise, or pass normalise=False."
+        )
     values = (raw - base_value) / (target - base_value) if normalise else raw.clone()
     pos_labels = [f"{i}:{t}" + ("*" if bool(subject[0, i]) else "") for i, t in enumerate(inputs.str_tokens)]
     return PatchResult(

@@ -151,3 +151,73 @@ def test_kl_metric_is_zero_on_clean(tiny_model):
     r = activation_patch(tiny_model, clean, corrupted, "kl", site="resid_pre", by="layer", normalise=False)
     assert r.target_value == pytest.approx(0.0, abs=1e-6)
     assert r.base_value < 0
+
+
+# --- issue 16: bad sizes, mean ablation over padding, resample with one prompt -----------------
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 1.5, "3", True])
+def test_bad_chunk_size_raises(tiny_model, pair, metric, bad):
+    from mechinterp.errors import MechinterpError
+
+    clean, corrupted, _, _ = pair
+    with pytest.raises(MechinterpError, match="chunk_size"):
+        activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer", chunk_size=bad)
+    with pytest.raises(MechinterpError, match="chunk_size"):
+        patch_block_every(tiny_model, clean, corrupted, metric, chunk_size=bad)
+    assert_no_hooks(tiny_model)
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), [1], True])
+def test_bad_memory_budget_raises(tiny_model, pair, metric, bad):
+    from mechinterp.errors import MechinterpError
+
+    clean, corrupted, _, _ = pair
+    with pytest.raises(MechinterpError, match="memory_budget"):
+        activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer", memory_budget=bad)
+
+
+def _padded(tokens, lengths, pad_id=0):
+    from mechinterp.core.tokens import Tokenized
+
+    tokens = tokens.clone()
+    mask = (torch.arange(tokens.shape[1]) < lengths[:, None]).long()
+    tokens[mask == 0] = pad_id
+    return Tokenized(tokens, mask, lengths)
+
+
+@pytest.mark.parametrize("site,hook", [("attn_out", "blocks.1.hook_attn_out"), ("z", "blocks.0.attn.hook_z")])
+def test_mean_ablation_ignores_padding(tiny_model, pair, site, hook):
+    clean, _, correct, wrong = pair
+    lengths = torch.tensor([10, 7, 5])
+    prompts = _padded(clean, lengths)
+    last = lengths - 1
+
+    def metric(logits):
+        rows = torch.arange(logits.shape[0])
+        return logits[rows, last, correct] - logits[rows, last, wrong]
+
+    _, cache = tiny_model.run_with_cache(prompts.tokens)
+    acts = cache[hook]
+    real = (torch.arange(10) < lengths[:, None]).float().reshape(3, 10, *[1] * (acts.ndim - 2))
+    by_hand_mean = (acts * real).sum(0, keepdim=True) / real.sum(0, keepdim=True)
+    layer = int(hook.split(".")[1])
+    raw = activation_patch(tiny_model, prompts, None, metric, site=site, by="position", ablation="mean", normalise=False).raw
+    for pos in (3, 6, 8):  # all real; prompts 0 and 1 real; only prompt 0 real
+        expect = _hand_ablation(tiny_model, prompts.tokens, metric, hook, pos, lambda a: by_hand_mean.expand_as(a))
+        assert float(raw[layer, pos]) == pytest.approx(expect, abs=1e-5), pos
+
+
+def test_resample_with_one_prompt_raises(tiny_model, pair, metric):
+    from mechinterp.errors import MechinterpError
+
+    clean, corrupted, correct, wrong = pair
+
+    def one(logits):
+        return logits[:, -1, correct[0]] - logits[:, -1, wrong[0]]
+
+    with pytest.raises(MechinterpError, match="[Rr]esample ablation needs at least 2 prompts"):
+        activation_patch(tiny_model, clean[:1], None, one, site="attn_out", by="layer", ablation="resample")
+    with pytest.raises(MechinterpError, match="[Rr]esample ablation needs at least 2 prompts"):
+        patch_block_every(tiny_model, clean[:1], corrupted[:1], one, ablation="resample")
+    assert_no_hooks(tiny_model)

@@ -72,3 +72,12 @@ def test_bad_receivers(tiny_model):
     for bad in ["L9H0.q", (0, 7, "q"), (0, 1, "x"), "nonsense"]:
         with pytest.raises(UnknownSiteError):
             parse_receivers(tiny_model, [bad])
+
+
+@pytest.mark.parametrize("arg,bad", [("chunk_size", -1), ("chunk_size", 0), ("memory_budget", 0), ("memory_budget", "lots")])
+def test_bad_sizes_raise(tiny_model, pair, metric, arg, bad):  # issue 16: chunk_size=-1 returned the base metric
+    from mechinterp.errors import MechinterpError
+
+    clean, corrupted, _, _ = pair
+    with pytest.raises(MechinterpError, match=arg):
+        path_patch(tiny_model, clean, corrupted, metric, **{arg: bad})

@@ -55,5 +55,27 @@ def test_bad_input(tiny_model, pair, metric):
         causal_trace(tiny_model, clean, [40], metric)
     with pytest.raises(MechinterpError):
         causal_trace(tiny_model, clean, [1], metric, kind="embed")
-    with pytest.raises(NonFiniteError):
+    with pytest.raises(MechinterpError, match="noise must"):  # issue 16: was a NonFiniteError after the whole trace
         causal_trace(tiny_model, clean, [1], metric, noise=0.0)
+
+
+# --- issue 16: noise must be positive; base == target cannot be normalised ---------------------
+
+
+@pytest.mark.parametrize("arg,bad", [("noise", 0.0), ("noise", -1.0), ("noise", float("nan")), ("noise_std", 0.0),
+                                     ("n_samples", 0), ("n_samples", 2.5), ("window", 0), ("window", 1.5),
+                                     ("chunk_size", -1), ("chunk_size", 0), ("memory_budget", 0)])
+def test_bad_sizes_raise(tiny_model, pair, metric, arg, bad):
+    clean, _, _, _ = pair
+    kw = {"n_samples": 2, arg: bad}
+    with pytest.raises(MechinterpError, match=rf"{arg} must"):
+        causal_trace(tiny_model, clean, [1], metric, **kw)
+
+
+def test_nearly_equal_base_and_target_raise(tiny_model, pair, metric):
+    clean, _, _, _ = pair
+    # Noise too small to move the metric by more than float rounding: base and target differ by ~1e-7.
+    with pytest.raises(MechinterpError, match="normalise=False"):
+        causal_trace(tiny_model, clean, [1], metric, n_samples=2, noise=1e-7)
+    raw = causal_trace(tiny_model, clean, [1], metric, n_samples=2, noise=1e-7, normalise=False)
+    assert abs(raw.target_value - raw.base_value) > 0  # nonzero, yet meaningless to normalise by
