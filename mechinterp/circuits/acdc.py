@@ -36,6 +36,7 @@ topological order); for each receiver its senders from the latest to the embeddi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.circuits.engine import PatchSetup, patch_edges
+from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["DISTANCES", "acdc", "acdc_scores"]
@@ -59,8 +60,8 @@ def _l2(logits: Tensor, ref: Tensor, metric: Callable) -> Tensor:
 
 
 def _metric_gap(logits: Tensor, ref: Tensor, metric: Callable) -> Tensor:
-    full = metric(ref).mean()
-    return torch.stack([(metric(row).mean() - full).abs() for row in logits])
+    full = check_metric_output(metric, metric(ref), ref.shape[0]).mean()
+    return torch.stack([(check_metric_output(metric, metric(row), row.shape[0]).mean() - full).abs() for row in logits])
 
 
 DISTANCES: dict[str, Callable[[Tensor, Tensor, Callable], Tensor]] = {"kl": _kl, "l2": _l2, "metric": _metric_gap}
@@ -80,6 +81,33 @@ def _distance(name: str) -> Callable:
     return checked
 
 
+def _check_threshold(value: Any, name: str = "threshold") -> float:
+    """A threshold as a float: finite and non-negative (NaN compares false with everything and keeps every edge)."""
+    try:
+        tau = float(value)
+    except (TypeError, ValueError):
+        raise MechinterpError(f"ACDC {name} must be a number; got {value!r}.") from None
+    if not math.isfinite(tau) or tau < 0:
+        raise MechinterpError(
+            f"ACDC {name} must be a finite, non-negative number; got {value!r} (NaN keeps every edge, inf none). "
+            "Pass values such as [1e-3, 1e-2, 1e-1], or leave thresholds=None for the default sweep."
+        )
+    return tau
+
+
+def _check_thresholds(thresholds: Any) -> list[float]:
+    try:
+        if isinstance(thresholds, (str, bytes)):
+            raise TypeError
+        items = list(thresholds)
+    except TypeError:
+        raise MechinterpError(f"ACDC thresholds must be a list of numbers, e.g. [1e-3, 1e-2]; got {thresholds!r}.") from None
+    values = sorted(_check_threshold(t, "thresholds") for t in items)
+    if not values:
+        raise MechinterpError("ACDC thresholds must be a non-empty list of non-negative numbers.")
+    return values
+
+
 def acdc(
     model: Any,
     setup: PatchSetup,
@@ -95,11 +123,13 @@ def acdc(
         ``(kept [n_senders, n_receivers] bool, info)`` with ``info["passes"]`` forward passes
         and ``info["distance"]`` of the final circuit.
     """
+    threshold = _check_threshold(threshold)
     dist_fn = _distance(distance)
     g = setup.graph
     real = g.real.clone() if candidates is None else g.real & candidates.to(torch.bool)
     removed = (g.real & ~real).float()  # edges outside the candidates start removed
     ref = patch_edges(model, setup, torch.zeros(g.real.shape))[0]
+    check_metric_output(metric, metric(ref.float()), ref.shape[0])  # every scorer checks the metric, whatever the distance
     current = float(dist_fn(patch_edges(model, setup, removed), ref, metric)[0])
     passes = 2
     for col in reversed(range(g.n_receivers)):
@@ -154,13 +184,12 @@ def acdc_scores(
         ``info["selected"]`` is the circuit kept at the median threshold.
     """
     g = setup.graph
-    if thresholds is None:
+    if thresholds is not None:
+        thresholds = _check_thresholds(thresholds)
+    else:
         ref = patch_edges(model, setup, torch.zeros(g.real.shape))[0]
         empty = float(_distance(distance)(patch_edges(model, setup, g.real.float()), ref, metric)[0])
-        thresholds = (max(empty, 1e-12) * torch.logspace(-4, 0, 9)).tolist()
-    thresholds = sorted(float(t) for t in thresholds)
-    if not thresholds or any(t < 0 for t in thresholds):
-        raise MechinterpError("ACDC thresholds must be a non-empty list of non-negative numbers.")
+        thresholds = _check_thresholds((max(empty, 1e-12) * torch.logspace(-4, 0, 9)).tolist())
     scores = torch.zeros(g.n_senders, g.n_receivers)
     sweep, middle = [], None
     for i, tau in enumerate(thresholds):

@@ -27,10 +27,10 @@ __all__ = ["discover", "setup_for"]
 
 
 def setup_for(model: Any, task: Any, ablation: str = "corrupted") -> PatchSetup:
-    """:func:`prepare` on a task's clean and corrupted tokens."""
+    """:func:`prepare` on a task's clean and corrupted tokens (its ``lengths`` keep padding out of mean ablation)."""
     if task is None or not hasattr(task, "clean_tokens"):
         raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
-    return prepare(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation)
+    return prepare(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation, lengths=getattr(task, "lengths", None))
 
 
 def discover(

@@ -44,7 +44,7 @@ from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
 __all__ = [
-    "ABLATIONS", "PatchSetup", "check_model_dtype", "edge_mode", "max_masks_per_pass", "prepare", "patch_edges",
+    "ABLATIONS", "PatchSetup", "check_metric_output", "check_model_dtype", "edge_mode", "max_masks_per_pass", "prepare", "patch_edges",
     "run_edges", "sender_outputs",
 ]
 
@@ -67,6 +67,37 @@ def check_model_dtype(model: Any) -> torch.dtype:
             "model.to(torch.bfloat16) or load with mechinterp.load(..., dtype=torch.bfloat16) instead."
         )
     return cfg_dtype
+
+
+def metric_name(metric: Any) -> str:
+    """How a message names the user's metric: its function name (``<lambda>`` for a lambda)."""
+    return str(getattr(metric, "__name__", None) or type(metric).__name__)
+
+
+def check_metric_output(metric: Any, value: Any, batch: int) -> Float[Tensor, " batch"]:
+    """The one check of a metric's output that every circuit scorer and evaluator applies.
+
+    ``value`` is ``metric(logits)`` for logits ``[batch, pos, d_vocab]``; it must be a tensor of
+    shape ``[batch]`` (one number per prompt) with finite entries. Returned as float32 with its
+    autograd graph kept (the gradient scorers differentiate it).
+
+    Raises:
+        ShapeMismatchError: any other shape (``[batch, 3]``, a scalar, another batch size) or not a tensor.
+        NonFiniteError: NaN or infinite entries; the message names the metric.
+    """
+    shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+    if not isinstance(value, Tensor) or value.ndim != 1 or value.shape[0] != batch:
+        raise ShapeMismatchError(
+            f"metric must map logits [batch, pos, d_vocab] to [batch] (one number per prompt, here {batch}); "
+            f"metric {metric_name(metric)!r} returned {shape}. Read one position and answer per prompt, "
+            "e.g. logits[:, -1, a] - logits[:, -1, b], and do not average over the batch."
+        )
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(
+            f"metric {metric_name(metric)!r} returned NaN or infinite values; check the metric and the task's "
+            "answers (a log of 0, a division by 0) and the model's logits."
+        )
+    return value.float()
 
 
 def dtype_hint(model: Any) -> str:
@@ -158,6 +189,7 @@ def prepare(
     corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
     ablation: str = "corrupted",
     graph: Graph | None = None,
+    lengths: Int[Tensor, " batch"] | None = None,
 ) -> PatchSetup:
     """Cache what edge patching needs: clean sender outputs and the values to patch in.
 
@@ -169,9 +201,13 @@ def prepare(
         ablation: ``"corrupted"``, ``"mean"``, ``"zero"`` or ``"resample"`` (each prompt's removed
             edges carry the clean sender outputs of the previous prompt in the batch).
         graph: defaults to ``Graph.from_model(model)``.
+        lengths: ``[batch]`` tokens per prompt, padding excluded, for right-padded prompts of
+            different lengths (a task's ``lengths``; :func:`setup_for` passes them). Mean
+            ablation then averages each position over the prompts that have a real token
+            there, never over pads. ``None``: every position of every prompt is real.
 
     Raises:
-        MechinterpError: unknown ablation; ShapeMismatchError when clean and corrupted
+        MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
             differ in shape; PromptTooLongError / EmptyInputError on bad tokens.
     """
     if ablation not in ABLATIONS:
@@ -186,6 +222,7 @@ def prepare(
                 f"clean {tuple(tokens.shape)} and corrupted {tuple(corr.shape)} tokens differ in shape; "
                 "pad or re-draw them so that every clean prompt has a corrupted one of the same length."
             )
+    real = _real_positions(tokens, lengths) if ablation == "mean" else None  # only the mean reads the padding
     clean = sender_outputs(model, graph, tokens)
     if not torch.isfinite(clean).all():
         raise NonFiniteError("The model's activations on the clean prompts have NaN or infinite entries." + dtype_hint(model))
@@ -200,8 +237,40 @@ def prepare(
         if not torch.isfinite(patched).all():
             raise NonFiniteError("The model's activations on the corrupted prompts have NaN or infinite entries." + dtype_hint(model))
         if ablation == "mean":
-            patched = patched.mean(0, keepdim=True)
+            patched = _masked_mean(patched, real)
     return PatchSetup(graph, tokens, patched, clean, ablation, corr)
+
+
+def _real_positions(tokens: Tensor, lengths: Any) -> Tensor | None:
+    """``[batch, pos]`` bool, True at real (non-pad) tokens of right-padded prompts; ``None`` when all are real."""
+    if lengths is None:
+        return None
+    batch, width = tokens.shape
+    lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point() and bool((lengths == lengths.round()).all()):
+        lengths = lengths.long()
+    if (lengths.shape != (batch,) or lengths.is_floating_point() or lengths.dtype == torch.bool
+            or int(lengths.min()) < 1 or int(lengths.max()) > width):
+        raise MechinterpError(
+            f"lengths must be [batch] = [{batch}] integers in [1, {width}] (each prompt's tokens, padding "
+            f"excluded); got {lengths.tolist() if lengths.numel() <= 16 else tuple(lengths.shape)}. "
+            "Pass the task's lengths, or None when no prompt is padded."
+        )
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _masked_mean(values: Tensor, real: Tensor | None) -> Tensor:
+    """Per-position mean over the prompts (dim 0) that are real there; positions where none is keep the plain mean.
+
+    ``values``: ``[batch, pos, ...]``; returns ``[1, pos, ...]``. Positions that are padding in every
+    prompt only feed padding positions (right padding, causal attention), so their value is immaterial.
+    """
+    if real is None:
+        return values.mean(0, keepdim=True)
+    w = real.to(values.device, values.dtype).view(*real.shape, *([1] * (values.ndim - 2)))
+    count = w.sum(0, keepdim=True)
+    masked = (values * w).sum(0, keepdim=True) / count.clamp(min=1)
+    return torch.where(count > 0, masked, values.mean(0, keepdim=True))
 
 
 def _as_alpha(setup: PatchSetup, patch: Tensor) -> Tensor:

@@ -52,6 +52,8 @@ def faithfulness(
 
     Raises:
         MechinterpError: when the full and empty circuits give the same metric (nothing to normalise).
+        ShapeMismatchError / NonFiniteError: the metric does not return one finite number per prompt
+            (:func:`~mechinterp.circuits.engine.check_metric_output`).
     """
     g = setup.graph
     keep = keep.selected if isinstance(keep, Circuit) else torch.as_tensor(keep).bool()

@@ -19,14 +19,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.circuits.engine import PatchSetup, max_masks_per_pass, patch_edges
+from mechinterp.circuits.engine import PatchSetup, check_metric_output, max_masks_per_pass, patch_edges
 
 __all__ = ["exact_scores", "metric_per_mask", "metrics_of_masks"]
 
 
 def metric_per_mask(metric: Callable[[Tensor], Tensor], logits: Float[Tensor, "k batch pos d_vocab"]) -> Float[Tensor, " k"]:
     """The mean metric of each mask's run."""
-    return torch.stack([metric(row.float()).float().mean() for row in logits])
+    return torch.stack([check_metric_output(metric, metric(row.float()), row.shape[0]).mean() for row in logits])
 
 
 def metrics_of_masks(

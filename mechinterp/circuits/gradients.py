@@ -49,7 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.circuits.engine import PatchSetup, check_model_dtype, dtype_hint, run_edges
+from mechinterp.circuits.engine import PatchSetup, check_metric_output, check_model_dtype, dtype_hint, run_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["eap_scores", "eap_ig_inputs_scores", "eap_ig_activations_scores", "mask_gradient", "node_attribution"]
@@ -58,12 +58,7 @@ Metric = Callable[[Tensor], Tensor]
 
 
 def _objective(metric: Metric, logits: Tensor) -> Tensor:
-    value = metric(logits[0].float())
-    if value.ndim != 1 or value.shape[0] != logits.shape[1]:
-        raise MechinterpError(f"metric must map logits [batch, pos, d_vocab] to [batch]; got shape {tuple(value.shape)}.")
-    if not torch.isfinite(value).all():
-        raise NonFiniteError("The metric returned NaN or infinite values; check the task's answers and logits.")
-    return value.mean()
+    return check_metric_output(metric, metric(logits[0].float()), logits.shape[1]).mean()
 
 
 def _gradient_point(
