@@ -18,7 +18,15 @@ Example:
     >>> res.top_k(3)  # doctest: +SKIP
 """
 
-from mechinterp.attribution.base import METHODS, AbstractAttributionMethod, attribute, get_method, method_names, register_method
+from mechinterp.attribution.base import (
+    METHODS,
+    AbstractAttributionMethod,
+    MissingBOSWarning,
+    attribute,
+    get_method,
+    method_names,
+    register_method,
+)
 from mechinterp.attribution.compare import comparison_html, comparison_matrix, plot_comparison
 from mechinterp.attribution.faithfulness import Faithfulness, faithfulness, faithfulness_from_value_fn
 from mechinterp.attribution.gradients import GradientXInput, Saliency
@@ -56,6 +64,7 @@ __all__ = [
     "IGConvergence",
     "GradientXInput",
     "IntegratedGradients",
+    "MissingBOSWarning",
     "KernelShap",
     "Label",
     "Lime",

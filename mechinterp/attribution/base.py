@@ -10,6 +10,7 @@ if/elif chain), so a new method is one class and one decorator.
 from __future__ import annotations
 
 import inspect
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,15 @@ from mechinterp.attribution.targets import BoundTarget, as_target
 from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError
 
-__all__ = ["AbstractAttributionMethod", "METHODS", "Prepared", "attribute", "get_method", "method_names", "prepare", "register_method"]
+__all__ = ["AbstractAttributionMethod", "METHODS", "MissingBOSWarning", "Prepared", "attribute", "get_method", "method_names", "prepare", "register_method"]
 
 #: name -> method class; filled by :func:`register_method`.
 METHODS: dict[str, type[AbstractAttributionMethod]] = {}
 _ALIASES: dict[str, str] = {}
+
+
+class MissingBOSWarning(UserWarning):
+    """A token-tensor prompt without BOS on a model that prepends BOS to text."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,14 @@ def prepare(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
     tok = model.tokenizer
     strs = [tok.decode([int(t)]) for t in tokens] if tok is not None else [str(int(t)) for t in tokens]
     bos_id = getattr(tok, "bos_token_id", None) if tok is not None else None
+    if (isinstance(prompt, Tensor) and bos_id is not None and model.cfg.default_prepend_bos
+            and len(tokens) and int(tokens[0]) != bos_id):
+        warnings.warn(MissingBOSWarning(
+            f"The token prompt does not start with BOS (id {bos_id}), but this model prepends BOS to text "
+            f"(model.cfg.default_prepend_bos): without it F(x) and the attributions change (a different input). "
+            f"Add BOS: pass the string, or model.to_tokens(text)[0], or torch.cat([torch.tensor([{bos_id}]), tokens]). "
+            f"If no BOS is intended, silence this with warnings.simplefilter('ignore', MissingBOSWarning)."),
+            stacklevel=4)
     has_bos = bool(bos_id is not None and int(tokens[0]) == bos_id and (isinstance(prompt, Tensor) or model.cfg.default_prepend_bos))
     return Prepared(bound.tokens.cpu(), bound.n_prompt, strs, has_bos, bound)
 

@@ -12,6 +12,7 @@ One forward pass per prompt; one backward pass per target.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor
@@ -19,13 +20,15 @@ from torch import Tensor
 from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
 from mechinterp.attribution.forward import target_gradients, token_embeddings
 from mechinterp.attribution.result import TokenAttribution
+from mechinterp.errors import MechinterpError
 
 __all__ = ["Saliency", "GradientXInput"]
 
 
 @register_method("saliency")
 class Saliency(AbstractAttributionMethod):
-    """Gradient norm per token: ``||∂F/∂e_i||_p`` (``p=2`` by default; ``p=1`` sums absolute values).
+    """Gradient norm per token: ``||∂F/∂e_i||_p`` (``p=2`` by default; ``p=1`` sums absolute values;
+    ``p=float("inf")`` takes the largest; ``p`` must be above 0).
 
     Example:
         >>> Saliency().attribute(model, "w1 w2 w3", "w4").scores  # doctest: +SKIP
@@ -33,7 +36,14 @@ class Saliency(AbstractAttributionMethod):
 
     uses_gradients = True
 
-    def __init__(self, p: int = 2) -> None:
+    def __init__(self, p: float = 2) -> None:
+        try:
+            ok = not isinstance(p, bool) and float(p) > 0 and not math.isnan(float(p))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MechinterpError(f"Saliency's norm order p must be a number above 0 (p=2: L2 norm, p=1: sum of "
+                                  f"absolute values, p=float('inf'): largest absolute value), got p={p!r}.")
         self.p = p
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:

@@ -122,11 +122,15 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
     x = token_embeddings(model, prep.batch_tokens).detach()
     baseline = resolve_absence(model, baseline)
     if isinstance(baseline, Tensor) and not baseline.is_floating_point():  # a counterfactual prompt's token ids
-        ids = baseline.flatten().long()
-        if len(ids) < prep.n_prompt:
-            raise ShapeMismatchError(f"A token-id baseline needs at least {prep.n_prompt} ids (one per prompt position, "
-                                     f"BOS included), got {len(ids)}.")
-        base = token_embeddings(model, ids[: prep.n_prompt].unsqueeze(0)).detach()
+        if baseline.ndim != 1:
+            raise MechinterpError(f"An integer baseline tensor is read as token ids, but this one has shape "
+                                  f"{tuple(baseline.shape)}: pass a float tensor ([d_model] or [pos, d_model]) for "
+                                  f"embeddings, or a 1-D tensor of {prep.n_prompt} token ids for a counterfactual prompt.")
+        ids = baseline.long()
+        if len(ids) != prep.n_prompt:
+            raise ShapeMismatchError(f"A token-id baseline has {len(ids)} ids for a prompt of {prep.n_prompt} tokens "
+                                     f"(BOS included): the lengths must match, one id per prompt position.")
+        base = token_embeddings(model, ids.unsqueeze(0)).detach()
     elif isinstance(baseline, Tensor):
         base = baseline.to(x.device, x.dtype)
         if base.ndim == 1:

@@ -127,6 +127,8 @@ def causal_check(
         model: the ``HookedTransformer``.
         task: a :class:`mechinterp.tasks.Task` (its clean tokens, metric and answer
             positions), or ``None`` with ``tokens`` and ``metric`` given.
+        metric: a function of the logits ``[batch, pos, vocab]`` giving ``[batch]``; with a
+            task it replaces ``task.metric``.
         direction: ``[d_model]``; projected out as a unit vector, added unnormalised.
         layer, site: where to intervene (a residual-stream-shaped site).
         scales: steering scales.
@@ -140,7 +142,7 @@ def causal_check(
     """
     hook_name = resolve(model, site, layer)[0]
     if task is not None:
-        tokens, metric = task.clean_tokens, task.metric
+        tokens, metric = task.clean_tokens, (task.metric if metric is None else metric)
         last = task.answer_pos
     elif tokens is None or metric is None:
         raise MechinterpError("Pass a task, or both tokens and metric.")

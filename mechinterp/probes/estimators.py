@@ -32,7 +32,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mechinterp.probes.trainer import LinearHeads, fit_logistic, fit_mass_mean, fit_ridge
-from mechinterp.probes.validation import ProbeInputError, ProbeNonFiniteError, ProbeShapeError, SingleClassError
+from mechinterp.probes.validation import (
+    ProbeInputError,
+    ProbeNonFiniteError,
+    ProbeShapeError,
+    SingleClassError,
+    check_C,
+    check_max_iter,
+)
 
 __all__ = ["AbstractProbe", "LogisticProbe", "RidgeProbe", "MassMeanProbe"]
 
@@ -139,6 +146,8 @@ class LogisticProbe(_ClassifierProbe):
         codes = self._labels(y)
         if self.penalty not in ("l1", "l2"):
             raise ProbeInputError(f"penalty must be 'l1' or 'l2', got {self.penalty!r}.")
+        check_C(self.C)
+        check_max_iter(self.max_iter)
         if self.penalty == "l2":
             heads = fit_logistic(
                 torch.tensor(X, dtype=torch.float64)[None], torch.as_tensor(codes), len(self.classes_), C=self.C,

@@ -39,7 +39,7 @@ from mechinterp.probes.memory import iter_rows
 from mechinterp.probes.results import SweepResult
 from mechinterp.probes.stats import bootstrap_r2, make_splits, r2_score, wilson_interval
 from mechinterp.probes.trainer import LinearHeads, fit_logistic, fit_mass_mean, fit_ridge
-from mechinterp.probes.validation import ProbeInputError, check_finite
+from mechinterp.probes.validation import ProbeInputError, check_C, check_finite, check_max_iter
 
 __all__ = ["probe_sweep", "PROBES"]
 
@@ -84,6 +84,8 @@ def probe_sweep(
     Returns:
         A :class:`~mechinterp.probes.results.SweepResult`.
     """
+    check_C(C)
+    check_max_iter(max_iter)
     probe = probe or ("logistic" if data.is_classification else "ridge")
     if probe not in PROBES:
         raise ProbeInputError(f"Unknown probe {probe!r}; choose one of {PROBES}.")

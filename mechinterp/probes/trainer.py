@@ -39,7 +39,7 @@ from torch import Tensor
 
 from mechinterp.probes.memory import iter_rows
 from mechinterp.probes.newton import newton_binary, newton_fits
-from mechinterp.probes.validation import ProbeInputError, ProbeShapeError, check_finite
+from mechinterp.probes.validation import ProbeInputError, ProbeShapeError, check_C, check_finite, check_max_iter
 
 __all__ = ["LinearHeads", "fit_logistic", "fit_ridge", "fit_mass_mean", "Features"]
 
@@ -176,8 +176,8 @@ def fit_logistic(
     Returns:
         :class:`LinearHeads` in the original feature space.
     """
-    if C <= 0:
-        raise ProbeInputError(f"C must be positive (it is the inverse regularisation strength), got {C}.")
+    check_C(C)
+    check_max_iter(max_iter)
     if n_classes < 2:
         raise ProbeInputError(f"A classification probe needs at least 2 classes, got n_classes={n_classes}.")
     if solver not in ("auto", "newton", "lbfgs"):

@@ -24,6 +24,8 @@ __all__ = [
     "encode_labels",
     "check_finite",
     "check_n_labels",
+    "check_C",
+    "check_max_iter",
 ]
 
 
@@ -41,6 +43,24 @@ class ProbeShapeError(ShapeMismatchError, ValueError):
 
 class SingleClassError(ProbeInputError):
     """Classification labels with only one class."""
+
+
+def check_C(C: Any) -> None:
+    """Raise :class:`ProbeInputError` unless ``C`` is a finite number above 0."""
+    try:
+        ok = bool(np.isfinite(float(C)) and float(C) > 0) and not isinstance(C, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProbeInputError(f"C must be a finite number above 0 (the inverse regularisation strength; smaller is "
+                              f"stronger), got C={C!r}. Pass e.g. C=1.0.")
+
+
+def check_max_iter(max_iter: Any) -> None:
+    """Raise :class:`ProbeInputError` unless ``max_iter`` is an integer of at least 1."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ProbeInputError(f"max_iter must be an integer of at least 1 (optimiser iterations), got "
+                              f"max_iter={max_iter!r}. Pass e.g. max_iter=1000.")
 
 
 def check_n_labels(n_labels: int, n_rows: int, what: str = "prompts") -> None:

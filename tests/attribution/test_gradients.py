@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mechinterp.attribution import attribute
+from mechinterp.errors import MechinterpError
 
 PROMPT = "w3 w1 w4 w1 w5"
 
@@ -53,3 +55,15 @@ def test_multi_target_gradients_match_single_targets(tiny_model):
     first = attribute(tiny_model, PROMPT, NextToken("w2", kind="logprob"), method="gradient_x_input", warn=False)
     torch.testing.assert_close(both.scores[0], first.scores[0], atol=1e-5, rtol=1e-5)
     assert both.scores.shape == (2, len(first.tokens))
+
+
+@pytest.mark.parametrize("p", [0, -1, float("nan"), float("-inf")])
+def test_saliency_rejects_a_non_positive_or_nan_norm_order(tiny_model, p):
+    """Issue 16 item 8: ``p=0`` counted non-zero entries (a constant score)."""
+    with pytest.raises(MechinterpError, match=r"\bp\b"):
+        attribute(tiny_model, PROMPT, "w9", method="saliency", p=p, warn=False)
+
+
+def test_saliency_accepts_the_max_norm(tiny_model):
+    res = attribute(tiny_model, PROMPT, "w9", method="saliency", p=float("inf"), warn=False)
+    assert torch.isfinite(res.scores).all() and res.scores.std() > 0

@@ -143,6 +143,7 @@ def test_default_baseline_is_the_mean_token_embedding_unless_the_model_declares_
     assert default.options["baseline"] == "auto" and default.metadata["relative_delta"][0] < 0.01
 
 
+@pytest.mark.filterwarnings("ignore::mechinterp.attribution.MissingBOSWarning")  # no BOS on purpose
 def test_first_token_is_kept_without_bos_and_moves_on_request(tiny_model):
     tokens = tiny_model.to_tokens(PROMPT)[0, 1:]  # no BOS: position 0 is "w1"
     kept = attribute(tiny_model, tokens, "w4", method="ig", n_steps=32, warn=False)
@@ -191,3 +192,42 @@ def test_half_precision_models_accumulate_in_float32(tiny_model, dtype):
     assert res.metadata["accumulation_dtype"] == "float32" and ref.metadata["accumulation_dtype"] == "float32"
     assert res.metadata["relative_delta"][0] < 0.01
     torch.testing.assert_close(res.scores, ref.scores, atol=0.02 * float(ref.scores.abs().max()), rtol=0)
+
+
+def test_an_integer_2d_baseline_is_not_read_as_token_ids(tiny_model):
+    """Issue 16 item 5: an integer ``[pos, d_model]`` baseline was flattened and read as token ids."""
+    n, d = tiny_model.to_tokens(PROMPT).shape[1], tiny_model.cfg.d_model
+    with pytest.raises(MechinterpError, match="float tensor"):
+        attribute(tiny_model, PROMPT, "w4", method="ig", baseline=torch.zeros(n, d, dtype=torch.long), warn=False)
+
+
+def test_a_longer_counterfactual_baseline_raises(tiny_model):
+    """Issue 16 item 5: a token-id baseline longer than the prompt was truncated silently."""
+    from mechinterp.errors import ShapeMismatchError
+
+    clean = tiny_model.to_tokens(PROMPT)[0]
+    longer = torch.cat([clean, clean[1:3]])
+    with pytest.raises(ShapeMismatchError, match="lengths must match"):
+        attribute(tiny_model, clean, "w4", method="ig", baseline=longer, warn=False)
+
+
+def test_a_token_prompt_without_bos_warns_when_the_model_prepends_bos(tiny_model):
+    """Issue 16 item 5: a token tensor without BOS changes F(x) and was accepted silently."""
+    import warnings
+
+    from mechinterp.attribution import MissingBOSWarning
+
+    assert tiny_model.cfg.default_prepend_bos and tiny_model.tokenizer.bos_token_id is not None
+    tokens = tiny_model.to_tokens(PROMPT)[0]
+    with pytest.warns(MissingBOSWarning, match="prepend"):
+        attribute(tiny_model, tokens[1:], "w4", method="saliency", warn=False)
+    assert issubclass(MissingBOSWarning, UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingBOSWarning)
+        attribute(tiny_model, tokens, "w4", method="saliency", warn=False)  # with BOS: no warning
+        attribute(tiny_model, PROMPT, "w4", method="saliency", warn=False)  # a string: BOS added
+        tiny_model.cfg.default_prepend_bos = False  # a model that follows its tokenizer (SmolLM2): no warning
+        try:
+            attribute(tiny_model, tokens[1:], "w4", method="saliency", warn=False)
+        finally:
+            tiny_model.cfg.default_prepend_bos = True

@@ -61,3 +61,25 @@ def test_hooks_removed_after_error(linear_model):
     with pytest.raises(ShapeMismatchError, match="dims"):
         run_with_direction(linear_model, torch.zeros(2, 4, dtype=torch.long), "blocks.0.hook_resid_post", torch.ones(5))
     assert_no_hooks(linear_model)
+
+
+def test_a_given_metric_is_used_with_a_task(linear_model):
+    """Issue 16 item 3: ``metric=`` was ignored when a task was given (``task.metric`` was used)."""
+    from types import SimpleNamespace
+
+    model = linear_model
+    tokens = torch.randint(0, 20, (4, 6), generator=torch.Generator().manual_seed(3))
+    task = SimpleNamespace(clean_tokens=tokens, answer_pos=torch.full((4,), 5),
+                           metric=lambda logits: logits[:, -1, 3] - logits[:, -1, 7])
+    calls = []
+
+    def mine(logits):
+        calls.append(1)
+        return logits[:, -1, 1] - logits[:, -1, 2]
+
+    v = torch.randn(16, generator=torch.Generator().manual_seed(2))
+    result = causal_check(model, task, v, layer=0, metric=mine, scales=[1.0], n_random=0)
+    with torch.no_grad():
+        clean = mine(model(tokens))
+    assert calls and result.metric_clean == pytest.approx(float(clean.mean()), abs=1e-5)
+    assert_no_hooks(model)

@@ -92,3 +92,15 @@ def test_bad_input_raises_mechinterp_errors():
         fitted.predict(X[:, :2])
     assert isinstance(fitted.fit(X, y), LogisticProbe)  # fit returns self
     assert torch.is_tensor(torch.as_tensor(fitted.direction_))
+
+
+@pytest.mark.parametrize("penalty", ["l2", "l1"])
+@pytest.mark.parametrize("kwargs,name", [({"C": float("nan")}, "C"), ({"C": 0.0}, "C"),
+                                         ({"max_iter": 0}, "max_iter"), ({"max_iter": -1}, "max_iter")])
+def test_logistic_probe_rejects_bad_C_and_max_iter(kwargs, name, penalty):
+    """Issue 16 item 8: ``C=nan`` / ``max_iter=0`` gave chance accuracy with no error."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(MechinterpError, match=rf"\b{name}\b"):
+        LogisticProbe(penalty=penalty, **kwargs).fit(X, y)

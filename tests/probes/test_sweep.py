@@ -106,3 +106,13 @@ def test_whitened_random_directions_stay_near_chance_when_the_label_dominates_va
     assert result.random[0][0] > 0.75  # the label carries ~99% of the variance: any direction sees it
     assert result.random_whitened[0][0] < 0.62
     assert "random_whitened" in result.to_dataframe().columns
+
+
+@pytest.mark.parametrize("kwargs,name", [({"C": float("nan")}, "C"), ({"C": 0.0}, "C"), ({"C": -1.0}, "C"),
+                                         ({"C": float("inf")}, "C"), ({"max_iter": 0}, "max_iter"),
+                                         ({"max_iter": -3}, "max_iter")])
+def test_bad_C_or_max_iter_raises_naming_it(planted, kwargs, name):
+    """Issue 16 item 8: ``C=nan`` / ``max_iter=0`` gave chance accuracy with no error."""
+    feats, y, types = planted
+    with pytest.raises(MechinterpError, match=rf"\b{name}\b"):
+        probe_sweep(_dataset(feats, y, types), cv=2, n_random=0, controls=False, **kwargs)
