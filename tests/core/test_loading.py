@@ -158,3 +158,34 @@ def test_metadata_records_weight_processing(tmp_path, no_network):
     info = model_info(mechinterp.load(tmp_path, center_unembed=False))
     assert info["weight_processing"]["fold_ln"] == {"asked": True, "applied": True}
     assert info["weight_processing"]["center_unembed"] == {"asked": False, "applied": False}
+
+
+def test_gguf_of_an_architecture_transformers_cannot_read_is_a_load_error(tmp_path):
+    """gguf.py's wrapping of transformers' errors: a well-formed GGUF file of an unknown architecture."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "odd.gguf"
+    writer = GGUFWriter(str(path), "notanarch")
+    writer.add_file_type(0)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match="could not read odd.gguf .architecture 'notanarch'.*families"):
+        mechinterp.load(path)
+
+
+def test_a_conversion_failure_is_a_load_error_naming_the_supported_architectures(tmp_path, monkeypatch, no_network):
+    """loading.py's wrapping of TransformerLens conversion errors (a checkpoint TL's converter rejects)."""
+    from mechinterp.core import architectures
+
+    _tiny_llama_folder(tmp_path)
+
+    def rejects(*args, **kwargs):
+        raise NotImplementedError("this variant is not converted")
+
+    monkeypatch.setattr(architectures, "tl_config", rejects)
+    with pytest.raises(ModelLoadError, match="could not convert.*not converted.*LlamaForCausalLM"):
+        mechinterp.load(tmp_path)
