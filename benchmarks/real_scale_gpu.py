@@ -134,39 +134,34 @@ def main() -> None:
         rows.append(r)
         print(json.dumps(r), flush=True)
 
-    if "resid_pre" in args.only:
-        def tl():
+    # floors: a (layer l, position p) patch recomputes layers >= l at positions >= p, logits at the last position;
+    # a (layer l, head) patch over all positions recomputes layers >= l everywhere
+    suffix = sum((cfg.n_layers - layer) / cfg.n_layers * (n - p) for layer in range(cfg.n_layers) for p in range(n))
+    later = sum((cfg.n_layers - layer) / cfg.n_layers for layer in range(cfg.n_layers))
+    sweeps = {
+        "resid_pre": (dict(site="resid_pre", by="position"), ("get_act_patch_resid_pre", tlp.get_act_patch_resid_pre),
+                      f"resid_pre by layer x position ({cfg.n_layers * n} patches)",
+                      b * (fpt - 2 * cfg.d_model * cfg.d_vocab) * suffix + b * cfg.n_layers * 2 * cfg.d_model * cfg.d_vocab),
+        "z": (dict(site="z", by="head"), ("get_act_patch_attn_head_out_all_pos", tlp.get_act_patch_attn_head_out_all_pos),
+              f"z by layer x head ({cfg.n_layers * cfg.n_heads} patches)", b * n * later * cfg.n_heads * fpt),
+    }
+    for key, (options, (tl_name, tl_fn), label, floor) in sweeps.items():
+        if key not in args.only:
+            continue
+
+        def tl(tl_fn=tl_fn):
             with torch.no_grad():
                 _, cache = model.run_with_cache(clean)
-                return tlp.get_act_patch_resid_pre(model, corrupted, cache, lambda lg: metric(lg).mean())
+                return tl_fn(model, corrupted, cache, lambda lg: metric(lg).mean())
 
-        def ours():
+        def ours(options=options):
             with torch.no_grad():
-                return activation_patch(model, clean, corrupted, metric, site="resid_pre", by="position", normalise=False).raw
+                return activation_patch(model, clean, corrupted, metric, normalise=False, **options).raw
 
         to, mo, out_o = measure(ours, args.device, args.repeats)
         tt, mt, out_t = measure(tl, args.device, args.repeats)
-        # floor: every (layer l, position p) patch recomputes layers >= l at positions >= p, logits at the last position
-        suffix = sum((cfg.n_layers - layer) / cfg.n_layers * (n - p) for layer in range(cfg.n_layers) for p in range(n))
-        floor = b * (fpt - 2 * cfg.d_model * cfg.d_vocab) * suffix + b * n * cfg.n_layers * 2 * cfg.d_model * cfg.d_vocab / n
-        row(f"resid_pre by layer x position ({cfg.n_layers * n} patches)", to, mo, tt, mt, floor,
-            float((out_o.float().cpu() - out_t.float().cpu()).abs().max()), "TL get_act_patch_resid_pre")
-
-    if "z" in args.only:
-        def tl():
-            with torch.no_grad():
-                _, cache = model.run_with_cache(clean)
-                return tlp.get_act_patch_attn_head_out_all_pos(model, corrupted, cache, lambda lg: metric(lg).mean())
-
-        def ours():
-            with torch.no_grad():
-                return activation_patch(model, clean, corrupted, metric, site="z", by="head", normalise=False).raw
-
-        to, mo, out_o = measure(ours, args.device, args.repeats)
-        tt, mt, out_t = measure(tl, args.device, args.repeats)
-        floor = b * n * sum((cfg.n_layers - layer) / cfg.n_layers for layer in range(cfg.n_layers)) * cfg.n_heads * fpt
-        row(f"z by layer x head ({cfg.n_layers * cfg.n_heads} patches)", to, mo, tt, mt, floor,
-            float((out_o.float().cpu() - out_t.float().cpu()).abs().max()), "TL get_act_patch_attn_head_out_all_pos")
+        row(label, to, mo, tt, mt, floor, float((out_o.float().cpu() - out_t.float().cpu()).abs().max()),
+            f"TL {tl_name}")
 
     if "ig" in args.only:
         from captum.attr import LayerIntegratedGradients

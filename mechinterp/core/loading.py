@@ -390,7 +390,7 @@ def _convert(
         )
         state = get_pretrained_state_dict(config_name, cfg, hf_model=hf_model, dtype=torch.float32)
     except (ValueError, KeyError, AttributeError, NotImplementedError, OSError) as err:
-        raise _unsupported(stage if name is None else name, config, err) from err
+        raise _unsupported(name, config, err) from err
     del hf_model
     cfg.model_name = name
     cfg.tokenizer_name = getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None
