@@ -4,7 +4,8 @@ One entry point, :func:`attribute` ``(model, prompt, target, method=..., **optio
 returns a :class:`TokenAttribution` (scores ``[n_targets, n_tokens]``). Methods are small
 classes behind one interface (:class:`AbstractAttributionMethod`), registered by name in
 :data:`METHODS`: saliency, gradient × input, integrated gradients (embedding layer,
-Gauss–Legendre or Riemann, chunked, with the convergence delta), AttnLRP and CP-LRP (as
+Gauss–Legendre or Riemann, chunked, with the convergence delta), sequential IG (one
+token's path at a time, for language models), AttnLRP and CP-LRP (as
 backward-only hooks on the TransformerLens model), occlusion / leave-one-out, exact
 Shapley values, KernelSHAP and LIME. Targets: next-token logit / log-prob / prob, a
 contrast, a label, a forced or generated continuation (output × input matrix in one
@@ -47,6 +48,7 @@ from mechinterp.attribution.lime import Lime
 from mechinterp.attribution.lrp import CPLRP, AttnLRP, lrp_hooks
 from mechinterp.attribution.occlusion import Occlusion
 from mechinterp.attribution.result import TokenAttribution
+from mechinterp.attribution.sequential_ig import SequentialIntegratedGradients
 from mechinterp.attribution.shapley import KernelShap, ShapleyValues, exact_shapley, kernel_shap
 from mechinterp.attribution.targets import Contrast, Continuation, Generate, Label, Metric, NextToken, as_target
 
@@ -72,6 +74,7 @@ __all__ = [
     "NextToken",
     "Occlusion",
     "Saliency",
+    "SequentialIntegratedGradients",
     "ShapleyValues",
     "TokenAttribution",
     "aggregate",
