@@ -91,6 +91,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ig, mean token embedding, first token moves too": ("integrated_gradients", {"keep_first_token": False}),
     "ig, unk (<|endoftext|>)": ("integrated_gradients", {"baseline": "unk"}),
     "ig, counterfactual prompt (the other country; uses task knowledge)": ("integrated_gradients", {"baseline": _counterfactual}),
+    "sequential ig (mean token embedding, default)": ("sequential_ig", {}),
     "saliency": ("saliency", {}),
     "gradient_x_input": ("gradient_x_input", {}),
     "occlusion (mean embedding, default)": ("occlusion", {}),
@@ -106,7 +107,7 @@ def evaluate(model: Any, facts: list[dict[str, Any]], method: str, options: dict
     """Hit rates (plain, contrast) and completeness gaps of one method over ``facts``."""
     from mechinterp.attribution import Contrast, attribute
 
-    if method == "integrated_gradients":
+    if method in ("integrated_gradients", "sequential_ig"):
         options = {"n_steps": ig_steps, "internal_batch_size": ig_steps, **options}
     out: dict[str, Any] = {}
     start = time.perf_counter()
