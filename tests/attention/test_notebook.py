@@ -31,10 +31,6 @@ def test_notebook_is_built_by_its_script_and_stripped():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    any(name not in mechinterp.zoo.names() for name in NEEDED),
-    reason=f"the notebook runs on zoo:{' and zoo:'.join(NEEDED)}, not all in mechinterp/zoo/models yet",
-)
 def test_notebook_executes_offline(tmp_path):
     import nbformat
     from nbclient import NotebookClient
