@@ -73,9 +73,9 @@ class Faithfulness(AbstractResult):
                 "comprehensiveness": self.comprehensiveness, "sufficiency": self.sufficiency}
 
     def plot(self, ax: Any = None) -> Any:
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(4.5, 3))
         else:

@@ -89,9 +89,9 @@ class FaithfulnessCurve(AbstractResult):
     info: dict[str, Any] = field(default_factory=dict)
 
     def plot(self, ax: Any = None) -> Any:
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(5, 3.2))
         else:

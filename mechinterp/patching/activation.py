@@ -49,7 +49,7 @@ from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import Sweep, make_sweep
 
-__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect"]
+__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect", "check_mode", "check_sizes"]
 
 Direction = Literal["denoising", "noising"]
 Ablation = Literal["zero", "mean", "resample"] | None
@@ -106,7 +106,7 @@ def _sources(
     return inputs.clean, acts, target
 
 
-def _check_mode(direction: str, ablation: str | None, method: str) -> None:
+def check_mode(direction: str, ablation: str | None, method: str) -> None:
     if direction not in _DIRECTIONS:
         raise MechinterpError(f"direction must be one of {_DIRECTIONS}, got {direction!r}.")
     if ablation not in _ABLATIONS:
@@ -115,7 +115,7 @@ def _check_mode(direction: str, ablation: str | None, method: str) -> None:
         raise MechinterpError(f"method must be 'batched' or 'naive', got {method!r}.")
 
 
-def _check_sizes(chunk_size: Any, memory_budget: Any) -> None:
+def check_sizes(chunk_size: Any, memory_budget: Any) -> None:
     check_count(chunk_size, "chunk_size", none_ok=True, hint=" Pass the variants per stacked pass, or None to fit memory_budget.")
     check_budget(memory_budget)
 
@@ -227,8 +227,8 @@ def activation_patch(
         >>> r = activation_patch(model, task, site="z", by="head")  # doctest: +SKIP
         >>> r.top(3)  # doctest: +SKIP
     """
-    _check_mode(direction, ablation, method)
-    _check_sizes(chunk_size, memory_budget)
+    check_mode(direction, ablation, method)
+    check_sizes(chunk_size, memory_budget)
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
     inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
@@ -250,8 +250,8 @@ def _every(
     model: Any, clean: Any, corrupted: Any, metric: Any, specs: Sequence[tuple[str, Any]], label: str, **kw: Any
 ) -> PatchResult:
     direction, ablation, method = kw.pop("direction", "denoising"), kw.pop("ablation", None), kw.pop("method", "batched")
-    _check_mode(direction, ablation, method)
-    _check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
+    check_mode(direction, ablation, method)
+    check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
     inputs = prepare(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)

@@ -43,7 +43,7 @@ from torch import Tensor
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
-from mechinterp.patching.activation import _check_mode, activation_patch, collect
+from mechinterp.patching.activation import check_mode, activation_patch, collect
 from mechinterp.patching.engine import model_flags
 from mechinterp.patching.inputs import Metric, evaluate_metric, prepare
 from mechinterp.patching.result import PatchResult
@@ -130,7 +130,7 @@ def attribution_patch(
     Example:
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
-    _check_mode(direction, None, "batched")
+    check_mode(direction, None, "batched")
     if ig_steps is not None and ig_steps < 1:
         raise MechinterpError(f"ig_steps must be a positive integer or None, got {ig_steps}.")
     single = isinstance(sites, str)
@@ -188,9 +188,9 @@ class AttributionComparison(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """A scatter of approximate against exact effects."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(4, 4)) if ax is None else (ax.figure, ax)
         x, y = self.exact.values.flatten().numpy(), self.approx.values.flatten().numpy()
         ax.scatter(x, y, s=10)

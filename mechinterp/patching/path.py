@@ -39,7 +39,7 @@ from torch import Tensor
 
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
-from mechinterp.patching.activation import _check_mode, _check_sizes, collect
+from mechinterp.patching.activation import check_mode, check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
 from mechinterp.patching.inputs import Metric, prepare
 from mechinterp.patching.result import PatchResult
@@ -159,8 +159,8 @@ def path_patch(
         >>> r = path_patch(model, task, receivers="resid_final")  # doctest: +SKIP
         >>> r.top(3)  # the heads acting directly on the logits  # doctest: +SKIP
     """
-    _check_mode(direction, None, method)
-    _check_sizes(chunk_size, memory_budget)
+    check_mode(direction, None, method)
+    check_sizes(chunk_size, memory_budget)
     recv = parse_receivers(model, receivers)
     sender_sets = (
         [[(l, h)] for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]

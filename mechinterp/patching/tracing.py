@@ -37,7 +37,7 @@ from torch import Tensor
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
-from mechinterp.patching.activation import _check_sizes, collect
+from mechinterp.patching.activation import check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
 from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare
 from mechinterp.patching.result import PatchResult
@@ -122,7 +122,7 @@ def causal_trace(
     check_count(n_samples, "n_samples", hint=" Pass the noise draws per prompt (the paper uses 10).")
     window = (1 if kind == "resid" else 10) if window is None else window
     check_count(window, "window", hint=" Pass the layers restored around each layer (1 for resid, 10 in the paper).")
-    _check_sizes(chunk_size, memory_budget)
+    check_sizes(chunk_size, memory_budget)
     for name, value in (("noise", noise), ("noise_std", noise_std)):
         if value is None and name == "noise_std":
             continue
