@@ -56,7 +56,7 @@ def exact_scores(
             (others get 0), e.g. from a node-attribution first pass.
 
     Example:
-        >>> exact_scores(model, prepare(model, clean, corrupted), task.metric)  # doctest: +SKIP
+        >>> exact_scores(model, prepare_edge_patching(model, clean, corrupted), task.metric)  # doctest: +SKIP
     """
     g = setup.graph
     real = g.real if candidates is None else g.real & candidates.to(torch.bool)

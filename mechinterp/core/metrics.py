@@ -5,10 +5,16 @@ real token by default), and return one number per prompt. :func:`normalise` maps
 metric onto the scale where the corrupted run is 0 and the clean run is 1.
 :func:`unembed` turns residual-stream vectors into logits without TL's per-call copy of
 ``W_U.T``, for the methods that compute logits at a few positions or columns only.
+
+:data:`Metric` is the type every family means by "a metric": a function of the logits
+``[batch, pos, d_vocab]`` giving one number per prompt ``[batch]`` (patching's and circuits'
+``metric=``, a task's ``task.metric``, probes' ``causal_check(metric=)``; attribution wraps
+one as a target with :class:`mechinterp.attribution.MetricTarget`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,7 +23,10 @@ from torch import Tensor
 
 from mechinterp.errors import NonFiniteError, ShapeMismatchError
 
-__all__ = ["unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+__all__ = ["Metric", "unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+
+#: a metric: logits ``[batch, pos, d_vocab]`` -> one number per prompt ``[batch]``.
+Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 
 
 def unembed(

@@ -42,10 +42,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
-from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import Sweep, make_sweep
 
@@ -100,8 +101,7 @@ def _sources(
         # Prompts of different lengths are right-padded: a position's mean uses only the prompts real there.
         acts = {h: _real_mean(a, inputs.lengths, h) for h, a in acts.items()}
     else:
-        gen = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(reference.shape[0], generator=gen).to(reference.device)
+        perm = resample_permutation(reference.shape[0], seed).to(reference.device)  # no prompt keeps its own
         acts = {h: a[perm] for h, a in acts.items()}
     return inputs.clean, acts, target
 
@@ -207,7 +207,7 @@ def activation_patch(
         memory_budget: the memory one stacked pass may use (an estimate).
         chunk_size: variants per stacked pass (overrides ``memory_budget``).
         method: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
-        seed: the permutation seed of resample ablation.
+        seed: the seed of resample ablation's permutation (:func:`mechinterp.core.ablation.resample_permutation`).
         readout: ``"auto"`` computes the unembedding (and the last block's queries) only
             at the positions the metric reads, when that can be verified (see
             :mod:`mechinterp.patching.readout`); ``"full"`` always computes full logits.
@@ -231,7 +231,7 @@ def activation_patch(
     check_sizes(chunk_size, memory_budget)
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
-    inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
     sweep = make_sweep(model, site, by, inputs.str_tokens, layers=layers, positions=positions, heads=heads)
     raws, values, base_value, target, do_norm = _run(
         model, inputs, [sweep], direction=direction, ablation=ablation, normalise=normalise,
@@ -254,7 +254,7 @@ def _every(
     check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
-    inputs = prepare(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
     sweeps = [make_sweep(model, site, by, inputs.str_tokens) for site, by in specs]
     raws, values, base_value, target, do_norm = _run(
         model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),

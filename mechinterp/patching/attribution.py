@@ -45,7 +45,7 @@ from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
 from mechinterp.patching.activation import check_mode, activation_patch, collect
 from mechinterp.patching.engine import model_flags
-from mechinterp.patching.inputs import Metric, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import make_sweep
 from mechinterp.viz import escape, figure_to_img_tag
@@ -139,7 +139,7 @@ def attribution_patch(
         raise MechinterpError("No sites given: pass e.g. sites=['resid_pre', 'z'].")
     for s in site_list:
         make_sweep(model, s, by, ["?"], positions=0)
-    inputs = prepare(model, clean, corrupted, metric, answers=answers)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers)
     sweeps = [make_sweep(model, s, by, inputs.str_tokens) for s in site_list]
     hooks = sorted({h for sw in sweeps for h in sw.hooks.values()})
     base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)

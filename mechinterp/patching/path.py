@@ -41,7 +41,7 @@ from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
 from mechinterp.patching.activation import check_mode, check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, prepare
+from mechinterp.patching.inputs import Metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import site_heads
 
@@ -167,7 +167,7 @@ def path_patch(
         if senders is None
         else [_parse_senders(model, senders)]
     )
-    inputs = prepare(model, clean, corrupted, metric, answers=answers)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers)
     n_layers, n_heads, n_pos = model.cfg.n_layers, model.cfg.n_heads, inputs.n_pos
     z_hooks = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
     mlp_hooks = [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)] if freeze_mlps and not model.cfg.attn_only else []

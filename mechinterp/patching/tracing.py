@@ -39,7 +39,7 @@ from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.activation import check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 
 __all__ = ["causal_trace", "restored_layers"]
@@ -138,7 +138,7 @@ def causal_trace(
             task = prompts
             metric = lambda logits: prob(logits, task.correct_tokens.to(logits.device), task.answer_pos.to(logits.device))  # noqa: E731
             metric.__name__ = "prob"  # type: ignore[attr-defined]
-    inputs = prepare(model, prompts, None, "prob" if metric is None else metric, answers=answers, need_corrupted=False)
+    inputs = prepare_patch_inputs(model, prompts, None, "prob" if metric is None else metric, answers=answers, need_corrupted=False)
     tokens, batch, n_pos, n_layers = inputs.clean, inputs.batch, inputs.n_pos, model.cfg.n_layers
     subject = _subject_mask(subject_positions, batch, n_pos).to(tokens.device)
 
