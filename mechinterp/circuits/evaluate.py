@@ -33,6 +33,7 @@ from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.circuits.graph import Graph
+from mechinterp.core import metrics
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
@@ -66,7 +67,7 @@ def faithfulness(
             "The full model and the empty circuit give the same metric, so faithfulness is undefined; "
             "use a task/ablation where patching every edge changes the metric."
         )
-    return (values[2:] - empty) / (full - empty)
+    return metrics.normalise(values[2:], clean=full, corrupted=empty)
 
 
 @dataclass(frozen=True, eq=False)

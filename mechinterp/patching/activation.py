@@ -42,6 +42,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
 from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
@@ -161,7 +162,7 @@ def _run(
         raw = raw_flat[start : start + n].reshape(s.shape)
         start += n
         raws.append(raw)
-        values.append((raw - base_value) / (target - base_value) if do_norm else raw.clone())  # type: ignore[operator]
+        values.append(metrics.normalise(raw, clean=target, corrupted=base_value) if do_norm else raw.clone())  # type: ignore[arg-type]
     return raws, values, base_value, target, do_norm
 
 

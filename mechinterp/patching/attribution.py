@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -157,7 +158,7 @@ def attribution_patch(
         variants = sw.variants(contrib)
         effects = torch.stack([(p.mask.to(p.source.device) * p.source).sum() for (p,) in variants]).cpu()
         raw = (base_value + effects).reshape(sw.shape)
-        values = (raw - base_value) / (target - base_value) if normalise else raw.clone()
+        values = metrics.normalise(raw, clean=target, corrupted=base_value) if normalise else raw.clone()
         results[sw.site] = PatchResult(
             values=values, raw=raw, dims=sw.axes, labels=sw.labels, site=sw.site,
             method="attribution" if ig_steps is None else "attribution_ig", direction=direction,

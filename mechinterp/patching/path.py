@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
 from mechinterp.patching.activation import check_mode, check_sizes, collect
@@ -230,7 +231,7 @@ def path_patch(
         from mechinterp.errors import NonFiniteError
 
         raise NonFiniteError("Base and source runs have the same mean metric: normalised path effects are undefined; pass normalise=False.")
-    values = (raw - base_value) / (target - base_value) if do_norm else raw.clone()
+    values = metrics.normalise(raw, clean=target, corrupted=base_value) if do_norm else raw.clone()
     names = ["resid_final" if r == FINAL else f"L{r[0]}H{r[1]}.{r[2]}" for r in recv]
     send = "each head" if senders is None else ",".join(f"L{l}H{h}" for l, h in sender_sets[0])
     return PatchResult(
