@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.circuits.graph import Graph
 from mechinterp.core import metrics
+from mechinterp.core.metrics import Metric
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
@@ -43,7 +44,7 @@ MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def faithfulness(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
+    model: Any, setup: PatchSetup, metric: Metric, keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
     chunk: int = 32,
 ) -> Float[Tensor, " k"]:
     """Normalised metric of each circuit run alone (edges outside it patched).
@@ -120,7 +121,7 @@ class FaithfulnessCurve(AbstractResult):
 
 
 def faithfulness_curve(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], circuit: Circuit,
+    model: Any, setup: PatchSetup, metric: Metric, circuit: Circuit,
     fractions: Sequence[float] = MIB_FRACTIONS, chunk: int = 32,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``ceil(x * n_edges)`` edges of ``circuit`` for each ``x`` (one batched run)."""
