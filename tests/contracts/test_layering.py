@@ -158,3 +158,19 @@ def test_the_checker_catches_what_it_should(tmp_path, monkeypatch, module, sourc
     monkeypatch.setattr(f"{__name__}._modules", lambda: [(module, file)])
     found = _violations()
     assert (found == []) if expect is None else (len(found) == 1 and expect in found[0]), found
+
+
+def test_the_architecture_picture_names_every_package_and_its_layer():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    picture = doc.split("```")[1]
+    rows = {line.split()[1]: re.sub(r"\(.*?\)", "", line) for line in picture.splitlines() if line.strip().startswith("layer")}
+    layer_of = {}
+    for number, line in rows.items():
+        for package in ALLOWED:
+            if re.search(rf"\b{re.escape(package)}/?\b", line) and not package.startswith("__"):
+                layer_of.setdefault(package, int(number))
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} | {"errors"}
+    assert packages <= set(layer_of), f"missing from the picture: {packages - set(layer_of)}"
+    for package in packages:  # what a package may import sits on a lower layer of the picture
+        below = {d for d in ALLOWED[package] if d in packages}
+        assert all(layer_of[d] < layer_of[package] for d in below), (package, below, layer_of)
