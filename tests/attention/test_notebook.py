@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import mechinterp
 from mechinterp.attention import external_references
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = ("attn-only-2l", "toy-lm")
 
 
 def _builder():
