@@ -121,7 +121,7 @@ def llama_case(act: str):
 
 def compare(name: str, case, rules, patches) -> list[str]:
     import mechinterp
-    from mechinterp.attribution.base import prepare
+    from mechinterp.attribution.base import prepare_prompt
     from mechinterp.attribution.forward import forward_scores, token_embeddings
     from mechinterp.attribution.lrp import lrp_hooks
     from mechinterp.attribution.targets import Contrast
@@ -133,7 +133,7 @@ def compare(name: str, case, rules, patches) -> list[str]:
     tl = mechinterp.load(folder)
     tokens = torch.tensor([0, 5, 9, 3, 7, 7, 20, 11, 30, 2])
     good, bad = 4, 17
-    prep = prepare(tl, tokens, Contrast(good, bad))
+    prep = prepare_prompt(tl, tokens, Contrast(good, bad))
     rows = []
 
     def relevance(hooks) -> torch.Tensor:

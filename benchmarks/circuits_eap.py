@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from mechinterp.circuits import acdc_scores, eap_ig_inputs_scores, eap_scores, edge_mode, exact_scores, prepare
+from mechinterp.circuits import acdc_scores, eap_ig_inputs_scores, eap_scores, edge_mode, exact_scores, prepare_edge_patching
 
 
 def _sync(device: str) -> None:
@@ -177,7 +177,7 @@ def main() -> None:
         label = f"zoo:toy-lm IOI, {args.n} prompts x {clean.shape[1]} positions"
     for p in model.parameters():
         p.requires_grad_(False)
-    setup, t_prep = timed(lambda: prepare(model, clean, corrupted, "corrupted"), args.device)
+    setup, t_prep = timed(lambda: prepare_edge_patching(model, clean, corrupted, "corrupted"), args.device)
     g = setup.graph
     rows = {"graph": f"{g.n_senders} senders, {g.n_receivers} receivers, {g.n_edges} edges", "workload": label,
             "device": str(torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu (1 thread)")}

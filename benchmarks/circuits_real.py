@@ -18,7 +18,7 @@ import time
 import torch
 
 import mechinterp
-from mechinterp.circuits import Circuit, eap_ig_inputs_scores, eap_scores, faithfulness, prepare
+from mechinterp.circuits import Circuit, eap_ig_inputs_scores, eap_scores, faithfulness, prepare_edge_patching
 
 NAMES = [" Mary", " John", " Tom", " James", " Anna", " Sarah", " David", " Emma", " Paul", " Lucy", " Mark", " Kate"]
 TEMPLATES = [
@@ -78,7 +78,7 @@ def main() -> None:
 
     plain()
     _, t_plain = timed(plain)
-    setup, t_prep = timed(lambda: prepare(model, clean, corrupted))
+    setup, t_prep = timed(lambda: prepare_edge_patching(model, clean, corrupted))
     g = setup.graph
     eap, t_eap = timed(lambda: eap_scores(model, setup, metric))
     rows = [("plain forward + backward, no hooks (for scale)", t_plain),
@@ -96,7 +96,7 @@ def main() -> None:
         faith[name], t = timed(lambda keep=keep: faithfulness(model, setup, metric, keep, chunk=5).tolist())
         rows.append((f"faithfulness of {name} at {len(fractions)} sizes (one call, {len(fractions) + 2} masks)", t))
     half = copy.deepcopy(model).to(torch.bfloat16, print_details=False)
-    hsetup, t = timed(lambda: prepare(half, clean, corrupted))
+    hsetup, t = timed(lambda: prepare_edge_patching(half, clean, corrupted))
     rows.append(("bf16: prepare", t))
     heap, t = timed(lambda: eap_scores(half, hsetup, metric))
     rows.append(("bf16: EAP", t))

@@ -51,7 +51,7 @@ def speed(model, n: int, device: str, repeats: int = 2, quality_only: bool = Fal
     from mechinterp import probes
 
     task = mechinterp.tasks.load("sentiment", model, n=n, split="train")
-    data = probes.from_task(model, task, "sentiment", site="resid_post", position="all", progress=False)
+    data = probes.from_task(model, task, "sentiment", site="resid_post", positions="all", progress=False)
     # one probe per (layer, position) over the positions every prompt has
     width = int(task.lengths.min())
     cells = [f[:, p] for f in data.features for p in range(width)]
@@ -126,7 +126,7 @@ def memory(model, n: int, budget_mb: float, warm_up: bool = True) -> None:
           f"budget {budget_mb:.0f} MB")
 
     def run(task):
-        data = probes.from_task(model, task, "sentiment", position=slice(1, None), memory_budget=budget, batch_size=64, progress=False)
+        data = probes.from_task(model, task, "sentiment", positions=slice(1, None), memory_budget=budget, batch_size=64, progress=False)
         return probes.probe_sweep(data, cv=3, n_random=2, chunk_rows=256)
 
     if warm_up:

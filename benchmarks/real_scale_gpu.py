@@ -101,7 +101,7 @@ def main() -> None:
     from transformer_lens import patching as tlp
 
     from mechinterp.attribution import attribute
-    from mechinterp.circuits import eap_ig_inputs_scores, prepare
+    from mechinterp.circuits import eap_ig_inputs_scores, prepare_edge_patching
     from mechinterp.patching import activation_patch
 
     dtype = getattr(torch, args.dtype)
@@ -187,7 +187,7 @@ def main() -> None:
 
     if "eap-ig" in args.only:
         def ours():
-            setup = prepare(model, clean, corrupted, "corrupted")
+            setup = prepare_edge_patching(model, clean, corrupted, "corrupted")
             return eap_ig_inputs_scores(model, setup, metric, steps=5)
 
         to, mo, scores = measure(ours, args.device, args.repeats)

@@ -24,20 +24,12 @@ CELLS = [
              "    Generate, aggregate, faithfulness, plot_comparison, merge_words, group_scores)\n"
              "torch.set_num_threads(1)\nwarnings.filterwarnings('ignore', category=DeprecationWarning)\nmethod_names()"),
     ("md", "## A model and a task with known ground truth\n\n`zoo:toy-lm` is trained on templated facts; "
-           "the facts task says, per prompt, which position determines the answer (the country). "
-           "(If the zoo model is not there yet, a small random model stands in and the numbers mean nothing.)"),
-    ("code", "if 'toy-lm' in mechinterp.zoo.names():\n    model = mechinterp.load('zoo:toy-lm')\n"
-             "    task = mechinterp.tasks.load('facts', model, n=8, seed=0)\n"
-             "    prompt = task.clean_tokens[0, : int(task.lengths[0])]\n"
-             "    target = Contrast(int(task.correct_tokens[0]), int(task.wrong_tokens[0]))\n"
-             "    truth = task.ground_truth.positions[0]\n"
-             "else:\n    from transformer_lens import HookedTransformer, HookedTransformerConfig\n"
-             "    from mechinterp.zoo.tokenizer import word_tokenizer\n    import tempfile\n"
-             "    tok = word_tokenizer([f'w{i}' for i in range(45)], tempfile.mkdtemp())\n"
-             "    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=48,\n"
-             "                                  act_fn='gelu', normalization_type='LN', seed=0, device='cpu')\n"
-             "    model = HookedTransformer(cfg, tokenizer=tok).eval()\n"
-             "    prompt, target, truth = 'w1 w2 w3 w4 w5', Contrast('w7', 'w8'), [3]\n"
+           "the facts task says, per prompt, which position determines the answer (the country)."),
+    ("code", "model = mechinterp.load('zoo:toy-lm')\n"
+             "task = mechinterp.tasks.load('facts', model, n=8, seed=0)\n"
+             "prompt = task.clean_tokens[0, : int(task.lengths[0])]\n"
+             "target = Contrast(int(task.correct_tokens[0]), int(task.wrong_tokens[0]))\n"
+             "truth = task.ground_truth.positions[0]\n"
              "print(model.to_str_tokens(prompt), 'ground truth positions:', truth)"),
     ("md", "## Integrated gradients, with its convergence delta\n\n"
            "toy-lm was trained with template-word dropout (a template word replaced by `<pad>` with probability 0.15), "

@@ -42,8 +42,8 @@ labels are tied to the first sentiment word of each review: a probe that memoris
 solve the control task too."""),
     ("code", """train = mechinterp.tasks.load("sentiment", model, n=160, split="train")
 test = mechinterp.tasks.load("sentiment", model, n=128, split="test")
-data_train = probes.from_task(model, train, "sentiment", position="last", progress=False)
-data_test = probes.from_task(model, test, "sentiment", position="last", progress=False)
+data_train = probes.from_task(model, train, "sentiment", positions="last", progress=False)
+data_test = probes.from_task(model, test, "sentiment", positions="last", progress=False)
 sweep = probes.probe_sweep(data_train, test=data_test, n_random=3)
 sweep.to_dataframe().round(3)"""),
     ("code", """sweep.plot();"""),
@@ -76,7 +76,7 @@ The label is `subject_first`, probed at the last token (`... gave a drink to`), 
 output the indirect object: to do so it has to know which name was repeated."""),
     ("code", """ioi_train = mechinterp.tasks.load("ioi", model, n=160, split="train")
 ioi_test = mechinterp.tasks.load("ioi", model, n=128, split="test")
-kw = dict(position="last", progress=False)
+kw = dict(positions="last", progress=False)
 ioi_sweep = probes.probe_sweep(probes.from_task(model, ioi_train, "subject_first", **kw),
                                test=probes.from_task(model, ioi_test, "subject_first", **kw), n_random=2)
 ioi_sweep.to_dataframe().round(3)"""),
@@ -93,7 +93,7 @@ keep = [i for i, c in enumerate(facts.ground_truth.labels["country"]) if counts[
 position = [facts.ground_truth.positions[i] for i in keep]
 tokens = facts.clean_tokens[keep]
 labels = [facts.ground_truth.labels["country"][i] for i in keep]
-country = probes.collect_activations(model, tokens, labels, position=position, progress=False)
+country = probes.collect_activations(model, tokens, labels, positions=position, progress=False)
 country_sweep = probes.probe_sweep(country, cv=3, n_random=2)
 print(f"{len(set(labels))} countries, chance {country_sweep.chance:.3f}")
 country_sweep.to_dataframe().round(3)"""),

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: as in tests/core/test_zoo_format.py: every model the wheel must ship.
+SHIPPED = ["attn-only-2l", "toy-lm", "tracr-frac-prevs", "tracr-reverse"]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,7 @@ def test_wheel_contains_every_zoo_model(wheel):
 
 
 def test_installed_wheel_loads_zoo_offline(wheel, tmp_path):
+
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     code = (
@@ -43,6 +46,7 @@ def test_installed_wheel_loads_zoo_offline(wheel, tmp_path):
         "socket.socket.connect = refuse\n"
         "import mechinterp\n"
         f"assert mechinterp.__file__.startswith({str(target)!r}), mechinterp.__file__\n"
+        f"assert mechinterp.zoo.names() == {SHIPPED!r}, mechinterp.zoo.names()\n"  # a model missing from the wheel fails
         "for name in mechinterp.zoo.names():\n"
         "    model = mechinterp.load('zoo:' + name)\n"
         "    assert model.cfg.n_layers >= 1\n"

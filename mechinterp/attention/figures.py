@@ -21,18 +21,9 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["plot_pattern_grid", "save_figure", "pyplot"]
+from mechinterp.viz import pyplot
 
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot``, on the Agg backend unless a notebook backend is active."""
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "nbagg", "widget"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["plot_pattern_grid", "save_figure"]
 
 
 def plot_pattern_grid(

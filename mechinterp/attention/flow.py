@@ -34,9 +34,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.attention._inputs import query_positions, read_patterns
+from mechinterp.attention.inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
-from mechinterp.attention.rollout import HeadFusion, _layer_range, augment_with_residual, fuse_heads
+from mechinterp.attention.rollout import HeadFusion, layer_range, augment_with_residual, fuse_heads
 from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
@@ -138,7 +138,7 @@ def attention_flow(
         Without a sink, ``sink_share`` is position 0's share of that row; with one it is
         ``None`` (the plain flow is not computed).
     """
-    start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
+    start, end = layer_range(model.cfg.n_layers, start_layer, end_layer)
     batch = read_patterns(model, prompts, list(range(start, end)), batch_size=batch_size)
     longest = int(batch.lengths.max())
     if longest > max_positions:

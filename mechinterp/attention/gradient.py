@@ -44,9 +44,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.attention._inputs import check_rows, query_positions, row_tolerance
+from mechinterp.attention.inputs import check_rows, query_positions, row_tolerance
 from mechinterp.attention.maps import AttentionMap
-from mechinterp.attention.rollout import _layer_range
+from mechinterp.attention.rollout import layer_range
 from mechinterp.attention.sinks import Sink, resolve_sinks, sink_share
 from mechinterp.core import SharedCache, Tokenized, answer_tokens, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
@@ -169,7 +169,7 @@ def gradient_rollout(
         MultiTokenAnswerError: a string target that is several tokens.
         NonFiniteError: NaN gradients or patterns.
     """
-    start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
+    start, end = layer_range(model.cfg.n_layers, start_layer, end_layer)
     batch = _tokens(model, prompts)
     n = len(batch)
     qpos = query_positions(batch.lengths, query)

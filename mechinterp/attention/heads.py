@@ -54,12 +54,11 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from mechinterp.attention._inputs import read_patterns
-from mechinterp.attention.figures import pyplot
+from mechinterp.attention.inputs import read_patterns
 from mechinterp.attention.sinks import Sink, resolve_sinks
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
-from mechinterp.viz import escape, figure_to_img_tag, table_html
+from mechinterp.viz import escape, figure_to_img_tag, pyplot, table_html
 
 __all__ = ["HEAD_KINDS", "HeadScores", "detection_patterns", "score_heads", "probe_sequences", "head_scores"]
 

@@ -18,11 +18,10 @@ from typing import Any
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.attention.figures import pyplot
 from mechinterp.attention.sinks import sink_note
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
-from mechinterp.viz import escape, figure_to_img_tag, tokens_html
+from mechinterp.viz import escape, figure_to_img_tag, pyplot, tokens_html
 
 __all__ = ["AttentionMap"]
 

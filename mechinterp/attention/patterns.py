@@ -26,7 +26,7 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.attention._inputs import check_layers, read_patterns
+from mechinterp.attention.inputs import check_layers, read_patterns
 from mechinterp.attention.figures import plot_pattern_grid
 from mechinterp.attention.render import OfflineView, circuitsvis_html
 from mechinterp.core.results import AbstractResult

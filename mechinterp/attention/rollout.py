@@ -37,12 +37,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.attention._inputs import query_positions, read_patterns
+from mechinterp.attention.inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
-__all__ = ["HeadFusion", "fuse_heads", "augment_with_residual", "rollout_from_patterns", "attention_rollout"]
+__all__ = ["HeadFusion", "fuse_heads", "augment_with_residual", "layer_range", "rollout_from_patterns", "attention_rollout"]
 
 HeadFusion = Literal["mean", "max", "min"]
 
@@ -90,7 +90,12 @@ def _check_finite(rollout: Tensor) -> None:
         raise NonFiniteError("patterns contain NaN or infinite values; check the model and its inputs.")
 
 
-def _layer_range(n_layers: int, start_layer: int, end_layer: int | None) -> tuple[int, int]:
+def layer_range(n_layers: int, start_layer: int, end_layer: int | None) -> tuple[int, int]:
+    """``(start, end)`` of a half-open layer range, checked: ``end_layer=None`` means every layer up to the last.
+
+    Raises:
+        MechinterpError: not ``0 <= start_layer < end_layer <= n_layers``.
+    """
     end = n_layers if end_layer is None else end_layer
     if not (0 <= start_layer < end <= n_layers):
         raise MechinterpError(
@@ -127,7 +132,7 @@ def rollout_from_patterns(
         True
     """
     _check_patterns(patterns)
-    start, end = _layer_range(patterns.shape[1], start_layer, end_layer)
+    start, end = layer_range(patterns.shape[1], start_layer, end_layer)
     # float32 whatever the patterns came in: 30 products of bf16 matrices would drift
     selected = exclude_sinks(patterns[:, start:end].float(), list(sink_positions), sink_mode)
     aug = augment_with_residual(fuse_heads(selected, head_fusion), residual_weight)
@@ -184,7 +189,7 @@ def attention_rollout(
         >>> result = attention_rollout(model, "t1 t2 t3 t1 t2", head_fusion="max")  # doctest: +SKIP
         >>> result.plot()  # doctest: +SKIP
     """
-    start, end = _layer_range(model.cfg.n_layers, start_layer, end_layer)
+    start, end = layer_range(model.cfg.n_layers, start_layer, end_layer)
     batch = read_patterns(model, prompts, list(range(start, end)), batch_size=batch_size)
     patterns = batch.patterns.to(model.cfg.device)  # the cache stores on the CPU; multiply where the model runs
     sinks = resolve_sinks(sink, batch.lengths)

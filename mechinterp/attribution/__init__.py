@@ -50,7 +50,7 @@ from mechinterp.attribution.occlusion import Occlusion
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.attribution.sequential_ig import SequentialIntegratedGradients
 from mechinterp.attribution.shapley import KernelShap, ShapleyValues, exact_shapley, kernel_shap
-from mechinterp.attribution.targets import Contrast, Continuation, Generate, Label, Metric, NextToken, as_target
+from mechinterp.attribution.targets import Contrast, Continuation, Generate, Label, MetricTarget, NextToken, as_target
 
 __all__ = [
     "METHODS",
@@ -70,7 +70,7 @@ __all__ = [
     "KernelShap",
     "Label",
     "Lime",
-    "Metric",
+    "MetricTarget",
     "NextToken",
     "Occlusion",
     "Saliency",
@@ -101,3 +101,11 @@ __all__ = [
     "register_method",
     "word_groups",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Metric":  # deprecated old name of MetricTarget
+        from mechinterp.attribution import targets
+
+        return targets.Metric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

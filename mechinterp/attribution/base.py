@@ -22,10 +22,11 @@ from torch import Tensor
 
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.attribution.targets import BoundTarget, as_target
+from mechinterp.core.deprecation import deprecated_alias
 from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError
 
-__all__ = ["AbstractAttributionMethod", "METHODS", "MissingBOSWarning", "Prepared", "attribute", "get_method", "method_names", "prepare", "register_method"]
+__all__ = ["AbstractAttributionMethod", "METHODS", "MissingBOSWarning", "Prepared", "attribute", "get_method", "method_names", "prepare_prompt", "register_method"]
 
 #: name -> method class; filled by :func:`register_method`.
 METHODS: dict[str, type[AbstractAttributionMethod]] = {}
@@ -59,7 +60,7 @@ class Prepared:
         return self.tokens.unsqueeze(0)
 
 
-def prepare(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
+def prepare_prompt(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
     """Tokenise ``prompt`` (checking it), bind ``target`` and name the tokens.
 
     Raises:
@@ -88,6 +89,10 @@ def prepare(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
             stacklevel=4)
     has_bos = bool(bos_id is not None and int(tokens[0]) == bos_id and (isinstance(prompt, Tensor) or model.cfg.default_prepend_bos))
     return Prepared(bound.tokens.cpu(), bound.n_prompt, strs, has_bos, bound)
+
+
+#: deprecated old name of :func:`prepare_prompt` (removed in the next release).
+prepare = deprecated_alias(prepare_prompt, "mechinterp.attribution.base.prepare", "mechinterp.attribution.base.prepare_prompt")
 
 
 class AbstractAttributionMethod(ABC):
@@ -175,7 +180,7 @@ def attribute(model: Any, prompt: str | Tensor, target: Any, method: str = "inte
         prompt: a string or ``[pos]`` token ids.
         target: ``" Paris"`` / a token id (next-token logit), ``(" Paris", " Rome")`` (logit
             difference), a function of the logits, or a target object (``NextToken``,
-            ``Contrast``, ``Label``, ``Continuation``, ``Generate``, ``Metric``).
+            ``Contrast``, ``Label``, ``Continuation``, ``Generate``, ``MetricTarget``).
         method: a name from :func:`method_names` (``"integrated_gradients"``/``"ig"``,
             ``"saliency"``, ``"gradient_x_input"``, ``"attn_lrp"``, ``"cp_lrp"``,
             ``"occlusion"``, ``"shapley"``, ``"kernel_shap"``, ``"lime"``).

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from mechinterp.attribution.base import prepare
+from mechinterp.attribution.base import prepare_prompt
 from mechinterp.attribution.forward import MaskedScorer, special_token_id
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.core.results import AbstractResult
@@ -73,9 +73,9 @@ class Faithfulness(AbstractResult):
                 "comprehensiveness": self.comprehensiveness, "sufficiency": self.sufficiency}
 
     def plot(self, ax: Any = None) -> Any:
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(4.5, 3))
         else:
@@ -136,7 +136,7 @@ def faithfulness(model: Any, prompt: str | Tensor, target: Any, result: TokenAtt
         >>> res = attribute(model, prompt, " Paris", method="ig")  # doctest: +SKIP
         >>> faithfulness(model, prompt, " Paris", res).deletion_auc  # doctest: +SKIP
     """
-    prep = prepare(model, prompt, target)
+    prep = prepare_prompt(model, prompt, target)
     if len(result.tokens) == prep.n_prompt and result.tokens == prep.token_strs:
         start = 1 if prep.has_bos else 0
         groups = [[i] for i in range(start, prep.n_prompt)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
+from mechinterp.attribution.base import AbstractAttributionMethod, prepare_prompt, register_method
 from mechinterp.attribution.forward import target_gradients, token_embeddings
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError
@@ -47,7 +47,7 @@ class Saliency(AbstractAttributionMethod):
         self.p = p
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         embed = token_embeddings(model, prep.batch_tokens)
         values, grads = target_gradients(model, prep.batch_tokens, prep.target, embed)
         scores = grads[:, 0, : prep.n_prompt].norm(p=self.p, dim=-1)  # [n_targets, pos]
@@ -64,7 +64,7 @@ class GradientXInput(AbstractAttributionMethod):
         pass
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         embed = token_embeddings(model, prep.batch_tokens)
         values, grads = target_gradients(model, prep.batch_tokens, prep.target, embed)
         scores = (grads[:, 0] * embed[0].detach()).sum(-1)[:, : prep.n_prompt]

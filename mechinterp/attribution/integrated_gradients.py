@@ -49,7 +49,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.attribution.adaptive import adaptive_gauss_legendre
-from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare, register_method
+from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare_prompt, register_method
 from mechinterp.attribution.forward import resolve_absence, special_token_id, target_gradients, token_embeddings
 from mechinterp.attribution.grouping import AttributionWarning
 from mechinterp.attribution.result import TokenAttribution
@@ -224,7 +224,7 @@ class IntegratedGradients(AbstractAttributionMethod):
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.internal_batch_size < 1:
             raise MechinterpError(f"internal_batch_size must be >= 1 (got {self.internal_batch_size}).")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         x = token_embeddings(model, prep.batch_tokens).detach()  # [1, pos, d_model]
         base = baseline_embeddings(model, prep, self.baseline, self.keep_bos, self.keep_first_token)
         acc = accumulation_dtype(x.dtype)

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from mechinterp.attribution.base import prepare, register_method
+from mechinterp.attribution.base import prepare_prompt, register_method
 from mechinterp.attribution.perturbation import AbstractPerturbationMethod
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError
@@ -90,7 +90,7 @@ class Lime(AbstractPerturbationMethod):
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.n_samples < 2 or self.alpha < 0:
             raise MechinterpError(f"LIME needs n_samples >= 2 and alpha >= 0 (got {self.n_samples}, {self.alpha}).")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         scorer, groups, labels = self._scorer(model, prep)
         masks, weights = lime_samples(scorer.n_features, self.n_samples, self.seed, self.kernel_width)
         values = scorer(masks)

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
+from mechinterp.attribution.base import AbstractAttributionMethod, prepare_prompt, register_method
 from mechinterp.attribution.forward import forward_scores, frozen_parameters, token_embeddings
 from mechinterp.attribution.lrp_rules import divide_gradient, epsilon_rule, gated_rule, identity_rule, stop_gradient
 from mechinterp.attribution.result import TokenAttribution
@@ -173,7 +173,7 @@ class _LRPBase(AbstractAttributionMethod):
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.epsilon < 0:
             raise MechinterpError(f"epsilon must be >= 0 (got {self.epsilon}).")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         tokens = prep.batch_tokens
         embed = token_embeddings(model, tokens).detach().requires_grad_(True)
         leaves: dict[str, Tensor] = {}

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mechinterp.attribution.base import prepare, register_method
+from mechinterp.attribution.base import prepare_prompt, register_method
 from mechinterp.attribution.perturbation import AbstractPerturbationMethod
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import MechinterpError
@@ -47,7 +47,7 @@ class Occlusion(AbstractPerturbationMethod):
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.window < 1 or self.stride < 1:
             raise MechinterpError(f"window and stride must be >= 1 (got {self.window}, {self.stride}).")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         scorer, groups, labels = self._scorer(model, prep)
         n = scorer.n_features
         starts = list(range(0, max(n - self.window, 0) + 1, self.stride))

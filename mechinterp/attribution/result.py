@@ -101,9 +101,9 @@ class TokenAttribution(AbstractResult):
         if self.n_targets > 1 and target is None:
             return heatmap(self.scores, row_labels=self.targets, col_labels=labels, ax=ax,
                            title=f"{self.method}", xlabel="input token", ylabel="target")
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         row = self.scores[self._row(target or 0)].numpy()
         if ax is None:
             fig, ax = plt.subplots(figsize=(min(14, 1.5 + 0.45 * len(labels)), 3))

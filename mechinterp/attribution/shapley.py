@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from mechinterp.attribution.base import prepare, register_method
+from mechinterp.attribution.base import prepare_prompt, register_method
 from mechinterp.attribution.perturbation import AbstractPerturbationMethod
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.errors import EmptyInputError, MechinterpError
@@ -135,7 +135,7 @@ class ShapleyValues(AbstractPerturbationMethod):
         self.batch_size = batch_size
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         scorer, groups, labels = self._scorer(model, prep)
         n = scorer.n_features
         if n > self.max_features:
@@ -172,7 +172,7 @@ class KernelShap(AbstractPerturbationMethod):
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
         if self.n_samples < 2:
             raise MechinterpError(f"n_samples must be >= 2 (got {self.n_samples}).")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         scorer, groups, labels = self._scorer(model, prep)
         phi, info = kernel_shap(scorer, scorer.n_features, self.n_samples, self.seed)
         return self._feature_result(prep, phi, groups, labels, {**info, "n_forward": scorer.n_calls})

@@ -13,10 +13,12 @@ few positions that matter.
 * :class:`Continuation` — a forced multi-token continuation, teacher-forced in one pass:
   one target per continuation token (its log-probability), giving an output × input matrix.
 * :class:`Generate` — greedy generation of ``n_tokens`` tokens, then as :class:`Continuation`.
-* :class:`Metric` — any function of the full logits ``[batch, pos, d_vocab]``.
+* :class:`MetricTarget` — any :data:`~mechinterp.core.metrics.Metric` (a function of the full
+  logits ``[batch, pos, d_vocab]``). Formerly ``Metric``, which now names the function type
+  in every family; the old class name still works for one release, with a DeprecationWarning.
 
 Plain values are converted by :func:`as_target`: a string or token id is a
-:class:`NextToken`, a pair is a :class:`Contrast`, a callable is a :class:`Metric`.
+:class:`NextToken`, a pair is a :class:`Contrast`, a callable is a :class:`MetricTarget`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.deprecation import warn_renamed
 from mechinterp.core.tokens import answer_tokens
 from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongError, ShapeMismatchError, TokenizationError
 
@@ -41,7 +44,7 @@ __all__ = [
     "Label",
     "Continuation",
     "Generate",
-    "Metric",
+    "MetricTarget",
     "as_target",
 ]
 
@@ -239,8 +242,12 @@ class Generate(AbstractTarget):
 
 
 @dataclass(frozen=True)
-class Metric(AbstractTarget):
-    """Any function of the logits ``[batch, pos, d_vocab] -> [batch]`` or ``[batch, n]``."""
+class MetricTarget(AbstractTarget):
+    """A :data:`~mechinterp.core.metrics.Metric` as the target: ``logits [batch, pos, d_vocab] -> [batch]`` (or ``[batch, n]``).
+
+    Example:
+        >>> target = MetricTarget(lambda logits: logits[:, -1, 7], name="logit 7")  # doctest: +SKIP
+    """
 
     fn: Callable[[Tensor], Tensor]
     name: str = "metric"
@@ -266,7 +273,7 @@ class Metric(AbstractTarget):
 
 
 def as_target(target: Any) -> AbstractTarget:
-    """Turn a plain value into a target: str/int → NextToken, (a, b) → Contrast, callable → Metric.
+    """Turn a plain value into a target: str/int → NextToken, (a, b) → Contrast, callable → MetricTarget.
 
     Raises:
         MechinterpError: a value that is none of these.
@@ -278,8 +285,15 @@ def as_target(target: Any) -> AbstractTarget:
     if isinstance(target, tuple) and len(target) == 2:
         return Contrast(*target)
     if callable(target):
-        return Metric(target)
+        return MetricTarget(target)
     raise MechinterpError(
         f"Cannot use {target!r} as a target. Pass an answer token (' Paris' or an id), a pair (answer, wrong), "
-        "a function of the logits, or a target object (NextToken, Contrast, Label, Continuation, Generate, Metric)."
+        "a function of the logits, or a target object (NextToken, Contrast, Label, Continuation, Generate, MetricTarget)."
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Metric":  # renamed: "Metric" is the function type in mechinterp.core.metrics
+        warn_renamed("mechinterp.attribution.Metric", "mechinterp.attribution.MetricTarget")
+        return MetricTarget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ Example:
 from mechinterp.circuits.acdc import DISTANCES, acdc, acdc_scores
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.discover import discover, setup_for
-from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, max_masks_per_pass, patch_edges, prepare, run_edges, sender_outputs
+from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, max_masks_per_pass, patch_edges, prepare, prepare_edge_patching, run_edges, sender_outputs
 from mechinterp.circuits.evaluate import (
     MIB_FRACTIONS,
     FaithfulnessCurve,
@@ -66,7 +66,8 @@ __all__ = [
     "node_attribution",
     "node_patching_effects",
     "patch_edges",
-    "prepare",
+    "prepare",  # deprecated: prepare_edge_patching
+    "prepare_edge_patching",
     "reference_mask",
     "run_edges",
     "sender_outputs",

@@ -45,6 +45,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
+from mechinterp.core.metrics import Metric
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["DISTANCES", "acdc", "acdc_scores"]
@@ -111,7 +112,7 @@ def _check_thresholds(thresholds: Any) -> list[float]:
 def acdc(
     model: Any,
     setup: PatchSetup,
-    metric: Callable[[Tensor], Tensor],
+    metric: Metric,
     threshold: float,
     distance: str = "kl",
     chunk: int = 16,
@@ -166,7 +167,7 @@ def acdc(
 def acdc_scores(
     model: Any,
     setup: PatchSetup,
-    metric: Callable[[Tensor], Tensor],
+    metric: Metric,
     thresholds: Sequence[float] | None = None,
     distance: str = "kl",
     chunk: int = 16,

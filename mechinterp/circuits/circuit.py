@@ -97,10 +97,6 @@ class Circuit(AbstractResult):
         total = (self.scores.abs() * self.graph.real).sum(1)
         return {name: float(v) for name, v in zip(self.graph.senders, total)}
 
-    def patch_mask(self) -> Float[Tensor, "n_senders n_receivers"]:
-        """The patch mask that runs this circuit alone: 1 on every real edge not selected."""
-        return (self.graph.real & ~self.selected).float()
-
     def to_dataframe(self) -> Any:
         """One row per real edge: sender, receiver, score, selected."""
         import pandas as pd
@@ -166,11 +162,11 @@ class Circuit(AbstractResult):
                 about 14 x 12 inches whatever the model's size: heads sit at their head index in their
                 layer's row, each MLP right of its layer's heads, nodes sized to the slots.
         """
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
         import networkx as nx
 
-        plt = _pyplot()
+        plt = pyplot()
         shown = self if max_edges is None or self.n_edges <= max_edges else self.top_n_of_selected(max_edges)
         dg = shown.to_networkx()
         n_heads = self.graph.n_heads
@@ -221,13 +217,13 @@ class Circuit(AbstractResult):
 
     def save_figure(self, path: str | Path, max_edges: int | None = 40) -> Path:
         """Write the drawn graph (top ``max_edges`` edges, see :meth:`plot`) as ``.svg`` or ``.png``."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig = self.plot(max_edges=max_edges)
         fig.savefig(path, bbox_inches="tight", dpi=120)
-        _pyplot().close(fig)
+        pyplot().close(fig)
         return path
 
     def to_html(self, max_edges: int = 40, max_rows: int = 60) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from mechinterp.circuits.circuit import Circuit
-from mechinterp.circuits.engine import PatchSetup, prepare
+from mechinterp.circuits.engine import PatchSetup, prepare_edge_patching
 from mechinterp.circuits.gradients import node_attribution
 from mechinterp.circuits.scorers import get_scorer
 from mechinterp.errors import MechinterpError
@@ -26,11 +26,16 @@ from mechinterp.errors import MechinterpError
 __all__ = ["discover", "setup_for"]
 
 
-def setup_for(model: Any, task: Any, ablation: str = "corrupted") -> PatchSetup:
-    """:func:`prepare` on a task's clean and corrupted tokens (its ``lengths`` keep padding out of mean ablation)."""
+def setup_for(model: Any, task: Any, ablation: str = "corrupted", *, seed: int = 0) -> PatchSetup:
+    """:func:`~mechinterp.circuits.prepare_edge_patching` on a task's clean and corrupted tokens.
+
+    The task's ``lengths`` keep padding out of mean ablation; ``seed`` is resample ablation's
+    (:func:`mechinterp.core.ablation.resample_permutation`).
+    """
     if task is None or not hasattr(task, "clean_tokens"):
         raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
-    return prepare(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation, lengths=getattr(task, "lengths", None))
+    return prepare_edge_patching(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation,
+                                 lengths=getattr(task, "lengths", None), seed=seed)
 
 
 def discover(
@@ -42,6 +47,7 @@ def discover(
     top_n: int | None = None,
     node_first_pass: int | None = None,
     setup: PatchSetup | None = None,
+    seed: int = 0,
     **options: Any,
 ) -> Circuit:
     """Score every edge of ``model``'s graph on ``task`` with ``method``.
@@ -51,12 +57,14 @@ def discover(
         task: a :class:`mechinterp.tasks.Task`; its ``metric`` is the objective.
         method: a key of :data:`mechinterp.circuits.SCORERS` (``eap``, ``eap-ig-inputs``,
             ``eap-ig-activations``, ``exact``, ``acdc``, ``node``).
-        ablation: what removed edges carry: ``"corrupted"``, ``"mean"`` or ``"zero"``.
+        ablation: what removed edges carry: ``"corrupted"``, ``"mean"``, ``"zero"`` or
+            ``"resample"`` (one meaning in every family: :mod:`mechinterp.core.ablation`).
         top_n: select the ``n`` top edges (default: every edge with a non-zero score; ACDC:
             the edges kept at the median threshold of its sweep).
         node_first_pass: for ``exact`` and ``acdc``: score only edges between the ``k`` senders
             of largest node attribution (plus the logits) — a cheap first pass.
         setup: a prepared :class:`PatchSetup` to reuse (skips the clean/corrupted caching).
+        seed: the seed of resample ablation's permutation.
         **options: the method's options (``steps``, ``thresholds``, ``distance``, ``chunk``).
 
     Returns:
@@ -65,7 +73,7 @@ def discover(
     """
     scorer = get_scorer(method)
     start = time.perf_counter()
-    setup = setup or setup_for(model, task, ablation)
+    setup = setup or setup_for(model, task, ablation, seed=seed)
     if node_first_pass is not None:
         if "candidates" not in scorer.options:
             raise MechinterpError(f"node_first_pass applies to methods that take candidates (exact, acdc), not {method}.")

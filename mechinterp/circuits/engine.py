@@ -21,10 +21,10 @@ receiver equals the receiver input of the corrupted run.
 
 Example:
     >>> import mechinterp
-    >>> from mechinterp.circuits import Graph, prepare, patch_edges
+    >>> from mechinterp.circuits import Graph, prepare_edge_patching, patch_edges
     >>> model = mechinterp.load("zoo:tracr-frac-prevs")
     >>> task = mechinterp.tasks.load("tracr-frac-prevs", model, n=4)
-    >>> setup = prepare(model, task.clean_tokens, task.corrupted_tokens, ablation="corrupted")
+    >>> setup = prepare_edge_patching(model, task.clean_tokens, task.corrupted_tokens, ablation="corrupted")
     >>> patch_edges(model, setup, torch.zeros(2, *setup.graph.real.shape)).shape
     torch.Size([2, 4, 6, 2])
 """
@@ -41,10 +41,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
+from mechinterp.core.ablation import resample_permutation
+from mechinterp.core.deprecation import deprecated_alias
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
 __all__ = [
-    "ABLATIONS", "PatchSetup", "check_metric_output", "check_model_dtype", "edge_mode", "max_masks_per_pass", "prepare", "patch_edges",
+    "ABLATIONS", "PatchSetup", "check_metric_output", "check_model_dtype", "edge_mode", "max_masks_per_pass", "prepare_edge_patching", "patch_edges",
     "run_edges", "sender_outputs",
 ]
 
@@ -183,13 +185,14 @@ def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -
     return outs
 
 
-def prepare(
+def prepare_edge_patching(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
     corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
     ablation: str = "corrupted",
     graph: Graph | None = None,
     lengths: Int[Tensor, " batch"] | None = None,
+    seed: int = 0,
 ) -> PatchSetup:
     """Cache what edge patching needs: clean sender outputs and the values to patch in.
 
@@ -199,12 +202,13 @@ def prepare(
         corrupted_tokens: same shape; required for ``"corrupted"`` and ``"mean"`` ablation
             (mean: the per-position mean of the corrupted run's sender outputs).
         ablation: ``"corrupted"``, ``"mean"``, ``"zero"`` or ``"resample"`` (each prompt's removed
-            edges carry the clean sender outputs of the previous prompt in the batch).
+            edges carry another prompt's clean sender outputs: :mod:`mechinterp.core.ablation`).
         graph: defaults to ``Graph.from_model(model)``.
         lengths: ``[batch]`` tokens per prompt, padding excluded, for right-padded prompts of
             different lengths (a task's ``lengths``; :func:`setup_for` passes them). Mean
             ablation then averages each position over the prompts that have a real token
             there, never over pads. ``None``: every position of every prompt is real.
+        seed: the seed of resample ablation's permutation (the same pairing as patching's).
 
     Raises:
         MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
@@ -228,10 +232,10 @@ def prepare(
         raise NonFiniteError("The model's activations on the clean prompts have NaN or infinite entries." + dtype_hint(model))
     if ablation == "zero":
         patched = torch.zeros_like(clean[:1])
-    elif ablation == "resample":  # each prompt gets the next prompt's clean sender outputs
+    elif ablation == "resample":  # each prompt gets another prompt's clean sender outputs (seeded derangement)
         if tokens.shape[0] < 2:
             raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
-        patched = clean.roll(1, dims=0)
+        patched = clean[resample_permutation(tokens.shape[0], seed).to(clean.device)]
     else:
         patched = sender_outputs(model, graph, corr)
         if not torch.isfinite(patched).all():
@@ -297,7 +301,7 @@ def patch_edges(
 
     Args:
         model: the model ``setup`` was prepared on.
-        setup: from :func:`prepare`.
+        setup: from :func:`prepare_edge_patching`.
         patch: ``[n_senders, n_receivers]`` or ``[k, n_senders, n_receivers]``; bool or float;
             entries that are not real edges are ignored.
         chunk: masks per forward pass (default: all ``k``); capped by :func:`max_masks_per_pass`.
@@ -356,7 +360,7 @@ def run_edges(
     diffs: dict[int, Tensor] = {}  # block index -> [k, n, batch*pos*d_model], filled lazily
     dense: dict[str, Any] = {}  # no-grad passes: one sender-major buffer of every block's difference
     if alpha is not None and patched is None:
-        raise MechinterpError("Patched values are needed when a patch mask is given; use prepare().")
+        raise MechinterpError("Patched values are needed when a patch mask is given; use prepare_edge_patching().")
 
     class _Lazy:
         """A sender block's output, computed on first use (head results cost a [rows, pos, head, d_model] product)."""
@@ -514,3 +518,7 @@ def run_edges(
     if capture:
         outs = torch.cat([lazy.get() for _, lazy in sorted(blocks, key=lambda b: b[0])], dim=2)
     return logits.view(k, batch, *logits.shape[1:]), outs
+
+
+#: deprecated old name of :func:`prepare_edge_patching` (removed in the next release).
+prepare = deprecated_alias(prepare_edge_patching, "mechinterp.circuits.prepare", "mechinterp.circuits.prepare_edge_patching")

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.circuits.graph import Graph
+from mechinterp.core import metrics
+from mechinterp.core.metrics import Metric
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
@@ -42,7 +44,7 @@ MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def faithfulness(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
+    model: Any, setup: PatchSetup, metric: Metric, keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
     chunk: int = 32,
 ) -> Float[Tensor, " k"]:
     """Normalised metric of each circuit run alone (edges outside it patched).
@@ -66,7 +68,7 @@ def faithfulness(
             "The full model and the empty circuit give the same metric, so faithfulness is undefined; "
             "use a task/ablation where patching every edge changes the metric."
         )
-    return (values[2:] - empty) / (full - empty)
+    return metrics.normalise(values[2:], clean=full, corrupted=empty)
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,9 +91,9 @@ class FaithfulnessCurve(AbstractResult):
     info: dict[str, Any] = field(default_factory=dict)
 
     def plot(self, ax: Any = None) -> Any:
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(5, 3.2))
         else:
@@ -119,7 +121,7 @@ class FaithfulnessCurve(AbstractResult):
 
 
 def faithfulness_curve(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], circuit: Circuit,
+    model: Any, setup: PatchSetup, metric: Metric, circuit: Circuit,
     fractions: Sequence[float] = MIB_FRACTIONS, chunk: int = 32,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``ceil(x * n_edges)`` edges of ``circuit`` for each ``x`` (one batched run)."""

@@ -12,7 +12,6 @@ are rounding, not effect: compare such edges on a float32 copy of the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,17 +19,18 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, max_masks_per_pass, patch_edges
+from mechinterp.core.metrics import Metric
 
 __all__ = ["exact_scores", "metric_per_mask", "metrics_of_masks"]
 
 
-def metric_per_mask(metric: Callable[[Tensor], Tensor], logits: Float[Tensor, "k batch pos d_vocab"]) -> Float[Tensor, " k"]:
+def metric_per_mask(metric: Metric, logits: Float[Tensor, "k batch pos d_vocab"]) -> Float[Tensor, " k"]:
     """The mean metric of each mask's run."""
     return torch.stack([check_metric_output(metric, metric(row.float()), row.shape[0]).mean() for row in logits])
 
 
 def metrics_of_masks(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], masks: Float[Tensor, "k n_senders n_receivers"],
+    model: Any, setup: PatchSetup, metric: Metric, masks: Float[Tensor, "k n_senders n_receivers"],
     chunk: int | None = None,
 ) -> Float[Tensor, " k"]:
     """The mean metric of each mask's patched run, one chunk of masks at a time (only a chunk's logits are held).
@@ -46,7 +46,7 @@ def metrics_of_masks(
 
 
 def exact_scores(
-    model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], chunk: int = 32, candidates: Tensor | None = None
+    model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32, candidates: Tensor | None = None
 ) -> Float[Tensor, "n_senders n_receivers"]:
     """Patch each real edge alone and record the change of the mean metric.
 
@@ -56,7 +56,7 @@ def exact_scores(
             (others get 0), e.g. from a node-attribution first pass.
 
     Example:
-        >>> exact_scores(model, prepare(model, clean, corrupted), task.metric)  # doctest: +SKIP
+        >>> exact_scores(model, prepare_edge_patching(model, clean, corrupted), task.metric)  # doctest: +SKIP
     """
     g = setup.graph
     real = g.real if candidates is None else g.real & candidates.to(torch.bool)

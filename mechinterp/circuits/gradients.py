@@ -150,7 +150,7 @@ def eap_scores(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, "
     """EAP: ``(patched_s - clean_s) . d metric / d input_r`` on the clean run.
 
     Example:
-        >>> setup = prepare(model, task.clean_tokens, task.corrupted_tokens)  # doctest: +SKIP
+        >>> setup = prepare_edge_patching(model, task.clean_tokens, task.corrupted_tokens)  # doctest: +SKIP
         >>> eap_scores(model, setup, task.metric).shape  # doctest: +SKIP
     """
     return _scores_from(setup, _mean_gradients([_gradient_point(model, setup, metric)]))

@@ -179,11 +179,6 @@ class Graph:
         """The node a receiver belongs to (``"L1H0.q" -> "L1H0"``)."""
         return receiver.split(".")[0]
 
-    def edge_names(self) -> list[tuple[str, str]]:
-        """Every real edge as ``(sender, receiver)``, in row-major matrix order."""
-        rows, cols = torch.nonzero(self.real, as_tuple=True)
-        return [(self.senders[i], self.receivers[j]) for i, j in zip(rows.tolist(), cols.tolist())]
-
     def edge_mask(self, edges: Any) -> Bool[Tensor, "n_senders n_receivers"]:
         """A boolean matrix with True at the given ``(sender, receiver)`` pairs.
 

@@ -21,12 +21,13 @@ from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
 from mechinterp.circuits.exact import metrics_of_masks
+from mechinterp.core.metrics import Metric
 from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_html
 
 __all__ = ["circuit_report", "node_patching_effects"]
 
 
-def node_patching_effects(model: Any, setup: PatchSetup, metric: Any, chunk: int = 32) -> dict[str, float]:
+def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32) -> dict[str, float]:
     """Per sender node: normalised metric change when all its outgoing edges are patched (batched passes).
 
     ``(m(node patched) - m(clean)) / (m(clean) - m(all patched))``: -1 means the node alone

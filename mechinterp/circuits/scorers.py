@@ -25,6 +25,7 @@ from mechinterp.circuits.acdc import acdc_scores
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.exact import exact_scores
 from mechinterp.circuits.gradients import eap_ig_activations_scores, eap_ig_inputs_scores, eap_scores, node_attribution
+from mechinterp.core.metrics import Metric
 from mechinterp.errors import MechinterpError
 
 __all__ = ["SCORERS", "Scorer", "get_scorer"]
@@ -46,7 +47,7 @@ class Scorer:
     description: str
     options: dict[str, Any]
 
-    def __call__(self, model: Any, setup: PatchSetup, metric: Callable, **options: Any) -> tuple[Tensor, dict[str, Any]]:
+    def __call__(self, model: Any, setup: PatchSetup, metric: Metric, **options: Any) -> tuple[Tensor, dict[str, Any]]:
         unknown = set(options) - set(self.options)
         if unknown:
             raise MechinterpError(f"{self.name} does not take {sorted(unknown)}; its options are {self.options}.")
@@ -57,7 +58,7 @@ def _no_info(fn: Callable[..., Tensor]) -> Callable[..., tuple[Tensor, dict[str,
     return lambda model, setup, metric, **kw: (fn(model, setup, metric, **kw).cpu(), {})
 
 
-def _node_broadcast(model: Any, setup: PatchSetup, metric: Callable) -> tuple[Tensor, dict[str, Any]]:
+def _node_broadcast(model: Any, setup: PatchSetup, metric: Metric) -> tuple[Tensor, dict[str, Any]]:
     nodes = node_attribution(model, setup, metric).cpu()
     return nodes[:, None] * setup.graph.real.float(), {"node_scores": nodes}
 

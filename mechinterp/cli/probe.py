@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.position.lstrip("-").isdigit():
         position = int(args.position)
     data = probes.collect_activations(
-        model, texts, labels, site=args.site, layers=layers, position=position, types=types,
+        model, texts, labels, site=args.site, layers=layers, positions=position, types=types,
         batch_size=args.batch_size, memory_budget=args.memory_budget,
     )
     result = probes.probe_sweep(data, probe=args.probe, cv=args.cv or None, C=args.C, seed=args.seed)

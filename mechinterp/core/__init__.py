@@ -2,11 +2,12 @@
 
 from mechinterp.core.cache import SharedCache
 from mechinterp.core.loading import load, load_local_checkpoint
-from mechinterp.core.metrics import kl_div, logit_diff, logits_at, logprob, normalise, prob
+from mechinterp.core.metrics import Metric, kl_div, logit_diff, logits_at, logprob, normalise, prob
 from mechinterp.core.sites import resolve, resolve_many
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 
 __all__ = [
+    "Metric",
     "SharedCache",
     "Tokenized",
     "answer_tokens",

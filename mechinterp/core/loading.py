@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.zoo_format import load_model, names as zoo_names, path as zoo_path
 from mechinterp.errors import ModelLoadError, OfflineError
 
 __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenizer_prepends_bos", "hub_reachable"]
@@ -87,8 +88,6 @@ def load(
     )
     name = str(name_or_path)
     if name.startswith("zoo:"):
-        from mechinterp.zoo import load_model
-
         _check_overrides(config_overrides)
         model = load_model(name, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
         return _with_meta(model, source="zoo", path=name, dtype=dtype, **_zoo_meta(name))
@@ -102,8 +101,6 @@ def load(
         return load_gguf(local, device=device, dtype=dtype, **processing, **config_overrides)
     if local.exists():
         if (local / "model.safetensors").exists() and (local / "config.json").exists() and _is_zoo_format(local):
-            from mechinterp.zoo import load_model
-
             _check_overrides(config_overrides)
             model = load_model(local, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
             return _with_meta(model, source="zoo", path=str(local), dtype=dtype, **_zoo_meta(local))
@@ -191,8 +188,6 @@ def _zoo_meta(name_or_folder: str | Path) -> dict[str, Any]:
     """What a zoo model declares about itself beyond its config: ``attribution.json``'s
     ``absence_token`` (the token the model was trained to read as a missing word), which the
     attribution methods' ``"auto"`` baseline uses."""
-    from mechinterp.zoo import path as zoo_path
-
     folder = Path(name_or_folder) if Path(name_or_folder).is_dir() else zoo_path(str(name_or_folder))
     extra = folder / "attribution.json"
     if not extra.exists():
@@ -472,6 +467,4 @@ def _in_hf_cache(official_name: str) -> bool:
 
 
 def _zoo_names() -> list[str]:
-    from mechinterp.zoo import names
-
-    return names()
+    return zoo_names()

@@ -5,10 +5,16 @@ real token by default), and return one number per prompt. :func:`normalise` maps
 metric onto the scale where the corrupted run is 0 and the clean run is 1.
 :func:`unembed` turns residual-stream vectors into logits without TL's per-call copy of
 ``W_U.T``, for the methods that compute logits at a few positions or columns only.
+
+:data:`Metric` is the type every family means by "a metric": a function of the logits
+``[batch, pos, d_vocab]`` giving one number per prompt ``[batch]`` (patching's and circuits'
+``metric=``, a task's ``task.metric``, probes' ``causal_check(metric=)``; attribution wraps
+one as a target with :class:`mechinterp.attribution.MetricTarget`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,7 +23,10 @@ from torch import Tensor
 
 from mechinterp.errors import NonFiniteError, ShapeMismatchError
 
-__all__ = ["unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+__all__ = ["Metric", "unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+
+#: a metric: logits ``[batch, pos, d_vocab]`` -> one number per prompt ``[batch]``.
+Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 
 
 def unembed(
@@ -137,10 +146,12 @@ def kl_div(
 def normalise(
     value: Float[Tensor, "..."], clean: Float[Tensor, "..."] | float, corrupted: Float[Tensor, "..."] | float
 ) -> Float[Tensor, "..."]:
-    """Rescale a metric so that the corrupted run is 0 and the clean run is 1.
+    """Rescale a metric so that the corrupted run is 0 and the clean run is 1: ``(value - corrupted) / (clean - corrupted)``.
 
     For noising experiments pass the baselines the other way round (``clean`` is then the
-    value the patch moves towards).
+    value the patch moves towards). Every family that reports a normalised effect calls this
+    (patching's sweeps, path patching, attribution patching, causal tracing; circuits'
+    faithfulness). ``value`` keeps its dtype; number baselines are read in float64.
 
     Raises:
         NonFiniteError: NaN inputs, or clean and corrupted baselines that are equal (the
@@ -150,9 +161,11 @@ def normalise(
         >>> normalise(torch.tensor(1.5), clean=2.0, corrupted=1.0)
         tensor(0.5000)
     """
-    clean_t, corrupted_t = torch.as_tensor(clean, dtype=torch.float), torch.as_tensor(corrupted, dtype=torch.float)
+    value = torch.as_tensor(value)
+    clean_t = clean if isinstance(clean, Tensor) else torch.as_tensor(clean, dtype=torch.float64)
+    corrupted_t = corrupted if isinstance(corrupted, Tensor) else torch.as_tensor(corrupted, dtype=torch.float64)
     gap = clean_t - corrupted_t
-    if torch.isnan(torch.as_tensor(value)).any() or torch.isnan(gap).any():
+    if torch.isnan(value).any() or torch.isnan(gap).any():
         raise NonFiniteError("normalise got NaN values: check the model outputs and the metric.")
     if (gap.abs() < 1e-8).any():
         raise NonFiniteError(
@@ -160,4 +173,4 @@ def normalise(
             "normalised metric is undefined: the corruption does not change the metric. Pick a "
             "corruption that does, or use the raw metric."
         )
-    return (torch.as_tensor(value) - corrupted_t.to(torch.as_tensor(value).device)) / gap.to(torch.as_tensor(value).device)
+    return (value - corrupted_t.to(value.device)) / gap.to(value.device)

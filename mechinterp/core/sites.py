@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mechinterp.errors import UnknownSiteError
@@ -76,21 +75,12 @@ _LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
 SiteSpec = str | tuple[str, int] | tuple[str, int | None]
 
 
-@dataclass(frozen=True)
-class _Site:
-    short: str
-    layer: int | None
-
-
-def _valid_names(model: Any) -> list[str]:
-    return sorted({*LAYER_SITES, *GLOBAL_SITES, *_ALIASES})
-
-
 def _unknown(model: Any, name: str, why: str = "") -> UnknownSiteError:
-    close = difflib.get_close_matches(name, [*_valid_names(model), *model.hook_dict], n=3, cutoff=0.6)
+    short_names = sorted({*LAYER_SITES, *GLOBAL_SITES, *_ALIASES})
+    close = difflib.get_close_matches(name, [*short_names, *model.hook_dict], n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UnknownSiteError(
-        f"Unknown site {name!r}{why}.{hint} Valid short names: {', '.join(_valid_names(model))}; "
+        f"Unknown site {name!r}{why}.{hint} Valid short names: {', '.join(short_names)}; "
         f"or a full hook name from model.hook_dict (e.g. 'blocks.0.hook_resid_post')."
     )
 

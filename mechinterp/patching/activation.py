@@ -42,14 +42,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
+from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
-from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import Sweep, make_sweep
 
-__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect"]
+__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect", "check_mode", "check_sizes"]
 
 Direction = Literal["denoising", "noising"]
 Ablation = Literal["zero", "mean", "resample"] | None
@@ -100,13 +102,12 @@ def _sources(
         # Prompts of different lengths are right-padded: a position's mean uses only the prompts real there.
         acts = {h: _real_mean(a, inputs.lengths, h) for h, a in acts.items()}
     else:
-        gen = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(reference.shape[0], generator=gen).to(reference.device)
+        perm = resample_permutation(reference.shape[0], seed).to(reference.device)  # no prompt keeps its own
         acts = {h: a[perm] for h, a in acts.items()}
     return inputs.clean, acts, target
 
 
-def _check_mode(direction: str, ablation: str | None, method: str) -> None:
+def check_mode(direction: str, ablation: str | None, method: str) -> None:
     if direction not in _DIRECTIONS:
         raise MechinterpError(f"direction must be one of {_DIRECTIONS}, got {direction!r}.")
     if ablation not in _ABLATIONS:
@@ -115,7 +116,7 @@ def _check_mode(direction: str, ablation: str | None, method: str) -> None:
         raise MechinterpError(f"method must be 'batched' or 'naive', got {method!r}.")
 
 
-def _check_sizes(chunk_size: Any, memory_budget: Any) -> None:
+def check_sizes(chunk_size: Any, memory_budget: Any) -> None:
     check_count(chunk_size, "chunk_size", none_ok=True, hint=" Pass the variants per stacked pass, or None to fit memory_budget.")
     check_budget(memory_budget)
 
@@ -161,7 +162,7 @@ def _run(
         raw = raw_flat[start : start + n].reshape(s.shape)
         start += n
         raws.append(raw)
-        values.append((raw - base_value) / (target - base_value) if do_norm else raw.clone())  # type: ignore[operator]
+        values.append(metrics.normalise(raw, clean=target, corrupted=base_value) if do_norm else raw.clone())  # type: ignore[arg-type]
     return raws, values, base_value, target, do_norm
 
 
@@ -207,7 +208,7 @@ def activation_patch(
         memory_budget: the memory one stacked pass may use (an estimate).
         chunk_size: variants per stacked pass (overrides ``memory_budget``).
         method: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
-        seed: the permutation seed of resample ablation.
+        seed: the seed of resample ablation's permutation (:func:`mechinterp.core.ablation.resample_permutation`).
         readout: ``"auto"`` computes the unembedding (and the last block's queries) only
             at the positions the metric reads, when that can be verified (see
             :mod:`mechinterp.patching.readout`); ``"full"`` always computes full logits.
@@ -227,11 +228,11 @@ def activation_patch(
         >>> r = activation_patch(model, task, site="z", by="head")  # doctest: +SKIP
         >>> r.top(3)  # doctest: +SKIP
     """
-    _check_mode(direction, ablation, method)
-    _check_sizes(chunk_size, memory_budget)
+    check_mode(direction, ablation, method)
+    check_sizes(chunk_size, memory_budget)
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
-    inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
     sweep = make_sweep(model, site, by, inputs.str_tokens, layers=layers, positions=positions, heads=heads)
     raws, values, base_value, target, do_norm = _run(
         model, inputs, [sweep], direction=direction, ablation=ablation, normalise=normalise,
@@ -250,11 +251,11 @@ def _every(
     model: Any, clean: Any, corrupted: Any, metric: Any, specs: Sequence[tuple[str, Any]], label: str, **kw: Any
 ) -> PatchResult:
     direction, ablation, method = kw.pop("direction", "denoising"), kw.pop("ablation", None), kw.pop("method", "batched")
-    _check_mode(direction, ablation, method)
-    _check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
+    check_mode(direction, ablation, method)
+    check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
-    inputs = prepare(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
     sweeps = [make_sweep(model, site, by, inputs.str_tokens) for site, by in specs]
     raws, values, base_value, target, do_norm = _run(
         model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),

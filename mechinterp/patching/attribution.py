@@ -40,12 +40,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
-from mechinterp.patching.activation import _check_mode, activation_patch, collect
+from mechinterp.patching.activation import check_mode, activation_patch, collect
 from mechinterp.patching.engine import model_flags
-from mechinterp.patching.inputs import Metric, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import make_sweep
 from mechinterp.viz import escape, figure_to_img_tag
@@ -130,7 +131,7 @@ def attribution_patch(
     Example:
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
-    _check_mode(direction, None, "batched")
+    check_mode(direction, None, "batched")
     if ig_steps is not None and ig_steps < 1:
         raise MechinterpError(f"ig_steps must be a positive integer or None, got {ig_steps}.")
     single = isinstance(sites, str)
@@ -139,7 +140,7 @@ def attribution_patch(
         raise MechinterpError("No sites given: pass e.g. sites=['resid_pre', 'z'].")
     for s in site_list:
         make_sweep(model, s, by, ["?"], positions=0)
-    inputs = prepare(model, clean, corrupted, metric, answers=answers)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers)
     sweeps = [make_sweep(model, s, by, inputs.str_tokens) for s in site_list]
     hooks = sorted({h for sw in sweeps for h in sw.hooks.values()})
     base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
@@ -157,7 +158,7 @@ def attribution_patch(
         variants = sw.variants(contrib)
         effects = torch.stack([(p.mask.to(p.source.device) * p.source).sum() for (p,) in variants]).cpu()
         raw = (base_value + effects).reshape(sw.shape)
-        values = (raw - base_value) / (target - base_value) if normalise else raw.clone()
+        values = metrics.normalise(raw, clean=target, corrupted=base_value) if normalise else raw.clone()
         results[sw.site] = PatchResult(
             values=values, raw=raw, dims=sw.axes, labels=sw.labels, site=sw.site,
             method="attribution" if ig_steps is None else "attribution_ig", direction=direction,
@@ -188,9 +189,9 @@ class AttributionComparison(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """A scatter of approximate against exact effects."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(4, 4)) if ax is None else (ax.figure, ax)
         x, y = self.exact.values.flatten().numpy(), self.approx.values.flatten().numpy()
         ax.scatter(x, y, s=10)

@@ -27,10 +27,10 @@ from torch import Tensor
 
 from mechinterp.core.sites import layer_of, position_dim
 
-__all__ = ["effective_firsts"]
+__all__ = ["effective_firsts", "base_act"]
 
 
-def _base_act(base: Any, hook: str) -> Tensor | None:
+def base_act(base: Any, hook: str) -> Tensor | None:
     """The base run's activation at ``hook`` ``[batch, ...]``, if it was kept."""
     if hook in base.cache:
         return base.cache[hook]
@@ -54,7 +54,7 @@ def effective_firsts(variants: Sequence[Sequence[Any]], base: Any) -> list[int]:
         if len(v) == 1 and not v[0].own:
             groups[(v[0].hook, id(v[0].source), v[0].add)].append(i)
     for (hook, _, add), members in groups.items():
-        act = _base_act(base, hook)
+        act = base_act(base, hook)
         source = variants[members[0]][0].source
         if act is None:
             continue

@@ -1,6 +1,6 @@
 """Turning what users pass (prompts, token ids or a ``Task``, and a metric) into checked tensors.
 
-Every patching entry point goes through :func:`prepare`, so bad input fails the same way
+Every patching entry point goes through :func:`prepare_patch_inputs`, so bad input fails the same way
 everywhere: clean and corrupted prompts of different token lengths or batch sizes raise a
 :class:`~mechinterp.errors.ShapeMismatchError`; a metric that does not return one finite
 number per prompt raises a :class:`~mechinterp.errors.ShapeMismatchError` or
@@ -21,7 +21,7 @@ attribute, which lets the batched runs compute logits only there
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,18 +29,18 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mechinterp.core.metrics import kl_div, logit_diff, logprob, prob
+from mechinterp.core.deprecation import deprecated_alias
+from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, prob
 from mechinterp.core.precision import fp16_hint
 from mechinterp.core.storage import parse_bytes
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
 __all__ = [
-    "Metric", "PatchInputs", "prepare", "evaluate_metric", "check_value", "check_count", "check_budget", "METRIC_NAMES",
+    "Metric", "PatchInputs", "prepare_patch_inputs", "evaluate_metric", "check_value", "check_count", "check_budget", "METRIC_NAMES",
     "NON_FINITE",
 ]
 
-Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 METRIC_NAMES = ("logit_diff", "logprob", "prob", "kl")
 
 
@@ -160,7 +160,7 @@ def _named_metric(model: Any, name: str, answers: Any, last: Tensor, clean_logit
     return answer_metric
 
 
-def prepare(
+def prepare_patch_inputs(
     model: Any,
     clean: Any,
     corrupted: Any = None,
@@ -185,7 +185,7 @@ def prepare(
         MechinterpError: no metric, or an unknown metric name.
 
     Example:
-        >>> inputs = prepare(model, task)  # doctest: +SKIP
+        >>> inputs = prepare_patch_inputs(model, task)  # doctest: +SKIP
     """
     if _is_task(clean):
         task = clean
@@ -292,3 +292,7 @@ def as_list(value: int | Sequence[int] | None, full: int) -> list[int]:
     if not out:
         raise MechinterpError("An empty selection of layers/positions/heads: select at least one.")
     return out
+
+
+#: deprecated old name of :func:`prepare_patch_inputs` (removed in the next release).
+prepare = deprecated_alias(prepare_patch_inputs, "mechinterp.patching.inputs.prepare", "mechinterp.patching.inputs.prepare_patch_inputs")

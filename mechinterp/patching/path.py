@@ -37,11 +37,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
-from mechinterp.patching.activation import _check_mode, _check_sizes, collect
+from mechinterp.patching.activation import check_mode, check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, prepare
+from mechinterp.patching.inputs import Metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import site_heads
 
@@ -159,15 +160,15 @@ def path_patch(
         >>> r = path_patch(model, task, receivers="resid_final")  # doctest: +SKIP
         >>> r.top(3)  # the heads acting directly on the logits  # doctest: +SKIP
     """
-    _check_mode(direction, None, method)
-    _check_sizes(chunk_size, memory_budget)
+    check_mode(direction, None, method)
+    check_sizes(chunk_size, memory_budget)
     recv = parse_receivers(model, receivers)
     sender_sets = (
         [[(l, h)] for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
         if senders is None
         else [_parse_senders(model, senders)]
     )
-    inputs = prepare(model, clean, corrupted, metric, answers=answers)
+    inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers)
     n_layers, n_heads, n_pos = model.cfg.n_layers, model.cfg.n_heads, inputs.n_pos
     z_hooks = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
     mlp_hooks = [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)] if freeze_mlps and not model.cfg.attn_only else []
@@ -230,7 +231,7 @@ def path_patch(
         from mechinterp.errors import NonFiniteError
 
         raise NonFiniteError("Base and source runs have the same mean metric: normalised path effects are undefined; pass normalise=False.")
-    values = (raw - base_value) / (target - base_value) if do_norm else raw.clone()
+    values = metrics.normalise(raw, clean=target, corrupted=base_value) if do_norm else raw.clone()
     names = ["resid_final" if r == FINAL else f"L{r[0]}H{r[1]}.{r[2]}" for r in recv]
     send = "each head" if senders is None else ",".join(f"L{l}H{h}" for l, h in sender_sets[0])
     return PatchResult(

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mechinterp.core.sites import layer_of
-from mechinterp.patching.effective import _base_act
+from mechinterp.patching.effective import base_act
 
 __all__ = ["block_ok", "pointwise_layer", "next_resid"]
 
@@ -86,7 +86,7 @@ def pointwise_layer(variant: Sequence[Any], base: Any, ok: Sequence[bool]) -> in
     layer = layer_of(patch.hook)
     if layer is None or not ok[layer] or _stage(patch.hook) is None:
         return None
-    if _base_act(base, patch.hook) is None or _single_position(patch, base.tokens.shape[1]) is None:
+    if base_act(base, patch.hook) is None or _single_position(patch, base.tokens.shape[1]) is None:
         return None
     return layer
 
@@ -94,7 +94,7 @@ def pointwise_layer(variant: Sequence[Any], base: Any, ok: Sequence[bool]) -> in
 def _patched(base: Any, items: list[tuple[int, Any, int]]) -> Tensor:
     """``[n, batch, ...]``: the hook's base activation at each item's position, patched."""
     hook, patch0 = items[0][1].hook, items[0][1]
-    act = _base_act(base, hook)
+    act = base_act(base, hook)
     pos = torch.tensor([p for _, _, p in items], device=act.device)
     rows = torch.arange(len(items), device=act.device)
     a = act[:, pos].movedim(1, 0)  # [n, batch, ...]

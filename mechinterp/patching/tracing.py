@@ -34,12 +34,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core import metrics
+from mechinterp.core.deprecation import renamed_keyword
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
-from mechinterp.patching.activation import _check_sizes, collect
+from mechinterp.patching.activation import check_sizes, collect
 from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare
+from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
 
 __all__ = ["causal_trace", "restored_layers"]
@@ -54,10 +56,10 @@ def restored_layers(layer: int, window: int, n_layers: int) -> list[int]:
 
 def _subject_mask(positions: Any, batch: int, n_pos: int) -> Tensor:
     if positions is None:
-        raise MechinterpError("causal_trace needs subject_positions (token positions to noise), or a Task with ground_truth.positions.")
+        raise MechinterpError("causal_trace needs positions (the subject's token positions to noise), or a Task with ground_truth.positions.")
     rows = positions if positions and isinstance(positions[0], (list, tuple)) else [list(positions)] * batch
     if len(rows) != batch:
-        raise MechinterpError(f"subject_positions has {len(rows)} rows for {batch} prompts: give one list per prompt, or one list for all.")
+        raise MechinterpError(f"positions has {len(rows)} rows for {batch} prompts: give one list per prompt, or one list for all.")
     mask = torch.zeros(batch, n_pos, dtype=torch.bool)
     for i, row in enumerate(rows):
         if not row:
@@ -73,9 +75,10 @@ def _subject_mask(positions: Any, batch: int, n_pos: int) -> Tensor:
 def causal_trace(
     model: Any,
     prompts: Any,
-    subject_positions: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    positions: Sequence[int] | Sequence[Sequence[int]] | None = None,
     metric: Metric | str | None = None,
     *,
+    subject_positions: Sequence[int] | Sequence[Sequence[int]] | None = None,
     answers: Any = None,
     kind: str = "resid",
     window: int | None = None,
@@ -94,7 +97,8 @@ def causal_trace(
         model: a ``HookedTransformer``.
         prompts: prompts, token ids, or a ``Task`` (subject positions from
             ``ground_truth.positions``, metric = probability of ``correct_tokens``).
-        subject_positions: positions to noise, one list per prompt or one for all.
+        positions: the (subject) token positions to noise, one list per prompt or one for all.
+        subject_positions: deprecated old name of ``positions``.
         metric: ``logits -> [batch]`` or a name (default ``"prob"`` of ``answers``).
         answers: the correct answers (for the default metric without a task).
         kind: ``"resid"`` (state after each layer), ``"mlp"`` or ``"attn"``.
@@ -122,7 +126,7 @@ def causal_trace(
     check_count(n_samples, "n_samples", hint=" Pass the noise draws per prompt (the paper uses 10).")
     window = (1 if kind == "resid" else 10) if window is None else window
     check_count(window, "window", hint=" Pass the layers restored around each layer (1 for resid, 10 in the paper).")
-    _check_sizes(chunk_size, memory_budget)
+    check_sizes(chunk_size, memory_budget)
     for name, value in (("noise", noise), ("noise_std", noise_std)):
         if value is None and name == "noise_std":
             continue
@@ -131,16 +135,17 @@ def causal_trace(
                 f"{name} must be a finite number > 0, got {value!r}: without noise the noised run is the clean run and "
                 "the normalised trace is rounding noise. Pass e.g. noise=3 (the paper's scale)."
             )
+    positions = renamed_keyword(positions, subject_positions, "subject_positions", "positions")
     is_task = hasattr(prompts, "ground_truth") and hasattr(prompts, "clean_tokens")
     if is_task:
-        subject_positions = prompts.ground_truth.positions if subject_positions is None else subject_positions
+        positions = prompts.ground_truth.positions if positions is None else positions
         if metric is None:
             task = prompts
             metric = lambda logits: prob(logits, task.correct_tokens.to(logits.device), task.answer_pos.to(logits.device))  # noqa: E731
             metric.__name__ = "prob"  # type: ignore[attr-defined]
-    inputs = prepare(model, prompts, None, "prob" if metric is None else metric, answers=answers, need_corrupted=False)
+    inputs = prepare_patch_inputs(model, prompts, None, "prob" if metric is None else metric, answers=answers, need_corrupted=False)
     tokens, batch, n_pos, n_layers = inputs.clean, inputs.batch, inputs.n_pos, model.cfg.n_layers
-    subject = _subject_mask(subject_positions, batch, n_pos).to(tokens.device)
+    subject = _subject_mask(positions, batch, n_pos).to(tokens.device)
 
     hooks = [_KINDS[kind].format(l=l) for l in range(n_layers)]
     clean_acts, clean_metric = collect(model, tokens, [*hooks, "hook_embed"], inputs.metric)
@@ -174,7 +179,7 @@ def causal_trace(
             f"The noised and clean runs have (nearly) the same mean metric ({base_value:.6g} vs {target:.6g}), so the "
             "normalised trace is meaningless: the noise does not change the metric. Raise noise, or pass normalise=False."
         )
-    values = (raw - base_value) / (target - base_value) if normalise else raw.clone()
+    values = metrics.normalise(raw, clean=target, corrupted=base_value) if normalise else raw.clone()
     pos_labels = [f"{i}:{t}" + ("*" if bool(subject[0, i]) else "") for i, t in enumerate(inputs.str_tokens)]
     return PatchResult(
         values=values, raw=raw, dims=("pos", "layer"), labels={"pos": pos_labels, "layer": [f"L{l}" for l in range(n_layers)]},

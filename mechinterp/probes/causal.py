@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.metrics import Metric
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.sites import resolve
 from mechinterp.errors import MechinterpError, ShapeMismatchError
@@ -116,7 +117,7 @@ def causal_check(
     signs: Sequence[float] | np.ndarray | None = None,
     positions: str = "all",
     tokens: Int[Tensor, "batch pos"] | None = None,
-    metric: Callable[[Tensor], Tensor] | None = None,
+    metric: Metric | None = None,
     n_random: int = 3,
     seed: int = 0,
     batch_size: int = 32,

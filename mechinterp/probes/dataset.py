@@ -25,7 +25,7 @@ Example:
     >>> import mechinterp
     >>> model = mechinterp.load("zoo:toy-lm")
     >>> task = mechinterp.tasks.load("sentiment", model, n=64)
-    >>> data = from_task(model, task, "sentiment", position="last")
+    >>> data = from_task(model, task, "sentiment", positions="last")
     >>> data.x(layer=3).shape  # doctest: +SKIP
     torch.Size([64, 128])
 """
@@ -44,6 +44,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
+from mechinterp.core.deprecation import renamed_keyword
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.sites import layer_of, resolve_many
 from mechinterp.core.tokens import Tokenized, tokenize
@@ -142,13 +143,14 @@ def collect_activations(
     *,
     site: str = "resid_post",
     layers: int | Sequence[int] | None = None,
-    position: Position = "last",
+    positions: Position = "last",
     types: Sequence[Any] | None = None,
     target: str = "auto",
     batch_size: int = 32,
     memory_budget: int | float | str | None = None,
     spill_dir: str | Path | None = None,
     progress: bool | None = None,
+    position: Position | None = None,
 ) -> ProbeDataset:
     """Run ``model`` over labelled prompts and keep the activations a probe needs.
 
@@ -159,12 +161,14 @@ def collect_activations(
         site: a per-layer short site name (``"resid_post"``, ``"attn_out"``,
             ``"mlp_post"``, ``"z"``...) or a full hook name. Heads are flattened.
         layers: layers to collect (default: all).
-        position: which tokens (see the module docstring).
+        positions: which tokens (see the module docstring); the same keyword as
+            :class:`~mechinterp.SharedCache`'s and the other families'.
         types: per prompt, the word type for control tasks (default: the prompt itself,
             i.e. control labels are random per prompt).
         target: ``"auto"``, ``"classification"`` or ``"regression"``.
         batch_size, memory_budget, spill_dir, progress: passed to the shared cache;
             activations over ``memory_budget`` are spilled to disk.
+        position: deprecated old name of ``positions``.
 
     Returns:
         A :class:`ProbeDataset`.
@@ -182,17 +186,18 @@ def collect_activations(
     hooks = resolve_many(model, site, layers)
     if any(h.endswith(("hook_pattern", "hook_attn_scores")) for h in hooks):
         raise UnknownSiteError(f"Cannot probe {site!r}: attention patterns have no per-token vector. Use resid_post, z or attn_out.")
-    mode, shared, per_prompt = _positions(position)
+    positions = renamed_keyword(positions, position, "position", "positions", default="last")
+    mode, shared, per_prompt = _positions(positions)
     inputs = prompts if isinstance(prompts, Tokenized) else tokenize(model, prompts)
     n = len(inputs)
     mask = None
     if mode == "named":
-        per_prompt = [[_find_token(model, inputs, i, str(position))] for i in range(n)]
+        per_prompt = [[_find_token(model, inputs, i, str(positions))] for i in range(n)]
     elif mode == "span":
-        per_prompt = [list(range(int(inputs.lengths[i])))[position] for i in range(n)]  # type: ignore[index]
+        per_prompt = [list(range(int(inputs.lengths[i])))[positions] for i in range(n)]  # type: ignore[index]
         empty = [i for i, p in enumerate(per_prompt) if not p]
         if empty:
-            raise ProbeInputError(f"The span {position} is empty for prompt {empty[0]}; choose a span inside every prompt.")
+            raise ProbeInputError(f"The span {positions} is empty for prompt {empty[0]}; choose a span inside every prompt.")
     elif mode == "per_prompt":
         check_n_labels(len(per_prompt), n, "position lists")
     if per_prompt is not None:
@@ -212,7 +217,7 @@ def collect_activations(
         features.append(feats)
     if mode == "all":
         mask = cache.attention_mask.bool()
-    labels_pos = {"last": ["last"], "named": [str(position)], "span": [f"mean{_span_str(position)}"],
+    labels_pos = {"last": ["last"], "named": [str(positions)], "span": [f"mean{_span_str(positions)}"],
                   "per_prompt": ["mean(given)"], "all": [str(i) for i in range(features[0].shape[1])],
                   "indices": [str(i) for i in shared] if mode == "indices" else []}[mode]
     texts = list(prompts) if isinstance(prompts, Sequence) and not isinstance(prompts, str) else None
@@ -229,7 +234,7 @@ def from_task(model: Any, task: Any, label: str, **kwargs: Any) -> ProbeDataset:
 
     The control-task word type of each prompt is its first ground-truth token (the
     sentiment word, the indirect object's name, the country), unless ``types`` is given.
-    ``position="key"`` probes at the ground-truth positions (averaged).
+    ``positions="key"`` probes at the ground-truth positions (averaged).
 
     Example:
         >>> data = from_task(model, mechinterp.tasks.load("facts", model, n=32), "country")  # doctest: +SKIP
@@ -242,8 +247,10 @@ def from_task(model: Any, task: Any, label: str, **kwargs: Any) -> ProbeDataset:
     positions = task.ground_truth.positions
     if "types" not in kwargs and positions and all(positions):
         kwargs["types"] = [model.to_string(task.clean_tokens[i, p[0]]) for i, p in enumerate(positions)]
-    if kwargs.get("position") == "key":
-        kwargs["position"] = positions
+    if "position" in kwargs:  # deprecated old name
+        kwargs["positions"] = renamed_keyword(kwargs.pop("positions", None), kwargs.pop("position"), "position", "positions")
+    if isinstance(kwargs.get("positions"), str) and kwargs["positions"] == "key":
+        kwargs["positions"] = positions
     data = collect_activations(model, batch, available[label], **kwargs)
     data.texts = list(task.clean_prompts)
     return data
@@ -280,24 +287,24 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[Any], list[str]
 
 
 # --------------------------------------------------------------------------- helpers
-def _positions(position: Position) -> tuple[str, Any, list[list[int]] | None]:
+def _positions(positions: Position) -> tuple[str, Any, list[list[int]] | None]:
     """(mode, what the shared cache keeps, per-prompt index lists)."""
-    if isinstance(position, str):
-        if position in ("last", "all"):
-            return position, position, None
+    if isinstance(positions, str):
+        if positions in ("last", "all"):
+            return positions, positions, None
         return "named", "all", None
-    if isinstance(position, slice):
+    if isinstance(positions, slice):
         return "span", "all", None
-    if isinstance(position, (int, np.integer)):
-        return "indices", [int(position)], None
-    items = list(position)
+    if isinstance(positions, (int, np.integer)):
+        return "indices", [int(positions)], None
+    items = list(positions)
     if not items:
-        raise ProbeInputError("position is an empty list: give 'last', 'all', indices, a token, a span or per-prompt lists.")
+        raise ProbeInputError("positions is an empty list: give 'last', 'all', indices, a token, a span or per-prompt lists.")
     if all(isinstance(p, (int, np.integer)) for p in items):
         return "indices", [int(p) for p in items], None
     if all(isinstance(p, Sequence) for p in items):
         return "per_prompt", "all", [[int(i) for i in p] for p in items]
-    raise ProbeInputError(f"Cannot read position={position!r}; see the docstring of collect_activations.")
+    raise ProbeInputError(f"Cannot read positions={positions!r}; see the docstring of collect_activations.")
 
 
 def _find_token(model: Any, inputs: Tokenized, i: int, name: str) -> int:

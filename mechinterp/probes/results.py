@@ -13,15 +13,9 @@ from typing import Any
 import numpy as np
 
 from mechinterp.core.results import AbstractResult
-from mechinterp.viz import escape, figure_to_img_tag, heatmap, table_html
+from mechinterp.viz import escape, figure_to_img_tag, heatmap, pyplot, table_html
 
 __all__ = ["SweepResult", "CausalResult"]
-
-
-def _pyplot() -> Any:
-    from mechinterp.viz.figures import _pyplot as get
-
-    return get()
 
 
 @dataclass(frozen=True)
@@ -88,7 +82,7 @@ class SweepResult(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """Score by layer (one line per position, up to 6) with interval band and baselines; else a heatmap."""
-        plt = _pyplot()
+        plt = pyplot()
         s = np.asarray(self.score, dtype=float)
         if len(self.positions) > 6:
             return heatmap(s, [f"L{l}" for l in self.layers], self.positions, ax=ax, center=False,
@@ -163,7 +157,7 @@ class CausalResult(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """Metric and flip rate against the steering scale, with the projection results as lines."""
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.6)) if ax is None else (ax.figure, ax)
         ax.plot(self.scales, self.metric_steered, marker="o", label="steered metric")
         ax.axhline(self.metric_clean, color="black", lw=1, label="clean")

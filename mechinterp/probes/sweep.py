@@ -217,7 +217,7 @@ def _concat(train: ProbeDataset, test: ProbeDataset) -> ProbeDataset:
     if train.classes != test.classes:
         raise ProbeInputError(f"Train and test label sets differ ({train.classes} vs {test.classes}); collect them with the same classes.")
     if (train.mask is None) != (test.mask is None) or train.features[0].shape[1] != test.features[0].shape[1]:
-        raise ProbeInputError("Train and test positions differ in shape; use position='last' or fixed indices for both.")
+        raise ProbeInputError("Train and test positions differ in shape; use positions='last' or fixed indices for both.")
     import dataclasses
 
     return dataclasses.replace(

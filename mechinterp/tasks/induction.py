@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from mechinterp.core.zoo_format import read_json
 from mechinterp.errors import MechinterpError
 from mechinterp.tasks.base import GroundTruth, Task, register
 
@@ -181,6 +182,4 @@ def _circuit(model: Any) -> dict[str, Any] | None:
     name = getattr(model, "zoo_name", None)
     if name not in _ZOO_CIRCUITS:
         return None
-    from mechinterp.zoo import read_json
-
     return read_json(name, "circuit.json")

@@ -53,6 +53,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.zoo_format import read_json
 from mechinterp.errors import MechinterpError
 from mechinterp.tasks.base import GroundTruth, Task, register
 
@@ -122,8 +123,6 @@ def _prompts(model: Any, tokens: Int[Tensor, "batch seq"]) -> list[str]:
 def _circuit(model: Any, task: str) -> dict[str, Any] | None:
     if getattr(model, "zoo_name", None) != _ZOO[task]:
         return None
-    from mechinterp.zoo import read_json
-
     return read_json(_ZOO[task], "circuit.json")
 
 

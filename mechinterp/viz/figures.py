@@ -9,17 +9,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "MAX_TICK_LABELS"]
+__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "pyplot", "MAX_TICK_LABELS"]
 
 #: at most this many tick labels per heatmap axis (8-point labels stay legible at ~0.2 in each)
 MAX_TICK_LABELS = 40
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, imported on first use, on whatever backend the user has.
 
-    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "nbagg", "widget"):
-        matplotlib.use("Agg")
+    The backend is never switched here (``matplotlib.use`` would change the user's for the whole
+    process): matplotlib itself picks Agg where there is no display, a notebook keeps its inline
+    backend, and every figure this package renders to HTML is closed after rendering.
+    """
     import matplotlib.pyplot as plt
 
     return plt
@@ -43,7 +45,7 @@ def heatmap(
     Returns:
         The matplotlib figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     data = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=float)
     if ax is None:
         height = max(2.5, 0.3 * data.shape[0] + 1.2)
@@ -104,7 +106,7 @@ def heatmap_grid(
         >>> [round(x) for x in fig.get_size_inches()]
         [8, 20]
     """
-    plt = _pyplot()
+    plt = pyplot()
     data = [np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=float) for m in matrices]
     n_rows, n_cols = data[0].shape
     ncols = min(len(data), ncols or len(data))
@@ -150,7 +152,7 @@ def figure_to_img_tag(fig: Any, fmt: str = "png", dpi: int = 110, close: bool = 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
     if close:
-        _pyplot().close(fig)
+        pyplot().close(fig)
     if fmt == "svg":
         return buffer.getvalue().decode()
     return f"<img alt='figure' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mechinterp.viz.figures import _pyplot
+from mechinterp.viz.figures import pyplot
 
 __all__ = ["edge_graph_figure", "node_row"]
 
@@ -64,7 +64,7 @@ def edge_graph_figure(
     """
     import networkx as nx
 
-    plt = _pyplot()
+    plt = pyplot()
     dg = nx.DiGraph()
     for sender, receiver, score in edges:
         node = receiver.split(".")[0]

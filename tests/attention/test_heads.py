@@ -96,7 +96,6 @@ def test_result_outputs(tiny_model, tmp_path):
 ZOO = "attn-only-2l"
 
 
-@pytest.mark.skipif(ZOO not in mechinterp.zoo.names(), reason=f"zoo:{ZOO} is not in mechinterp/zoo/models yet (trained separately)")
 def test_zoo_card_heads_rank_first():
     model = mechinterp.load(f"zoo:{ZOO}")
     card = mechinterp.zoo.read_json(ZOO, "circuit.json")["heads"]

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import mechinterp
 from mechinterp.attention import external_references
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = ("attn-only-2l", "toy-lm")
 
 
 def _builder():
@@ -31,10 +29,6 @@ def test_notebook_is_built_by_its_script_and_stripped():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    any(name not in mechinterp.zoo.names() for name in NEEDED),
-    reason=f"the notebook runs on zoo:{' and zoo:'.join(NEEDED)}, not all in mechinterp/zoo/models yet",
-)
 def test_notebook_executes_offline(tmp_path):
     import nbformat
     from nbclient import NotebookClient

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechinterp.attribution import Continuation, Metric, attribute
-from mechinterp.attribution.base import prepare
+from mechinterp.attribution import Continuation, MetricTarget, attribute
+from mechinterp.attribution.base import prepare_prompt
 from mechinterp.attribution.forward import forward_scores, frozen_parameters, needed_length, target_gradients, token_embeddings
 from mechinterp.core.hooks import assert_no_hooks
 
@@ -36,7 +36,7 @@ def test_fast_path_equals_the_hooked_forward(tiny_model, which, target):
     """No hooks: start from the embeddings and run the last block at the last position only (keys and values
     of earlier positions through TL's cache entry). With a no-op hook: TL's full forward. Same values and gradients."""
     model = tiny_model if which == "standard" else _variant(tiny_model, which)
-    prep = prepare(model, PROMPT, target)
+    prep = prepare_prompt(model, PROMPT, target)
     embed = token_embeddings(model, prep.batch_tokens).detach() * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
     tokens = prep.batch_tokens.expand(3, -1)
     grads = []
@@ -53,7 +53,7 @@ def test_fast_path_equals_the_hooked_forward(tiny_model, which, target):
 
 
 def test_continuation_stops_after_the_last_read_position(tiny_model):
-    prep = prepare(tiny_model, PROMPT, Continuation("w7 w8"))
+    prep = prepare_prompt(tiny_model, PROMPT, Continuation("w7 w8"))
     assert needed_length(tiny_model, prep.target, len(prep.tokens)) == len(prep.tokens) - 1
     full = tiny_model(prep.batch_tokens)[0].log_softmax(-1)
     scores = forward_scores(tiny_model, prep.batch_tokens, prep.target)[0]
@@ -77,7 +77,7 @@ def test_parameter_flags_and_hooks_are_restored_even_on_error(tiny_model):
         for p in tiny_model.parameters():
             p.requires_grad_(True)
         with pytest.raises(RuntimeError, match="boom"):
-            attribute(tiny_model, PROMPT, Metric(metric), method=method, warn=False)
+            attribute(tiny_model, PROMPT, MetricTarget(metric), method=method, warn=False)
         assert all(p.requires_grad for p in tiny_model.parameters())
         assert_no_hooks(tiny_model)
     for name, p in tiny_model.named_parameters():
@@ -86,7 +86,7 @@ def test_parameter_flags_and_hooks_are_restored_even_on_error(tiny_model):
 
 def test_hooks_the_user_attached_see_the_usual_forward(tiny_model):
     """A hook already on the model (``add_hook``) keeps its effect: no fast path around it."""
-    prep = prepare(tiny_model, PROMPT, ("w9", "w2"))
+    prep = prepare_prompt(tiny_model, PROMPT, ("w9", "w2"))
     last = f"blocks.{tiny_model.cfg.n_layers - 1}"
     with torch.no_grad():
         embed = token_embeddings(tiny_model, prep.batch_tokens)
@@ -127,14 +127,14 @@ def test_fused_kernels_only_inside_hook_free_gradient_runs(tiny_model, method):
         return logits[:, -1, 5]
 
     kwargs = {"n_steps": 4} if method == "ig" else {}
-    attribute(model, PROMPT, Metric(metric), method=method, warn=False, **kwargs)
+    attribute(model, PROMPT, MetricTarget(metric), method=method, warn=False, **kwargs)
     assert seen and all(s == (True, True) for s in seen)
     assert model.blocks[0].mlp.act_fn.__name__ == "gelu_new" and "forward" not in model.ln_final.__dict__
 
     seen.clear()
     model.add_hook("blocks.0.mlp.hook_post", lambda v, hook: v)
     try:
-        attribute(model, PROMPT, Metric(metric), method="saliency", warn=False)
+        attribute(model, PROMPT, MetricTarget(metric), method="saliency", warn=False)
     finally:
         model.reset_hooks()
     assert seen == [(False, False)]
@@ -145,7 +145,7 @@ def test_fused_kernels_only_inside_hook_free_gradient_runs(tiny_model, method):
         return logits[:, -1, 5]
 
     with pytest.raises(RuntimeError, match="boom"):
-        attribute(model, PROMPT, Metric(failing), method=method, warn=False, **kwargs)
+        attribute(model, PROMPT, MetricTarget(failing), method=method, warn=False, **kwargs)
     assert model.blocks[0].mlp.act_fn.__name__ == "gelu_new" and "forward" not in model.ln_final.__dict__
     assert_no_hooks(model)
 
@@ -158,7 +158,7 @@ def test_fused_kernels_give_tl_values_and_gradients(tiny_model, target, monkeypa
     import mechinterp.attribution.forward as fw
 
     model = _gelu_new_model(tiny_model)
-    prep = prepare(model, PROMPT, target)
+    prep = prepare_prompt(model, PROMPT, target)
     embed = token_embeddings(model, prep.batch_tokens).detach() * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
     tokens = prep.batch_tokens.expand(3, -1)
     fused = fw.target_gradients(model, tokens, prep.target, embed)
@@ -180,7 +180,7 @@ def test_shared_prefix_runs_once_with_the_same_values_and_gradients(tiny_model, 
     real = fw._prefix_cache
     monkeypatch.setattr(fw, "_prefix_cache", lambda model, x, batch: calls.append(x.shape[1]) or real(model, x, batch))
     model = tiny_model if which == "standard" else _variant(tiny_model, which)
-    prep = prepare(model, PROMPT, target)
+    prep = prepare_prompt(model, PROMPT, target)
     base = token_embeddings(model, prep.batch_tokens).detach()
     embed = base * torch.linspace(0.2, 1.0, 3).view(-1, 1, 1)
     embed[:, :prefix] = base[:, :prefix]
@@ -196,7 +196,7 @@ def test_shared_prefix_runs_once_with_the_same_values_and_gradients(tiny_model, 
 
 def test_shared_prefix_is_capped_before_the_first_read_position(tiny_model):
     """A prefix reaching a position the target reads is shortened (it must stay in the batch)."""
-    prep = prepare(tiny_model, PROMPT, Continuation("w7 w8"))
+    prep = prepare_prompt(tiny_model, PROMPT, Continuation("w7 w8"))
     embed = token_embeddings(tiny_model, prep.batch_tokens).detach().expand(2, -1, -1)
     tokens = prep.batch_tokens.expand(2, -1)
     n = len(prep.tokens)

@@ -10,8 +10,6 @@ import torch
 
 import mechinterp
 
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
-
 
 @pytest.fixture(scope="module")
 def toy_lm():

@@ -30,10 +30,10 @@ def test_exact_shapley_efficiency_on_the_model(tiny_model):
 def test_exact_shapley_matches_the_shap_package(tiny_model):
     import shap
 
-    from mechinterp.attribution.base import prepare
+    from mechinterp.attribution.base import prepare_prompt
     from mechinterp.attribution.forward import MaskedScorer
 
-    prep = prepare(tiny_model, "w1 w2 w3 w4 w5 w6", "w4")
+    prep = prepare_prompt(tiny_model, "w1 w2 w3 w4 w5 w6", "w4")
     scorer = MaskedScorer(tiny_model, prep.target, [[i] for i in range(1, 7)], tiny_model.tokenizer.pad_token_id)
     ours, _ = exact_shapley(scorer, 6)
     explainer = shap.KernelExplainer(lambda z: scorer(torch.from_numpy(z > 0.5))[:, 0].numpy(), np.zeros((1, 6)))

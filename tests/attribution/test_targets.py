@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechinterp.attribution import Continuation, Contrast, Generate, Label, Metric, NextToken, as_target, attribute
-from mechinterp.attribution.base import prepare
+from mechinterp.attribution import Continuation, Contrast, Generate, Label, MetricTarget, NextToken, as_target, attribute
+from mechinterp.attribution.base import prepare_prompt
 from mechinterp.attribution.forward import forward_scores
 from mechinterp.errors import EmptyInputError, MechinterpError, MultiTokenAnswerError, PromptTooLongError
 
@@ -14,7 +14,7 @@ PROMPT = "w1 w2 w3"
 
 
 def _scores(model, target):
-    prep = prepare(model, PROMPT, target)
+    prep = prepare_prompt(model, PROMPT, target)
     with torch.no_grad():
         return forward_scores(model, prep.batch_tokens, prep.target)[0], prep
 
@@ -27,7 +27,7 @@ def test_next_token_contrast_label_and_metric_read_the_logits(tiny_model):
     torch.testing.assert_close(_scores(tiny_model, ("w4", "w5"))[0], (logits[a] - logits[b]).view(1))
     torch.testing.assert_close(_scores(tiny_model, Label("w5", ["w4", "w5", "w6"]))[0],
                                logits[[a, b, c]].log_softmax(-1)[[1]])
-    metric = Metric(lambda lg: lg[:, -1, a] * 2, name="twice")
+    metric = MetricTarget(lambda lg: lg[:, -1, a] * 2, name="twice")
     torch.testing.assert_close(_scores(tiny_model, metric)[0], 2 * logits[[a]])
 
 
@@ -40,7 +40,7 @@ def test_continuation_is_teacher_forced_in_one_pass(tiny_model):
 
 
 def test_generate_uses_greedy_tokens(tiny_model):
-    prep = prepare(tiny_model, PROMPT, Generate(2))
+    prep = prepare_prompt(tiny_model, PROMPT, Generate(2))
     first = int(tiny_model(tiny_model.to_tokens(PROMPT))[0, -1].argmax())
     assert int(prep.tokens[4]) == first and len(prep.target.labels) == 2
     res = attribute(tiny_model, PROMPT, Generate(3), method="ig", n_steps=16, warn=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mechinterp
-from mechinterp.circuits import prepare, setup_for
+from mechinterp.circuits import prepare_edge_patching, setup_for
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def tiny_setup(tiny_model):
     gen = torch.Generator().manual_seed(0)
     clean = torch.randint(3, 48, (3, 6), generator=gen)
     corrupted = torch.randint(3, 48, (3, 6), generator=gen)
-    setup = prepare(tiny_model, clean, corrupted, ablation="corrupted")
+    setup = prepare_edge_patching(tiny_model, clean, corrupted, ablation="corrupted")
 
     def metric(logits):
         return logits[:, -1, 5] - logits[:, -1, 7]
@@ -61,7 +61,7 @@ def tiny_gqa():
     gen = torch.Generator().manual_seed(0)
     clean = torch.randint(3, 48, (3, 6), generator=gen)
     corrupted = torch.randint(3, 48, (3, 6), generator=gen)
-    setup = prepare(model, clean, corrupted, ablation="corrupted")
+    setup = prepare_edge_patching(model, clean, corrupted, ablation="corrupted")
 
     def metric(logits):
         return logits[:, -1, 5] - logits[:, -1, 7]

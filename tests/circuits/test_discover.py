@@ -51,9 +51,6 @@ def test_node_first_pass_restricts_exact(frac):
         discover(model, task, "eap", "zero", setup=setup, node_first_pass=3)
 
 
-ATTN = "attn-only-2l" in mechinterp.zoo.names()
-
-
 @pytest.fixture(scope="module")
 def induction():
     from mechinterp.circuits import setup_for
@@ -68,7 +65,6 @@ def induction():
 # Measured (n=12, seed 0, corrupted ablation; benchmarks/circuits_recovery.py): exact 0.998,
 # ACDC 0.994 (ROC from the threshold sweep, 9 thresholds; 0.973 with the 3 used here),
 # EAP-IG activations 0.964, EAP-IG inputs 0.891, EAP 0.798.
-@pytest.mark.skipif(not ATTN, reason="zoo:attn-only-2l is not trained yet")
 @pytest.mark.parametrize("method", ["exact", "acdc", "eap-ig-activations"])
 def test_induction_auc_at_least_095(induction, method):
     model, task, setup = induction
@@ -77,7 +73,6 @@ def test_induction_auc_at_least_095(induction, method):
     assert compare_to_reference(circuit, task.ground_truth.circuit)["auc"] >= 0.95
 
 
-@pytest.mark.skipif(not ATTN, reason="zoo:attn-only-2l is not trained yet")
 @pytest.mark.xfail(strict=True, reason=(
     "known gap: EAP is the gradient at the clean run, where the induction heads attend 0.97 to the "
     "answer's first copy; the saturated softmax gives the K-composition edges L0H2 -> L1Hx.k scores "
@@ -88,7 +83,6 @@ def test_induction_eap_auc_at_least_095(induction):
     assert compare_to_reference(circuit, task.ground_truth.circuit)["auc"] >= 0.95
 
 
-@pytest.mark.skipif(not ATTN, reason="zoo:attn-only-2l is not trained yet")
 @pytest.mark.xfail(strict=True, reason=(
     "known gap: the input path moves every query and key together, so wherever the key signal is "
     "large the attention is already saturated; L0H2 -> L1Hx.k get -0.36..-0.64 against exact "
@@ -99,7 +93,6 @@ def test_induction_eap_ig_inputs_auc_at_least_095(induction):
     assert compare_to_reference(circuit, task.ground_truth.circuit)["auc"] >= 0.95
 
 
-@pytest.mark.skipif(not ATTN, reason="zoo:attn-only-2l is not trained yet")
 def test_induction_reference_edges_are_each_necessary(induction):
     """Knocking any reference edge out of the reference circuit costs faithfulness (>= 5%);
     the positional edges (embed -> previous-token heads' q/k) do nothing under the task's ablation."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechinterp.circuits import Graph, patch_edges, prepare
+from mechinterp.circuits import Graph, patch_edges, prepare_edge_patching
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import NonFiniteError, PromptTooLongError, ShapeMismatchError
 
@@ -75,7 +75,7 @@ def test_single_edge_to_logits_equals_adding_the_difference(tiny_setup):
 
 def test_zero_ablation_of_a_head_equals_zeroing_its_z(tiny_model, tiny_setup):
     _, setup, _ = tiny_setup
-    zero = prepare(tiny_model, setup.tokens, ablation="zero")
+    zero = prepare_edge_patching(tiny_model, setup.tokens, ablation="zero")
     mask = torch.zeros(zero.graph.real.shape)
     mask[zero.graph.sender_index("L1H0")] = 1
     ref = _hooked(tiny_model, setup.tokens, "blocks.1.attn.hook_z",
@@ -100,9 +100,9 @@ def test_batched_masks_equal_separate_runs(tiny_setup):
 def test_bad_input_raises_and_restores_model(tiny_model, tiny_setup):
     _, setup, _ = tiny_setup
     with pytest.raises(ShapeMismatchError):
-        prepare(tiny_model, setup.tokens, setup.corrupted_tokens[:, :4])
+        prepare_edge_patching(tiny_model, setup.tokens, setup.corrupted_tokens[:, :4])
     with pytest.raises(PromptTooLongError):
-        prepare(tiny_model, torch.ones(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.long))
+        prepare_edge_patching(tiny_model, torch.ones(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.long))
     with pytest.raises(ShapeMismatchError):
         patch_edges(tiny_model, setup, torch.zeros(3, 3))
     with pytest.raises(NonFiniteError):

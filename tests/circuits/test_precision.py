@@ -14,7 +14,7 @@ from mechinterp.circuits import (
     mask_gradient,
     metric_per_mask,
     patch_edges,
-    prepare,
+    prepare_edge_patching,
 )
 from mechinterp.circuits.gradients import sender_layers
 from mechinterp.core.hooks import assert_no_hooks
@@ -30,7 +30,7 @@ BOUND = {torch.bfloat16: 0.03, torch.float16: 0.005}
 def low(request, tiny_gqa):
     model, setup, metric = tiny_gqa
     half = copy.deepcopy(model).to(request.param, print_details=False)
-    return half, prepare(half, setup.tokens, setup.corrupted_tokens), metric, request.param
+    return half, prepare_edge_patching(half, setup.tokens, setup.corrupted_tokens), metric, request.param
 
 
 def _rel(a, b):
@@ -65,7 +65,7 @@ def test_module_casts_that_leave_cfg_dtype_behind_raise(tiny_gqa):
     model, setup, metric = tiny_gqa
     half = copy.deepcopy(model).half()  # torch cast: TL's cfg.dtype stays float32 and TL's own forward fails
     with pytest.raises(MechinterpError, match=r"model.to\(torch.bfloat16\)"):
-        prepare(half, setup.tokens, setup.corrupted_tokens)
+        prepare_edge_patching(half, setup.tokens, setup.corrupted_tokens)
     with pytest.raises(MechinterpError, match="cfg.dtype"):
         eap_scores(half, setup, metric)
     assert_no_hooks(half)
@@ -74,12 +74,12 @@ def test_module_casts_that_leave_cfg_dtype_behind_raise(tiny_gqa):
 def test_fp16_overflow_raises_with_a_dtype_hint(tiny_gqa):
     model, setup, metric = tiny_gqa
     half = copy.deepcopy(model).to(torch.float16, print_details=False)
-    hsetup = prepare(half, setup.tokens, setup.corrupted_tokens)
+    hsetup = prepare_edge_patching(half, setup.tokens, setup.corrupted_tokens)
     with pytest.raises(NonFiniteError, match="bfloat16"):  # the metric's gradient overflows fp16 in the backward pass
         eap_scores(half, hsetup, lambda logits: 1e6 * (logits[:, -1, 5] - logits[:, -1, 7]))
     with torch.no_grad():
         half.blocks[0].mlp.W_out.mul_(1e5)  # activations overflow in the forward pass
     with pytest.raises(NonFiniteError, match="float16"):
-        prepare(half, setup.tokens, setup.corrupted_tokens)
+        prepare_edge_patching(half, setup.tokens, setup.corrupted_tokens)
     assert_no_hooks(half)
     assert not half.cfg.use_split_qkv_input and not half.cfg.ungroup_grouped_query_attention

@@ -21,7 +21,7 @@ from mechinterp.circuits import (
     exact_scores,
     faithfulness,
     metrics_of_masks,
-    prepare,
+    prepare_edge_patching,
     sender_outputs,
     setup_for,
 )
@@ -156,8 +156,8 @@ def test_mean_ablation_averages_only_real_tokens(tiny_model, ragged):
     want = _mean_by_hand(tiny_model, setup.graph, ragged.corrupted_tokens, ragged.lengths)
     assert setup.patched.shape == (1, *want.shape)
     assert torch.allclose(setup.patched[0], want, atol=1e-5)
-    # the same through prepare with the lengths given explicitly
-    direct = prepare(tiny_model, ragged.clean_tokens, ragged.corrupted_tokens, ablation="mean", lengths=ragged.lengths)
+    # the same through prepare_edge_patching with the lengths given explicitly
+    direct = prepare_edge_patching(tiny_model, ragged.clean_tokens, ragged.corrupted_tokens, ablation="mean", lengths=ragged.lengths)
     assert torch.allclose(direct.patched[0], want, atol=1e-5)
     # the old behaviour (pads averaged in) differs at the positions where only some prompts are real
     padded = sender_outputs(tiny_model, setup.graph, ragged.corrupted_tokens).mean(0)
@@ -168,4 +168,4 @@ def test_mean_ablation_lengths_are_checked(tiny_model, ragged):
     clean, corr = ragged.clean_tokens, ragged.corrupted_tokens
     for bad in ([5, 3], [5, 3, 0], [5, 3, 9], [5.5, 3, 2]):
         with pytest.raises(MechinterpError, match="lengths"):
-            prepare(tiny_model, clean, corr, ablation="mean", lengths=torch.tensor(bad))
+            prepare_edge_patching(tiny_model, clean, corr, ablation="mean", lengths=torch.tensor(bad))

@@ -121,7 +121,7 @@ def test_runs_in_half_precision_with_the_fp32_numbers(tiny_model, half_model, na
 def test_half_precision_pattern_rows_pass_the_check():
     # bf16 rounding moves a row sum by up to eps/2 = 0.0039 (seen: 0.9988 on SmolLM2), beyond
     # the float32 tolerance of 1e-3 but inside the bf16 one; a NaN row (sum 0) still fails.
-    from mechinterp.attention._inputs import check_rows, row_tolerance
+    from mechinterp.attention.inputs import check_rows, row_tolerance
     from mechinterp.errors import NonFiniteError
 
     gen = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechinterp.attribution import METHODS, Continuation, Metric, attribute
+from mechinterp.attribution import METHODS, Continuation, MetricTarget, attribute
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import EmptyInputError, MechinterpError, MultiTokenAnswerError, PromptTooLongError
 
@@ -48,7 +48,7 @@ def test_error_inside_the_forward_pass_leaves_no_hooks(tiny_model, method):
         return logits[:, -1, 5]
 
     with pytest.raises(MechinterpError, match="metric failed"):
-        attribute(tiny_model, PROMPT, Metric(flaky), method=method, warn=False, **FAST.get(method, {}))
+        attribute(tiny_model, PROMPT, MetricTarget(flaky), method=method, warn=False, **FAST.get(method, {}))
     assert_no_hooks(tiny_model)
 
 

@@ -26,7 +26,7 @@ from mechinterp.circuits import (
     node_attribution,
     node_patching_effects,
     patch_edges,
-    prepare,
+    prepare_edge_patching,
     setup_for,
 )
 from mechinterp.core.hooks import assert_no_hooks
@@ -97,7 +97,7 @@ def test_unknown_method_ablation_and_bad_masks(tiny_model, task):
     with pytest.raises(MechinterpError, match="faithfulness is undefined"):
         faithfulness(tiny_model, setup, lambda logits: logits[:, 0, 0] * 0, setup.graph.real)
     with pytest.raises(MechinterpError, match="Resample"):
-        prepare(tiny_model, task.clean_tokens[:1], ablation="resample")
+        prepare_edge_patching(tiny_model, task.clean_tokens[:1], ablation="resample")
     _clean(tiny_model)
 
 
@@ -143,7 +143,7 @@ def test_every_scorer_runs_in_low_precision(low, method):
 
 
 ENTRY_POINTS = {
-    "prepare": lambda m, t, s: prepare(m, t.clean_tokens, t.corrupted_tokens, ablation="mean").patched,
+    "prepare_edge_patching": lambda m, t, s: prepare_edge_patching(m, t.clean_tokens, t.corrupted_tokens, ablation="mean").patched,
     "patch_edges": lambda m, t, s: patch_edges(m, s, s.graph.real.float()[None].repeat(2, 1, 1) * 0.5),
     "eap_scores": lambda m, t, s: eap_scores(m, s, t.metric),
     "eap_ig_inputs_scores": lambda m, t, s: eap_ig_inputs_scores(m, s, t.metric, steps=2),

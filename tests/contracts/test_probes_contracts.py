@@ -23,7 +23,7 @@ def _metric(logits):
 
 
 GOOD = {
-    "collect_activations": lambda m: probes.collect_activations(m, PROMPTS, LABELS, position=slice(1, None), progress=False),
+    "collect_activations": lambda m: probes.collect_activations(m, PROMPTS, LABELS, positions=slice(1, None), progress=False),
     "probe_sweep": lambda m: probes.probe_sweep(_data(m), cv=3, n_random=1),
     "LogisticProbe": lambda m: probes.LogisticProbe().fit(_data(m).x(1).numpy(), LABELS),
     "MassMeanProbe": lambda m: probes.MassMeanProbe().fit(_data(m).x(1).numpy(), LABELS),

@@ -56,3 +56,36 @@ def test_unembed_equals_tl_final_norm_and_unembedding(tiny_model):
         assert torch.allclose(unembed(tiny_model, resid), full, atol=1e-5)
         assert torch.allclose(full, tiny_model(tokens), atol=1e-5)
         assert torch.allclose(unembed(tiny_model, resid, [7, 2]), full[..., [7, 2]], atol=1e-5)
+
+
+def test_normalise_keeps_dtype_and_reads_baselines_in_float64():
+    value = torch.tensor([1.0, 2.0], dtype=torch.float32)
+    out = normalise(value, clean=1.0 + 3e-8, corrupted=1.0 - 3e-8)  # float32 baselines would be equal
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert normalise(value.double(), clean=3.0, corrupted=1.0).dtype == torch.float64
+
+
+def test_every_family_normalises_through_core(monkeypatch, tiny_model):
+    """Patching (sweeps, path, attribution patching, tracing) and circuits' faithfulness call core.metrics.normalise."""
+    from mechinterp.circuits import faithfulness, prepare_edge_patching
+    from mechinterp.core import metrics
+    from mechinterp.patching import activation_patch, attribution_patch, causal_trace, path_patch
+
+    calls = []
+    real = metrics.normalise
+    monkeypatch.setattr(metrics, "normalise", lambda *a, **k: calls.append(1) or real(*a, **k))
+    gen = torch.Generator().manual_seed(0)
+    clean, corrupted = torch.randint(3, 48, (2, 2, 6), generator=gen)
+    metric = lambda logits: logits[:, -1, 5] - logits[:, -1, 7]  # noqa: E731
+    runs = {
+        "activation_patch": lambda: activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer"),
+        "path_patch": lambda: path_patch(tiny_model, clean, corrupted, metric, senders=["L0H0"]),
+        "attribution_patch": lambda: attribution_patch(tiny_model, clean, corrupted, metric, sites="resid_pre"),
+        "causal_trace": lambda: causal_trace(tiny_model, clean, metric=metric, positions=[1, 2], noise=3.0),
+        "circuits.faithfulness": lambda: faithfulness(
+            tiny_model, setup := prepare_edge_patching(tiny_model, clean, corrupted), metric, setup.graph.real),
+    }
+    for name, run in runs.items():
+        before = len(calls)
+        run()
+        assert len(calls) > before, f"{name} normalises without core.metrics.normalise"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformer_lens import patching as tlp
 
+from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.patching import activation_patch, patch_block_every, patch_heads_by_pos_every, patch_heads_every
 
@@ -120,7 +121,7 @@ def test_zero_mean_resample_ablations_by_hand(tiny_model, pair, metric):
     mean = activation_patch(tiny_model, clean, corrupted, metric, site="attn_out", by="position", ablation="mean", normalise=False)
     expect = _hand_ablation(tiny_model, clean, metric, hook, 4, lambda a: ref.mean(0, keepdim=True).expand_as(a))
     assert float(mean.raw[1, 4]) == pytest.approx(expect, abs=1e-5)
-    perm = torch.randperm(3, generator=torch.Generator().manual_seed(5))
+    perm = resample_permutation(3, seed=5)  # a derangement: every prompt takes another's activation
     res = activation_patch(tiny_model, clean, corrupted, metric, site="attn_out", by="position", ablation="resample", seed=5, normalise=False)
     assert float(res.raw[1, 3]) == pytest.approx(_hand_ablation(tiny_model, clean, metric, hook, 3, lambda a: ref[perm]), abs=1e-5)
 

@@ -19,11 +19,11 @@ def reference(tiny_model):
 
 
 def test_positions_match_run_with_cache(tiny_model, reference):
-    last = collect_activations(tiny_model, PROMPTS, LABELS, position="last", progress=False)
-    span = collect_activations(tiny_model, PROMPTS, LABELS, layers=[1], position=slice(1, -1), progress=False)
-    named = collect_activations(tiny_model, [PROMPTS[i] for i in (0, 3, 4)], ["a", "b", "a"], layers=[0], position="w2", progress=False)
-    given = collect_activations(tiny_model, PROMPTS, LABELS, layers=[1], position=[[1], [1, 2], [0], [3], [2, 4]], progress=False)
-    every = collect_activations(tiny_model, PROMPTS, LABELS, layers=[0], position="all", progress=False)
+    last = collect_activations(tiny_model, PROMPTS, LABELS, positions="last", progress=False)
+    span = collect_activations(tiny_model, PROMPTS, LABELS, layers=[1], positions=slice(1, -1), progress=False)
+    named = collect_activations(tiny_model, [PROMPTS[i] for i in (0, 3, 4)], ["a", "b", "a"], layers=[0], positions="w2", progress=False)
+    given = collect_activations(tiny_model, PROMPTS, LABELS, layers=[1], positions=[[1], [1, 2], [0], [3], [2, 4]], progress=False)
+    every = collect_activations(tiny_model, PROMPTS, LABELS, layers=[0], positions="all", progress=False)
     assert last.classes == ["a", "b"] and last.y.tolist() == [0, 1, 0, 1, 0] and last.layers == [0, 1]
     for i, ref in enumerate(reference):
         r0, r1 = ref["blocks.0.hook_resid_post"][0], ref["blocks.1.hook_resid_post"][0]
@@ -40,8 +40,8 @@ def test_positions_match_run_with_cache(tiny_model, reference):
 
 
 def test_spilled_dataset_equals_in_memory(tiny_model, tmp_path):
-    memory = collect_activations(tiny_model, PROMPTS, LABELS, position=slice(0, None), progress=False)
-    disk = collect_activations(tiny_model, PROMPTS, LABELS, position=slice(0, None), memory_budget=0, spill_dir=tmp_path, progress=False)
+    memory = collect_activations(tiny_model, PROMPTS, LABELS, positions=slice(0, None), progress=False)
+    disk = collect_activations(tiny_model, PROMPTS, LABELS, positions=slice(0, None), memory_budget=0, spill_dir=tmp_path, progress=False)
     assert disk.cache[0].spilled  # the cache spilled
     for a, b in zip(memory.features, disk.features):
         torch.testing.assert_close(a, b)
@@ -59,7 +59,7 @@ def test_bad_input(tiny_model):
     with pytest.raises(UnknownSiteError):
         collect_activations(tiny_model, PROMPTS, LABELS, site="pattern")
     with pytest.raises(TokenizationError, match="w2"):
-        collect_activations(tiny_model, PROMPTS, LABELS, position="w2")
+        collect_activations(tiny_model, PROMPTS, LABELS, positions="w2")
     with pytest.raises(MechinterpError, match="NaN"):
         collect_activations(tiny_model, PROMPTS, [0.5, 1.5, float("nan"), 2.5, 0.1])
 

@@ -59,7 +59,7 @@ def test_span_mean_never_holds_the_full_activations(tiny_model, monkeypatch):
             allocated.append(self.nbytes)
 
     monkeypatch.setattr(cache_module, "MemoryStore", Recording)
-    data = collect_activations(tiny_model, prompts, labels, position=slice(1, None), memory_budget=budget, batch_size=32, progress=False)
+    data = collect_activations(tiny_model, prompts, labels, positions=slice(1, None), memory_budget=budget, batch_size=32, progress=False)
     features = n_layers * len(prompts) * d * 4
     cache = data.cache[0]
     assert n_layers * full_layer > budget  # the activations do not fit the budget
@@ -67,7 +67,7 @@ def test_span_mean_never_holds_the_full_activations(tiny_model, monkeypatch):
     assert cache.memory_bytes + sum(f.numel() * f.element_size() for f in data.features if not is_file_backed(f)) <= 2 * features
     assert cache.memory_bytes <= budget and not cache.spilled
     # the means are the ones of the full activations
-    full = collect_activations(tiny_model, prompts, labels, position="all", progress=False)
+    full = collect_activations(tiny_model, prompts, labels, positions="all", progress=False)
     lengths = full.mask.sum(1)
     for layer in range(n_layers):
         ref = torch.stack([full.features[layer][i, 1 : int(lengths[i])].mean(0) for i in range(len(prompts))])

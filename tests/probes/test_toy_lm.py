@@ -13,8 +13,6 @@ import pytest
 import mechinterp
 from mechinterp import probes
 
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
-
 
 @pytest.fixture(scope="module")
 def sentiment():

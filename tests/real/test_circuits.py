@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mechinterp.circuits import discover, eap_scores, exact_scores, faithfulness, patch_edges, prepare
+from mechinterp.circuits import discover, eap_scores, exact_scores, faithfulness, patch_edges, prepare_edge_patching
 from mechinterp.core.hooks import assert_no_hooks
 
 pytestmark = pytest.mark.real
@@ -51,7 +51,7 @@ def ioi(smollm2):
     clean, corrupted, metric = ioi_prompts(smollm2)
     with torch.no_grad():
         assert (metric(smollm2(clean)) > 0).all()  # the model solves every clean prompt
-    setup = prepare(smollm2, clean, corrupted)
+    setup = prepare_edge_patching(smollm2, clean, corrupted)
     task = SimpleNamespace(name="ioi-abc", clean_tokens=clean, corrupted_tokens=corrupted, metric=metric)
     return task, setup
 
@@ -148,7 +148,7 @@ def test_exact_equals_hook_patching_on_gqa(smollm2, ioi):
 
 def test_bf16_smollm2_eap_agrees_with_float32(smollm2_bf16, ioi, eap_fp32):
     task, setup = ioi
-    half = prepare(smollm2_bf16, setup.tokens, setup.corrupted_tokens)
+    half = prepare_edge_patching(smollm2_bf16, setup.tokens, setup.corrupted_tokens)
     eap = eap_scores(smollm2_bf16, half, task.metric)
     real = setup.graph.real
     assert eap.dtype == torch.float32 and torch.isfinite(eap).all()

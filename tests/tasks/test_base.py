@@ -8,8 +8,6 @@ import torch
 import mechinterp
 from mechinterp.tasks import base
 
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
-
 FACTS = [("France", "Paris", "Spain"), ("Peru", "Lima", "Chile"), ("Japan", "Tokyo", "Kenya"), ("Italy", "Rome", "Egypt")]
 CAPITAL = {"Spain": "Madrid", "Chile": "Santiago", "Kenya": "Nairobi", "Egypt": "Cairo"}
 

@@ -8,8 +8,6 @@ import torch
 import mechinterp
 from mechinterp.errors import LeadingSpaceError, MultiTokenAnswerError, ShapeMismatchError, UnknownTokenError
 
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
-
 CLEAN = ["The capital of France is", "The capital of Peru is", "In Japan , the capital city is"]
 CORRUPTED = ["The capital of Spain is", "The capital of Chile is", "In Kenya , the capital city is"]
 

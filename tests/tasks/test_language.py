@@ -10,8 +10,6 @@ from mechinterp.errors import TokenizationError
 from mechinterp.tasks import language, vocab
 
 TASKS = list(language.TASKS)
-pytestmark = pytest.mark.skipif("toy-lm" not in mechinterp.zoo.names(), reason="zoo:toy-lm is not trained yet")
-
 
 @pytest.fixture(scope="module")
 def model():

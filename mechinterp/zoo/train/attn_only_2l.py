@@ -36,8 +36,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from mechinterp.core.zoo_format import ZOO_DIR, save_model
 from mechinterp.zoo import diagnostics as dg
-from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import word_tokenizer
 
 __all__ = ["NAME", "WORDS", "HEAD_THRESHOLD", "make_model", "sample_segments", "sample_periodic", "main"]

@@ -39,8 +39,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from mechinterp import tasks
+from mechinterp.core.zoo_format import ZOO_DIR, save_model
 from mechinterp.tasks import language, vocab
-from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 __all__ = ["NAME", "ARCH", "RECIPE", "MIX", "make_model", "sample_batch", "evaluate", "patch_heads", "main"]
@@ -174,8 +175,6 @@ def _train(
 @torch.no_grad()
 def evaluate(model: Any, n: int = 256, seed: int = 0) -> dict[str, dict[str, float]]:
     """Held-out accuracy and mean clean / corrupted metric for every task."""
-    from mechinterp import tasks
-
     out = {}
     for name in EVAL_TASKS:
         kw = {"split": "test"} if name != "induction" else {}
@@ -198,8 +197,6 @@ def patch_heads(model: Any, name: str, n: int = 128, seed: int = 0) -> dict[str,
     Returns ``(patched - clean) / (corrupted - clean)``, averaged metric over prompts:
     1 means patching that component alone destroys the behaviour, 0 means no effect.
     """
-    from mechinterp import tasks
-
     kw = {"split": "test"} if name != "induction" else {}
     task = tasks.load(name, model, n=n, seed=seed, **kw)
     dev = model.cfg.device
