@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mechinterp.attribution.base import AbstractAttributionMethod, prepare, register_method
+from mechinterp.attribution.base import AbstractAttributionMethod, prepare_prompt, register_method
 from mechinterp.attribution.forward import target_gradients, token_embeddings
 from mechinterp.attribution.integrated_gradients import (CompletenessWarning, accumulation_dtype,
                                                          baseline_embeddings, keeps_first_token, quadrature)
@@ -80,7 +80,7 @@ class SequentialIntegratedGradients(AbstractAttributionMethod):
             raise MechinterpError(f"internal_batch_size must be >= 1 (got {self.internal_batch_size}).")
         if self.rule == "adaptive":
             raise MechinterpError("sequential_ig takes a fixed rule ('gausslegendre' or a Riemann rule), not 'adaptive'.")
-        prep = prepare(model, prompt, target)
+        prep = prepare_prompt(model, prompt, target)
         x = token_embeddings(model, prep.batch_tokens).detach()  # [1, pos, d_model]
         base = baseline_embeddings(model, prep, self.baseline, self.keep_bos, self.keep_first_token)
         acc = accumulation_dtype(x.dtype)
