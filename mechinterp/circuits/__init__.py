@@ -32,6 +32,7 @@ from mechinterp.circuits.gradients import (
     node_attribution,
 )
 from mechinterp.circuits.graph import Graph
+from mechinterp.circuits.measures import CircuitFaithfulness, NodeEffects, ReferenceComparison
 from mechinterp.circuits.report import circuit_report, node_patching_effects
 from mechinterp.circuits.scorers import SCORERS, Scorer, get_scorer
 
@@ -41,9 +42,12 @@ __all__ = [
     "MIB_FRACTIONS",
     "SCORERS",
     "Circuit",
+    "CircuitFaithfulness",
     "FaithfulnessCurve",
     "Graph",
+    "NodeEffects",
     "PatchSetup",
+    "ReferenceComparison",
     "Scorer",
     "acdc",
     "acdc_scores",

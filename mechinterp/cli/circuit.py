@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         "n_prompts": args.n, "n_edges": circuit.n_edges, "n_graph_edges": circuit.graph.n_edges,
         "top_edges": [[s, r, v] for s, r, v in circuit.edges()[:10]],
         "cpr": curve.cpr, "cmd": curve.cmd,
-        "reference": compare_to_reference(circuit, ref) if ref else None,
+        "reference": dict(compare_to_reference(circuit, ref)) if ref else None,
         "seconds": time.perf_counter() - start,
     }
     write_json(folder / "summary.json", summary)
