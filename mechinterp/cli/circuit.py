@@ -16,6 +16,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     circuit.save_figure(folder / "circuit.png")
     curve = faithfulness_curve(model, setup, task.metric, circuit)
     curve.save(folder / "curve.json")
-    (folder / "report.html").write_text(circuit_report(model, task, circuit, setup=setup, curve=curve))
+    write_text(folder / "report.html", circuit_report(model, task, circuit, setup=setup, curve=curve))
     ref = task.ground_truth.circuit
     summary = {
         "model": args.model, "task": args.task, "method": args.method, "ablation": args.ablation,

@@ -37,6 +37,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from mechinterp.zoo import diagnostics as dg
+from mechinterp.core import atomic
 from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import word_tokenizer
 
@@ -241,7 +242,7 @@ def main(steps: int = 3500, out: str | Path | None = None, seed: int = 0) -> dic
         metrics["n_params"] = sum(p.numel() for p in model.parameters())
         metrics.update(evaluate(model))
         save_model(model, out, card=_card(model, metrics), extra={"circuit.json": circuit(metrics["heads"])})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 

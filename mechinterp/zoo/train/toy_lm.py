@@ -40,6 +40,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from mechinterp.tasks import language, vocab
+from mechinterp.core import atomic
 from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
@@ -282,7 +283,7 @@ def main(
         model.to("cpu")
         model.cfg.device = "cpu"
         save_model(model, out, card=_card(model, metrics, sweeps), extra={"circuit.json": _circuit(sweeps)})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
