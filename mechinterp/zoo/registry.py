@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.errors import ModelLoadError
 
 __all__ = ["ZOO_DIR", "names", "path", "card", "read_json", "save_model", "load_model"]
@@ -123,6 +124,7 @@ def save_model(
     return folder
 
 
+@keep_global_rng()  # TransformerLens seeds torch, NumPy and random globally when cfg.seed is set
 def load_model(
     name_or_folder: str | Path,
     *,

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from mechinterp.zoo import diagnostics as dg
 from mechinterp.core import atomic
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import word_tokenizer
 
@@ -220,6 +221,7 @@ def circuit(heads: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
+@keep_global_rng()  # training seeds torch globally (TransformerLens init); the caller's state comes back
 def main(steps: int = 3500, out: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Train, evaluate and save the model; return the metrics.
 

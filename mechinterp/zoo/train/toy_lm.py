@@ -41,6 +41,7 @@ from torch import Tensor
 
 from mechinterp.tasks import language, vocab
 from mechinterp.core import atomic
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.zoo.registry import ZOO_DIR, save_model
 from mechinterp.zoo.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
@@ -241,6 +242,7 @@ def _circuit(sweeps: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
+@keep_global_rng()  # training seeds torch globally (TransformerLens init); the caller's state comes back
 def main(
     steps: int = 6000,
     out: str | Path | None = None,
