@@ -54,10 +54,15 @@ def encode(value: Any) -> Any:
     Results keep their ``"type"`` tag (so :func:`decode` can rebuild them); non-finite
     floats become ``{"__float__": "nan" | "inf" | "-inf"}``.
     """
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        tensor = torch.as_tensor(value) if isinstance(value, np.ndarray) else value.detach().cpu()
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
         out = {"__tensor__": tensor.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            out["__tensor__"], out["nonfinite"] = _tag_floats(out["__tensor__"]), True
+        return out
+    if isinstance(value, np.ndarray):
+        out = {"__tensor__": value.tolist(), "dtype": str(value.dtype)}
+        if value.dtype.kind == "f" and not bool(np.isfinite(value).all()):
             out["__tensor__"], out["nonfinite"] = _tag_floats(out["__tensor__"]), True
         return out
     if isinstance(value, (np.floating, np.integer, np.bool_)):
