@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_path", "write_text", "write_bytes", "save_figure"]
+
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 def _unwritable(path: Path, err: OSError) -> Exception:
@@ -54,11 +58,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        try:
-            # mkstemp makes the file 0600; give it the permissions a plain open() would
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        try:  # mkstemp makes the file 0600: keep the old file's mode, or what a plain open() would give
+            mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_UMASK
+            os.chmod(tmp, mode)
         except OSError:
             pass
         os.replace(tmp, path)
