@@ -141,6 +141,12 @@ class Circuit(AbstractResult):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Circuit:
         """Rebuild a circuit from :meth:`to_dict` output (``"edges"`` is a readable copy of the selection)."""
+        if not isinstance(data, dict) or data.get("type", "Circuit") != "Circuit":
+            raise MechinterpError("Circuit.from_dict needs the dict that Circuit.to_dict() wrote "
+                                  f"(got {data.get('type') if isinstance(data, dict) else type(data).__name__!r}).")
+        missing = [k for k in ("graph", "scores", "selected") if k not in data]
+        if missing:
+            raise MechinterpError(f"Circuit.from_dict: the data lacks {', '.join(map(repr, missing))}; pass the dict that to_dict() wrote.")
         warn_unknown_keys(cls, data, {f.name for f in dataclasses.fields(cls)} | {"edges"})
         return cls(
             graph=Graph.from_dict(data["graph"]), scores=decode(data["scores"]).float(),

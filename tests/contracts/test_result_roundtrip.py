@@ -216,3 +216,14 @@ def test_a_plain_dict_with_a_type_key_stays_a_dict():
                            metadata={"note": {"type": "PatchResult", "comment": "not a result"}})
     back = TokenAttribution.from_dict(json.loads(json.dumps(res.to_dict())))
     assert back.metadata["note"] == {"type": "PatchResult", "comment": "not a result"}
+
+
+def test_circuit_from_dict_checks_its_input(tmp_path):
+    from mechinterp.circuits import Circuit
+    from mechinterp.errors import MechinterpError
+
+    data = _circuit().to_dict()
+    with pytest.raises(MechinterpError, match="'graph'"):
+        Circuit.from_dict({k: v for k, v in data.items() if k != "graph"})
+    with pytest.raises(MechinterpError, match="PatchResult"):
+        Circuit.load(_patch_result().save(tmp_path / "p.json"))
