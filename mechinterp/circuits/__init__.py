@@ -10,7 +10,7 @@ Example:
     1.0
 """
 
-from mechinterp.circuits.acdc import DISTANCES, acdc, acdc_scores
+from mechinterp.circuits.acdc import DISTANCES, AcdcRun, acdc, acdc_scores
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.discover import discover, setup_for
 from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, max_masks_per_pass, patch_edges, prepare, run_edges, sender_outputs
@@ -38,6 +38,7 @@ from mechinterp.circuits.scorers import SCORERS, Scorer, get_scorer
 
 __all__ = [
     "ABLATIONS",
+    "AcdcRun",
     "DISTANCES",
     "MIB_FRACTIONS",
     "SCORERS",

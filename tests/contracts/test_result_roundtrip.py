@@ -54,6 +54,16 @@ def _circuit():
                    task="t", model="m", info={"sweep": [{"threshold": 0.1, "kept": [["embed", "logits"]]}], "gap": NAN})
 
 
+def _acdc_run():
+    from mechinterp.circuits import AcdcRun
+
+    g = _graph()
+    kept = torch.zeros_like(g.real)
+    kept[0] = g.real[0]
+    edges = [[g.senders[r], g.receivers[c]] for r, c in torch.nonzero(kept).tolist()]
+    return AcdcRun(kept=kept, edges=edges, threshold=0.1, distance=NAN, distance_name="kl", passes=3)
+
+
 BUILDERS = {
     "TokenAttribution": lambda: __import__("mechinterp.attribution", fromlist=["TokenAttribution"]).TokenAttribution(
         tokens=["<bos>", "a", "b"], scores=torch.tensor([[0.0, NAN, 2.0]]), targets=["logit('c')"], method="lime",
@@ -78,6 +88,7 @@ BUILDERS = {
         exact=_patch_result(), approx=_patch_result(torch.tensor([[0.4, 0.1, -0.9], [0.7, 0.0, 0.2]]), method="attribution"),
         pearson=0.9, spearman=NAN, max_abs_error=INF, top_k_overlap=0.5),
     "Circuit": _circuit,
+    "AcdcRun": lambda: _acdc_run(),
     "FaithfulnessCurve": lambda: mechinterp.circuits.FaithfulnessCurve(
         fractions=[0.1, 0.5, 1.0], n_edges=[1, 5, 10], faithfulness=[0.2, NAN, 1.0], cpr=0.5, cmd=NAN, method="eap"),
     "CircuitFaithfulness": lambda: mechinterp.circuits.CircuitFaithfulness(
