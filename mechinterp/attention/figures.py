@@ -86,7 +86,9 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
         from mechinterp.errors import MechinterpError
 
         raise MechinterpError(f"Save figures as .png, .svg or .pdf; got {path.name!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    pyplot().close(fig)
-    return path
+    from mechinterp.core import atomic
+
+    try:
+        return atomic.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)

@@ -119,10 +119,9 @@ class OfflineView:
 
     def save(self, path: str | Path) -> Path:
         """Write a complete, self-contained HTML page (opens offline, makes no request)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.page(), encoding="utf-8")
-        return path
+        from mechinterp.core.atomic import write_text
+
+        return write_text(path, self.page())
 
     def __str__(self) -> str:
         return self.html

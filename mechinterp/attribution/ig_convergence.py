@@ -21,21 +21,20 @@ Example:
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
+from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
 __all__ = ["IGConvergence", "ig_convergence"]
 
 
 @dataclass(frozen=True)
-class IGConvergence:
+class IGConvergence(AbstractResult):
     """Completeness of IG at several step counts.
 
     Attributes:
@@ -66,14 +65,32 @@ class IGConvergence:
                 "token (keep_first_token=None) and use baseline='mean' (the default) instead of 'zero'")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict}
+        """The fields (see :class:`~mechinterp.core.results.AbstractResult`) plus the ``verdict`` line."""
+        return {**super().to_dict(), "verdict": self.verdict}
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IGConvergence:
+        return super().from_dict({k: v for k, v in data.items() if k != "verdict"})
 
-    def _repr_html_(self) -> str:
+    def plot(self, ax: Any = None) -> Any:
+        """The relative completeness gap against the step count (log-log), with the tolerance."""
+        from mechinterp.viz.figures import _pyplot
+
+        fig, ax = _pyplot().subplots(figsize=(4, 3)) if ax is None else (ax.figure, ax)
+        ax.plot(self.steps, self.relative_deltas, marker="o")
+        ax.axhline(self.tolerance, color="#888", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n_steps")
+        ax.set_ylabel("|delta| / |F(x) - F(x')|")
+        fig.tight_layout()
+        return fig
+
+    def to_html(self) -> str:
+        from mechinterp.viz import escape
+
         rows = "".join(f"<tr><td>{n}</td><td>{d:.3%}</td></tr>" for n, d in zip(self.steps, self.relative_deltas, strict=True))
-        return f"<p>{self.verdict}</p><table><tr><th>n_steps</th><th>|delta| / |F(x) - F(x')|</th></tr>{rows}</table>"
+        return f"<p>{escape(self.verdict)}</p><table><tr><th>n_steps</th><th>|delta| / |F(x) - F(x')|</th></tr>{rows}</table>"
 
 
 def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[int, ...] = (16, 32, 64),

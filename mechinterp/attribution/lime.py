@@ -50,14 +50,18 @@ def fit_surrogate(masks: Tensor, values: Tensor, weights: Tensor, alpha: float =
     Returns:
         ``(coefficients [n_targets, n], intercepts [n_targets], weighted R² [n_targets])``.
     """
-    from sklearn.linear_model import Lasso, LinearRegression
+    from mechinterp.core.rng import keep_global_rng
+
+    with keep_global_rng():  # the first import of sklearn.linear_model draws Python random bits (rich)
+        from sklearn.linear_model import Lasso, LinearRegression
 
     x = masks.double().numpy()
     w = weights.double().numpy()
     coefs, intercepts, r2 = [], [], []
     for t in range(values.shape[1]):
         y = values[:, t].double().numpy()
-        model = (Lasso(alpha=alpha, max_iter=20000) if alpha > 0 else LinearRegression())
+        # random_state: Lasso's coordinate descent draws a seed from NumPy's global state otherwise
+        model = (Lasso(alpha=alpha, max_iter=20000, random_state=0) if alpha > 0 else LinearRegression())
         model.fit(x, y, sample_weight=w)
         coefs.append(model.coef_)
         intercepts.append(model.intercept_)

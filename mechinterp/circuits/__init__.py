@@ -10,7 +10,7 @@ Example:
     1.0
 """
 
-from mechinterp.circuits.acdc import DISTANCES, acdc, acdc_scores
+from mechinterp.circuits.acdc import DISTANCES, AcdcRun, acdc, acdc_scores
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.discover import discover, setup_for
 from mechinterp.circuits.engine import ABLATIONS, PatchSetup, check_model_dtype, edge_mode, max_masks_per_pass, patch_edges, prepare, prepare_edge_patching, run_edges, sender_outputs
@@ -32,18 +32,23 @@ from mechinterp.circuits.gradients import (
     node_attribution,
 )
 from mechinterp.circuits.graph import Graph
+from mechinterp.circuits.measures import CircuitFaithfulness, NodeEffects, ReferenceComparison
 from mechinterp.circuits.report import circuit_report, node_patching_effects
 from mechinterp.circuits.scorers import SCORERS, Scorer, get_scorer
 
 __all__ = [
     "ABLATIONS",
+    "AcdcRun",
     "DISTANCES",
     "MIB_FRACTIONS",
     "SCORERS",
     "Circuit",
+    "CircuitFaithfulness",
     "FaithfulnessCurve",
     "Graph",
+    "NodeEffects",
     "PatchSetup",
+    "ReferenceComparison",
     "Scorer",
     "acdc",
     "acdc_scores",

@@ -37,18 +37,70 @@ topological order); for each receiver its senders from the latest to the embeddi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
 from mechinterp.core.metrics import Metric
+from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
 
-__all__ = ["DISTANCES", "acdc", "acdc_scores"]
+__all__ = ["DISTANCES", "AcdcRun", "acdc", "acdc_scores"]
+
+
+@dataclass(frozen=True, eq=False)
+class AcdcRun(AbstractResult):
+    """One ACDC run: the edges kept at ``threshold``.
+
+    Unpacks like the ``(kept, info)`` pair :func:`acdc` used to return
+    (``kept, info = acdc(...)``, ``acdc(...)[0]``), with ``info = {"passes", "distance"}``.
+
+    Attributes:
+        kept: ``[n_senders, n_receivers]`` bool, the edges that survived.
+        edges: the kept edges as ``[sender, receiver]`` names.
+        threshold: ``tau``. distance: ``D`` of the final circuit. distance_name: ``"kl"``,
+            ``"l2"`` or ``"metric"``. passes: batched forward passes run.
+    """
+
+    kept: Bool[Tensor, "n_senders n_receivers"]
+    edges: list[list[str]]
+    threshold: float
+    distance: float
+    distance_name: str = "kl"
+    passes: int = 0
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"passes": self.passes, "distance": self.distance}
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.kept, self.info))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.kept, self.info)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    def plot(self, ax: Any = None) -> Any:
+        """The kept-edge matrix (senders × receivers)."""
+        from mechinterp.viz import heatmap
+
+        return heatmap(self.kept.float(), title=f"ACDC kept edges (tau={self.threshold:.3g})", xlabel="receiver",
+                       ylabel="sender", center=False, ax=ax)
+
+    def to_html(self, max_rows: int = 60) -> str:
+        from mechinterp.viz import escape, table_html
+
+        rows = [{"sender": s, "receiver": r} for s, r in self.edges[:max_rows]]
+        return (f"<section><h3>ACDC at tau = {self.threshold:.4g} ({escape(self.distance_name)})</h3>"
+                f"<p>{len(self.edges)} edges kept, distance {self.distance:.4g}, {self.passes} passes</p>"
+                f"{table_html(rows) if rows else ''}</section>")
 
 
 def _kl(logits: Tensor, ref: Tensor, metric: Callable) -> Tensor:  # [k, batch, pos, vocab], [batch, pos, vocab]
@@ -117,12 +169,12 @@ def acdc(
     distance: str = "kl",
     chunk: int = 16,
     candidates: Tensor | None = None,
-) -> tuple[Tensor, dict[str, Any]]:
+) -> AcdcRun:
     """One ACDC run at ``threshold``.
 
     Returns:
-        ``(kept [n_senders, n_receivers] bool, info)`` with ``info["passes"]`` forward passes
-        and ``info["distance"]`` of the final circuit.
+        An :class:`AcdcRun`; it unpacks as ``(kept [n_senders, n_receivers] bool, info)`` with
+        ``info["passes"]`` forward passes and ``info["distance"]`` of the final circuit.
     """
     threshold = _check_threshold(threshold)
     dist_fn = _distance(distance)
@@ -161,7 +213,9 @@ def acdc(
             current = prev
             todo = todo[stop + 1 :] if stop < len(batch) else todo[len(batch) :]
     kept = g.real & (removed == 0)
-    return kept, {"passes": passes, "distance": current}
+    rows, cols = torch.nonzero(kept, as_tuple=True)
+    edges = [[g.senders[r], g.receivers[c]] for r, c in zip(rows.tolist(), cols.tolist())]
+    return AcdcRun(kept=kept, edges=edges, threshold=threshold, distance=current, distance_name=distance, passes=passes)
 
 
 def acdc_scores(
@@ -194,10 +248,9 @@ def acdc_scores(
     scores = torch.zeros(g.n_senders, g.n_receivers)
     sweep, middle = [], None
     for i, tau in enumerate(thresholds):
-        kept, info = acdc(model, setup, metric, tau, distance, chunk, candidates)
+        run = acdc(model, setup, metric, tau, distance, chunk, candidates)
+        kept = run.kept
         scores[kept] = tau if tau > 0 else 1e-12
-        rows, cols = torch.nonzero(kept, as_tuple=True)
-        edges = [[g.senders[r], g.receivers[c]] for r, c in zip(rows.tolist(), cols.tolist())]
-        sweep.append({"threshold": tau, "n_edges": int(kept.sum()), "passes": info["passes"], "kept": edges})
+        sweep.append({"threshold": tau, "n_edges": int(kept.sum()), "passes": run.passes, "kept": run.edges})
         middle = kept if i == len(thresholds) // 2 else middle
     return scores, {"sweep": sweep, "distance": distance, "selected": middle}

@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from mechinterp.circuits.graph import Graph
-from mechinterp.core.results import AbstractResult, decode, encode
+from mechinterp.core.results import AbstractResult, decode, encode, warn_unknown_keys
 from mechinterp.errors import MechinterpError
 
 __all__ = ["Circuit"]
@@ -131,11 +131,19 @@ class Circuit(AbstractResult):
         return {
             "type": "Circuit", "graph": self.graph.to_dict(), "method": self.method, "ablation": self.ablation,
             "task": self.task, "model": self.model, "scores": encode(self.scores), "selected": encode(self.selected),
-            "edges": [[s, r, v] for s, r, v in self.edges()], "info": encode(self.info),
+            "edges": encode([[s, r, v] for s, r, v in self.edges()]), "info": encode(self.info),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Circuit:
+        """Rebuild a circuit from :meth:`to_dict` output (``"edges"`` is a readable copy of the selection)."""
+        if not isinstance(data, dict) or data.get("type", "Circuit") != "Circuit":
+            raise MechinterpError("Circuit.from_dict needs the dict that Circuit.to_dict() wrote "
+                                  f"(got {data.get('type') if isinstance(data, dict) else type(data).__name__!r}).")
+        missing = [k for k in ("graph", "scores", "selected") if k not in data]
+        if missing:
+            raise MechinterpError(f"Circuit.from_dict: the data lacks {', '.join(map(repr, missing))}; pass the dict that to_dict() wrote.")
+        warn_unknown_keys(cls, data, {f.name for f in dataclasses.fields(cls)} | {"edges"})
         return cls(
             graph=Graph.from_dict(data["graph"]), scores=decode(data["scores"]).float(),
             selected=decode(data["selected"]).bool(), method=data.get("method", ""), ablation=data.get("ablation", ""),
@@ -217,14 +225,14 @@ class Circuit(AbstractResult):
 
     def save_figure(self, path: str | Path, max_edges: int | None = 40) -> Path:
         """Write the drawn graph (top ``max_edges`` edges, see :meth:`plot`) as ``.svg`` or ``.png``."""
+        from mechinterp.core.atomic import save_figure
         from mechinterp.viz import pyplot
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         fig = self.plot(max_edges=max_edges)
-        fig.savefig(path, bbox_inches="tight", dpi=120)
-        pyplot().close(fig)
-        return path
+        try:
+            return save_figure(fig, path, bbox_inches="tight", dpi=120)
+        finally:
+            pyplot().close(fig)
 
     def to_html(self, max_edges: int = 40, max_rows: int = 60) -> str:
         """The drawn graph (inline PNG, top ``max_edges`` edges) and a table of the top ``max_rows`` selected edges."""

@@ -26,19 +26,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool
 from torch import Tensor
 
 from mechinterp.circuits.circuit import Circuit
-from mechinterp.circuits.engine import PatchSetup
+from mechinterp.circuits.engine import PatchSetup, metric_name
 from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.circuits.graph import Graph
 from mechinterp.core import metrics
 from mechinterp.core.metrics import Metric
+from mechinterp.circuits.measures import CircuitFaithfulness, ReferenceComparison
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 
-__all__ = ["MIB_FRACTIONS", "FaithfulnessCurve", "compare_to_reference", "faithfulness", "faithfulness_curve", "reference_mask", "sweep_auc"]
+__all__ = ["MIB_FRACTIONS", "CircuitFaithfulness", "FaithfulnessCurve", "ReferenceComparison", "compare_to_reference", "faithfulness", "faithfulness_curve", "reference_mask", "sweep_auc"]
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -46,11 +47,16 @@ MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 def faithfulness(
     model: Any, setup: PatchSetup, metric: Metric, keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
     chunk: int = 32,
-) -> Float[Tensor, " k"]:
+) -> CircuitFaithfulness:
     """Normalised metric of each circuit run alone (edges outside it patched).
 
     Args:
         keep: a :class:`Circuit`, or ``[n_senders, n_receivers]`` / ``[k, ...]`` bool masks of kept edges.
+
+    Returns:
+        A :class:`~mechinterp.circuits.measures.CircuitFaithfulness` that behaves like the ``[k]``
+        tensor of faithfulness values (``f[0]``, ``f.tolist()``), with ``m(full)``, ``m(empty)``
+        and each circuit's edge count.
 
     Raises:
         MechinterpError: when the full and empty circuits give the same metric (nothing to normalise).
@@ -68,7 +74,9 @@ def faithfulness(
             "The full model and the empty circuit give the same metric, so faithfulness is undefined; "
             "use a task/ablation where patching every edge changes the metric."
         )
-    return metrics.normalise(values[2:], clean=full, corrupted=empty)
+    kept = keep & g.real
+    return CircuitFaithfulness(values=metrics.normalise(values[2:], clean=full, corrupted=empty), full=float(full), empty=float(empty),
+                               n_edges=[int(k.sum()) for k in kept], metric=metric_name(metric))
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +139,7 @@ def faithfulness_curve(
     total = setup.graph.n_edges
     sizes = [int(np.ceil(x * total)) for x in fractions]
     keeps = torch.stack([circuit.top_n(n).selected for n in sizes])
-    f = faithfulness(model, setup, metric, keeps, chunk=chunk).tolist()
+    f = faithfulness(model, setup, metric, keeps, chunk=chunk).values.tolist()
     x = np.asarray(fractions)
     cpr = _trapezoid(f, x) if len(x) > 1 else float(f[0])
     cmd = _trapezoid(np.abs(1 - np.asarray(f)), x) if len(x) > 1 else abs(1 - f[0])
@@ -144,8 +152,11 @@ def reference_mask(graph: Graph, reference: dict[str, Any] | Sequence[Any]) -> B
     return graph.edge_mask(edges)
 
 
-def compare_to_reference(circuit: Circuit, reference: dict[str, Any] | Sequence[Any]) -> dict[str, float]:
+def compare_to_reference(circuit: Circuit, reference: dict[str, Any] | Sequence[Any]) -> ReferenceComparison:
     """Edge ROC AUC of ``|scores|``, and precision / recall / F1 of the selected edges, against ``reference``.
+
+    Returns a :class:`~mechinterp.circuits.measures.ReferenceComparison`, which reads like a dict
+    (``["auc"]``, ``.items()``).
 
     Example:
         >>> compare_to_reference(circuit, task.ground_truth.circuit)["auc"]  # doctest: +SKIP
@@ -171,7 +182,7 @@ def compare_to_reference(circuit: Circuit, reference: dict[str, Any] | Sequence[
     precision = tp / n_sel if n_sel else 0.0
     recall = tp / n_ref
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"auc": auc, "precision": precision, "recall": recall, "f1": f1, "n_selected": n_sel, "n_reference": n_ref, **extra}
+    return ReferenceComparison(auc=auc, precision=precision, recall=recall, f1=f1, n_selected=n_sel, n_reference=n_ref, **extra)
 
 
 def _trapezoid(y: Any, x: Any) -> float:

@@ -22,17 +22,21 @@ from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
 from mechinterp.circuits.exact import metrics_of_masks
 from mechinterp.core.metrics import Metric
+from mechinterp.circuits.measures import NodeEffects
 from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_html
 
 __all__ = ["circuit_report", "node_patching_effects"]
 
 
-def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32) -> dict[str, float]:
+def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32) -> NodeEffects:
     """Per sender node: normalised metric change when all its outgoing edges are patched (batched passes).
 
     ``(m(node patched) - m(clean)) / (m(clean) - m(all patched))``: -1 means the node alone
     accounts for the whole clean-vs-ablated difference. ``chunk`` masks run per pass (a 30-layer,
     9-head model has 301 senders: 10 passes of 32 copies of the prompts).
+
+    Returns a :class:`~mechinterp.circuits.measures.NodeEffects`, which reads like the dict
+    ``{node: effect}``.
     """
     g = setup.graph
     masks = torch.zeros(g.n_senders + 2, *g.real.shape)
@@ -41,17 +45,8 @@ def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: 
         masks[i + 2, i] = g.real[i].float()
     values = metrics_of_masks(model, setup, metric, masks, chunk=chunk)
     scale = float(values[0] - values[1]) or 1.0
-    return {name: float(values[i + 2] - values[0]) / scale for i, name in enumerate(g.senders)}
-
-
-def _effects_figure(effects: dict[str, float], n_layers: int, n_heads: int) -> Any:
-    grid = torch.full((n_layers, n_heads), float("nan"))
-    for name, value in effects.items():
-        if name.startswith("L"):
-            layer, head = name[1:].split("H")
-            grid[int(layer), int(head)] = value
-    return heatmap(grid, [f"L{l}" for l in range(n_layers)], [f"H{h}" for h in range(n_heads)],
-                   title="head patching effect (normalised)", xlabel="head", ylabel="layer")
+    effects = {name: float(values[i + 2] - values[0]) / scale for i, name in enumerate(g.senders)}
+    return NodeEffects(effects=effects, n_layers=g.n_layers, n_heads=g.n_heads, clean=float(values[0]), patched=float(values[1]))
 
 
 def _pattern_figures(model: Any, setup: PatchSetup, heads: list[str], limit: int = 6) -> str:
@@ -101,10 +96,9 @@ def circuit_report(
     ref_html = "<p class='muted'>(this task has no reference circuit)</p>"
     if ref:
         stats = compare_to_reference(circuit, ref)
-        ref_html = table_html([{k: v for k, v in stats.items()}]) + "<p class='muted'>reference edges: " + escape(
+        ref_html = table_html([dict(stats)]) + "<p class='muted'>reference edges: " + escape(
             ", ".join(f"{s} → {r}" for s, r in ref["edges"])) + "</p>"
-    ranked = sorted(effects.items(), key=lambda kv: -abs(kv[1]))
-    effect_rows = [{"node": k, "effect": v} for k, v in ranked[:top_k]]
+    effect_rows = [{"node": k, "effect": v} for k, v in effects.top(top_k)]
     body = (
         f"<h1>Circuit report: {escape(circuit.task)} on {escape(circuit.model)}</h1>"
         f"<section><h2>Task and model</h2>{table_html(meta)}</section>"
@@ -113,7 +107,7 @@ def circuit_report(
         f"<section><h2>Per-node patching effects</h2><p class='muted'>all outgoing edges of one node patched "
         f"({escape(circuit.ablation)}); normalised by the clean − all-patched metric gap; table: top "
         f"{len(effect_rows)} of {len(effects)} nodes by |effect|</p>"
-        f"{figure_to_img_tag(_effects_figure(effects, circuit.graph.n_layers, circuit.graph.n_heads))}"
+        f"{figure_to_img_tag(effects.plot())}"
         f"{table_html(effect_rows)}</section>"
         f"<section><h2>Attention patterns of the circuit's heads</h2>{_pattern_figures(model, setup, heads)}</section>"
         f"<section><h2>Faithfulness</h2>{curve.to_html()}</section>"

@@ -22,6 +22,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import save_figure, write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
     pats = at.attention_patterns(model, args.prompt)
     pats.save(folder / "patterns.json")
-    (folder / "patterns.html").write_text(html_page("Attention patterns", "<h1>Attention patterns</h1>" + pats.to_html()))
+    write_text(folder / "patterns.html", html_page("Attention patterns", "<h1>Attention patterns</h1>" + pats.to_html()))
     fig = pats.plot()
-    fig.savefig(folder / "patterns_grid.svg", bbox_inches="tight")
+    save_figure(fig, folder / "patterns_grid.svg", bbox_inches="tight")
     at.save_figure(fig, folder / "patterns_grid.png")
 
     probes = at.head_scores(model, n_probes=args.n_probes, seed=args.seed, batch_size=args.batch_size, sink=sink)
     probes.save(folder / "head_scores.json")
-    (folder / "head_scores.html").write_text(html_page("Head scores", "<h1>Head scores</h1>" + probes.to_html()))
+    write_text(folder / "head_scores.html", html_page("Head scores", "<h1>Head scores</h1>" + probes.to_html()))
     at.save_figure(probes.plot(), folder / "head_scores.png")
     on_prompt = at.head_scores(model, [args.prompt], sink=sink)
     on_prompt.save(folder / "head_scores_prompt.json")
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"attention flow skipped: {err}")
     for m in maps:
         m.save(folder / f"{m.method}.json")
-    (folder / "maps.html").write_text(html_page("Rollout maps", "<h1>Rollout maps</h1>" + "".join(m.to_html() for m in maps)))
+    write_text(folder / "maps.html", html_page("Rollout maps", "<h1>Rollout maps</h1>" + "".join(m.to_html() for m in maps)))
 
     top = {kind: probes.ranking(kind)[:3] for kind in probes.kinds}
     summary = {
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json(folder / "summary.json", summary)
     links = "".join(f"<li><a href='{escape(n)}'>{escape(n)}</a></li>" for n in summary["files"])
-    (folder / "index.html").write_text(
+    write_text(folder / "index.html",
         html_page("mechinterp attention", f"<h1>Attention: {escape(args.model)}</h1><p>{escape(args.prompt)}</p><ul>{links}</ul>")
     )
     print(f"{args.model}: {n_tokens} tokens, {len(maps)} map(s) in {time.perf_counter() - start:.1f}s")

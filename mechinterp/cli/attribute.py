@@ -6,6 +6,7 @@ import argparse
 import json
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if len(results) > 1 and all(r.tokens == results[0].tokens for r in results):
         body += "<h2>side by side</h2>" + comparison_html(results)
     write_json(folder / "summary.json", {"model": args.model, "prompt": args.prompt, "target": args.target, "results": summary})
-    (folder / "attribution.html").write_text(html_page("attribution", body))
+    write_text(folder / "attribution.html", html_page("attribution", body))
     for entry in summary:
         tops = ", ".join(f"{tok!r} {score:+.3f}" for _, tok, score in entry["top"])
         print(f"{entry['method']:<22} top: {tops}")

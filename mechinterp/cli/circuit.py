@@ -16,6 +16,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     circuit.save_figure(folder / "circuit.png")
     curve = faithfulness_curve(model, setup, task.metric, circuit)
     curve.save(folder / "curve.json")
-    (folder / "report.html").write_text(circuit_report(model, task, circuit, setup=setup, curve=curve))
+    write_text(folder / "report.html", circuit_report(model, task, circuit, setup=setup, curve=curve))
     ref = task.ground_truth.circuit
     summary = {
         "model": args.model, "task": args.task, "method": args.method, "ablation": args.ablation,
         "n_prompts": args.n, "n_edges": circuit.n_edges, "n_graph_edges": circuit.graph.n_edges,
         "top_edges": [[s, r, v] for s, r, v in circuit.edges()[:10]],
         "cpr": curve.cpr, "cmd": curve.cmd,
-        "reference": compare_to_reference(circuit, ref) if ref else None,
+        "reference": dict(compare_to_reference(circuit, ref)) if ref else None,
         "seconds": time.perf_counter() - start,
     }
     write_json(folder / "summary.json", summary)

@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from mechinterp.core.atomic import write_text
+
 __all__ = ["add_model_args", "load_model", "write_json", "out_dir", "dtype_arg", "device_arg", "DTYPES"]
 
 #: accepted ``--dtype`` spellings -> the name passed to :func:`mechinterp.load`
@@ -72,5 +74,4 @@ def out_dir(path: str | Path) -> Path:
 
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON."""
-    path.write_text(json.dumps(data, indent=2, default=str))
-    return path
+    return write_text(path, json.dumps(data, indent=2, default=str))

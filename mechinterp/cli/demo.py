@@ -6,6 +6,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out)
     write_json(folder / "summary.json", {"model": args.model, "tasks": rows})
     body = f"<h1>mechinterp demo</h1><p>Model <code>{args.model}</code></p>" + table_html(rows)
-    (folder / "summary.html").write_text(html_page("mechinterp demo", body))
+    write_text(folder / "summary.html", html_page("mechinterp demo", body))
     print(f"{args.model}: {len(rows)} task(s) in {time.perf_counter() - start:.1f}s")
     for row in rows:
         print(

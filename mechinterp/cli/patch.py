@@ -19,6 +19,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import save_figure, write_text
 
 METHODS = ("activation", "path", "trace", "attribution", "attribution-ig")
 
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         )
     result.save(folder / "result.json")
     result.to_dataframe().to_csv(folder / "result.csv", index=False)
-    result.plot().savefig(folder / "result.png", dpi=110, bbox_inches="tight")
-    (folder / "index.html").write_text(html_page(f"mechinterp patch: {args.task}", f"<h1>{args.task}: {args.method} patching</h1>" + result.to_html()))
+    save_figure(result.plot(), folder / "result.png", dpi=110, bbox_inches="tight")
+    write_text(folder / "index.html", html_page(f"mechinterp patch: {args.task}", f"<h1>{args.task}: {args.method} patching</h1>" + result.to_html()))
     top = [{**labels, "value": value} for labels, value in result.top(5)]
     write_json(folder / "summary.json", {
         "model": args.model, "task": args.task, "n": args.n, "method": result.method, "site": result.site,

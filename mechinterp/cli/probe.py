@@ -6,6 +6,7 @@ import argparse
 import time
 
 from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
+from mechinterp.core.atomic import write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out)
     result.save(folder / "sweep.json")
     result.to_dataframe().to_csv(folder / "sweep.csv", index=False)
-    (folder / "sweep.html").write_text(html_page(f"probe sweep: {args.csv}", result.to_html()))
+    write_text(folder / "sweep.html", html_page(f"probe sweep: {args.csv}", result.to_html()))
     layer, pos, best = result.best()
     write_json(folder / "summary.json", {"model": args.model, "csv": str(args.csv), "n": data.n, "classes": result.classes,
                                          "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric})

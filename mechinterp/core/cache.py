@@ -26,7 +26,11 @@ Example:
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -75,7 +79,13 @@ class SharedCache:
             ``"model"`` / a device to keep them where the model runs (no host copy and no
             synchronisation per batch on a GPU; the budget then counts that device's
             memory). Spilled sites always go to disk.
-        spill_dir: where spilled sites are written (a temporary folder by default).
+        spill_dir: the folder under which spilled sites are written (the system's temporary
+            folder by default). The cache writes only inside its own new subfolder
+            ``mechinterp-cache-<pid>-<random>`` there and deletes that subfolder on
+            :meth:`close`, when the cache is garbage-collected, or at interpreter exit; nothing
+            else in ``spill_dir`` is touched. A process killed with SIGKILL cannot clean up: the
+            next cache that spills into the same folder removes subfolders left by processes
+            that no longer run.
         prepend_bos, padding_side: tokenisation, see :func:`~mechinterp.core.tokens.tokenize`.
         progress: show a progress bar (default: when there is more than one batch).
 
@@ -120,8 +130,9 @@ class SharedCache:
         except (RuntimeError, TypeError) as err:
             raise MechinterpError(f"store_device must be 'cpu', 'model' or a torch device, got {store_device!r}.") from err
         self.progress = progress
-        self._spill_dir = Path(spill_dir) if spill_dir is not None else None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._spill_root = Path(spill_dir) if spill_dir is not None else None
+        self._spill_dir: Path | None = None  # this cache's own subfolder, made at the first spill
+        self._cleanup: weakref.finalize | None = None
         self._stores: dict[str, AbstractStore] = {}
         self._index = self._position_index()
         self.n_forward_passes = 0
@@ -340,9 +351,35 @@ class SharedCache:
 
     def _spill_path(self, name: str) -> Path:
         if self._spill_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="mechinterp-cache-")
-            self._spill_dir = Path(self._tmp.name)
+            self._spill_dir = _new_spill_folder(self._spill_root)
+            self._cleanup = weakref.finalize(self, _remove_spill_folder, self._spill_dir)
         return self._spill_dir / f"{name}.npy"
+
+    @property
+    def spill_folder(self) -> Path | None:
+        """The subfolder this cache spills to (``None`` until a site is spilled, and after :meth:`close`)."""
+        return self._spill_dir
+
+    def close(self) -> None:
+        """Forget the cached sites and delete this cache's spill subfolder (idempotent).
+
+        Tensors already read from spilled sites stay valid on Linux and macOS (the memory
+        maps outlive the files); read again after ``close`` and the sites are recomputed.
+        """
+        for store in self._stores.values():
+            file = getattr(store, "_file", None)
+            if file is not None and not file.closed:
+                file.close()
+        self._stores.clear()
+        if self._cleanup is not None:
+            self._cleanup()
+        self._spill_dir, self._cleanup = None, None
+
+    def __enter__(self) -> SharedCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         positions = "weights" if isinstance(self.positions, Tensor) else repr(self.positions)
@@ -350,6 +387,54 @@ class SharedCache:
             f"SharedCache({len(self)} prompts, positions={positions}, cached={len(self._stores)} site(s), "
             f"in memory={self.memory_bytes / 1e6:.1f} MB, on disk={len(self.spilled)} site(s))"
         )
+
+
+_SPILL_PREFIX = "mechinterp-cache-"
+
+
+def _new_spill_folder(root: Path | None) -> Path:
+    """A new, uniquely named ``mechinterp-cache-<pid>-<random>`` folder under ``root`` (or the temp folder)."""
+    if root is not None:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MechinterpError(f"Cannot create spill_dir {str(root)!r} ({err.strerror}); pass a folder you can write to.") from err
+    base = root if root is not None else Path(tempfile.gettempdir())
+    _remove_stale_spill_folders(base)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-", dir=base))
+    except OSError as err:
+        raise MechinterpError(f"Cannot write spilled activations under {str(base)!r} ({err.strerror}); pass spill_dir= "
+                              "a folder you can write to.") from err
+
+
+def _remove_spill_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_spill_folders(base: Path) -> None:
+    """Delete ``mechinterp-cache-<pid>-*`` folders in ``base`` whose process no longer runs (a killed run)."""
+    pattern = re.compile(re.escape(_SPILL_PREFIX) + r"(\d+)-[A-Za-z0-9_]+")
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep it
+    return True
 
 
 def _all_hook_names(model: Any, sites: Any) -> bool:

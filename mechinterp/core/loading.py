@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from mechinterp.core.zoo_format import load_model, names as zoo_names, path as zoo_path
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.errors import ModelLoadError, OfflineError
 
 __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenizer_prepends_bos", "hub_reachable"]
@@ -33,6 +34,7 @@ __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenize
 _WEIGHT_PROCESSING = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")
 
 
+@keep_global_rng()  # TransformerLens seeds torch, NumPy and random globally when cfg.seed is set
 def load(
     name_or_path: str | os.PathLike[str],
     *,
@@ -238,6 +240,7 @@ def tokenizer_prepends_bos(tokenizer: Any) -> bool:
     return bool(len(ids) > 0 and ids[0] == bos)
 
 
+@keep_global_rng()  # TransformerLens seeds torch, NumPy and random globally when cfg.seed is set
 def load_local_checkpoint(
     folder: str | os.PathLike[str],
     *,
@@ -293,6 +296,7 @@ def load_local_checkpoint(
     return _with_meta(model, source="hf-folder", path=str(folder), **_bos_meta(model, tokenizer, config_overrides))
 
 
+@keep_global_rng()  # TransformerLens seeds torch, NumPy and random globally when cfg.seed is set
 def load_gguf(
     path: str | os.PathLike[str],
     *,

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.errors import ModelLoadError
 
 __all__ = ["ZOO_DIR", "names", "path", "card", "read_json", "save_model", "load_model"]
@@ -109,22 +110,26 @@ def save_model(
     """
     from safetensors.torch import save_file
 
+    from mechinterp.core.atomic import atomic_path, write_text
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(_config_to_dict(model.cfg), indent=2, sort_keys=True))
+    write_text(folder / "config.json", json.dumps(_config_to_dict(model.cfg), indent=2, sort_keys=True))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     # Buffers TL rebuilds itself (causal masks, rotary tables) are not weights.
     state = {k: v for k, v in state.items() if not k.endswith(("mask", "IGNORE", "rotary_sin", "rotary_cos"))}
-    save_file(state, str(folder / "model.safetensors"))
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
     if model.tokenizer is not None:
         model.tokenizer.save_pretrained(str(folder / "tokenizer"))
     if card is not None:
-        (folder / "card.md").write_text(card)
+        write_text(folder / "card.md", card)
     for filename, content in (extra or {}).items():
-        (folder / filename).write_text(json.dumps(content, indent=2))
+        write_text(folder / filename, json.dumps(content, indent=2))
     return folder
 
 
+@keep_global_rng()  # TransformerLens seeds torch, NumPy and random globally when cfg.seed is set
 def load_model(
     name_or_folder: str | Path,
     *,

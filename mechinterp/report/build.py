@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.atomic import write_text
 from mechinterp.report import sections as S
 from mechinterp.report.plan import DEFAULT_BUDGET_S, ReportPlan, plan_report
 from mechinterp.report.progress import Progress, format_seconds
@@ -222,8 +223,8 @@ def build_report(
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.html").write_text(page)
-    (folder / "report.json").write_text(json.dumps(data, default=str))
+    write_text(folder / "report.html", page)
+    write_text(folder / "report.json", json.dumps(data, default=str))
     progress.note(f"wrote {folder / 'report.html'} in {format_seconds(time.perf_counter() - progress.start)}"
                   + (f"; {len(errors)} section(s) failed: {', '.join(errors)}" if errors else ""))
     return folder / "report.html"

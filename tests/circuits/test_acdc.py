@@ -73,3 +73,17 @@ def test_batched_acdc_equals_sequential_loop_on_gqa(tiny_gqa):
     kept, _ = acdc(model, setup, metric, tau, "kl", chunk=7)
     assert 0 < int(kept.sum()) < setup.graph.n_edges
     assert torch.equal(kept, _naive_acdc(model, setup, metric, tau, "kl"))
+
+
+def test_acdc_returns_a_result_that_unpacks_as_before(frac, tmp_path):
+    from mechinterp.circuits import AcdcRun
+
+    model, task, setup = frac
+    run = acdc(model, setup, task.metric, 1e-3, "l2")
+    assert isinstance(run, AcdcRun)
+    kept, info = run
+    assert kept is run.kept and info == {"passes": run.passes, "distance": run.distance}
+    g = setup.graph
+    assert sorted(map(tuple, run.edges)) == sorted((g.senders[r], g.receivers[c]) for r, c in torch.nonzero(kept).tolist())
+    back = AcdcRun.load(run.save(tmp_path / "run.json"))
+    assert torch.equal(back.kept, kept) and back.edges == run.edges and "ACDC" in back.to_html()

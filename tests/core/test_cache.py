@@ -60,7 +60,7 @@ def test_spilled_values_equal_in_memory(tiny_model, tmp_path):
     for site in [("resid_post", 0), ("pattern", 1), ("z", 1)]:
         assert torch.equal(disk[site], memory[site])
     assert disk.memory_bytes == 0 and len(disk.spilled) == 3
-    assert sorted(p.name for p in tmp_path.iterdir())[0].endswith(".npy")
+    assert disk.spill_folder.parent == tmp_path and sorted(p.suffix for p in disk.spill_folder.iterdir()) == [".npy"] * 3
 
 
 def test_budget_keeps_small_sites_in_memory(tiny_model, tmp_path):

@@ -38,6 +38,8 @@ from torch import Tensor
 
 from mechinterp.core.zoo_format import ZOO_DIR, save_model
 from mechinterp.zoo import diagnostics as dg
+from mechinterp.core import atomic
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.zoo.tokenizer import word_tokenizer
 
 __all__ = ["NAME", "WORDS", "HEAD_THRESHOLD", "make_model", "sample_segments", "sample_periodic", "main"]
@@ -219,6 +221,7 @@ def circuit(heads: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
+@keep_global_rng()  # training seeds torch globally (TransformerLens init); the caller's state comes back
 def main(steps: int = 3500, out: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Train, evaluate and save the model; return the metrics.
 
@@ -241,7 +244,7 @@ def main(steps: int = 3500, out: str | Path | None = None, seed: int = 0) -> dic
         metrics["n_params"] = sum(p.numel() for p in model.parameters())
         metrics.update(evaluate(model))
         save_model(model, out, card=_card(model, metrics), extra={"circuit.json": circuit(metrics["heads"])})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 

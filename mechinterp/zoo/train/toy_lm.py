@@ -42,6 +42,8 @@ from torch import Tensor
 from mechinterp import tasks
 from mechinterp.core.zoo_format import ZOO_DIR, save_model
 from mechinterp.tasks import language, vocab
+from mechinterp.core import atomic
+from mechinterp.core.rng import keep_global_rng
 from mechinterp.zoo.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 __all__ = ["NAME", "ARCH", "RECIPE", "MIX", "make_model", "sample_batch", "evaluate", "patch_heads", "main"]
@@ -237,6 +239,7 @@ def _circuit(sweeps: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
+@keep_global_rng()  # training seeds torch globally (TransformerLens init); the caller's state comes back
 def main(
     steps: int = 6000,
     out: str | Path | None = None,
@@ -279,7 +282,7 @@ def main(
         model.to("cpu")
         model.cfg.device = "cpu"
         save_model(model, out, card=_card(model, metrics, sweeps), extra={"circuit.json": _circuit(sweeps)})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
