@@ -74,9 +74,9 @@ class IGConvergence(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """The relative completeness gap against the step count (log-log), with the tolerance."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        fig, ax = _pyplot().subplots(figsize=(4, 3)) if ax is None else (ax.figure, ax)
+        fig, ax = pyplot().subplots(figsize=(4, 3)) if ax is None else (ax.figure, ax)
         ax.plot(self.steps, self.relative_deltas, marker="o")
         ax.axhline(self.tolerance, color="#888", lw=0.8, ls="--")
         ax.set_xscale("log")

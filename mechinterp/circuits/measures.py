@@ -32,10 +32,10 @@ __all__ = ["CircuitFaithfulness", "NodeEffects", "ReferenceComparison"]
 
 
 def _figure(ax: Any, size: tuple[float, float]) -> tuple[Any, Any]:
-    from mechinterp.viz.figures import _pyplot
+    from mechinterp.viz import pyplot
 
     if ax is None:
-        return _pyplot().subplots(figsize=size)
+        return pyplot().subplots(figsize=size)
     return ax.figure, ax
 
 
