@@ -157,8 +157,10 @@ def build_report(
         >>> build_report("zoo:toy-lm", "ioi", "report/")  # doctest: +SKIP
     """
     import mechinterp
+    from mechinterp.cli.common import check_out
 
-    progress = Progress(len(SECTIONS), log)
+    folder = check_out(out, "out")  # an unwritable folder fails now, not after minutes of work
+    progress = Progress(len(SECTIONS), log, heartbeat_s=30.0)
     if isinstance(model, (str, Path)):
         model_name = str(model)
         progress.note(f"loading {model_name} (device={device or 'cpu'}, dtype={dtype or 'float32'}) ...")
@@ -220,8 +222,6 @@ def build_report(
         f"<h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1><p class='muted'>{nav}</p>{failed}"
         f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'], where)}</section>{body}",
     )
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.html").write_text(page)
     (folder / "report.json").write_text(json.dumps(data, default=str))
     progress.note(f"wrote {folder / 'report.html'} in {format_seconds(time.perf_counter() - progress.start)}"
