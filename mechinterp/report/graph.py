@@ -183,7 +183,8 @@ def graph_html(
         n_heads: heads per layer (the width of a row).
         sizes: edge counts the slider stops at (each ≤ ``len(edges)``); default every count.
         faithfulness: the circuit's faithfulness at each of ``sizes`` (shown next to the slider).
-        node_info: node name -> HTML shown when the node is clicked.
+        node_info: node name -> HTML shown when the node is clicked (a page may instead set
+            ``window.mechinterpNodeInfo`` to such a mapping, in a script anywhere on the page).
         initial: the slider's starting size (default the largest).
         element_id: the id of the outer element (several graphs on one page need distinct ids).
     """
@@ -253,7 +254,8 @@ _SCRIPT = r"""
       edges.forEach(function(e){ if (+e.getAttribute('data-rank') < k &&
         (e.getAttribute('data-s') == name || e.getAttribute('data-r') == name)) rows.push('<li>' + e.getAttribute('data-label')
           .replace(/&/g, '&amp;').replace(/</g, '&lt;') + '</li>'); });
-      panel.innerHTML = '<h4>' + name + '</h4>' + (data.info[name] || '') +
+      var extra = (window.mechinterpNodeInfo || {})[name] || data.info[name] || '';
+      panel.innerHTML = '<h4>' + name + '</h4>' + extra +
         '<p><b>Edges shown that touch it:</b></p><ul>' + rows.join('') + '</ul>';
       nodes.forEach(function(m){ m.querySelector('circle').setAttribute('stroke-width', m === n ? '3' : '1'); });
       root.setAttribute('data-selected', name);
