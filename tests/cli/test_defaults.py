@@ -173,3 +173,17 @@ def test_every_subcommand_runs_with_no_options(command, tmp_path, monkeypatch, c
     folder = tmp_path / ("report" if command == "report" else f"out/{command}")
     written = sorted(p.name for p in folder.iterdir())
     assert written and "wrote" in out and str(folder.relative_to(tmp_path)) in out, (written, out)
+
+
+def test_families_are_attributes_of_the_package_imported_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, mechinterp; assert 'mechinterp.circuits' not in sys.modules; "
+            "f = mechinterp.patching.activation_patch; assert 'mechinterp.patching' in sys.modules; "
+            "assert mechinterp.attribution.attribute and mechinterp.circuits.discover and mechinterp.probes.probe_sweep; "
+            "assert 'attention' in dir(mechinterp)\n"
+            "try:\n    mechinterp.patchng\nexcept AttributeError as err:\n    assert 'Did you mean mechinterp.patching' in str(err)\n"
+            "else:\n    raise SystemExit('no error')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
