@@ -308,3 +308,30 @@ def test_no_circuit_edge_runs_through_a_node(n_layers, n_heads, n_edges):
     straight = graph.GraphLayout(lay.nodes, lay.rows, [[(p[0][0], p[0][0], p[-1][-1], p[-1][-1])] for p in lay.paths],
                                  lay.width, lay.height)
     assert graph.crossings(straight, edges)
+
+
+def test_direct_logit_attribution_of_the_heads_adds_up_to_the_logit_difference():
+    """Heads' direct effects + the other components' (embeddings, MLPs, attention biases) + the unembedding bias
+    = the logit difference, per prompt (the final LayerNorm scale taken from the run, as TransformerLens does)."""
+    import torch
+
+    import mechinterp
+    from mechinterp.report.sections import _direct_logit_attribution, common_length_subset
+
+    model = mechinterp.load("zoo:toy-lm")
+    sub = common_length_subset(mechinterp.tasks.load("ioi", model, n=8), 4)
+    dla = _direct_logit_attribution(model, sub)
+    assert len(dla) == model.cfg.n_layers * model.cfg.n_heads
+    heads = torch.tensor(list(dla.values())).sum(0)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(sub.clean_tokens)
+        rows = torch.arange(len(sub))
+        resid, labels = cache.decompose_resid(layer=-1, mode="all", apply_ln=True, return_labels=True)
+        resid = resid[:, rows, sub.answer_pos]
+        direction = model.W_U[:, sub.correct_tokens] - model.W_U[:, sub.wrong_tokens]
+        parts = torch.einsum("cbd,db->cb", resid, direction)
+        scale = cache["ln_final.hook_scale"][rows, sub.answer_pos]  # [batch, 1]
+        biases = torch.stack([(model.b_O[layer] / scale) @ direction for layer in range(model.cfg.n_layers)]).diagonal(dim1=1, dim2=2)
+        others = sum(parts[i] for i, name in enumerate(labels) if not name.endswith("attn_out")) + biases.sum(0)
+        unembed_bias = model.b_U[sub.correct_tokens] - model.b_U[sub.wrong_tokens]
+    torch.testing.assert_close(heads + others + unembed_bias, sub.metric(logits).float(), atol=1e-3, rtol=1e-4)
