@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TASK", "DTYPES", "HelpFormatter", "add_model_args", "add_task_arg", "check_out",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TASK", "DTYPES", "HelpFormatter", "add_model_args", "add_task_arg", "check_names", "check_out",
            "device_arg", "did_you_mean", "dtype_arg", "load_model", "load_task", "out_dir", "steps", "write_json"]
 
 #: the model every subcommand uses when ``--model`` is not given
@@ -105,7 +105,16 @@ def load_model(args: argparse.Namespace) -> Any:
 
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    name = str(args.model)
+    check_names(args)
+    return mechinterp.load(args.model, device=args.device, dtype=args.dtype)
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """Refuse a misspelled ``zoo:`` model or task name before any work, with a "did you mean"."""
+    import mechinterp
+    from mechinterp.errors import MechinterpError
+
+    name = str(getattr(args, "model", ""))
     if name.startswith("zoo:"):
         from mechinterp import zoo
 
@@ -113,7 +122,10 @@ def load_model(args: argparse.Namespace) -> Any:
         if name[4:] not in names:
             raise MechinterpError(f"No zoo model named {name[4:]!r}.{did_you_mean(name[4:], names)} "
                                   f"Zoo models: {', '.join(names)} (see `mechinterp models`).")
-    return mechinterp.load(args.model, device=args.device, dtype=args.dtype)
+    task = getattr(args, "task", None)
+    if isinstance(task, str) and task not in mechinterp.tasks.names():
+        raise MechinterpError(f"Unknown task {task!r}.{did_you_mean(task, mechinterp.tasks.names())} "
+                              f"Valid tasks: {mechinterp.tasks.names()} (see `mechinterp tasks`).")
 
 
 def load_task(name: str, model: Any, **kwargs: Any) -> Any:

@@ -134,7 +134,16 @@ def run(args: argparse.Namespace) -> int:
     result.save(folder / "result.json")
     result.to_dataframe().to_csv(folder / "result.csv", index=False)
     result.plot().savefig(folder / "result.png", dpi=110, bbox_inches="tight")
-    (folder / "index.html").write_text(html_page(f"mechinterp patch: {args.task}", f"<h1>{args.task}: {args.method} patching</h1>" + result.to_html()))
+    lengths = sorted(set(task.lengths.tolist()))
+    about = (f"<p>{len(task)} prompts of {args.task} on {args.model}"
+             + (f" (of {args.n} drawn: those of the most common token length, {lengths[0]})" if len(task) < args.n else "")
+             + (f", token lengths {lengths[0]}-{lengths[-1]}: positions past a prompt's length are padding" if len(lengths) > 1 else "")
+             + f". Base (corrupted) metric {result.base_value:.4g}"
+             + (f", target (clean) metric {result.target_value:.4g}" if result.target_value is not None else "")
+             + (" on these prompts; values normalised: 0 = base, 1 = target." if result.normalised else " on these prompts.")
+             + "</p>")
+    (folder / "index.html").write_text(html_page(f"mechinterp patch: {args.task}",
+                                                 f"<h1>{args.task}: {args.method} patching</h1>{about}" + result.to_html()))
     top = [{**labels, "value": value} for labels, value in result.top(5)]
     write_json(folder / "summary.json", {
         "model": args.model, "task": args.task, "n": len(task), "method": result.method, "site": result.site,

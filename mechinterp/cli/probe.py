@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from mechinterp.viz import html_page
 
     from mechinterp.errors import MechinterpError
-    from mechinterp.report.sections import PROBE_LABELS
+    from mechinterp.report.sections import PROBE_LABELS, probe_verdict
 
     start = time.perf_counter()
     folder = check_out(args.out)
@@ -67,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     result.to_dataframe().to_csv(folder / "sweep.csv", index=False)
     (folder / "sweep.html").write_text(html_page(f"probe sweep: {source}", result.to_html()))
     layer, pos, best = result.best()
+    verdict = probe_verdict(result)
     write_json(folder / "summary.json", {"model": args.model, "data": source, "n": data.n, "classes": result.classes,
-                                         "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric})
+                                         "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric,
+                                         "above_chance": verdict["above_chance"], "baseline": verdict["baseline"],
+                                         "verdict": verdict["sentence"]})
     print(f"{args.model}: {data.n} examples, {len(result.layers)} layer(s) x {len(result.positions)} position(s), "
           f"{result.split}, in {time.perf_counter() - start:.1f}s")
     df = result.to_dataframe()
@@ -76,5 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  layer {row.layer:>2} pos {row.position:<6} {result.metric} {row[2]:.3f} "
               f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  control {row.control:.3f}  selectivity {row.selectivity:+.3f}"
               f"  random {row.random_direction:.3f}  majority {row.majority:.3f}")
+    print(f"verdict: {verdict['sentence']}")
     print(f"wrote {folder / 'sweep.json'}, sweep.csv, sweep.html and summary.json")
     return 0

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from mechinterp.cli.common import add_model_args, add_task_arg, check_out
+from mechinterp.cli.common import add_model_args, add_task_arg, check_names, check_out
 from mechinterp.report.plan import DEFAULT_BUDGET_S
 
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise MechinterpError(f"--n must be at least 2 (got {args.n}).")
     if args.budget < 0:
         raise MechinterpError(f"--budget must be >= 0 seconds (got {args.budget}); 0 means no limit.")
+    check_names(args)
     check_out(args.out)  # before minutes of work, not after
     torch.manual_seed(args.seed)
     start = time.perf_counter()

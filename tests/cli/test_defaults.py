@@ -122,6 +122,8 @@ def test_misspelled_names_get_a_did_you_mean(tmp_path, capsys):
     assert "Did you mean 'toy-lm'?" in capsys.readouterr().err
     assert main(["patch", "--task", "iio", "--out", str(tmp_path)]) == 2
     assert "Did you mean 'ioi'?" in capsys.readouterr().err
+    assert main(["report", "--task", "iio", "--out", str(tmp_path)]) == 2
+    assert "Did you mean 'ioi'?" in capsys.readouterr().err
 
 
 def test_long_steps_print_that_they_are_still_running():
@@ -187,3 +189,13 @@ def test_families_are_attributes_of_the_package_imported_lazily():
             "else:\n    raise SystemExit('no error')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_probe_without_a_csv_probes_the_task_label_and_states_the_verdict(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["probe", "--n", "16", "--layers", "0,3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"] == "task ioi, label subject_first" and summary["n"] == 16
+    printed = capsys.readouterr().out
+    assert f"verdict: {summary['verdict']}" in printed
+    assert summary["verdict"].startswith("decodable" if summary["above_chance"] else "at chance")
