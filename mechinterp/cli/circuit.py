@@ -53,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.circuits import circuit_report, compare_to_reference, discover, faithfulness_curve, setup_for
+    import torch
+
+    from mechinterp.circuits import circuit_report, compare_to_reference, discover, faithfulness, faithfulness_curve, setup_for
     from mechinterp.errors import MechinterpError
     from mechinterp.report.graph import graph_html
     from mechinterp.report.pruning import prune
@@ -82,10 +84,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             size = min(args.top_n, scored.graph.n_edges)
             sizes = sorted({max(1, round(size * f)) for f in (0.1, 0.25, 0.5, 0.75)} | {size})
-            from mechinterp.circuits import faithfulness
-
-            import torch
-
             faith = [float(x) for x in faithfulness(model, setup, task.metric,
                                                     torch.stack([scored.top_n(k).selected for k in sizes])).tolist()]
             choice = None
