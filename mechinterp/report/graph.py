@@ -131,23 +131,22 @@ def _free_x(x: float, occupied: list[float]) -> float:
     return x
 
 
-def _bezier(piece: tuple[tuple[float, float], ...], t: float) -> tuple[float, float]:
-    p0, p1, p2, p3 = piece
-    u = 1 - t
-    return (u**3 * p0[0] + 3 * u * u * t * p1[0] + 3 * u * t * t * p2[0] + t**3 * p3[0],
-            u**3 * p0[1] + 3 * u * u * t * p1[1] + 3 * u * t * t * p2[1] + t**3 * p3[1])
-
-
 def crossings(lay: GraphLayout, edges: list[tuple[str, str, float]], samples: int = 60) -> list[tuple[int, str]]:
     """``(edge index, node)`` for every edge that passes through a node other than its own two ends."""
+    import numpy as np
+
+    names = list(lay.nodes)
+    centres = np.array([lay.nodes[n] for n in names])  # [nodes, 2]
+    t = np.linspace(0.0, 1.0, samples + 1)[:, None]
+    u = 1 - t
     out = []
     for i, ((s, r, _), pieces) in enumerate(zip(edges, lay.paths)):
+        p = np.array(pieces)  # [pieces, 4, 2]
+        pts = (u**3 * p[:, None, 0] + 3 * u * u * t * p[:, None, 1] + 3 * u * t * t * p[:, None, 2]
+               + t**3 * p[:, None, 3]).reshape(-1, 2)
+        near = (np.linalg.norm(pts[:, None] - centres[None], axis=-1) < RADIUS).any(0)
         ends = {s.split(".")[0], r.split(".")[0]}
-        for name, (cx, cy) in lay.nodes.items():
-            if name in ends:
-                continue
-            if any(math.dist(_bezier(p, k / samples), (cx, cy)) < RADIUS for p in pieces for k in range(samples + 1)):
-                out.append((i, name))
+        out += [(i, names[j]) for j in np.flatnonzero(near) if names[j] not in ends]
     return out
 
 
