@@ -157,18 +157,181 @@ def test_plan_fits_the_budget_and_says_what_it_reduced():
     assert plan_report(30, 9, 15, 32, unit_s=10.0, budget_s=None) == replace(full, unit_s=10.0, budget_s=float("inf"))
 
 
+INTERACT = """
+<script>
+(function(){
+  var out = {}, root = document.getElementById('circuit-graph');
+  var slider = root.querySelector('.cslider');
+  var visible = function(sel){ return Array.prototype.filter.call(root.querySelectorAll(sel),
+                                      function(e){ return e.style.display !== 'none'; }).length; };
+  out.edges_max = visible('.cedge'); out.status_max = root.querySelector('.cstatus').textContent;
+  slider.value = 0; slider.dispatchEvent(new Event('input'));
+  out.edges_min = visible('.cedge'); out.nodes_min = visible('.cnode'); out.status_min = root.querySelector('.cstatus').textContent;
+  slider.value = slider.max; slider.dispatchEvent(new Event('input'));
+  var node = Array.prototype.filter.call(root.querySelectorAll('.cnode'), function(n){
+    return /^L\\d+H\\d+$/.test(n.getAttribute('data-node')); })[0];
+  node.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  out.clicked = node.getAttribute('data-node'); out.panel = root.querySelector('.cpanel').innerHTML;
+  root.querySelector('.cedge').dispatchEvent(new MouseEvent('mouseenter'));
+  out.hover = root.querySelector('.chover').textContent;
+  var pre = document.createElement('pre'); pre.id = 'selftest'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is absent: `apt-get install -y chromium` (Debian) to run the browser test")
 def test_renders_in_headless_chromium_offline(report, tmp_path):
+    import html
+
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     base = [CHROMIUM, *OFFLINE_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     dom = subprocess.run([*base, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for key in SECTIONS:
+    for key in [*SECTIONS, "summary", "plan"]:
         assert f'id="{key}"' in dom.stdout, f"section {key} missing from the rendered page"
     assert "Head Selector" in dom.stdout or "Head selector" in dom.stdout  # circuitsvis rendered offline
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert not console_errors, console_errors
+    # the graph's slider, a node click and an edge hover change what is shown (events dispatched in the page)
+    probe = tmp_path / "interact.html"
+    probe.write_text(report.read_text().replace("</body>", INTERACT + "</body>"))
+    run = subprocess.run([*base, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', run.stdout, re.S)
+    assert found, run.stderr[-2000:]
+    out = json.loads(html.unescape(found.group(1)))
+    data = json.loads((report.parent / "report.json").read_text())["circuit"]
+    assert out["edges_max"] == data["sizes"][-1] and out["edges_min"] == data["sizes"][0] < out["edges_max"]
+    assert out["nodes_min"] == 2 and f"{data['size_faithfulness'][0]:.3f}" in out["status_min"]
+    assert f"{data['sizes'][-1]} edges; faithfulness {data['size_faithfulness'][-1]:.3f}" in out["status_max"]
+    assert out["clicked"] in out["panel"] and "activation patching (z)" in out["panel"] and "<svg" in out["panel"]
+    assert "score" in out["hover"] and "→" in out["hover"]
     shot = artifacts / "report.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri()], capture_output=True, timeout=180)
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1400,4000", report.as_uri()], capture_output=True, timeout=180)
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_the_page_opens_with_findings_linked_to_their_sections(report):
+    page = report.read_text()
+    data = json.loads((report.parent / "report.json").read_text())
+    summary = page.split("<section id='summary'>")[1].split("</section>")[0]
+    assert page.index("<section id='summary'>") < page.index("<section id='plan'>") < page.index("<section id='task'>")
+    for section in ("task", "patching", "circuit", "attribution", "probes"):
+        assert f"href='#{section}'" in summary, section
+    sentences = {f["section"]: f["text"] for f in data["findings"]}
+    t = data["task"]
+    assert f"{t['metric clean']:.2f} on the clean prompts" in sentences["task"]
+    assert f"faithfulness {data['circuit']['shown_faithfulness']:.2f}" in page and "Caveats: only 12 prompts" in summary
+    # the top head by patching, with its direct effect and interval
+    head, value = max(data["patching"]["head_effects"].items(), key=lambda kv: abs(kv[1]))
+    assert f"{head} ({value:+.2f}; direct effect" in sentences["patching"]
+
+
+def test_captions_say_which_prompts_and_legends_explain_colours(report):
+    page = report.read_text()
+    data = json.loads((report.parent / "report.json").read_text())
+    patching = page.split("<section id='patching'>")[1].split("</section>")[0]
+    p = data["patching"]
+    if p["prompts"] < data["task"]["prompts"]:  # a subset: said, with the whole task's numbers beside it
+        assert f"{p['prompts']} of the {data['task']['prompts']} prompts of {p['length']} tokens" in patching
+        assert "are a subset" in patching and f"{data['task']['metric clean']:.3g}" in patching
+    assert f"corrupted {p['corrupted']:.3g}, clean {p['clean']:.3g}" in patching and "metric metric" not in page
+    assert page.count("class='caption'") >= 7
+    circuit = page.split("<section id='circuit'>")[1].split("</section>")[0]
+    assert "Legend." in circuit and "query (q)" in circuit and "key (k)" in circuit and "value (v)" in circuit
+    assert "Colour scale." in page.split("<section id='attribution'>")[1]
+
+
+def test_probes_at_chance_are_not_reported_as_a_best_layer(report):
+    data = json.loads((report.parent / "report.json").read_text())
+    verdict = data["probes"]["verdict"]
+    page = report.read_text().split("<section id='probes'>")[1].split("</section>")[0]
+    assert "best: layer" not in page
+    if verdict["above_chance"]:
+        assert verdict["low"] > verdict["baseline"] and "decodable" in page
+    else:
+        assert "at chance" in page and f"{verdict['baseline']:.3f}" in page
+    # 12 prompts, 5-fold: every prompt is held out once (not 3 of them)
+    assert data["probes"]["n_examples"] == 12
+
+
+def test_probe_verdict_against_the_majority_baseline():
+    from types import SimpleNamespace
+
+    from mechinterp.report.sections import probe_verdict
+
+    sweep = SimpleNamespace(best=lambda: (0, "last", 0.62), layers=[0, 1], positions=["last"], ci_low=[[0.35], [0.3]],
+                            ci_high=[[0.85], [0.7]], majority=0.5, chance=0.5, metric="accuracy", n_examples=8, split="holdout")
+    v = probe_verdict(sweep)
+    assert not v["above_chance"] and v["sentence"].startswith("at chance") and "0.500" in v["sentence"]
+    sweep.ci_low = [[0.55], [0.3]]
+    assert probe_verdict(sweep)["above_chance"]
+
+
+def test_model_card_is_rendered_not_raw_markdown(report):
+    from mechinterp.report.markdown import markdown_html
+
+    task = report.read_text().split("<section id='task'>")[1].split("</section>")[0]
+    card = task.split("<div class='card'>")[1].split("</div>")[0]
+    assert "<code>" in card and "`" not in card and "**" not in card
+    assert markdown_html("| a | b |\n|---|---|\n| `x` | **2** |") == (
+        "<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td><code>x</code></td><td><b>2</b></td></tr>"
+        "</tbody></table>")
+    assert markdown_html("see [the paper](https://x.org/p)") == "<p>see <span title='https://x.org/p'>the paper</span></p>"
+
+
+@pytest.mark.parametrize("n_layers,n_heads,n_edges", [(4, 4, 40), (30, 9, 60)])
+def test_no_circuit_edge_runs_through_a_node(n_layers, n_heads, n_edges):
+    import random
+
+    from mechinterp.report import graph
+
+    rng = random.Random(0)
+    senders = ["embed", *(f"L{l}H{h}" for l in range(n_layers) for h in range(n_heads)), *(f"MLP{l}" for l in range(n_layers))]
+    receivers = [*(f"L{l}H{h}.{c}" for l in range(n_layers) for h in range(n_heads) for c in "qkv"),
+                 *(f"MLP{l}" for l in range(n_layers)), "logits"]
+
+    def depth(name: str) -> float:
+        node = name.split(".")[0]
+        return -1 if node == "embed" else 1e9 if node == "logits" else (
+            int(node[3:]) + 0.5 if node.startswith("MLP") else int(node[1:].split("H")[0]))
+
+    edges = []
+    while len(edges) < n_edges:
+        s, r = rng.choice(senders), rng.choice(receivers)
+        if depth(r) > depth(s):
+            edges.append((s, r, rng.uniform(-1, 1)))
+    lay = graph.layout(edges, n_heads)
+    assert graph.crossings(lay, edges) == []
+    # the check can fail: straight lines from sender to receiver do cross nodes here
+    straight = graph.GraphLayout(lay.nodes, lay.rows, [[(p[0][0], p[0][0], p[-1][-1], p[-1][-1])] for p in lay.paths],
+                                 lay.width, lay.height)
+    assert graph.crossings(straight, edges)
+
+
+def test_direct_logit_attribution_of_the_heads_adds_up_to_the_logit_difference():
+    """Heads' direct effects + the other components' (embeddings, MLPs, attention biases) + the unembedding bias
+    = the logit difference, per prompt (the final LayerNorm scale taken from the run, as TransformerLens does)."""
+    import torch
+
+    import mechinterp
+    from mechinterp.report.sections import _direct_logit_attribution, common_length_subset
+
+    model = mechinterp.load("zoo:toy-lm")
+    sub = common_length_subset(mechinterp.tasks.load("ioi", model, n=8), 4)
+    dla = _direct_logit_attribution(model, sub)
+    assert len(dla) == model.cfg.n_layers * model.cfg.n_heads
+    heads = torch.tensor(list(dla.values())).sum(0)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(sub.clean_tokens)
+        rows = torch.arange(len(sub))
+        resid, labels = cache.decompose_resid(layer=-1, mode="all", apply_ln=True, return_labels=True)
+        resid = resid[:, rows, sub.answer_pos]
+        direction = model.W_U[:, sub.correct_tokens] - model.W_U[:, sub.wrong_tokens]
+        parts = torch.einsum("cbd,db->cb", resid, direction)
+        scale = cache["ln_final.hook_scale"][rows, sub.answer_pos]  # [batch, 1]
+        biases = torch.stack([(model.b_O[layer] / scale) @ direction for layer in range(model.cfg.n_layers)]).diagonal(dim1=1, dim2=2)
+        others = sum(parts[i] for i, name in enumerate(labels) if not name.endswith("attn_out")) + biases.sum(0)
+        unembed_bias = model.b_U[sub.correct_tokens] - model.b_U[sub.wrong_tokens]
+    torch.testing.assert_close(heads + others + unembed_bias, sub.metric(logits).float(), atol=1e-3, rtol=1e-4)

@@ -28,14 +28,21 @@ def commands() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mechinterp.cli.common import DEFAULT_MODEL, DEFAULT_TASK, HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="mechinterp",
-        description="Mechanistic interpretability on TransformerLens models, offline-first.",
+        description="Mechanistic interpretability on TransformerLens models, offline-first. "
+                    f"Every subcommand runs with no options (model {DEFAULT_MODEL}, task {DEFAULT_TASK}, "
+                    "output under out/<command>) and prints where it wrote its files.",
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in commands():
         importlib.import_module(f"mechinterp.cli.{name}").add_parser(sub)
+    for child in sub.choices.values():  # every subcommand's --help shows its defaults
+        child.formatter_class = HelpFormatter
     return parser
 
 

@@ -1,16 +1,30 @@
-"""Arguments and helpers shared by the subcommands."""
+"""Arguments and helpers shared by the subcommands.
+
+One default model and one default task everywhere (:data:`DEFAULT_MODEL`,
+:data:`DEFAULT_TASK`); ``--help`` shows every default (:class:`HelpFormatter`); output
+folders are checked before any work starts (:func:`check_out`); long steps print progress
+lines to stderr (:func:`steps`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mechinterp.core.atomic import write_text
+from mechinterp.core.atomic import writable_folder, write_text
 
-__all__ = ["add_model_args", "load_model", "write_json", "out_dir", "dtype_arg", "device_arg", "DTYPES"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TASK", "DTYPES", "HelpFormatter", "add_model_args", "add_task_arg", "check_names", "check_out",
+           "device_arg", "did_you_mean", "dtype_arg", "load_model", "load_task", "out_dir", "steps", "write_json"]
+
+#: the model every subcommand uses when ``--model`` is not given
+DEFAULT_MODEL = "zoo:toy-lm"
+#: the task every subcommand uses when ``--task`` is not given
+DEFAULT_TASK = "ioi"
 
 #: accepted ``--dtype`` spellings -> the name passed to :func:`mechinterp.load`
 DTYPES = {
@@ -18,6 +32,24 @@ DTYPES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp16": "float16", "float16": "float16", "f16": "float16", "half": "float16",
 }
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends ``(default: X)`` to every option's help, unless the help already names its default or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action.default, list) and not action.default:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``" Did you mean 'ioi'?"`` when ``name`` is close to one of ``valid``, else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def dtype_arg(text: str) -> str:
@@ -44,34 +76,96 @@ def device_arg(text: str) -> str:
     return value
 
 
-def add_model_args(parser: argparse.ArgumentParser, default_model: str = "zoo:toy-lm") -> None:
-    """``--model``, ``--device``, ``--dtype``, ``--seed`` and ``--batch-size``."""
-    parser.add_argument("--model", default=default_model, help="zoo:<name>, a local checkpoint folder, or a TL name")
+def add_model_args(parser: argparse.ArgumentParser, seed_help: str | None = None) -> None:
+    """``--model``, ``--device``, ``--dtype``, ``--seed`` and ``--batch-size``.
+
+    ``seed_help`` says what the seed drives in this subcommand (default: the task's prompt draw).
+    """
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="zoo:<name>, a GGUF file, a local checkpoint folder, or a TransformerLens name")
     parser.add_argument("--device", type=device_arg, default=None, metavar="{cpu,cuda}", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--dtype", type=dtype_arg, default=None, metavar="{fp32,bf16,fp16}",
                         help="weights and activations: fp32 (default), bf16 or fp16 (float32/bfloat16/float16 too)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for generated prompts")
+    parser.add_argument("--seed", type=int, default=0,
+                        help=seed_help or "seed of the task's prompt draw (and of torch/random, for reproducible runs)")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass")
 
 
+def add_task_arg(parser: argparse.ArgumentParser, help_extra: str = "") -> None:
+    """``--task`` with the shared default."""
+    parser.add_argument("--task", default=DEFAULT_TASK, help="task name (see `mechinterp tasks`)" + help_extra)
+
+
 def load_model(args: argparse.Namespace) -> Any:
-    """Seed everything, then load ``args.model``."""
+    """Seed everything, then load ``args.model`` (a misspelled zoo name gets a "did you mean")."""
     import torch
 
     import mechinterp
+    from mechinterp.errors import MechinterpError
 
     random.seed(args.seed)
     torch.manual_seed(args.seed)
+    check_names(args)
     return mechinterp.load(args.model, device=args.device, dtype=args.dtype)
 
 
+def check_names(args: argparse.Namespace) -> None:
+    """Refuse a misspelled ``zoo:`` model or task name before any work, with a "did you mean"."""
+    import mechinterp
+    from mechinterp.errors import MechinterpError
+
+    name = str(getattr(args, "model", ""))
+    if name.startswith("zoo:"):
+        from mechinterp import zoo
+
+        names = zoo.names()
+        if name[4:] not in names:
+            raise MechinterpError(f"No zoo model named {name[4:]!r}.{did_you_mean(name[4:], names)} "
+                                  f"Zoo models: {', '.join(names)} (see `mechinterp models`).")
+    task = getattr(args, "task", None)
+    if isinstance(task, str) and task not in mechinterp.tasks.names():
+        raise MechinterpError(f"Unknown task {task!r}.{did_you_mean(task, mechinterp.tasks.names())} "
+                              f"Valid tasks: {mechinterp.tasks.names()} (see `mechinterp tasks`).")
+
+
+def load_task(name: str, model: Any, **kwargs: Any) -> Any:
+    """``mechinterp.tasks.load`` with a "did you mean" for a misspelled task name."""
+    import mechinterp
+    from mechinterp.errors import MechinterpError
+
+    names = mechinterp.tasks.names()
+    if name not in names:
+        raise MechinterpError(f"Unknown task {name!r}.{did_you_mean(name, names)} Valid tasks: {names} "
+                              "(see `mechinterp tasks`).")
+    return mechinterp.tasks.load(name, model, **kwargs)
+
+
+def check_out(path: str | Path, option: str = "--out") -> Path:
+    """Create the output folder and prove it is writable, before any work starts.
+
+    Raises:
+        MechinterpError: the folder cannot be created or written (the message says which and what to do).
+    """
+    return writable_folder(path, option)
+
+
 def out_dir(path: str | Path) -> Path:
-    """Create and return the output folder."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Create and return the output folder (checked writable: :func:`check_out`)."""
+    return check_out(path)
+
+
+def steps(command: str, total: int, heartbeat_s: float | None = 15.0) -> Any:
+    """Progress lines on stderr for a subcommand's steps (:class:`mechinterp.report.progress.Progress`).
+
+    Each step prints a start and an end line with its time; a step longer than
+    ``heartbeat_s`` prints a "still running" line every ``heartbeat_s`` seconds.
+    """
+    from mechinterp.report.progress import Progress
+
+    return Progress(total, label=command, heartbeat_s=heartbeat_s)
 
 
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON."""
-    return write_text(path, json.dumps(data, indent=2, default=str))
+    write_text(path, json.dumps(data, indent=2, default=str))
+    return path

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
 from mechinterp.core.atomic import write_text
+from mechinterp.cli.common import add_model_args, check_out, load_model, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="run every task on a model and write a short summary")
-    add_model_args(parser)
+    add_model_args(parser, seed_help="seed of every task's prompt draw")
     parser.add_argument("--n", type=int, default=64, help="prompts per task")
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.set_defaults(handler=run)
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from mechinterp.viz import html_page, table_html
 
     start = time.perf_counter()
+    folder = check_out(args.out)
     model = load_model(args)
     rows = []
     for name in mechinterp.tasks.names():
@@ -48,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
                 "final resid norm": resid[-1].norm(dim=-1).mean().item(),
             }
         )
-    folder = out_dir(args.out)
     write_json(folder / "summary.json", {"model": args.model, "tasks": rows})
     body = f"<h1>mechinterp demo</h1><p>Model <code>{args.model}</code></p>" + table_html(rows)
     write_text(folder / "summary.html", html_page("mechinterp demo", body))

@@ -1,18 +1,25 @@
-"""``mechinterp probe``: probe every layer of a model for the labels in a CSV of ``text,label``."""
+"""``mechinterp probe``: probe every layer of a model for the labels in a CSV of ``text,label``.
+
+With no ``--csv``, the concept label of ``--task`` is probed on its prompts (``ioi``: which
+name comes first; ``sentiment``: polarity; ``facts``: continent; ``greater-than``: the year).
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from mechinterp.cli.common import add_model_args, load_model, out_dir, write_json
 from mechinterp.core.atomic import write_text
+from mechinterp.cli.common import add_model_args, add_task_arg, check_out, load_model, load_task, steps, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("probe", help="linear probes by layer on a CSV of text,label (with controls)")
-    add_model_args(parser)
-    parser.add_argument("--csv", required=True, help="CSV with a header: text,label[,type]")
+    add_model_args(parser, seed_help="seed of the train/test split, the control task and the random directions (and of "
+                                     "the task's prompt draw without --csv)")
+    parser.add_argument("--csv", default=None, help="CSV with a header: text,label[,type] (default: the concept label of --task)")
+    add_task_arg(parser, " whose concept label is probed when --csv is not given")
+    parser.add_argument("--n", type=int, default=64, help="prompts of --task (without --csv)")
     parser.add_argument("--site", default="resid_post", help="site to probe (resid_post, attn_out, mlp_out, z, ...)")
     parser.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
     parser.add_argument("--position", default="last", help="last, all, an index, or a token that every prompt contains")
@@ -28,25 +35,44 @@ def run(args: argparse.Namespace) -> int:
     from mechinterp import probes
     from mechinterp.viz import html_page
 
+    from mechinterp.errors import MechinterpError
+    from mechinterp.report.sections import PROBE_LABELS, probe_verdict
+
     start = time.perf_counter()
-    texts, labels, types = probes.read_labelled_csv(args.csv)
-    model = load_model(args)
+    folder = check_out(args.out)
+    texts = labels = types = None
+    if args.csv is not None:
+        texts, labels, types = probes.read_labelled_csv(args.csv)
+    elif args.task not in PROBE_LABELS:
+        raise MechinterpError(f"--task {args.task} has no concept label to probe (tasks with one: {sorted(PROBE_LABELS)}); "
+                              "pass --csv with text,label rows.")
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     position: object = args.position
     if args.position.lstrip("-").isdigit():
         position = int(args.position)
-    data = probes.collect_activations(
-        model, texts, labels, site=args.site, layers=layers, positions=position, types=types,
-        batch_size=args.batch_size, memory_budget=args.memory_budget,
-    )
-    result = probes.probe_sweep(data, probe=args.probe, cv=args.cv or None, C=args.C, seed=args.seed)
-    folder = out_dir(args.out)
+    progress = steps("probe", 2)
+    with progress.step("loading and caching activations", args.model):
+        model = load_model(args)
+        options = dict(site=args.site, layers=layers, position=position, batch_size=args.batch_size,
+                       memory_budget=args.memory_budget)
+        if texts is None:
+            task = load_task(args.task, model, n=args.n, seed=args.seed)
+            data = probes.from_task(model, task, PROBE_LABELS[args.task], **options)
+            source = f"task {args.task}, label {PROBE_LABELS[args.task]}"
+        else:
+            data = probes.collect_activations(model, texts, labels, types=types, **options)
+            source = str(args.csv)
+    with progress.step("probe sweep", f"{data.n} examples"):
+        result = probes.probe_sweep(data, probe=args.probe, cv=args.cv or None, C=args.C, seed=args.seed)
     result.save(folder / "sweep.json")
     result.to_dataframe().to_csv(folder / "sweep.csv", index=False)
-    write_text(folder / "sweep.html", html_page(f"probe sweep: {args.csv}", result.to_html()))
+    write_text(folder / "sweep.html", html_page(f"probe sweep: {source}", result.to_html()))
     layer, pos, best = result.best()
-    write_json(folder / "summary.json", {"model": args.model, "csv": str(args.csv), "n": data.n, "classes": result.classes,
-                                         "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric})
+    verdict = probe_verdict(result)
+    write_json(folder / "summary.json", {"model": args.model, "data": source, "n": data.n, "classes": result.classes,
+                                         "best_layer": layer, "best_position": pos, "best_score": best, "metric": result.metric,
+                                         "above_chance": verdict["above_chance"], "baseline": verdict["baseline"],
+                                         "verdict": verdict["sentence"]})
     print(f"{args.model}: {data.n} examples, {len(result.layers)} layer(s) x {len(result.positions)} position(s), "
           f"{result.split}, in {time.perf_counter() - start:.1f}s")
     df = result.to_dataframe()
@@ -54,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  layer {row.layer:>2} pos {row.position:<6} {result.metric} {row[2]:.3f} "
               f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  control {row.control:.3f}  selectivity {row.selectivity:+.3f}"
               f"  random {row.random_direction:.3f}  majority {row.majority:.3f}")
+    print(f"verdict: {verdict['sentence']}")
     print(f"wrote {folder / 'sweep.json'}, sweep.csv, sweep.html and summary.json")
     return 0

@@ -12,20 +12,20 @@ import argparse
 import sys
 import time
 
-from mechinterp.cli.common import add_model_args
+from mechinterp.cli.common import add_model_args, add_task_arg, check_names, check_out
 from mechinterp.report.plan import DEFAULT_BUDGET_S
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="write the self-contained circuit report (HTML + JSON)")
-    add_model_args(parser)
-    parser.add_argument("--task", default="ioi", help="task name (see `mechinterp tasks`)")
+    add_model_args(parser, seed_help="seed of the task's prompt draw and of every seeded method in the report")
+    add_task_arg(parser)
     parser.add_argument("--n", type=int, default=None, help="prompts to load (default 32); sections may use fewer")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                         help=f"seconds the sections may take together (default {DEFAULT_BUDGET_S:.0f}); sweeps shrink to fit; "
                              "0 = no limit")
     parser.add_argument("--only-solved", action="store_true", help="keep only prompts the model answers correctly (top-1)")
-    parser.add_argument("--out", default="report", help="output folder")
+    parser.add_argument("--out", default="report", help="output folder (report.html, report.json)")
     parser.set_defaults(handler=run)
 
 
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         raise MechinterpError(f"--n must be at least 2 (got {args.n}).")
     if args.budget < 0:
         raise MechinterpError(f"--budget must be >= 0 seconds (got {args.budget}); 0 means no limit.")
+    check_names(args)
+    check_out(args.out)  # before minutes of work, not after
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     print(f"mechinterp report: {args.task} on {args.model}")

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text", "write_bytes", "save_figure"]
+__all__ = ["atomic_path", "write_text", "write_bytes", "save_figure", "writable_folder"]
 
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -93,3 +93,24 @@ def save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **savefig_kwargs)
     return path
+
+
+def writable_folder(path: str | Path, option: str = "out") -> Path:
+    """Create the folder ``path`` and prove it is writable, before any work starts.
+
+    Raises:
+        MechinterpError: the folder cannot be created or written (the message names ``option``
+            and says what to do).
+    """
+    from mechinterp.errors import MechinterpError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise MechinterpError(f"{option} {str(path)!r} is not a folder this process can write ({err.strerror or err}); "
+                              f"pass {option} with a writable folder.") from None
+    return folder

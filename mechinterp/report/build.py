@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
-from mechinterp.core.atomic import write_text
+from mechinterp.core.atomic import writable_folder, write_text
 from mechinterp.report import sections as S
+from mechinterp.report.findings import findings, findings_html, node_info
 from mechinterp.report.plan import DEFAULT_BUDGET_S, ReportPlan, plan_report
 from mechinterp.report.progress import Progress, format_seconds
 from mechinterp.viz import escape, html_page, table_html
@@ -51,6 +52,12 @@ SECTIONS = {
     "attribution": "Input attribution on example prompts",
     "probes": "Linear probes over layers",
 }
+
+#: the report's own styles (on top of :func:`mechinterp.viz.html_page`'s)
+_STYLE = (".caption{color:#444;font-size:.88em;margin:.2rem 0 1rem;border-left:3px solid #ddd;padding-left:.5rem}"
+          ".legend{font-size:.88em;background:#fafafa;border:1px solid #eee;padding:.4rem .6rem;margin:.5rem 0}"
+          ".findings li{margin:.3rem 0} #summary{background:#f6f9fc;border:1px solid #dde7f0;padding:.2rem 1rem;"
+          "border-radius:6px} .card{font-size:.95em} .cgraph .cedge{cursor:pointer} .cgraph .cnode{cursor:pointer}")
 
 _BUILDERS = {
     "task": S.task_section, "patching": S.patching_section, "circuit": S.circuit_section,
@@ -158,8 +165,8 @@ def build_report(
         >>> build_report("zoo:toy-lm", "ioi", "report/")  # doctest: +SKIP
     """
     import mechinterp
-
-    progress = Progress(len(SECTIONS), log)
+    folder = writable_folder(out, "out")  # an unwritable folder fails now, not after minutes of work
+    progress = Progress(len(SECTIONS), log, heartbeat_s=30.0)
     if isinstance(model, (str, Path)):
         model_name = str(model)
         progress.note(f"loading {model_name} (device={device or 'cpu'}, dtype={dtype or 'float32'}) ...")
@@ -212,17 +219,20 @@ def build_report(
     n_params = sum(p.numel() for p in model.parameters())
     where = (f"{model.cfg.device} ({str(model.cfg.dtype).removeprefix('torch.')}, torch threads {torch.get_num_threads()}) "
              f"for a model of {n_params / 1e6:.0f}M parameters and {model.cfg.n_layers} layers")
-    nav = " · ".join(f"<a href='#{k}'>{escape(t)}</a>" + (" (failed)" if k in errors else "") for k, t in SECTIONS.items())
+    nav = "<a href='#summary'>What was found</a> · " + " · ".join(f"<a href='#{k}'>{escape(t)}</a>" + (" (failed)" if k in errors else "") for k, t in SECTIONS.items())
     failed = (f"<div class='error'><b>{len(errors)} section(s) failed:</b> {escape(', '.join(errors))}; see below.</div>"
               if errors else "")
     body = "".join(f"<section id='{k}'><h2>{escape(t)}</h2>{bodies[k]}</section>" for k, t in SECTIONS.items())
+    found = findings(data, store, errors)
+    data["findings"] = found
+    info = json.dumps(node_info(store)).replace("</", "<\\/")
     page = html_page(
         f"mechinterp report: {task_name} on {model_name}",
-        f"<h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1><p class='muted'>{nav}</p>{failed}"
-        f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'], where)}</section>{body}",
+        f"<style>{_STYLE}</style><h1>Circuit report: {escape(task_name)} on {escape(model_name)}</h1>"
+        f"<p class='muted'>{nav}</p>{failed}{findings_html(found)}"
+        f"<section id='plan'><h2>Run plan</h2>{_plan_html(plan, data['timings_s'], where)}</section>{body}"
+        f"<script>window.mechinterpNodeInfo = {info};</script>",
     )
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "report.html", page)
     write_text(folder / "report.json", json.dumps(data, default=str))
     progress.note(f"wrote {folder / 'report.html'} in {format_seconds(time.perf_counter() - progress.start)}"

@@ -15,9 +15,10 @@ The cost of each section in prompt-forwards (``U``, measured):
 patching           ``n × (n_pos × |layers| + n_layers × n_heads) × 0.25 + 2n`` (a patched
                    run starts at the patched layer and reads out only the last position;
                    stacked variants batch well: 0.21–0.22 U measured on SmolLM2)
-circuit            ``n × (1.5 × (6 × steps + 4) + 10 × (n_fractions + 2))`` (EAP-IG:
-                   forward and backward per step over edge-mixed inputs; each faithfulness
-                   point, plus the full and empty circuits, is an edge-patched run: 5–13 U
+circuit            ``n × (1.5 × (6 × steps + 4) + 10 × (n_fractions + 2 + graph_points))``
+                   (EAP-IG: forward and backward per step over edge-mixed inputs; each
+                   faithfulness point, plus the full and empty circuits and the sizes the
+                   graph's slider shows, is an edge-patched run: 5–13 U
                    each measured on SmolLM2, whose 810 receivers each read their own mix
                    of 301 senders — memory-bound, so the upper end is used)
 attention          ``n_probes × 2`` (probe sequences twice the prompt length)
@@ -66,6 +67,7 @@ class ReportPlan:
     head_probes: int
     attribution_prompts: int
     ig_steps: int
+    circuit_graph_points: int = 6
     unit_s: float = 0.0
     budget_s: float = DEFAULT_BUDGET_S
     reasons: list[str] = field(default_factory=list)
@@ -86,7 +88,8 @@ class ReportPlan:
         return {
             "task": 2.0 * self.n,
             "patching": self.patch_n * (self.n_pos * len(self.patch_layers) + self.n_layers * self.n_heads) * 0.25 + 2 * self.patch_n,
-            "circuit": self.circuit_n * (1.5 * (6.0 * self.circuit_steps + 4) + 10.0 * (len(self.circuit_fractions) + 2)),
+            "circuit": self.circuit_n * (1.5 * (6.0 * self.circuit_steps + 4)
+                                         + 10.0 * (len(self.circuit_fractions) + 2 + self.circuit_graph_points)),
             "attention": 2.0 * self.head_probes + 1,
             "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
             "probes": self.n + 1.5 * self.n_layers,
@@ -108,6 +111,7 @@ NAMES = {
     "patch_n": "activation patching prompts", "circuit_n": "circuit (EAP-IG) prompts", "ig_steps": "IG steps",
     "circuit_steps": "EAP-IG steps", "head_probes": "head-detection probe sequences",
     "circuit_fractions": "faithfulness-curve points", "attribution_prompts": "attribution prompts",
+    "circuit_graph_points": "circuit sizes on the graph's slider",
 }
 
 
@@ -138,7 +142,7 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
             note(plan, f"patching by layer × position: {len(layers)} of {plan.n_layers} layers, evenly spaced ({layers})")
             plan = candidate
     # 3. fewer faithfulness points, integration steps, head probes, then prompts again
-    for attr, value in (("circuit_fractions", FEW_FRACTIONS), ("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
+    for attr, value in (("circuit_fractions", FEW_FRACTIONS), ("circuit_graph_points", 4), ("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
                         ("attribution_prompts", 1), ("ig_steps", 16),
                         ("patch_n", 2), ("circuit_n", 2)):
         if over(plan) and _size(getattr(plan, attr)) > _size(value):

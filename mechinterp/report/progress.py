@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,17 +42,24 @@ class Progress:
     Args:
         total: the number of numbered steps.
         log: where lines go (default :func:`stderr_log`); ``None`` too.
+        label: the word that starts every line (``[report 1.2s]``).
+        heartbeat_s: a step running longer than this prints ``still running (…)`` every
+            ``heartbeat_s`` seconds, so a long silent step (ACDC, causal tracing) shows it
+            is alive; ``None``: no such lines.
     """
 
-    def __init__(self, total: int, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, total: int, log: Callable[[str], None] | None = None, label: str = "report",
+                 heartbeat_s: float | None = None) -> None:
         self.total = total
+        self.label = label
+        self.heartbeat_s = heartbeat_s
         self.log = log or stderr_log
         self.start = time.perf_counter()
         self.done = 0
         self.times: dict[str, float] = {}
 
     def _stamp(self) -> str:
-        return f"[report {format_seconds(time.perf_counter() - self.start):>6}]"
+        return f"[{self.label} {format_seconds(time.perf_counter() - self.start):>6}]"
 
     def note(self, message: str) -> None:
         """An unnumbered line (loading, the plan, a sub-step)."""
@@ -64,11 +72,25 @@ class Progress:
         label = f"{self.done}/{self.total} {title}"
         self.log(f"{self._stamp()} {label}" + (f": {detail}" if detail else "") + " ...")
         began = time.perf_counter()
+        stop = threading.Event()
+        beat = None
+        if self.heartbeat_s:
+            def pulse() -> None:
+                while not stop.wait(self.heartbeat_s):
+                    self.log(f"{self._stamp()} {label}: still running ({format_seconds(time.perf_counter() - began)})")
+
+            beat = threading.Thread(target=pulse, daemon=True)
+            beat.start()
         try:
             yield
         except BaseException as err:
+            stop.set()
             self.times[title] = time.perf_counter() - began
             self.log(f"{self._stamp()} {label} FAILED after {format_seconds(self.times[title])}: {type(err).__name__}: {err}")
             raise
+        finally:
+            stop.set()
+            if beat is not None:
+                beat.join()
         self.times[title] = time.perf_counter() - began
         self.log(f"{self._stamp()} {label} done in {format_seconds(self.times[title])}")

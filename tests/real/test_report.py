@@ -73,10 +73,17 @@ def test_figures_are_sized_for_30_layers(report, smollm2):
     assert z[1] >= 0.25 * n_layers * DPI and resid[1] < z[1]
     # the layer x position heatmap has only the planned layers as rows: 4, labelled L0, L10, L20, L29
     assert data["patching"]["resid_pre"]["labels"]["layer"] == ["L0", "L10", "L20", "L29"]
-    # the circuit: top-k edges drawn one row per used layer, so its height follows the used rows, not 30 layers
-    edges = data["circuit"]["top_edges"]
+    # the circuit: top-k edges drawn one row per used layer part, so its height follows the used rows, not 30 layers;
+    # an interactive SVG whose edges run through no node, with the faithfulness of every size on its slider
+    from mechinterp.report.graph import crossings, layout
+
+    edges = [tuple(e) for e in data["circuit"]["top_edges"]]
     used = {node_row(s)[0] for s, _, _ in edges} | {node_row(r)[0] for _, r, _ in edges}
-    width, height = png_sizes(section(page, "circuit"))[0]
     assert len(edges) == data["plan"]["circuit_top_k"] and len(used) < n_layers
-    assert height <= (0.75 * len(used) + 1.2) * DPI + 80 and width <= 16 * DPI + 80
+    lay = layout(edges, smollm2.cfg.n_heads)
+    assert len(lay.rows) == len(used) and crossings(lay, edges) == []
+    svg = re.search(r"<svg[^>]*class='cgraph' width='(\d+)' height='(\d+)'", section(page, "circuit"))
+    assert svg and int(svg.group(1)) <= 1100 and abs(int(svg.group(2)) - lay.height) <= 1
+    assert len(data["circuit"]["size_faithfulness"]) == len(data["circuit"]["sizes"]) >= 2
+    assert "What was found" in page and "Caveats: only 8 prompts" in page
     assert MAX_TICK_LABELS >= n_layers  # every layer of a 30-layer model keeps its own label
