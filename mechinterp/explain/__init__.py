@@ -1,0 +1,12 @@
+"""Explanations beyond attribution: counterfactuals, surrogate models, Grad-CAM.
+
+Example:
+    >>> import mechinterp
+    >>> from mechinterp.explain import counterfactual
+    >>> model = mechinterp.load("zoo:toy-lm")
+    >>> cf = counterfactual(model, "The capital of France is", target="Rome")  # doctest: +SKIP
+"""
+
+from mechinterp.explain.counterfactual import Counterfactual, counterfactual
+
+__all__ = ["Counterfactual", "counterfactual"]
