@@ -8,5 +8,6 @@ Example:
 """
 
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
+from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
 
-__all__ = ["Counterfactual", "counterfactual"]
+__all__ = ["Counterfactual", "GradCam", "counterfactual", "grad_cam", "grad_cam_map"]
