@@ -9,5 +9,16 @@ Example:
 
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
+from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surrogate, local_surrogate
 
-__all__ = ["Counterfactual", "GradCam", "counterfactual", "grad_cam", "grad_cam_map"]
+__all__ = [
+    "ActivationFeatures",
+    "Counterfactual",
+    "GradCam",
+    "Surrogate",
+    "counterfactual",
+    "fit_surrogate",
+    "grad_cam",
+    "grad_cam_map",
+    "local_surrogate",
+]
