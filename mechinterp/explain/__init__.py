@@ -9,6 +9,7 @@ Example:
 
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
+from mechinterp.explain.words import WordExplanation, explain_in_words
 from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surrogate, local_surrogate
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "grad_cam",
     "grad_cam_map",
     "local_surrogate",
+    "WordExplanation",
+    "explain_in_words",
 ]
