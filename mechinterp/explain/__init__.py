@@ -8,6 +8,7 @@ Example:
 """
 
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
+from mechinterp.explain.global_view import GlobalView, aggregate, global_attribution
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
 from mechinterp.explain.words import WordExplanation, explain_in_words
 from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surrogate, local_surrogate
@@ -15,9 +16,12 @@ from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surr
 __all__ = [
     "ActivationFeatures",
     "Counterfactual",
+    "GlobalView",
     "GradCam",
     "Surrogate",
+    "aggregate",
     "counterfactual",
+    "global_attribution",
     "fit_surrogate",
     "grad_cam",
     "grad_cam_map",
