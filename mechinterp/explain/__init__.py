@@ -1,4 +1,17 @@
-"""Explanations beyond attribution: counterfactuals, surrogate models, Grad-CAM.
+"""Explanations beyond attribution: counterfactuals, surrogate models, Grad-CAM, global views, words.
+
+* :func:`counterfactual` — the smallest token edit that changes the prediction (HotFlip-ranked
+  candidates, verified by batched forward passes; fixed tokens, allowed vocabulary, fluency).
+* :func:`fit_surrogate` — a decision tree or sparse linear model imitating the LM on a task
+  distribution, with held-out fidelity; :func:`local_surrogate` is LIME (from
+  :mod:`mechinterp.attribution`).
+* :func:`grad_cam` — Grad-CAM at a layer's token activations, per layer and combined.
+* :func:`global_attribution` / :func:`aggregate` — attributions over a dataset by token,
+  position or ground truth, with confidence intervals.
+* :func:`explain_in_words` — a plain-language summary whose every number is cited evidence.
+
+This family imports ``core``, ``viz`` and ``errors``, and the public API of
+:mod:`mechinterp.attribution` (targets, ``attribute``, LIME) inside the functions that use it.
 
 Example:
     >>> import mechinterp
@@ -10,8 +23,8 @@ Example:
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
 from mechinterp.explain.global_view import GlobalView, aggregate, global_attribution
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
-from mechinterp.explain.words import WordExplanation, explain_in_words
 from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surrogate, local_surrogate
+from mechinterp.explain.words import WordExplanation, explain_in_words
 
 __all__ = [
     "ActivationFeatures",
@@ -19,13 +32,13 @@ __all__ = [
     "GlobalView",
     "GradCam",
     "Surrogate",
+    "WordExplanation",
     "aggregate",
     "counterfactual",
-    "global_attribution",
+    "explain_in_words",
     "fit_surrogate",
+    "global_attribution",
     "grad_cam",
     "grad_cam_map",
     "local_surrogate",
-    "WordExplanation",
-    "explain_in_words",
 ]
