@@ -41,6 +41,11 @@ def grad_cam_table(model, tasks: list[str], n: int) -> list[str]:
             cam = grad_cam(model, tokens, target)
             maps = {f"grad-cam L{layer} (resid_post)": cam.maps[j] for j, layer in enumerate(cam.layers)}
             maps["grad-cam combined"] = cam.combined
+            hires = grad_cam(model, tokens, target, variant="hirescam")
+            maps.update({f"hirescam = ReLU(grad x act) L{layer} (resid_post)": hires.maps[j] for j, layer in enumerate(hires.layers)})
+            maps["hirescam combined"] = hires.combined
+            emb = grad_cam(model, tokens, target, layers=[0], site="resid_pre")
+            maps["grad-cam L0 resid_pre (token + position embedding)"] = emb.maps[0]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 maps["integrated gradients (pad, 32 steps)"] = attribute(model, tokens, target, method="ig", baseline="pad",

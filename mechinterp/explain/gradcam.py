@@ -142,7 +142,7 @@ def _hook_names(model: Any, site: str, layers: Sequence[int] | None) -> tuple[li
 
 
 def grad_cam(model: Any, prompt: str | Tensor, target: Any, *, layers: int | Sequence[int] | None = None,
-             site: str = "resid_post") -> GradCam:
+             site: str = "resid_post", variant: str = "gradcam") -> GradCam:
     """Grad-CAM of ``target`` at a layer's token activations, per layer and combined.
 
     Args:
@@ -153,6 +153,9 @@ def grad_cam(model: Any, prompt: str | Tensor, target: Any, *, layers: int | Seq
         layers: layer numbers (negative counts from the end); ``None``: every layer.
         site: ``"resid_post"`` (default), ``"resid_pre"``, ``"resid_mid"``, ``"attn_out"``
             or ``"mlp_out"``.
+        variant: ``"gradcam"`` (weights averaged over positions, the default) or
+            ``"hirescam"`` (HiResCAM, Draelos & Carin 2020: each position's own gradient,
+            ``ReLU(Σ_k ∂F/∂A_{i,k} A_{i,k})`` = ReLU(gradient × activation)).
 
     Returns:
         A :class:`GradCam` with ``maps [n_layers, pos]``, ``combined [pos]`` and
@@ -168,6 +171,8 @@ def grad_cam(model: Any, prompt: str | Tensor, target: Any, *, layers: int | Seq
     """
     from mechinterp.attribution import as_target
 
+    if variant not in ("gradcam", "hirescam"):
+        raise MechinterpError(f"variant must be 'gradcam' or 'hirescam', got {variant!r}.")
     tokens = one_prompt(model, prompt, "grad_cam")
     layers, names = _hook_names(model, site, layers)
     bound = as_target(target).bind(model, tokens)
@@ -195,12 +200,15 @@ def grad_cam(model: Any, prompt: str | Tensor, target: Any, *, layers: int | Seq
         act = store[name][0].detach().float()
         grad = torch.zeros_like(act) if grad is None else grad[0].detach().float()
         cam, raw = grad_cam_map(act, grad)
+        if variant == "hirescam":
+            raw = (grad * act).sum(-1)
+            cam = raw.clamp(min=0)
         maps.append(cam), raws.append(raw), gxa.append((grad * act).sum(-1))
     maps_t = torch.stack(maps).cpu()
     if not torch.isfinite(maps_t).all():
         raise NonFiniteError("Grad-CAM produced non-finite values; check the model and the target.")
     return GradCam(token_strs(model, tokens), layers, site, maps_t, torch.stack(raws).cpu(), torch.stack(gxa).cpu(),
-                   combine(maps_t), bound.labels[0], float(value.detach()), {"layers": layers, "site": site})
+                   combine(maps_t), bound.labels[0], float(value.detach()), {"layers": layers, "site": site, "variant": variant})
 
 
 def combine(maps: Float[Tensor, "n_layers pos"]) -> Float[Tensor, " pos"]:

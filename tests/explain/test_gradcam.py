@@ -81,3 +81,11 @@ def test_zoo_model_layers_roundtrip(tmp_path):
     with pytest.raises(MechinterpError, match="one target"):
         grad_cam(model, "The capital of France is", Metric(lambda logits: logits[:, -1, :3]))
     assert active_hooks(model) == []
+
+
+def test_hirescam_is_relu_grad_x_act(linear_toy):
+    cam = grad_cam(linear_toy, TOKENS, 4, variant="hirescam")
+    torch.testing.assert_close(cam.maps[0], cam.grad_x_act[0].clamp(min=0))
+    assert cam.options["variant"] == "hirescam"
+    with pytest.raises(MechinterpError, match="variant"):
+        grad_cam(linear_toy, TOKENS, 4, variant="scorecam")
