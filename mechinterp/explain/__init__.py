@@ -20,6 +20,7 @@ Example:
     >>> cf = counterfactual(model, "The capital of France is", target="Rome")  # doctest: +SKIP
 """
 
+from mechinterp.explain.cot import CoTFaithfulness, cot_faithfulness
 from mechinterp.explain.counterfactual import Counterfactual, counterfactual
 from mechinterp.explain.global_view import GlobalView, aggregate, global_attribution
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
@@ -28,12 +29,14 @@ from mechinterp.explain.words import WordExplanation, explain_in_words
 
 __all__ = [
     "ActivationFeatures",
+    "CoTFaithfulness",
     "Counterfactual",
     "GlobalView",
     "GradCam",
     "Surrogate",
     "WordExplanation",
     "aggregate",
+    "cot_faithfulness",
     "counterfactual",
     "explain_in_words",
     "fit_surrogate",
