@@ -1,4 +1,4 @@
-"""Explanations beyond attribution: counterfactuals, surrogate models, Grad-CAM, global views, words.
+"""Explanations beyond attribution: counterfactuals, surrogates, Grad-CAM, global views, words, CoT.
 
 * :func:`counterfactual` — the smallest token edit that changes the prediction (HotFlip-ranked
   candidates, verified by batched forward passes; fixed tokens, allowed vocabulary, fluency).
@@ -9,6 +9,8 @@
 * :func:`global_attribution` / :func:`aggregate` — attributions over a dataset by token,
   position or ground truth, with confidence intervals.
 * :func:`explain_in_words` — a plain-language summary whose every number is cited evidence.
+* :func:`cot_faithfulness` — how much the answer depends on the scratchpad (truncation,
+  one corrupted step, filler).
 
 This family imports ``core``, ``viz`` and ``errors``, and the public API of
 :mod:`mechinterp.attribution` (targets, ``attribute``, LIME) inside the functions that use it.
