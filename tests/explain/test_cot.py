@@ -27,7 +27,7 @@ def _data(n, gen):
     return seq, x, s
 
 
-def _train(answer_is_scratchpad: bool, steps: int = 250):
+def _train(answer_is_scratchpad: bool, steps: int = 100):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, n_ctx=8, d_vocab=14, attn_only=True,

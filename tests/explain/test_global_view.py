@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 import mechinterp
-from mechinterp.attribution import TokenAttribution
+from mechinterp.attribution import Contrast, TokenAttribution, attribute
 from mechinterp.errors import MechinterpError
 from mechinterp.explain import GlobalView, aggregate, global_attribution
 from mechinterp.tasks import vocab as V
@@ -42,7 +42,12 @@ def test_sentiment_words_matter_most(toy_lm, tmp_path):
     view = global_attribution(toy_lm, task, method="integrated_gradients", baseline="pad", n_steps=16)
     top = [g for g, *_ in view.top(5, min_count=3)]
     assert set(top[:3]) <= words, top
-    truth = global_attribution(toy_lm, task, method="integrated_gradients", baseline="pad", n_steps=16, group_by="ground_truth")
+    attrs = [attribute(toy_lm, task.clean_tokens[i, : int(task.lengths[i])],
+                       Contrast(int(task.correct_tokens[i]), int(task.wrong_tokens[i])),
+                       method="integrated_gradients", baseline="pad", n_steps=16, warn=False) for i in range(len(task))]
+    again = aggregate(attrs, "token")
+    assert again.groups == view.groups and again.mean == pytest.approx(view.mean)
+    truth = aggregate(attrs, "ground_truth", ground_truth=task.ground_truth.positions)
     gt, other = truth.get("ground truth"), truth.get("other")
     assert gt["low"] > other["high"]  # the intervals do not overlap
     back = GlobalView.load(view.save(tmp_path / "g.json"))
