@@ -60,3 +60,37 @@ def test_words_cite_every_number(smollm2, fact):
         for number in numbers_in(sentence["text"]):
             x = float(number.rstrip("%")) / (100 if number.endswith("%") else 1)
             assert any(abs(x - v) <= 6e-4 + 5e-3 * abs(v) for v in values), (number, sentence["text"])
+
+
+def test_cot_numbers_are_the_models(smollm2):
+    """The dependence and probability drop are the model's own numbers (recomputed here)."""
+    from mechinterp.explain import cot_faithfulness
+
+    parts = [smollm2.to_tokens("Question: what is 2 plus 3? Reasoning:")[0],
+             smollm2.to_tokens(" 2 plus 3 is 5.", prepend_bos=False)[0],
+             smollm2.to_tokens(" Answer:", prepend_bos=False)[0]]
+    res = cot_faithfulness(smollm2, [tuple(parts)], truncations=(0.0,), corrupt=False)
+    assert res.interventions == ["truncate@0", "filler"]
+    dot = smollm2.to_tokens(" .", prepend_bos=False)[0]
+    with torch.no_grad():
+        intact = smollm2(torch.cat(parts)[None])[0, -1].softmax(-1)
+        filled = smollm2(torch.cat([parts[0], dot.repeat(len(parts[1])), parts[2]])[None])[0, -1].softmax(-1)
+    a = int(intact.argmax())
+    assert res.answers == [smollm2.tokenizer.decode([a])]
+    assert float(res.prob_drop[1, 0]) == pytest.approx(float(intact[a] - filled[a]), abs=1e-5)
+    assert float(res.changed[1, 0]) == float(int(filled.argmax()) != a)
+
+
+def test_global_view_shares(smollm2, fact):
+    from mechinterp.attribution import attribute
+    from mechinterp.explain import global_attribution
+
+    prompts = [fact["prompt"], "The capital of Germany is"]
+    targets = [fact["answer"], " Berlin"]
+    view = global_attribution(smollm2, prompts, targets, group_by="position_from_end")
+    shares = []
+    for p, t in zip(prompts, targets):
+        row = attribute(smollm2, p, t, method="gradient_x_input", warn=False).scores[0]
+        shares.append(float(row[-1] / row.abs().sum()))  # SmolLM2 has no BOS: every token counts
+    assert view.get("-1")["mean"] == pytest.approx(sum(shares) / 2, abs=1e-5)
+    assert view.n_prompts == 2 and view.get("-1")["count"] == 2
