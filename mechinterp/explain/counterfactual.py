@@ -1,0 +1,494 @@
+"""Counterfactual explanations: the smallest edit of a prompt that changes the model's prediction.
+
+The search edits tokens (substitutions, optionally deletions) until the prediction leaves
+the current answer (``target=None``) or becomes ``target``. The prediction is the top-1
+token over the vocabulary, or over ``among`` (a label set such as ``["positive",
+"negative"]``) when given. Its distance to flipping is the **margin**
+
+* away from the current answer ``y``: ``logit(y) - max_{j != y} logit(j)``;
+* towards ``target`` ``t``: ``max_{j != t} logit(j) - logit(t)``;
+
+and the prediction has flipped exactly when the margin is below 0.
+
+Candidates are ranked by HotFlip's first-order estimate (Ebrahimi et al., 2018): with
+``g_i = ∂margin/∂e_i`` the gradient at the token embedding of position ``i``, replacing
+token ``x_i`` by ``v`` changes the margin by about ``(E[v] - E[x_i]) · g_i``. The ``top_k``
+most negative estimates at each editable position are then **verified** with batched forward passes
+(the estimate only orders candidates; every reported number is measured). A beam of the
+``beam`` best verified edits goes one edit deeper until a flip is found or ``max_edits``
+is reached, so the first depth with a flip gives the fewest edits the search found.
+
+Constraints: ``fixed`` positions or token strings are never edited (BOS never is);
+``allowed`` limits the replacement vocabulary (special tokens are always excluded);
+``max_fluency_drop`` rejects edited prompts whose mean per-token log-probability under the
+model itself falls by more than that many nats. Among the flips of the fewest edits the
+most fluent one is returned (``select="fluency"``); ``select="margin"`` returns the most
+confident flip instead, which is often an edit that breaks the prompt's form (on zoo:toy-lm
+sentiment: replacing the final ``:`` flips the label set's top-1 with a large margin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechinterp.core.results import AbstractResult
+from mechinterp.errors import MechinterpError
+from mechinterp.explain._common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
+from mechinterp.viz import escape, table_html
+
+__all__ = ["Counterfactual", "counterfactual"]
+
+
+@dataclass(frozen=True)
+class Counterfactual(AbstractResult):
+    """The result of :func:`counterfactual`.
+
+    Attributes:
+        tokens: the original prompt's token strings.
+        edited_tokens: the edited prompt's token strings.
+        edited_text: the edited prompt as text (decoded; BOS left out).
+        edits: one dict per edit: ``position`` (in the original prompt), ``kind``
+            (``"substitute"`` or ``"delete"``), ``old``, ``new`` (``None`` for a deletion),
+            ``old_id``, ``new_id``.
+        success: whether the prediction flipped (margin below 0).
+        original_prediction / new_prediction: the top-1 token (over ``among`` if given).
+        original_prob / new_prob: their probabilities (softmax over ``among`` if given,
+            else over the vocabulary).
+        margin_before / margin_after: the margin (see the module docstring); below 0 = flipped.
+        fluency_before / fluency_after: mean log-probability per prompt token under the model.
+        n_forward: sequences run forward to verify candidates (the prompt itself included).
+        n_backward: gradient passes (one per beam state and depth).
+        target: the target answer, or ``None`` (move away from the current prediction).
+        among: the label set, or ``None`` (the whole vocabulary).
+        options: the search options.
+    """
+
+    tokens: list[str]
+    edited_tokens: list[str]
+    edited_text: str
+    edits: list[dict[str, Any]]
+    success: bool
+    original_prediction: str
+    new_prediction: str
+    original_prob: float
+    new_prob: float
+    margin_before: float
+    margin_after: float
+    fluency_before: float
+    fluency_after: float
+    n_forward: int
+    n_backward: int
+    target: str | None = None
+    among: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_edits(self) -> int:
+        return len(self.edits)
+
+    @property
+    def positions(self) -> list[int]:
+        """The edited positions (original prompt coordinates)."""
+        return [int(e["position"]) for e in self.edits]
+
+    def summary(self) -> str:
+        """One line: the edits and the prediction change."""
+        parts = [f"{e['old']!r}→{e['new']!r}@{e['position']}" if e["kind"] == "substitute" else f"delete {e['old']!r}@{e['position']}"
+                 for e in self.edits]
+        state = "flips" if self.success else "does not flip"
+        return (f"{', '.join(parts) or 'no edit'} {state} the prediction {self.original_prediction!r} "
+                f"(p={self.original_prob:.3f}) → {self.new_prediction!r} (p={self.new_prob:.3f}); "
+                f"{self.n_forward} forward passes")
+
+    def plot(self, ax: Any = None) -> Any:
+        """The original tokens with edited positions marked, and the prediction change in the title."""
+        from mechinterp.viz.figures import _pyplot
+
+        plt = _pyplot()
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(min(14, 1.5 + 0.6 * len(self.tokens)), 1.8))
+        else:
+            fig = ax.figure
+        edited = {e["position"]: e for e in self.edits}
+        for i, tok in enumerate(self.tokens):
+            e = edited.get(i)
+            ax.text(i, 1, tok, ha="center", va="center", fontsize=9,
+                    bbox={"fc": "#fdd" if e else "#eee", "ec": "#c0392b" if e else "#ccc"})
+            if e:
+                ax.text(i, 0, "∅" if e["new"] is None else e["new"], ha="center", va="center", fontsize=9, color="#c0392b",
+                        bbox={"fc": "white", "ec": "#c0392b"})
+        ax.set_xlim(-0.7, len(self.tokens) - 0.3)
+        ax.set_ylim(-0.6, 1.6)
+        ax.axis("off")
+        ax.set_title(f"{self.original_prediction!r} → {self.new_prediction!r} ({self.n_edits} edit(s), "
+                     f"{'flipped' if self.success else 'not flipped'})", fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    def to_html(self) -> str:
+        """The original and edited prompts with edits highlighted, then the numbers (offline)."""
+        edited = {e["position"] for e in self.edits}
+
+        def row(tokens: list[str], marks: set[int]) -> str:
+            return "<div>" + "".join(
+                f"<span class='tok' style='background:{'rgba(220,50,47,.35)' if i in marks else 'transparent'}'>{escape(t)}</span>"
+                for i, t in enumerate(tokens)) + "</div>"
+
+        rows = [{"": "prediction", "before": self.original_prediction, "after": self.new_prediction},
+                {"": "probability", "before": self.original_prob, "after": self.new_prob},
+                {"": "margin", "before": self.margin_before, "after": self.margin_after},
+                {"": "fluency (mean log-prob)", "before": self.fluency_before, "after": self.fluency_after}]
+        return (f"<section><h3>counterfactual</h3><p>{escape(self.summary())}</p>{row(self.tokens, edited)}"
+                f"<div class='muted'>edited:</div><div>{escape(self.edited_text)}</div>{table_html(rows)}</section>")
+
+
+# --- the search ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    slots: list[int | None]  # token id per original position; None = deleted
+    edits: list[tuple[int, str]]  # (original position, "substitute" | "delete")
+    margin: float = float("inf")
+    fluency: float = float("nan")
+
+    def tokens(self) -> list[int]:
+        return [t for t in self.slots if t is not None]
+
+    def index(self) -> list[int]:
+        """Original position of each current token."""
+        return [i for i, t in enumerate(self.slots) if t is not None]
+
+
+class _Objective:
+    """The margin of one prompt's prediction (see the module docstring), batched."""
+
+    def __init__(self, answer: int, away: bool, among: list[int] | None) -> None:
+        self.answer, self.away, self.among = answer, away, among
+
+    def __call__(self, final: Float[Tensor, "batch d_vocab"]) -> Float[Tensor, " batch"]:
+        cols = final if self.among is None else final[:, self.among]
+        col = self.answer if self.among is None else self.among.index(self.answer)
+        own = cols[:, col]
+        others = cols.clone()
+        others[:, col] = -float("inf")
+        best_other = others.max(-1).values
+        return own - best_other if self.away else best_other - own
+
+
+def _final_logits(model: Any, tokens: Int[Tensor, "batch pos"], lengths: Tensor, need_fluency: bool
+                  ) -> tuple[Tensor, Tensor | None]:
+    logits = model(tokens.to(model.cfg.device))  # [batch, pos, d_vocab]
+    rows = torch.arange(len(tokens))
+    final = logits[rows, (lengths - 1).to(logits.device)].float()
+    if not need_fluency:
+        return final, None
+    logp = logits.float().log_softmax(-1)[:, :-1]  # [batch, pos-1, d_vocab]
+    nxt = tokens[:, 1:].to(logits.device)
+    lp = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)  # [batch, pos-1]
+    mask = (torch.arange(tokens.shape[1] - 1)[None, :] < (lengths - 1)[:, None]).to(lp.device)
+    fluency = (lp * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    return final, fluency.cpu()
+
+
+def _pad(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
+    lengths = torch.tensor([len(r) for r in rows])
+    out = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+    return out, lengths
+
+
+def _gradients(model: Any, states: list[_State], objective: _Objective
+               ) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_vocab"]]:
+    """∂margin/∂embedding for each state (one batched forward + backward), the embeddings, the logits."""
+    tokens, lengths = _pad([s.tokens() for s in states], _pad_id(model))
+    store: dict[str, Tensor] = {}
+
+    def leaf(act: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor:  # hook_embed: [batch, pos, d_model]
+        act = act.detach().requires_grad_(True)
+        store["embed"] = act
+        return act
+
+    with torch.enable_grad(), model.hooks(fwd_hooks=[("hook_embed", leaf)]):
+        logits = model(tokens.to(model.cfg.device))
+        final = logits[torch.arange(len(tokens)), (lengths - 1).to(logits.device)].float()
+        margin = objective(final)
+        (grad,) = torch.autograd.grad(margin.sum(), store["embed"])
+    return grad.detach().float(), store["embed"].detach().float(), logits.detach().float()
+
+
+def _pad_id(model: Any) -> int:
+    tok = model.tokenizer
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tok, name, None) if tok is not None else None
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def counterfactual(
+    model: Any,
+    prompt: str | Tensor,
+    target: str | int | None = None,
+    *,
+    among: Sequence[str | int] | None = None,
+    fixed: Sequence[int | str] = (),
+    allowed: Sequence[str | int] | None = None,
+    max_edits: int = 3,
+    top_k: int = 4,
+    beam: int = 4,
+    deletions: bool = False,
+    max_fluency_drop: float | None = None,
+    fluent_pool: int | None = None,
+    select: str = "fluency",
+    batch_size: int = 64,
+) -> Counterfactual:
+    """Find a small token edit of ``prompt`` that changes the model's prediction.
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer.
+        prompt: a string (BOS prepended as the model does) or ``[pos]`` token ids.
+        target: the answer to flip to (``" Rome"`` or an id); ``None`` flips away from the
+            current top-1 prediction.
+        among: a label set (``["positive", "negative"]``): the prediction is the top-1 over
+            these tokens only. ``None``: the whole vocabulary.
+        fixed: positions (ints, negative counts from the end) or token strings that must not
+            be edited. BOS is always fixed.
+        allowed: the replacement vocabulary (token strings or ids); ``None``: every token
+            except special tokens.
+        max_edits: the most edits tried (depth of the beam search).
+        top_k: replacements verified per editable position, beam state and depth (the
+            ``top_k`` best by HotFlip's estimate at each position: a global top-k would
+            spend the budget on the positions with the largest gradients).
+        beam: edited prompts kept per depth (the ones with the lowest verified margin).
+        deletions: also try deleting each editable token (verified without ranking).
+        max_fluency_drop: reject edits whose mean per-token log-probability under the model
+            falls by more than this (nats); ``None``: no fluency constraint.
+        fluent_pool: replace the token at position ``i`` only by one of the model's own
+            ``fluent_pool`` likeliest next tokens after position ``i - 1`` (position 0 is then
+            never edited); ``None``: the whole allowed vocabulary. HotFlip's first-order
+            estimate is noisy; inside a pool of plausible tokens it finds the edits a reader
+            would make (on zoo:toy-lm sentiment, an antonym in place of the sentiment word).
+        select: among the flips of the fewest edits, keep the most fluent one
+            (``"fluency"``, the default: the most plausible edit under the model itself;
+            ties by margin) or the one with the lowest margin (``"margin"``: the most
+            confident flip, often an edit that breaks the prompt's form).
+        batch_size: sequences per verification forward pass.
+
+    Returns:
+        A :class:`Counterfactual` with the edits, the new prediction and its probability,
+        and the number of forward passes used. ``success`` is ``False`` when no flip was
+        found within ``max_edits`` (the best edit found is returned).
+
+    Raises:
+        MechinterpError: bad options, a target that is not in ``among``, a target that is
+            already the prediction, or nothing left to edit.
+
+    Example:
+        >>> import mechinterp
+        >>> from mechinterp.explain import counterfactual
+        >>> model = mechinterp.load("zoo:toy-lm")
+        >>> cf = counterfactual(model, "The capital of France is", target="Rome")
+        >>> cf.success, cf.edits[0]["old"], cf.edits[0]["new"]  # doctest: +SKIP
+        (True, 'France', 'Italy')
+    """
+    for name, value, low in (("max_edits", max_edits, 1), ("top_k", top_k, 1), ("beam", beam, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise MechinterpError(f"counterfactual: {name} must be an integer >= {low}, got {value!r}.")
+    if max_fluency_drop is not None and not max_fluency_drop >= 0:
+        raise MechinterpError(f"counterfactual: max_fluency_drop must be >= 0 nats or None, got {max_fluency_drop!r}.")
+    if fluent_pool is not None and (isinstance(fluent_pool, bool) or not isinstance(fluent_pool, int) or fluent_pool < 1):
+        raise MechinterpError(f"counterfactual: fluent_pool must be an integer >= 1 or None, got {fluent_pool!r}.")
+    if select not in ("fluency", "margin"):
+        raise MechinterpError(f"counterfactual: select must be 'fluency' or 'margin', got {select!r}.")
+    if model.tokenizer is None:
+        raise MechinterpError("counterfactual needs a model with a tokenizer (to name and fill edits).")
+    tokens = one_prompt(model, prompt, "counterfactual")
+    n = len(tokens)
+    among_ids = token_ids(model, among, "among")
+    with torch.no_grad():
+        final0, flu0 = _final_logits(model, tokens[None], torch.tensor([n]), True)
+    top = int(final0[0].argmax()) if among_ids is None else among_ids[int(final0[0, among_ids].argmax())]
+    if target is None:
+        objective = _Objective(top, True, among_ids)
+    else:
+        t = token_id(model, target)
+        if among_ids is not None and t not in among_ids:
+            raise MechinterpError(f"The target {piece(model, t)!r} is not in among={list(among)!r}; add it or drop among.")
+        if t == top:
+            raise MechinterpError(f"The model already predicts {piece(model, t)!r}: pass another target, or "
+                                  "target=None to flip away from it.")
+        objective = _Objective(t, False, among_ids)
+    fluency0 = float(flu0[0])
+
+    editable = _editable(model, tokens, fixed)
+    vocab_ok = _vocab_mask(model, allowed)
+    W_E = model.W_E.detach().float()  # [d_vocab, d_model]
+
+    start = _State(tokens.tolist(), [], float(objective(final0)[0]), fluency0)
+    n_forward, n_backward = 1, 0
+    beams, best, found = [start], start, None
+    for _ in range(max_edits):
+        grads, embeds, logits = _gradients(model, beams, objective)
+        n_backward += len(beams)
+        seen, cands = set(), []
+        for b, state in enumerate(beams):
+            index = state.index()
+            free = [j for j, i in enumerate(index) if editable[i] and all(i != p for p, _ in state.edits)]
+            if not free:
+                continue
+            g, e = grads[b, : len(index)], embeds[b, : len(index)]
+            est = g @ W_E.T - (g * e).sum(-1, keepdim=True)  # [pos, d_vocab]: first-order change of the margin
+            block = torch.ones_like(est, dtype=torch.bool)
+            block[free] = False
+            block |= ~vocab_ok[None, :]
+            if fluent_pool is not None:  # only the model's own likeliest tokens at each position
+                pool = logits[b, : len(index) - 1].topk(min(fluent_pool, est.shape[1]), dim=-1).indices  # [pos-1, pool]
+                outside = torch.ones_like(block)
+                outside[1:].scatter_(1, pool.cpu(), False)
+                block |= outside
+            cur = torch.tensor(state.tokens())
+            block[torch.arange(len(index)), cur] = True
+            est = est.masked_fill(block, float("inf"))
+            k = min(top_k, est.shape[1])
+            best_v = est[free].topk(k, dim=-1, largest=False)  # the top_k estimates of every free position
+            for row, j in enumerate(free):
+                for v, score in zip(best_v.indices[row].tolist(), best_v.values[row].tolist()):
+                    if score == float("inf"):
+                        break
+                    slots = list(state.slots)
+                    slots[index[j]] = v
+                    _add(cands, seen, _State(slots, state.edits + [(index[j], "substitute")]))
+            if deletions and len(index) > 2:
+                for j in free:
+                    slots = list(state.slots)
+                    slots[index[j]] = None
+                    _add(cands, seen, _State(slots, state.edits + [(index[j], "delete")]))
+        if not cands:
+            break
+        n_forward += _verify(model, cands, objective, batch_size)
+        ok = [c for c in cands if max_fluency_drop is None or fluency0 - c.fluency <= max_fluency_drop]
+        flips = [c for c in ok if c.margin < 0]
+        if flips:
+            found = min(flips, key=(lambda c: (-c.fluency, c.margin)) if select == "fluency" else (lambda c: (c.margin, -c.fluency)))
+            break
+        if not ok:
+            break
+        ok.sort(key=lambda c: c.margin)
+        beams = ok[:beam]
+        if beams[0].margin < best.margin:
+            best = beams[0]
+    final_state = found if found is not None else best
+    return _result(model, tokens, final_state, start, objective, among_ids, target, n_forward, n_backward, {
+        "max_edits": max_edits, "top_k": top_k, "beam": beam, "deletions": deletions,
+        "max_fluency_drop": max_fluency_drop, "fluent_pool": fluent_pool, "select": select,
+        "fixed": [str(f) for f in fixed], "allowed": None if allowed is None else len(list(allowed)),
+    })
+
+
+def _add(cands: list[_State], seen: set[tuple], state: _State) -> None:
+    key = tuple(state.tokens())
+    if key not in seen:
+        seen.add(key)
+        cands.append(state)
+
+
+def _verify(model: Any, cands: list[_State], objective: _Objective, batch_size: int) -> int:
+    """Measure margin and fluency of every candidate; returns the number of sequences run."""
+    pad = _pad_id(model)
+    with torch.no_grad():
+        for lo in range(0, len(cands), batch_size):
+            chunk = cands[lo: lo + batch_size]
+            tokens, lengths = _pad([c.tokens() for c in chunk], pad)
+            final, flu = _final_logits(model, tokens, lengths, True)
+            margin = objective(final).cpu()
+            for c, m, f in zip(chunk, margin.tolist(), flu.tolist()):
+                c.margin, c.fluency = m, f
+    return len(cands)
+
+
+def _editable(model: Any, tokens: Tensor, fixed: Sequence[int | str]) -> list[bool]:
+    n = len(tokens)
+    strs = token_strs(model, tokens)
+    editable = [True] * n
+    if bos_position(model, tokens):
+        editable[0] = False
+    if isinstance(fixed, (str, int)):
+        fixed = [fixed]
+    for f in fixed:
+        if isinstance(f, bool):
+            raise MechinterpError(f"fixed entries must be positions (int) or token strings, got {f!r}.")
+        if isinstance(f, int):
+            if not -n <= f < n:
+                raise MechinterpError(f"fixed position {f} is outside the prompt of {n} tokens (0..{n - 1}).")
+            editable[f % n] = False
+        elif isinstance(f, str):
+            hits = [i for i, s in enumerate(strs) if s == f or s.strip() == f.strip()]
+            if not hits:
+                raise MechinterpError(f"fixed token {f!r} is not in the prompt's tokens {strs}.")
+            for i in hits:
+                editable[i] = False
+        else:
+            raise MechinterpError(f"fixed entries must be positions (int) or token strings, got {f!r}.")
+    if not any(editable):
+        raise MechinterpError("Every position is fixed: nothing left to edit. Fix fewer positions.")
+    return editable
+
+
+def _vocab_mask(model: Any, allowed: Sequence[str | int] | None) -> Tensor:
+    mask = torch.zeros(model.cfg.d_vocab, dtype=torch.bool)
+    if allowed is None:
+        mask[:] = True
+    else:
+        if isinstance(allowed, (str, int)):
+            raise MechinterpError(f"allowed must be a list of tokens (strings or ids), got {allowed!r}.")
+        ids = [token_id(model, a) for a in allowed]
+        if not ids:
+            raise MechinterpError("allowed is empty: pass at least one replacement token, or None for the whole vocabulary.")
+        mask[ids] = True
+    for s in special_ids(model):
+        mask[s] = False
+    if not mask.any():
+        raise MechinterpError("No replacement token is allowed (special tokens are always excluded).")
+    return mask
+
+
+def _result(model: Any, tokens: Tensor, state: _State, start: _State, objective: _Objective, among_ids: list[int] | None,
+            target: Any, n_forward: int, n_backward: int, options: dict[str, Any]) -> Counterfactual:
+    new = torch.tensor(state.tokens())
+    with torch.no_grad():  # the reported predictions (not counted: the search measured both already)
+        before, _ = _final_logits(model, tokens[None], torch.tensor([len(tokens)]), False)
+        after, _ = _final_logits(model, new[None], torch.tensor([len(new)]), False)
+    finals = torch.cat([before, after]).cpu()
+
+    def pred(final: Tensor) -> tuple[str, float]:
+        if among_ids is None:
+            probs = final.softmax(-1)
+            i = int(probs.argmax())
+            return piece(model, i), float(probs[i])
+        probs = final[among_ids].softmax(-1)
+        i = int(probs.argmax())
+        return piece(model, among_ids[i]), float(probs[i])
+
+    (p0, q0), (p1, q1) = pred(finals[0]), pred(finals[1])
+    edits = []
+    for pos, kind in sorted(state.edits):
+        old = int(tokens[pos])
+        new_id = state.slots[pos]
+        edits.append({"position": pos, "kind": kind, "old": piece(model, old), "new": None if new_id is None else piece(model, new_id),
+                      "old_id": old, "new_id": new_id})
+    text_ids = new[1:] if bos_position(model, tokens) else new
+    return Counterfactual(
+        tokens=token_strs(model, tokens), edited_tokens=token_strs(model, new), edited_text=model.tokenizer.decode(text_ids.tolist()),
+        edits=edits, success=bool(state.margin < 0), original_prediction=p0, new_prediction=p1, original_prob=q0, new_prob=q1,
+        margin_before=start.margin, margin_after=state.margin, fluency_before=start.fluency, fluency_after=state.fluency,
+        n_forward=n_forward, n_backward=n_backward, target=None if target is None else piece(model, token_id(model, target)),
+        among=None if among_ids is None else [piece(model, i) for i in among_ids], options=options,
+    )
