@@ -76,5 +76,5 @@ def influence(
         >>> r.top(0, k=1)  # doctest: +SKIP
         [0]
     """
-    index = InfluenceIndex(model, params, projection_dim, memory_budget, cache_dir, batch_size).fit(train)
-    return index.score(queries, method=method, top_k=top_k, per_token=per_token, **hessian_kwargs)  # type: ignore[arg-type]
+    index = InfluenceIndex(model, method, params, projection_dim, memory_budget, cache_dir, batch_size, **hessian_kwargs)  # type: ignore[arg-type]
+    return index.fit(train).score(queries, top_k=top_k, per_token=per_token)

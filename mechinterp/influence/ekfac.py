@@ -187,6 +187,22 @@ class EKFAC:
             out[layer.param] = layer.from_matrix(qs @ rot @ qa.T, self.shapes_[layer.param])
         return out
 
+    def whiten(self, grads: Mapping[str, Float[Tensor, "q ..."]]) -> dict[str, Tensor]:
+        """``(H + λI)^(-1/2) g`` in the Kronecker eigenbasis: ``{name: [q, d_out, d_in]}``.
+
+        Since the basis is orthonormal, ``<whiten(q), whiten(g)> = qᵀ (H + λI)⁻¹ g``: the
+        influence score splits symmetrically, so training vectors can be stored (and randomly
+        projected) once, with the noise of high-curvature directions already scaled down.
+        """
+        self._check()
+        out = {}
+        for layer in self.layers_:
+            g = grads[layer.param]
+            qa, qs = self.q_a_[layer.param].to(g.device), self.q_s_[layer.param].to(g.device)
+            rot = qs.T @ layer.to_matrix(g.float()) @ qa
+            out[layer.param] = rot * (self.lambda_[layer.param].to(g.device) + self.damping_[layer.param]).rsqrt()
+        return out
+
     def dense(self, name: str) -> Float[Tensor, "n n"]:
         """The undamped approximate block of ``name`` as a dense matrix over ``vec([d_out, d_in])``
         (row-major), for checks on small layers."""

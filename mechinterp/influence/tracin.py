@@ -82,11 +82,11 @@ def tracin(
                 raise MechinterpError(f"Checkpoint {i} does not fit this model's architecture: {err}") from err
         elif state is not model:
             ckpt = state
-        index = InfluenceIndex(ckpt, **index_kwargs).fit(train_set)
-        scores, pre = index.raw_scores(queries, "cosine" if cosine else "dot")
+        index = InfluenceIndex(ckpt, "cosine" if cosine else "dot", **index_kwargs).fit(train_set)
+        scores, pre = index.raw_scores(queries)
         total = lr * scores if total is None else total + lr * scores
         weighted.append((index, pre, float(lr)))
     helpful, harmful = _listings(total, top_k, weighted if per_token else [], model, train_set, cosine)
     meta = {"n_train": len(train_set), "checkpoints": len(checkpoints), "lrs": [float(c[1]) for c in checkpoints],
-            "projection_dim": weighted[0][0].projection.dim, "params": weighted[0][0].names}
+            "projection_dim": weighted[0][0].projection_dim, "params": weighted[0][0].names}
     return InfluenceResult("tracin", labels, total, helpful, harmful, meta)
