@@ -44,7 +44,8 @@ def capture(
     ``labels`` ``[batch, pos-1]`` are the next tokens of the loss (``None``: sample each from
     the model's own prediction). The loss is the summed next-token loss of every sequence.
     Returns ``{param: (a [batch, pos, d_in], δ [batch, pos, d_out])}`` with ``a`` zeroed at
-    padding. Hooks are removed on return and on error.
+    padding and at each sequence's last token (it predicts nothing, so its ``δ`` is 0 and it
+    adds nothing to the gradient; counting it in ``A`` would only blur the factor). Hooks are removed on return and on error.
     """
     dev = next(model.parameters()).device
     tokens = tokens.to(dev)
@@ -75,9 +76,9 @@ def capture(
         grads = torch.autograd.grad(loss, [outs[n] for n in names] + [logits])
     deltas = dict(zip(names, grads[:-1]))
     deltas["logits"] = grads[-1]
-    valid = (torch.arange(tokens.shape[1], device=dev)[None] < lengths.to(dev)[:, None]).float()[..., None]
+    valid = (torch.arange(tokens.shape[1], device=dev)[None] < lengths.to(dev)[:, None] - 1).float()[..., None]
     b, p = tokens.shape
-    return {l.param: (ins[l.in_hook].reshape(b, p, -1) * valid, deltas[l.out_hook].reshape(b, p, -1)) for l in layers}
+    return {l.param: (l.inputs(model, ins[l.in_hook]).reshape(b, p, -1) * valid, deltas[l.out_hook].reshape(b, p, -1)) for l in layers}
 
 
 def _batches(train: TrainingSet, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -146,7 +147,7 @@ class EKFAC:
                 a2, d2 = a.reshape(-1, a.shape[-1]).double(), d.reshape(-1, d.shape[-1]).double()
                 a_cov[name] = a_cov.get(name, 0) + a2.T @ a2
                 s_cov[name] = s_cov.get(name, 0) + d2.T @ d2
-        n_tok = float(train.lengths.sum()) * draws
+        n_tok = float((train.lengths - 1).sum()) * draws
         self.n_tokens_, self.n_seq_ = n_tok / draws, len(train)
         self.q_a_, self.q_s_, self.eig_a_, self.eig_s_ = {}, {}, {}, {}
         for name in a_cov:

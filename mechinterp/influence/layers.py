@@ -31,12 +31,27 @@ class KroneckerLayer:
         in_hook: hook whose value is the input ``a`` (``[batch, pos, *in]``).
         out_hook: hook whose gradient is ``δ`` (``[batch, pos, *out]``); ``"logits"`` for ``W_U``.
         kind: ``"qkv"``, ``"o"`` or ``"linear"`` (how the parameter is laid out).
+        norm: the normalisation module whose scale ``w`` and bias ``b`` still apply to the
+            value of ``in_hook`` (TL's ``hook_normalized`` is taken before them), or ``None``.
     """
 
     param: str
     in_hook: str
     out_hook: str
     kind: str
+    norm: str | None = None
+
+    def inputs(self, model: Any, value: Tensor) -> Tensor:
+        """The matrix's input from the value of :attr:`in_hook` (applying the norm's ``w``, ``b``)."""
+        if self.norm is None:
+            return value
+        module = model.get_submodule(self.norm)
+        w, b = getattr(module, "w", None), getattr(module, "b", None)
+        if w is not None:
+            value = value * w.detach()
+        if b is not None:
+            value = value + b.detach()
+        return value
 
     def to_matrix(self, g: Tensor) -> Tensor:
         """``[..., *param.shape]`` -> ``[..., d_out, d_in]``."""
@@ -61,13 +76,15 @@ class KroneckerLayer:
         return m.transpose(-1, -2)
 
 
-def _norm_hook(model: Any, layer: int | None, which: str) -> str:
-    """The hook holding the normalised input of a sub-layer (the residual if there is no norm)."""
+def _norm_hook(model: Any, layer: int | None, which: str) -> tuple[str, str | None]:
+    """The hook holding the normalised input of a sub-layer (the residual if there is no norm),
+    and the norm module whose affine part follows that hook."""
     if model.cfg.normalization_type is None:
         if layer is None:
-            return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-        return f"blocks.{layer}.hook_resid_pre" if which == "ln1" else f"blocks.{layer}.hook_resid_mid"
-    return "ln_final.hook_normalized" if layer is None else f"blocks.{layer}.{which}.hook_normalized"
+            return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", None
+        return (f"blocks.{layer}.hook_resid_pre" if which == "ln1" else f"blocks.{layer}.hook_resid_mid"), None
+    module = "ln_final" if layer is None else f"blocks.{layer}.{which}"
+    return f"{module}.hook_normalized", module
 
 
 def kronecker_layers(model: Any, names: list[str]) -> list[KroneckerLayer]:
@@ -87,10 +104,12 @@ def kronecker_layers(model: Any, names: list[str]) -> list[KroneckerLayer]:
     for name in names:
         m = re.match(r"^blocks\.(\d+)\.(attn|mlp)\.(_?W_\w+)$", name)
         if name == "unembed.W_U":
-            out.append(KroneckerLayer(name, _norm_hook(model, None, ""), "logits", "linear"))
+            hook, norm = _norm_hook(model, None, "")
+            out.append(KroneckerLayer(name, hook, "logits", "linear", norm))
         elif m and m.group(2) == "attn" and m.group(3) in ("W_Q", "W_K", "W_V", "_W_K", "_W_V"):
             layer, w = int(m.group(1)), m.group(3).lstrip("_")
-            out.append(KroneckerLayer(name, _norm_hook(model, layer, "ln1"), f"blocks.{layer}.attn.hook_{w[-1].lower()}", "qkv"))
+            hook, norm = _norm_hook(model, layer, "ln1")
+            out.append(KroneckerLayer(name, hook, f"blocks.{layer}.attn.hook_{w[-1].lower()}", "qkv", norm))
         elif m and m.group(3) == "W_O":
             layer = int(m.group(1))
             out.append(KroneckerLayer(name, f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_attn_out", "o"))
@@ -98,7 +117,8 @@ def kronecker_layers(model: Any, names: list[str]) -> list[KroneckerLayer]:
             layer = int(m.group(1))
             ln = "ln1" if getattr(cfg, "parallel_attn_mlp", False) else "ln2"
             hook = "hook_pre" if (m.group(3) == "W_gate" or not cfg.gated_mlp) else "hook_pre_linear"
-            out.append(KroneckerLayer(name, _norm_hook(model, layer, ln), f"blocks.{layer}.mlp.{hook}", "linear"))
+            in_hook, norm = _norm_hook(model, layer, ln)
+            out.append(KroneckerLayer(name, in_hook, f"blocks.{layer}.mlp.{hook}", "linear", norm))
         elif m and m.group(3) == "W_out":
             layer = int(m.group(1))
             out.append(KroneckerLayer(name, f"blocks.{layer}.mlp.hook_post", f"blocks.{layer}.hook_mlp_out", "linear"))

@@ -17,7 +17,16 @@ def _data(model, n=3, pos=7, seed=0):
     return as_training_set(model, [toks[0].tolist(), toks[1, :5].tolist(), toks[2].tolist()])
 
 
-def test_hook_outer_products_equal_autograd_gradients(tiny_model):
+@pytest.mark.parametrize("affine", [False, True])
+def test_hook_outer_products_equal_autograd_gradients(tiny_model, affine):
+    if affine:  # LayerNorm weights away from 1 and 0: TL's hook_normalized is taken before them
+        import copy
+
+        tiny_model = copy.deepcopy(tiny_model)
+        with torch.no_grad():
+            for n, p in tiny_model.named_parameters():
+                if ".ln" in n or n.startswith("ln_final"):
+                    p.add_(torch.randn_like(p) * 0.5)
     train = _data(tiny_model)
     names = select_params(tiny_model)
     assert len(names) == 2 * 6 + 1  # W_Q W_K W_V W_O W_in W_out per layer, and W_U
