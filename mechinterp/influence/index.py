@@ -114,7 +114,7 @@ class InfluenceIndex:
     def query_gradients(self, queries: list[Query]) -> dict[str, Tensor]:
         """``∇m`` of every query: ``{name: [q, *shape]}``."""
         per_query = [query_grads(self.model, self.names, q.tokens, q.measure) for q in queries]
-        return {n: torch.stack([g[n] for g in per_query]) for n in self.names}
+        return {n: torch.stack([g[n] for g in per_query]).detach() for n in self.names}
 
     def raw_scores(self, queries: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """``[n_queries, n_train]`` scores, and ``H⁻¹∇m`` in parameter space (for per-token scores)."""
@@ -122,12 +122,13 @@ class InfluenceIndex:
         qs = as_queries(self.model, queries)
         grads = self.query_gradients(qs)
         vec = self._transform(grads)
+        vec = {n: v.detach() for n, v in vec.items()}
         scores = -self.store_.dot(self.projection_(vec))
         if self.method == "cosine":
             qnorm = torch.sqrt(sum((g.reshape(len(qs), -1).float() ** 2).sum(1) for g in vec.values())).cpu()
             scores = scores / (qnorm[:, None] * self.store_.norms[None, :]).clamp_min(1e-30)
         pre = self.hessian_.precondition(grads) if self.hessian_ is not None else grads
-        return scores, pre
+        return scores.detach(), {n: v.detach() for n, v in pre.items()}
 
     def token_scores(self, pre: dict[str, Tensor], query: int, index: int) -> Tensor:
         """``[length]`` influence of each next-token loss of training sequence ``index`` (exact,

@@ -62,3 +62,27 @@ def test_non_matrix_parameters_are_refused_by_ekfac(tiny_model):
         kronecker_layers(tiny_model, ["blocks.0.ln1.w"])
     with pytest.raises(MechinterpError, match="No parameter"):
         select_params(tiny_model, ["blocks.9"])
+
+
+def test_llama_shaped_model_gqa_gated_rms_rotary():
+    """Grouped-query attention (_W_K, _W_V), a gated MLP (W_gate) and RMSNorm with weights."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=16, n_heads=4, n_key_value_heads=2, d_head=4, d_mlp=32, n_ctx=16, d_vocab=20,
+        act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", gated_mlp=True, final_rms=True, seed=1,
+    )
+    model = HookedTransformer(cfg)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith(".w"):
+                p.add_(torch.randn_like(p) * 0.5)
+    train = _data(model)
+    names = select_params(model)
+    assert {"blocks.0.attn._W_K", "blocks.0.attn._W_V", "blocks.0.mlp.W_gate"} <= set(names)
+    layers = kronecker_layers(model, names)
+    acts = capture(model, layers, train.tokens, train.lengths, train.tokens[:, 1:])
+    per_ex = per_example_grads(model, names, train.tokens, train.loss_mask)
+    for layer in layers:
+        a, d = acts[layer.param]
+        torch.testing.assert_close(torch.einsum("bpo,bpi->boi", d, a), layer.to_matrix(per_ex[layer.param]), atol=1e-5, rtol=1e-4)

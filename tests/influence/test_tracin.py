@@ -69,3 +69,16 @@ def test_tracin_rejects_bad_checkpoints(tmp_path):
         tracin(model, [model.state_dict()], data.tokens, query)
     with pytest.raises(MechinterpError, match="step-"):
         load_checkpoints(tmp_path)
+
+
+def test_toy_lm_training_keeps_checkpoints_for_tracin(tmp_path):
+    """The zoo script's keep_checkpoints option writes what load_checkpoints reads (with each step's lr)."""
+    from mechinterp.zoo.train import toy_lm
+
+    model = toy_lm.make_model(seed=0, tokenizer_dir=tmp_path / "tok")
+    toy_lm._train(model, steps=2, seed=0, keep_checkpoints=2, checkpoint_dir=tmp_path / "ck")
+    ckpts = load_checkpoints(tmp_path / "ck")
+    warm = toy_lm.RECIPE["lr"] / toy_lm.RECIPE["warmup"]
+    assert [lr for _, lr in ckpts] == pytest.approx([warm, 2 * warm])
+    torch.testing.assert_close(ckpts[-1][0]["blocks.0.attn.W_Q"], model.state_dict()["blocks.0.attn.W_Q"])
+    assert toy_lm.checkpoint_steps(10, 3) == {3, 7, 10} and toy_lm.checkpoint_steps(10, 0) == set()
