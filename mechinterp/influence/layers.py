@@ -11,7 +11,6 @@ hook points; this module names them and converts the parameter's gradient to and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,4 +129,3 @@ def kronecker_layers(model: Any, names: list[str]) -> list[KroneckerLayer]:
     return out
 
 
-HookFn = Callable[[Tensor, Any], None]
