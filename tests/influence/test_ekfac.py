@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call, jacrev
 
 from mechinterp.errors import MechinterpError
-from mechinterp.influence import EKFAC, InfluenceIndex, as_training_set, per_example_grads, select_params
+from mechinterp.influence import EKFAC, InfluenceIndex, as_queries, as_training_set, per_example_grads, select_params
 from mechinterp.influence.planted import make_data, make_model, train
 
 
@@ -80,16 +80,16 @@ def test_ekfac_influence_tracks_the_exact_gauss_newton_inverse(small):
     damping = 0.1 * float(torch.diagonal(h).mean())
     grads = per_example_grads(model, names, ts.tokens, ts.loss_mask)
     g = torch.cat([grads[n].reshape(len(ts), -1) for n in names], 1).double()
-    idx = InfluenceIndex(model, "dot", params=names, projection_dim=None).fit(ts)
-    q = idx.query_gradients(idx_queries := __import__("mechinterp.influence", fromlist=["as_queries"]).as_queries(model, queries))
-    qv = torch.cat([q[n].reshape(len(idx_queries), -1) for n in names], 1).double()
+    dot_index = InfluenceIndex(model, "dot", params=names, projection_dim=None).fit(ts)
+    q = dot_index.query_gradients(as_queries(model, queries))
+    qv = torch.cat([q[n].reshape(len(queries), -1) for n in names], 1).double()
     exact = -(torch.linalg.solve(h + damping * torch.eye(len(h), dtype=torch.double), qv.T).T @ g.T)
 
     def corr(method):
         s = InfluenceIndex(model, method, params=names, projection_dim=None, damping=damping, n_samples=32).fit(ts).score(queries, per_token=False).scores
         return float(torch.corrcoef(torch.stack([s.flatten().double(), exact.flatten()]))[0, 1])
 
-    dot = InfluenceIndex(model, "dot", params=names, projection_dim=None).fit(ts).score(queries, per_token=False).scores
+    dot = dot_index.score(queries, per_token=False).scores
     c_dot = float(torch.corrcoef(torch.stack([dot.flatten().double(), exact.flatten()]))[0, 1])
     c_ek, c_kf = corr("ekfac"), corr("kfac")
     print(f"correlation with exact GN influence: ekfac {c_ek:.3f} kfac {c_kf:.3f} dot {c_dot:.3f}")

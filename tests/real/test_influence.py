@@ -3,7 +3,7 @@
 Known answer: the query asks for a *wrong* capital (" Rome" after "The capital of France is");
 one training sentence states exactly that wrong fact. Its loss on " Rome" is large and that
 token's gradient is the query's own gradient (same prefix, same target), so it must be the most
-helpful sequence, by gradient cosine (exact and randomly projected) and by EK-FAC (grouped-query
+helpful sequence, by gradient cosine (randomly projected) and by EK-FAC (grouped-query
 attention, gated MLP, RMSNorm model), with the most influence on the " Rome" token.
 """
 
@@ -27,8 +27,6 @@ QUERY = [("The capital of France is", " Rome")]
 
 def test_the_sentence_stating_the_queried_fact_is_most_helpful(smollm2):
     w_out = f"blocks.{smollm2.cfg.n_layers - 1}.mlp.W_out"  # [1536, 576]
-    exact = InfluenceIndex(smollm2, "cosine", params=[w_out], projection_dim=None, batch_size=4).fit(TRAIN)
-    assert exact.score(QUERY, top_k=1, per_token=False).top(0, 1) == [1]
     projected = InfluenceIndex(smollm2, "cosine", params=[w_out], projection_dim=256, batch_size=4).fit(TRAIN)
     assert projected.projection_.out_dim == 256  # of 884,736 entries
     assert projected.score(QUERY, top_k=1, per_token=False).top(0, 1) == [1]
