@@ -42,6 +42,7 @@ def main(subsets: int = 40, steps: int = 60, seed: int = 0, projection_dim: int 
     for method in ("ekfac", "kfac", "dot", "cosine"):
         r = InfluenceIndex(model, method, projection_dim=projection_dim, batch_size=64).fit(data.tokens).score(queries, per_token=False)
         scores[method] = r.scores
+    print(f"scored ({time.perf_counter() - start:.0f} s)", flush=True)
     scores["tracin"] = tracin(model, ckpts, data.tokens, queries, projection_dim=projection_dim, batch_size=64, per_token=False).scores
     for method, s in scores.items():
         ranks = [[int((s[q] > s[q, r]).sum()) for r in rows] for q, rows in data.planted.items()]
@@ -54,6 +55,7 @@ def main(subsets: int = 40, steps: int = 60, seed: int = 0, projection_dim: int 
         train(sub, data.tokens[mask], steps=steps)
         masks.append(mask)
         outcomes.append(query_logprobs(sub, data))
+        print(f"subset {len(outcomes)}/{subsets} retrained ({time.perf_counter() - start:.0f} s)", flush=True)
     masks_t, out_t = torch.stack(masks).double(), torch.stack(outcomes).double()  # [subsets, n], [subsets, q]
     lds = {}
     for method, s in scores.items():
@@ -76,7 +78,7 @@ if __name__ == "__main__":
     parser.add_argument("--projection-dim", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the shared 2-core machine: 2 threads thrashed
     result = main(args.subsets, args.steps, args.seed, args.projection_dim)
     text = json.dumps(result, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k not in ("planted",)} | {"planted_rates": {m: v["top1pct_rate"] for m, v in result["planted"].items()}, "lds": {m: round(v["mean"], 3) for m, v in result["lds"].items()}}, indent=1))

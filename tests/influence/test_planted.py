@@ -4,7 +4,7 @@ A 1-layer model is trained (60 full-batch steps, ~3 s) on 376 sequences, 16 of w
 made-up facts (2 rows each) seen nowhere else. For each fact's query, the bar (issue 19) is
 that both planted rows rank in the top 1% of the training set (ranks 0-3) for at least 90%
 of the queries by EK-FAC. Measured here: EK-FAC 8/8 (both rows at ranks 0-1), TracIn over 3
-checkpoints 8/8, gradient dot product 5/8 (a row at rank 7-8 for three queries).
+checkpoints 8/8, gradient dot product 7/8 (one query's rows at ranks 7-8).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_ekfac_ranks_the_planted_rows_first(planted):
     for q, rows in data.planted.items():  # and they are helpful: training on them raises the target
         assert (ekfac.scores[q, rows] > 0).all()
     dot = InfluenceIndex(model, "dot", projection_dim=None, batch_size=64).fit(data.tokens).score(queries, per_token=False)
-    assert _hits(dot, data) < _hits(ekfac, data)  # the identity "Hessian" is worse here (5/8)
+    assert _hits(dot, data) < _hits(ekfac, data)  # the identity "Hessian" is worse here (7/8)
     assert active_hooks(model) == []
 
 
