@@ -86,14 +86,14 @@ def test_ekfac_influence_tracks_the_exact_gauss_newton_inverse(small):
     exact = -(torch.linalg.solve(h + damping * torch.eye(len(h), dtype=torch.double), qv.T).T @ g.T)
 
     def corr(method):
-        s = InfluenceIndex(model, method, params=names, projection_dim=None, damping=damping, n_samples=32).fit(ts).score(queries, per_token=False).scores
+        s = InfluenceIndex(model, method, params=names, projection_dim=None, damping=damping, n_samples=8).fit(ts).score(queries, per_token=False).scores
         return float(torch.corrcoef(torch.stack([s.flatten().double(), exact.flatten()]))[0, 1])
 
     dot = dot_index.score(queries, per_token=False).scores
     c_dot = float(torch.corrcoef(torch.stack([dot.flatten().double(), exact.flatten()]))[0, 1])
     c_ek, c_kf = corr("ekfac"), corr("kfac")
     print(f"correlation with exact GN influence: ekfac {c_ek:.3f} kfac {c_kf:.3f} dot {c_dot:.3f}")
-    assert c_ek > 0.95 and c_ek > c_dot  # measured: ekfac 0.981, kfac 0.980, dot 0.920
+    assert c_ek > 0.95 and c_ek > c_dot  # measured (n_samples=8): ekfac 0.984, kfac 0.982, dot 0.920
 
 
 def test_bad_arguments_raise(small):
