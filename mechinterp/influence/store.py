@@ -70,11 +70,12 @@ class GradientStore:
         return self._store.filled
 
     def chunks(self) -> Iterator[tuple[int, Tensor]]:
-        """``(start, rows)`` blocks of at most :attr:`chunk_rows` rows, copied out of the store."""
+        """``(start, rows)`` blocks of at most :attr:`chunk_rows` rows: views of the store (on disk,
+        of the memory map: file pages the kernel can drop, no copy in the process's own memory)."""
         data = self._store.read()
         step = self.chunk_rows
         for start in range(0, self.n, step):
-            yield start, data[start : start + step].clone()
+            yield start, data[start : start + step]
 
     def dot(self, queries: Float[Tensor, "q dim"]) -> Float[Tensor, "q n"]:
         """``queries @ rows.T``, chunk by chunk."""
