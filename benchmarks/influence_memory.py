@@ -72,7 +72,7 @@ def run(copies: int, budget_fraction: float | None, batch_size: int = 32) -> dic
             "budget_MB": None if budget is None else round(budget / 1e6, 1), "on_disk": index.store_.on_disk,
             "fit_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2),
             "fit_peak_anon_growth_MB": round(fit.growth / 1e6, 1), "score_peak_anon_growth_MB": round(score.growth / 1e6, 1),
-            "top1": [result.top(q, 1)[0] for q in range(len(queries))],
+            "top1": [data.tokens[result.top(q, 1)[0]].tolist() for q in range(len(queries))],  # sequences: duplicates tie
         }
 
 
