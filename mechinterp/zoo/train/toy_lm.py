@@ -139,7 +139,8 @@ def _loss(model: Any, tokens: Int[Tensor, "batch pos"]) -> Tensor:
 
 
 def _train(
-    model: Any, steps: int, seed: int, max_seconds: float | None = None, template_dropout: float = 0.0
+    model: Any, steps: int, seed: int, max_seconds: float | None = None, template_dropout: float = 0.0,
+    keep_checkpoints: int = 0, checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     ids = {w: i + len(SPECIAL_TOKENS) for i, w in enumerate(vocab.all_words())}
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
@@ -153,6 +154,7 @@ def _train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     curve, recent, start, done = [], [], time.perf_counter(), 0
+    marks = checkpoint_steps(steps, keep_checkpoints)
     for step in range(steps):
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             print(f"time budget of {max_seconds} s reached after {step} steps", flush=True)
@@ -162,8 +164,11 @@ def _train(
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), RECIPE["grad_clip"])
+        lr_used = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
+        if step + 1 in marks and checkpoint_dir is not None:
+            save_checkpoint(model, checkpoint_dir, step + 1, lr_used)
         recent, done = (recent + [loss.item()])[-100:], step + 1
         if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
             curve.append([step + 1, round(sum(recent) / len(recent), 4)])
@@ -172,6 +177,21 @@ def _train(
     if recent and (not curve or curve[-1][0] != done):
         curve.append([done, round(sum(recent) / len(recent), 4)])
     return {"steps": done, "final_train_loss": curve[-1][1] if curve else float("nan"), "loss_curve": curve}
+
+
+def checkpoint_steps(steps: int, keep: int) -> set[int]:
+    """The ``keep`` evenly spaced steps (1-based, the last one included) at which to save a checkpoint."""
+    return {round(steps * (i + 1) / keep) for i in range(keep)} if keep > 0 else set()
+
+
+def save_checkpoint(model: Any, folder: Path, step: int, lr: float) -> Path:
+    """Write ``folder/step-<step>.pt`` with the state dict and the learning rate of that step (for TracIn:
+    ``mechinterp.influence.load_checkpoints``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step}.pt"
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "lr": float(lr), "step": step}, path)
+    return path
 
 
 @torch.no_grad()
@@ -247,6 +267,7 @@ def main(
     device: str = "cpu",
     max_seconds: float | None = None,
     template_dropout: float = 0.15,
+    keep_checkpoints: int = 0,
 ) -> dict[str, Any]:
     """Train, evaluate and save ``toy-lm``; return the metrics.
 
@@ -260,6 +281,8 @@ def main(
         template_dropout: probability of replacing each template word of a task row by
             ``<pad>`` (see :func:`sample_batch`); 0.15 is the shipped model's, 0 the first
             recipe's (batches identical to it).
+        keep_checkpoints: save this many evenly spaced checkpoints (state dict and learning
+            rate) to ``out/checkpoints/step-<n>.pt`` for TracIn; 0 (default) saves none.
 
     Returns:
         The metrics written to the card and ``metrics.json``.
@@ -273,7 +296,7 @@ def main(
         metrics: dict[str, Any] = {"steps": steps, "seed": seed}
         if template_dropout > 0:  # recorded only when used: 0 writes what the first recipe wrote
             metrics["template_dropout"] = template_dropout
-        metrics.update(_train(model, steps, seed, max_seconds, template_dropout))
+        metrics.update(_train(model, steps, seed, max_seconds, template_dropout, keep_checkpoints, out / "checkpoints"))
         metrics["train_wall_s"] = round(time.perf_counter() - start, 1)
         metrics["where"] = f"{device} ({torch.cuda.get_device_name() if device.startswith('cuda') else platform.processor() or 'cpu'})"
         metrics["n_params"] = sum(p.numel() for p in model.parameters())
@@ -385,8 +408,10 @@ if __name__ == "__main__":
         "--template-dropout", type=float, default=0.15, metavar="P",
         help="replace each template word of a task row by <pad> with probability P (default 0.15, as shipped)",
     )
+    parser.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
+                        help="save N evenly spaced checkpoints to OUT/checkpoints for TracIn (default 0)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     result = main(steps=args.steps, out=args.out, seed=args.seed, device=args.device, max_seconds=args.max_seconds,
-                  template_dropout=args.template_dropout)
+                  template_dropout=args.template_dropout, keep_checkpoints=args.keep_checkpoints)
     print(json.dumps({k: v for k, v in result.items() if k != "loss_curve"}, indent=2))
