@@ -20,8 +20,11 @@ Example:
 """
 
 from mechinterp.dictionary.activations import ActivationStream
+from mechinterp.dictionary.evaluate import evaluate_sae
 from mechinterp.dictionary.results import SAEEvaluation, TrainingLog
 from mechinterp.dictionary.sae import ARCHITECTURES, SparseAutoencoder
+from mechinterp.dictionary.saelens import load_sae, save_sae
+from mechinterp.dictionary.splice import SpliceState, splice
 from mechinterp.dictionary.synthetic import match_directions, superposition_data
 from mechinterp.dictionary.train import TrainConfig, geometric_median, train_sae
 
@@ -30,10 +33,15 @@ __all__ = [
     "ActivationStream",
     "SAEEvaluation",
     "SparseAutoencoder",
+    "SpliceState",
     "TrainConfig",
     "TrainingLog",
+    "evaluate_sae",
     "geometric_median",
+    "load_sae",
     "match_directions",
+    "save_sae",
+    "splice",
     "superposition_data",
     "train_sae",
 ]
