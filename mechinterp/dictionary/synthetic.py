@@ -49,6 +49,7 @@ def match_directions(true: Float[Tensor, "n_true d"], learned: Float[Tensor, "n_
     Returns:
         ``(mean, best)`` with ``best[i]`` the max cosine of true direction ``i``.
     """
+    true, learned = true.detach(), learned.detach()
     t = true / true.norm(dim=-1, keepdim=True)
     lr = learned / learned.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     best = (t @ lr.T).max(-1).values
