@@ -3,8 +3,9 @@
 A few hundred tokens of ordinary text at ``blocks.10.hook_resid_post`` (d_model 576), 1152
 latents, k=16, 3 epochs: a smoke test of the real-model path (cache -> stream -> train ->
 splice -> evaluate), not a useful SAE. With the error term kept the logits must equal the
-clean run's (1e-5); the reconstruction must explain some variance (a trained SAE well above
-an untrained one).
+clean run's (1e-5); the reconstruction must explain some variance and recover most of the
+next-token loss (measured on 3 of the training texts: explained variance 0.65, CE loss
+recovered 0.89, L0 16; an untrained SAE of the same shape: -0.99 and -0.08).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 import mechinterp
 from mechinterp.core.hooks import assert_no_hooks
-from mechinterp.dictionary import SparseAutoencoder, evaluate_sae, splice, train_sae
+from mechinterp.dictionary import evaluate_sae, splice, train_sae
 
 pytestmark = pytest.mark.real
 
@@ -43,11 +44,8 @@ def test_tiny_topk_sae_on_smollm2(smollm2):
     assert state.latents.shape[-1] == 1152
     assert_no_hooks(smollm2)
     result = evaluate_sae(smollm2, sae, TEXTS[:3])
-    torch.manual_seed(0)
-    untrained = SparseAutoencoder(576, 1152, "topk", k=16, hook_name=sae.hook_name)
-    baseline = evaluate_sae(smollm2, untrained, TEXTS[:3])
-    print("\ntrained", result.summary(), "\nuntrained", baseline.summary(), "\nlog", sae.training_log.summary())
     assert result.l0 <= 16.0
-    assert result.explained_variance > 0.3 and result.explained_variance > baseline.explained_variance + 0.3
-    assert result.ce_loss_recovered > baseline.ce_loss_recovered
+    # measured: explained variance 0.65, CE loss recovered 0.89 (an untrained SAE: -0.99 and -0.08)
+    assert result.explained_variance > 0.3
+    assert result.ce_loss_recovered > 0.5
     assert_no_hooks(smollm2)
