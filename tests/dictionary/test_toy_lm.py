@@ -1,9 +1,9 @@
 """A short SAE training on the zoo's toy-lm, evaluated on held-out prompts.
 
 TopK (k=8, 512 latents = 4x d_model) on ``blocks.1.hook_resid_post`` over the train
-prompts of four language tasks (192 prompts, ~2.6k tokens, 10 epochs). Measured on the
-training prompts with 64 per task: explained variance 0.93, CE loss recovered 0.999, KL 0.007,
-6% dead latents. Held-out bars below are looser; an untrained SAE must fail them.
+prompts of four language tasks (192 prompts, ~2.6k tokens, 10 epochs, ~8 s on one core).
+Measured on 64 held-out prompts (843 tokens): L0 8, explained variance 0.875, CE loss
+recovered 0.9992, KL 0.028 nats; an untrained SAE of the same shape: 0.17, 0.66, 1.69.
 """
 
 from __future__ import annotations
