@@ -1,0 +1,173 @@
+"""Streaming training batches of one site's activations, with bounded memory.
+
+:class:`ActivationStream` reads a site of a :class:`~mechinterp.core.SharedCache` (or a
+tensor, e.g. a spilled, memory-mapped one) a block of prompts at a time, drops padding
+positions, and mixes tokens through a shuffle buffer before cutting training batches. Host
+memory is bounded by ``buffer_size`` tokens plus one block, whatever the dataset's size;
+the cache's own ``memory_budget`` decides whether the site lives in memory or on disk.
+
+With ``site_out`` the stream yields aligned pairs (input, output) for a transcoder, e.g.
+``mlp_in`` → ``mlp_out`` of one layer.
+
+Example:
+    >>> import torch
+    >>> from mechinterp.dictionary import ActivationStream
+    >>> stream = ActivationStream(torch.randn(100, 8), batch_size=32, buffer_size=64)
+    >>> [tuple(b.shape) for b in stream]
+    [(32, 8), (32, 8), (32, 8), (4, 8)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mechinterp.core.cache import SharedCache
+from mechinterp.core.sites import SiteSpec, resolve
+from mechinterp.errors import EmptyInputError, MechinterpError, ShapeMismatchError
+
+__all__ = ["ActivationStream"]
+
+
+class ActivationStream:
+    """Shuffled batches of token activations from a cache site or a tensor.
+
+    Args:
+        source: a :class:`SharedCache`, or a tensor ``[..., d]`` of activations (every row
+            a token; no padding).
+        site: the cache site (``("resid_post", 3)`` or a hook name); required for a cache.
+        site_out: a second site for transcoders (the stream then yields ``(x, y)`` pairs).
+        batch_size: tokens per training batch.
+        buffer_size: tokens held in the shuffle buffer (the memory bound).
+        block_rows: prompts (or tensor rows) read from the source at a time.
+        seed: shuffling seed (each epoch reshuffles).
+        device: where batches go (e.g. the GPU the SAE trains on).
+
+    Attributes:
+        hook_name, hook_name_out: the resolved hook names (``None`` for a tensor).
+        d_in, d_out: widths of the activations.
+        n_tokens: tokens per epoch.
+    """
+
+    def __init__(
+        self,
+        source: SharedCache | Tensor,
+        site: SiteSpec | None = None,
+        *,
+        site_out: SiteSpec | None = None,
+        batch_size: int = 4096,
+        buffer_size: int = 2**16,
+        block_rows: int = 64,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if batch_size < 1 or buffer_size < 1 or block_rows < 1:
+            raise MechinterpError("batch_size, buffer_size and block_rows must be positive.")
+        self.batch_size, self.buffer_size, self.block_rows = batch_size, buffer_size, block_rows
+        self.seed, self.device, self.epoch = seed, torch.device(device), 0
+        self.hook_name = self.hook_name_out = None
+        self._mask: Tensor | None = None
+        if isinstance(source, SharedCache):
+            if site is None:
+                raise MechinterpError("Pass the site to train on, e.g. site=('resid_post', 3).")
+            self.hook_name = _one_hook(source, site)
+            self._x = source.get(self.hook_name)
+            self._y = None
+            if site_out is not None:
+                self.hook_name_out = _one_hook(source, site_out)
+                self._y = source.get(self.hook_name_out)
+            if source.positions == "all":
+                self._mask = source.attention_mask.bool()
+        elif isinstance(source, Tensor):
+            if site_out is not None:
+                raise MechinterpError("site_out needs a SharedCache; for tensors pass ActivationStream((x, y)) instead.")
+            self._x, self._y = source, None
+        elif isinstance(source, tuple) and len(source) == 2 and all(isinstance(t, Tensor) for t in source):
+            self._x, self._y = source
+        else:
+            raise MechinterpError(f"source must be a SharedCache, a tensor or an (input, output) tensor pair; got {type(source).__name__}.")
+        if self._x.ndim < 2 or self._x.shape[0] == 0:
+            raise EmptyInputError(f"No activations to train on (shape {tuple(self._x.shape)}).")
+        if self._y is not None and self._y.shape[:-1] != self._x.shape[:-1]:
+            raise ShapeMismatchError(f"Input {tuple(self._x.shape)} and output {tuple(self._y.shape)} activations do not line up.")
+        if self._x.ndim > 3 or (self._mask is not None and self._x.ndim != 3):
+            raise MechinterpError(
+                f"Site activations have shape {tuple(self._x.shape)}; SAEs read one vector per token. For per-head "
+                "sites (z, q, k, v, result) flatten the heads into one vector first."
+            )
+        self.d_in = int(self._x.shape[-1])
+        self.d_out = int(self._y.shape[-1]) if self._y is not None else self.d_in
+        self.n_tokens = int(self._mask.sum()) if self._mask is not None else self._x[..., 0].numel()
+        if self.n_tokens == 0:
+            raise EmptyInputError("The site holds no real (non-padding) tokens.")
+
+    @property
+    def paired(self) -> bool:
+        return self._y is not None
+
+    def _blocks(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor | None]]:
+        n = self._x.shape[0]
+        starts = torch.arange(0, n, self.block_rows)
+        for start in starts[torch.randperm(len(starts), generator=generator)].tolist():
+            rows = slice(start, min(n, start + self.block_rows))
+            x = torch.as_tensor(self._x[rows]).float()
+            y = torch.as_tensor(self._y[rows]).float() if self._y is not None else None
+            if self._mask is not None:
+                keep = self._mask[rows, : x.shape[1]]
+                x, y = x[keep], (y[keep] if y is not None else None)
+            else:
+                x, y = x.reshape(-1, self.d_in), (y.reshape(-1, self.d_out) if y is not None else None)
+            yield x, y
+
+    def __iter__(self) -> Iterator[Any]:
+        generator = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
+        self.epoch += 1
+        xs: list[Tensor] = []
+        ys: list[Tensor] = []
+        held = 0
+        for x, y in self._blocks(generator):
+            xs.append(x)
+            if y is not None:
+                ys.append(y)
+            held += len(x)
+            if held >= self.buffer_size:
+                bx, by = self._shuffled(xs, ys, generator)
+                cut = max(self.batch_size, (len(bx) // 2) // self.batch_size * self.batch_size)  # emit half, keep half
+                yield from self._batches(bx[:cut], by[:cut] if by is not None else None)
+                xs, ys = [bx[cut:]], ([by[cut:]] if by is not None else [])
+                held = len(bx) - cut
+        if held:
+            bx, by = self._shuffled(xs, ys, generator)
+            yield from self._batches(bx, by)
+
+    def _shuffled(self, xs: list[Tensor], ys: list[Tensor], generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        bx = torch.cat(xs)
+        order = torch.randperm(len(bx), generator=generator)
+        return bx[order], (torch.cat(ys)[order] if ys else None)
+
+    def _batches(self, bx: Tensor, by: Tensor | None) -> Iterator[Any]:
+        for start in range(0, len(bx), self.batch_size):
+            x = bx[start : start + self.batch_size].to(self.device)
+            yield x if by is None else (x, by[start : start + self.batch_size].to(self.device))
+
+    def sample(self, n: int) -> Tensor | tuple[Tensor, Tensor]:
+        """Up to ``n`` tokens from the start of a shuffled pass (for initialisation and scaling)."""
+        xs, ys, held = [], [], 0
+        for x, y in self._blocks(torch.Generator().manual_seed(self.seed)):
+            xs.append(x)
+            ys.append(y)
+            held += len(x)
+            if held >= n:
+                break
+        x = torch.cat(xs)[:n].to(self.device)
+        return x if not self.paired else (x, torch.cat(ys)[:n].to(self.device))  # type: ignore[arg-type]
+
+
+def _one_hook(cache: SharedCache, site: SiteSpec) -> str:
+    names = resolve(cache.model, site)
+    if len(names) != 1:
+        raise MechinterpError(f"{site!r} names {len(names)} hooks; give one layer, e.g. ({site!r}, 3).")
+    return names[0]

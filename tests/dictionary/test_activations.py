@@ -1,0 +1,51 @@
+"""ActivationStream: every real token exactly once per epoch, padding out, bounded buffer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mechinterp
+from mechinterp.dictionary import ActivationStream
+from mechinterp.errors import MechinterpError
+
+
+def test_each_row_once_per_epoch_and_shuffled():
+    x = torch.arange(1000, dtype=torch.float32)[:, None].repeat(1, 3)
+    stream = ActivationStream(x, batch_size=64, buffer_size=200, block_rows=50)
+    for _ in range(2):
+        seen = torch.cat(list(stream))[:, 0]
+        assert sorted(seen.tolist()) == list(range(1000))
+        assert not torch.equal(seen, torch.arange(1000.0))  # shuffled
+
+
+def test_cache_site_drops_padding(tiny_model):
+    prompts = ["w1 w2 w3 w4 w5", "w6 w7", "w8 w9 w10"]
+    cache = mechinterp.SharedCache(tiny_model, prompts, progress=False)
+    stream = ActivationStream(cache, ("resid_post", 0), batch_size=4, buffer_size=4, block_rows=1)
+    got = torch.cat(list(stream))
+    n_real = int(cache.attention_mask.sum())
+    assert stream.n_tokens == n_real == len(got)
+    acts = cache["resid_post", 0][cache.attention_mask.bool()]
+    assert torch.allclose(got[got[:, 0].argsort()], acts[acts[:, 0].argsort()])
+    assert stream.hook_name == "blocks.0.hook_resid_post"
+
+
+def test_paired_sites_stay_aligned(tiny_model):
+    cache = mechinterp.SharedCache(tiny_model, ["w1 w2 w3 w4", "w5 w6"], progress=False)
+    stream = ActivationStream(cache, ("resid_mid", 1), site_out=("resid_post", 1), batch_size=3, buffer_size=3)
+    pairs = list(stream)
+    x = torch.cat([p[0] for p in pairs])
+    y = torch.cat([p[1] for p in pairs])
+    mask = cache.attention_mask.bool()
+    mid, post = cache["resid_mid", 1][mask], cache["resid_post", 1][mask]
+    for i in range(len(x)):
+        j = int((mid - x[i]).abs().sum(-1).argmin())
+        assert torch.allclose(y[i], post[j])
+
+
+def test_bad_sources():
+    with pytest.raises(MechinterpError):
+        ActivationStream([1, 2, 3])
+    with pytest.raises(MechinterpError):
+        ActivationStream(torch.randn(0, 4))
