@@ -64,8 +64,8 @@ class SequentialIntegratedGradients(AbstractAttributionMethod):
 
     uses_gradients = True
 
-    def __init__(self, baseline: str | int | Tensor = "auto", n_steps: int = 32, rule: str = "gausslegendre",
-                 internal_batch_size: int = 32, keep_bos: bool = True, keep_first_token: bool | None = None,
+    def __init__(self, baseline: str | int | Tensor = "auto", n_steps: int = 64, rule: str = "gausslegendre",
+                 internal_batch_size: int = 64, keep_bos: bool = True, keep_first_token: bool | None = None,
                  warn_delta: float | None = 0.05) -> None:
         self.baseline = baseline
         self.n_steps = n_steps
