@@ -214,8 +214,8 @@ class TunedLens:
 
 
 def compare_lenses(
-    model: Any, inputs: Any, lenses: dict[str, TunedLens | None], *, site: str | None = None, batch_size: int = 32,
-    chunk_tokens: int = 2048,
+    model: Any, inputs: Any, lenses: dict[str, TunedLens | None], *, site: str | None = None, layers: list[int] | None = None,
+    batch_size: int = 32, chunk_tokens: int = 2048,
 ) -> LensComparison:
     """Per-row KL(final ‖ lens) and next-token perplexity of several lenses on (held-out) prompts.
 
@@ -224,6 +224,7 @@ def compare_lenses(
         inputs: prompts or a ``positions="all"`` SharedCache.
         lenses: name -> a fitted :class:`TunedLens`, or ``None`` for the logit lens.
         site: the residual site (default: the first tuned lens's, else ``"resid_post"``).
+        layers: evaluate only these rows (default: every row).
         batch_size, chunk_tokens: as in :func:`~mechinterp.lens.logit_lens`.
 
     Returns:
@@ -238,11 +239,16 @@ def compare_lenses(
     site = site or (tuned[0].site if tuned else "resid_post")
     if any(l.site != site for l in tuned):
         raise MechinterpError("All tuned lenses must read the same site.")
-    rows = residual_rows(model, site)
+    all_rows = residual_rows(model, site)
+    if layers is not None and any(not 0 <= l < len(all_rows) for l in layers):
+        raise MechinterpError(f"layers {layers} out of range: there are {len(all_rows)} rows.")
+    keep = sorted(set(layers)) if layers is not None else list(range(len(all_rows)))
+    rows = [all_rows[r] for r in keep]
+    final_hook = all_rows[-1][1]
     cache = as_cache(model, inputs, "all", batch_size)
     if cache.positions != "all":
         raise MechinterpError("compare_lenses needs a SharedCache with positions='all'.")
-    cache.fetch(list(dict.fromkeys(h for _, h in rows)))
+    cache.fetch(list(dict.fromkeys([h for _, h in rows] + [final_hook])))
     mask = cache.attention_mask.bool()
     has_next = torch.zeros_like(mask)
     has_next[:, :-1] = mask[:, 1:]
@@ -257,13 +263,18 @@ def compare_lenses(
         for start in range(0, n, step):
             sl = slice(start, min(n, start + step))
             m, nx = mask[sl].to(dev), has_next[sl].to(dev)
-            final_lp = decode(model, cache.get(rows[-1][1])[sl].to(dev)).float().log_softmax(-1)
+            final_lp = decode(model, cache.get(final_hook)[sl].to(dev)).float().log_softmax(-1)
             lab = labels[sl].to(dev)
-            for r, (_, hook) in enumerate(rows):
+            for r, (row, (_, hook)) in enumerate(zip(keep, rows)):
                 resid = cache.get(hook)[sl].to(dev)
+                identity = None  # the logit lens's log-probs, shared by lenses that leave this row untrained
                 for name, lens in lenses.items():
-                    x = resid if lens is None else lens.translate(r, resid)
-                    lp = decode(model, x).float().log_softmax(-1)
+                    if lens is None or row not in lens.trained_rows_:
+                        if identity is None:
+                            identity = decode(model, resid).float().log_softmax(-1)
+                        lp = identity
+                    else:
+                        lp = decode(model, lens.translate(row, resid)).float().log_softmax(-1)
                     kl[name][r] += float(((final_lp.exp() * (final_lp - lp)).sum(-1) * m).sum())
                     ce[name][r] += float((-lp.gather(-1, lab[..., None])[..., 0] * nx).sum())
     n_kl, n_ce = max(1, int(mask.sum())), max(1, int(has_next.sum()))
