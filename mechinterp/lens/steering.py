@@ -153,8 +153,9 @@ def steering_hooks(
         vector: one or several :class:`SteeringVector` (each added at its own hook).
         scale: a number, or ``[batch]`` per-prompt scales.
         positions: ``"all"`` (every position, also those generated later), a list of
-            positions (of the sequence each forward pass sees), or ``[batch]`` per-prompt
-            indices (e.g. each prompt's last real token).
+            positions (of the sequence each forward pass sees: when generating with a list,
+            pass ``use_past_kv_cache=False`` so every pass sees the whole sequence), or a
+            ``[batch]`` tensor of per-prompt indices (e.g. each prompt's last real token).
 
     Hooks are removed on exit, also when the block raises.
     """
