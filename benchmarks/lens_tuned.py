@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-bias", action="store_true", help="skip the bias-only lens (halves the time)")
     args = parser.parse_args()
 
     import mechinterp
@@ -70,17 +71,21 @@ def main() -> None:
     t0 = time.perf_counter()
     affine = TunedLens(steps=args.steps, lr=args.lr, batch_tokens=args.batch_tokens).fit(model, train, progress=False)
     t1 = time.perf_counter()
-    bias = TunedLens(kind="bias", steps=args.steps, lr=args.lr * 3, batch_tokens=args.batch_tokens).fit(model, train, progress=False)
+    lenses = {"logit": None, "tuned": affine}
+    if not args.no_bias:
+        lenses["bias only"] = TunedLens(kind="bias", steps=args.steps, lr=args.lr * 3, batch_tokens=args.batch_tokens).fit(
+            model, train, progress=False)
     t2 = time.perf_counter()
-    cmp = compare_lenses(model, test, {"logit": None, "tuned": affine, "bias only": bias})
+    cmp = compare_lenses(model, test, lenses)
     print(f"model {args.model}: {len(train)} training prompts, {cmp.n_tokens} held-out tokens; {args.steps} steps x "
           f"{args.batch_tokens} tokens; fit {t1 - t0:.1f} s (affine), {t2 - t1:.1f} s (bias only) on {args.device}")
-    print("| row | KL logit | KL tuned | KL bias-only | ppl logit | ppl tuned | ppl bias-only |")
-    print("|---|---|---|---|---|---|---|")
+    names = list(lenses)
+    print("| row | " + " | ".join(f"KL {n}" for n in names) + " | " + " | ".join(f"ppl {n}" for n in names) + " |")
+    print("|---" * (1 + 2 * len(names)) + "|")
     for r, label in enumerate(cmp.rows):
-        k, p = cmp.kl, cmp.perplexity
-        print(f"| {label} | {k['logit'][r]:.3f} | {k['tuned'][r]:.3f} | {k['bias only'][r]:.3f} | {p['logit'][r]:.1f} | "
-              f"{p['tuned'][r]:.1f} | {p['bias only'][r]:.1f} |")
+        kl = " | ".join(f"{cmp.kl[n][r]:.3f}" for n in names)
+        ppl = " | ".join(f"{cmp.perplexity[n][r]:.1f}" for n in names)
+        print(f"| {label} | {kl} | {ppl} |")
     last = len(cmp.rows) - 1
     below = bool(torch.all(cmp.kl["tuned"][:last] < cmp.kl["logit"][:last]))
     print(f"tuned KL below logit-lens KL at every row but the last: {below}")
