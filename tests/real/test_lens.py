@@ -62,7 +62,7 @@ def test_dla_sums_exactly_and_matches_transformer_lens(smollm2):
 def test_tuned_lens_beats_the_logit_lens_on_held_out_text(smollm2):
     """Two layers, a short fit (the every-layer comparison is in benchmarks/lens_tuned.py)."""
     before = [p.requires_grad for p in smollm2.parameters()]
-    lens = TunedLens(layers=[4, 16], steps=10, batch_tokens=16, lr=1e-3).fit(smollm2, TRAIN, progress=False)
+    lens = TunedLens(layers=[4, 16], steps=16, batch_tokens=16, lr=1e-3).fit(smollm2, TRAIN, progress=False)
     assert [p.requires_grad for p in smollm2.parameters()] == before
     cmp = compare_lenses(smollm2, HELD_OUT, {"logit": None, "tuned": lens}, layers=[4, 16])
     assert torch.all(cmp.kl["tuned"] < 0.8 * cmp.kl["logit"]), cmp.kl
