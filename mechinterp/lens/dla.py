@@ -126,6 +126,9 @@ def direct_logit_attribution(
     def read(x: Tensor) -> Tensor:  # x [n, *pos, d_model] -> [n, *pos]
         return (x.float().to(dev) * e_b).sum(-1) / scale[..., 0]
 
+    def bias_term(b: Tensor) -> Tensor:  # a bias added at every position: (b . e) / scale
+        return (e @ b.detach().float()).view(n, *([1] * extra)) / scale[..., 0]
+
     labels: list[str] = ["embed"]
     scores: list[Tensor] = [read(cache.get("hook_embed"))]
     if cfg.positional_embedding_type == "standard":
@@ -141,7 +144,7 @@ def direct_logit_attribution(
             labels.append(f"L{l}H{h}")
             scores.append(heads[..., h])
         labels.append(f"L{l} attn bias")
-        scores.append(read(block.attn.b_O.detach().expand(*final.shape)))
+        scores.append(bias_term(block.attn.b_O))
         if cfg.attn_only:
             continue
         if neurons:
@@ -151,7 +154,7 @@ def direct_logit_attribution(
             labels += [f"L{l}N{i}" for i in range(per.shape[-1])]
             scores += list(per.movedim(-1, 0))
             labels.append(f"L{l} mlp bias")
-            scores.append(read(block.mlp.b_out.detach().expand(*final.shape)))
+            scores.append(bias_term(block.mlp.b_out))
         else:
             labels.append(f"MLP{l}")
             scores.append(read(cache.get(f"blocks.{l}.hook_mlp_out")))
