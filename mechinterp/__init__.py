@@ -6,11 +6,11 @@ Example:
     >>> cache = mechinterp.SharedCache(model, ["t1 t2 t3 t1 t2"], positions="last")
 """
 
-from mechinterp import errors, metrics, tasks, zoo
+from mechinterp import errors, features, lens, metrics, tasks, zoo
 from mechinterp.core import SharedCache, Tokenized, answer_tokens, load, tokenize
 from mechinterp.errors import MechinterpError
 
-__all__ = ["MechinterpError", "SharedCache", "Tokenized", "answer_tokens", "errors", "load", "metrics", "tasks", "tokenize", "zoo"]
+__all__ = ["MechinterpError", "SharedCache", "Tokenized", "answer_tokens", "errors", "features", "lens", "load", "metrics", "tasks", "tokenize", "zoo"]
 __version__ = "0.1.0"
 
 #: method families reachable as attributes, imported on first use (``import mechinterp`` stays fast)

@@ -1,0 +1,143 @@
+"""Benchmark: logit lens + direct logit attribution over a prompt set, against one cached forward
+pass and against TransformerLens 3.9's own route (``run_with_cache`` per batch, then
+``accumulated_resid`` for the lens and ``stack_head_results`` / ``decompose_resid`` /
+``logit_attrs`` for DLA), in one run on the same model and prompts.
+
+Run:  .venv/bin/python benchmarks/lens_dla.py [--model zoo:toy-lm] [--n 1000] [--device cuda]
+Prints one table; copy it into benchmarks/results/lens.md.
+
+What is timed (median of ``--repeats``, after one warm-up):
+
+* ``forward``: the model over every batch (``model(tokens)``), nothing kept: the floor;
+* ``cached pass``: one :class:`SharedCache` pass collecting every site the lens and DLA read
+  (last position of each prompt);
+* ``ours``: a fresh cache pass plus :func:`logit_lens` and :func:`direct_logit_attribution`
+  on it (the bar: at most 1.2x ``cached pass``);
+* ``TL route``: per batch ``run_with_cache`` (every hook), the per-layer residuals from
+  ``accumulated_resid`` through ``ln_final`` and ``unembed`` at each prompt's last token
+  (top-k, answer probability, KL to the final layer), and per-head / per-MLP DLA through
+  ``stack_head_results`` + ``decompose_resid`` + ``logit_attrs``.
+
+Both routes compute the same numbers; the script checks that the per-head DLA agrees to 1e-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str, repeats: int) -> tuple[float, float, object]:
+    """Median wall seconds and median CPU seconds of this process (the steadier number on a shared CPU)."""
+    out = fn()  # warm-up
+    times, cpu = [], []
+    for _ in range(repeats):
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu), out
+
+
+def prompts_for(model, n: int) -> tuple[list[str], list[str]]:
+    import mechinterp
+
+    tasks = ["ioi", "facts", "sentiment", "greater-than"]
+    prompts, answers = [], []
+    for name in tasks:
+        task = mechinterp.tasks.load(name, model, n=n // len(tasks) + 1, split="test")
+        prompts += task.clean_prompts
+        answers += task.correct_answers
+    return prompts[:n], answers[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="zoo:toy-lm")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import mechinterp
+    from mechinterp.lens import direct_logit_attribution, dla_sites, logit_lens, residual_rows
+
+    model = mechinterp.load(args.model, device=args.device)
+    prompts, answers = prompts_for(model, args.n)
+    ids = mechinterp.answer_tokens(model, answers)
+    batch = mechinterp.tokenize(model, prompts)
+    bs, dev = args.batch_size, args.device
+    sites = list(dict.fromkeys([h for _, h in residual_rows(model, "resid_post")] + dla_sites(model)))
+
+    def forward():
+        with torch.inference_mode():
+            for s in range(0, len(batch), bs):
+                width = int(batch.lengths[s : s + bs].max())
+                model(batch.tokens[s : s + bs, :width].to(dev))
+
+    def cached_pass():
+        cache = mechinterp.SharedCache(model, batch, positions="last", batch_size=bs, progress=False)
+        cache.fetch(sites)
+        return cache
+
+    def ours():
+        cache = cached_pass()
+        lens = logit_lens(model, cache, answers=ids)
+        dla = direct_logit_attribution(model, cache, ids)
+        return lens, dla
+
+    def tl_route():
+        heads, lens_kl = [], []
+        with torch.inference_mode():
+            for s in range(0, len(batch), bs):
+                width = int(batch.lengths[s : s + bs].max())
+                tokens = batch.tokens[s : s + bs, :width].to(dev)
+                last = batch.last_pos[s : s + bs].to(dev)
+                rows = torch.arange(tokens.shape[0], device=dev)
+                _, cache = model.run_with_cache(tokens)
+                resid = cache.accumulated_resid(layer=-1, incl_mid=False)[1:]  # resid_post per layer
+                lp = model.unembed(model.ln_final(resid[:, rows, last][:, :, None]))[:, :, 0].log_softmax(-1)
+                final = lp[-1]
+                lens_kl.append((final.exp() * (final - lp)).sum(-1))
+                lp.topk(5, dim=-1)
+                lp[:, rows, ids[s : s + bs].to(dev)].exp()
+                stack = cache.stack_head_results(layer=-1, pos_slice=None)[:, rows, last]
+                scale = cache["ln_final.hook_scale"][rows, last]
+                dirs = model.tokens_to_residual_directions(ids[s : s + bs].to(dev))
+                centred = stack - stack.mean(-1, keepdim=True) if model.cfg.normalization_type in ("LN", "LNPre") else stack
+                heads.append(((centred / scale) * dirs).sum(-1))
+                mlp = cache.decompose_resid(layer=-1, mode="mlp")[:, rows, last]
+                centred = mlp - mlp.mean(-1, keepdim=True) if model.cfg.normalization_type in ("LN", "LNPre") else mlp
+                ((centred / scale) * dirs).sum(-1)
+        return torch.cat(heads, 1), torch.cat(lens_kl, 1)
+
+    t_fwd, c_fwd, _ = _timed(forward, dev, args.repeats)
+    t_pass, c_pass, _ = _timed(cached_pass, dev, args.repeats)
+    t_ours, c_ours, (lens, dla) = _timed(ours, dev, args.repeats)
+    t_tl, c_tl, (tl_heads, tl_kl) = _timed(tl_route, dev, args.repeats)
+    head_rows = [i for i, c in enumerate(dla.components) if c.startswith("L") and "H" in c and " " not in c]
+    gap = float((dla.scores[head_rows] - tl_heads.cpu()).abs().max())
+    kl_gap = float((lens.kl - tl_kl.cpu()).abs().max())
+    print(f"model {args.model}, {len(prompts)} prompts, batch {bs}, device {dev} ({torch.cuda.get_device_name() if dev.startswith('cuda') else 'cpu'})")
+    print("| route | wall s | x cached pass (wall) | CPU s | x cached pass (CPU) |")
+    print("|---|---|---|---|---|")
+    for name, t, c in (("forward (nothing kept)", t_fwd, c_fwd), ("one cached pass (lens + DLA sites)", t_pass, c_pass),
+                       ("ours: cached pass + logit lens + DLA", t_ours, c_ours), ("TL 3.9 route", t_tl, c_tl)):
+        print(f"| {name} | {t:.3f} | {t / t_pass:.2f} | {c:.3f} | {c / c_pass:.2f} |")
+    print(f"TL / ours: {t_tl / t_ours:.2f}x wall, {c_tl / c_ours:.2f}x CPU; per-head DLA max |ours - TL| = {gap:.2e}; lens KL max gap = {kl_gap:.2e}; "
+          f"DLA sum gap = {float((dla.total() - dla.target).abs().max()):.2e}")
+
+
+if __name__ == "__main__":
+    main()
