@@ -6,15 +6,15 @@ Example:
     >>> cache = mechinterp.SharedCache(model, ["t1 t2 t3 t1 t2"], positions="last")
 """
 
-from mechinterp import errors, features, lens, metrics, tasks, zoo
+from mechinterp import errors, metrics, tasks, zoo
 from mechinterp.core import SharedCache, Tokenized, answer_tokens, load, tokenize
 from mechinterp.errors import MechinterpError
 
-__all__ = ["MechinterpError", "SharedCache", "Tokenized", "answer_tokens", "errors", "features", "lens", "load", "metrics", "tasks", "tokenize", "zoo"]
+__all__ = ["MechinterpError", "SharedCache", "Tokenized", "answer_tokens", "errors", "load", "metrics", "tasks", "tokenize", "zoo"]
 __version__ = "0.1.0"
 
 #: method families reachable as attributes, imported on first use (``import mechinterp`` stays fast)
-FAMILIES = ("attention", "attribution", "circuits", "patching", "probes", "explain", "influence", "dictionary", "report", "viz", "core")
+FAMILIES = ("attention", "attribution", "circuits", "patching", "probes", "explain", "influence", "dictionary", "lens", "features", "report", "viz", "core")
 
 
 def __getattr__(name: str):  # PEP 562: mechinterp.patching.activation_patch without importing mechinterp.patching

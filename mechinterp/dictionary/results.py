@@ -15,8 +15,8 @@ from mechinterp.viz import escape, figure_to_img_tag, table_html
 __all__ = ["TrainingLog", "SAEEvaluation"]
 
 
-def _pyplot() -> Any:
-    from mechinterp.viz.figures import _pyplot as get
+def pyplot() -> Any:
+    from mechinterp.viz import pyplot as get
 
     return get()
 
@@ -59,7 +59,7 @@ class TrainingLog(AbstractResult):
     dead_fraction: list[float] = field(default_factory=list)
 
     def plot(self, ax: Any = None) -> Any:
-        plt = _pyplot()
+        plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(11, 3))
         for a, key in zip(axes, ("loss", "explained_variance", "l0")):
             a.plot(self.tokens, getattr(self, key))
@@ -131,7 +131,7 @@ class SAEEvaluation(AbstractResult):
         }
 
     def plot(self, ax: Any = None) -> Any:
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(5, 3))
         else:

@@ -69,9 +69,9 @@ class CoTFaithfulness(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """Dependence per intervention (share of answers changed) with the mean probability drop."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(self.interventions), 3))
         else:

@@ -108,9 +108,9 @@ class Counterfactual(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """The original tokens with edited positions marked, and the prediction change in the title."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(min(14, 1.5 + 0.6 * len(self.tokens)), 1.8))
         else:

@@ -76,9 +76,9 @@ class GlobalView(AbstractResult):
 
     def plot(self, ax: Any = None, k: int = 20, min_count: int = 1) -> Any:
         """The ``k`` groups of largest mean with their confidence intervals."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         rows = self.top(k, min_count)
         if ax is None:
             fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.5))

@@ -108,9 +108,9 @@ class Surrogate(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """The tree drawn (nodes by depth), or a bar chart of the largest coefficients."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if self.tree is None:
             terms = sorted(((f"{c}: {f}", w) for c, row in self.coefficients.items() for f, w in row.items()),
                            key=lambda t: -abs(t[1]))[:25]

@@ -74,9 +74,9 @@ class WordExplanation(AbstractResult):
         """The paragraph as a figure (for reports that collect figures)."""
         import textwrap
 
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(9, 0.35 * len(self.sentences) * 2 + 0.6))
         else:

@@ -12,7 +12,7 @@ from torch import Tensor
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.viz import escape, figure_to_img_tag, html_page, table_html, tokens_html
-from mechinterp.viz.figures import _pyplot
+from mechinterp.viz import pyplot
 
 __all__ = ["MaxActivations", "OptimisedInput"]
 
@@ -54,7 +54,7 @@ class MaxActivations(AbstractResult):
         return [(float(v), "".join(t) if _subword(t) else " ".join(t), t[-1]) for v, t in zip(self.values, self.tokens)]
 
     def plot(self, ax: Any = None) -> Any:
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 0.3 * len(self) + 1.2))
         else:
@@ -113,7 +113,7 @@ class OptimisedInput(AbstractResult):
         return [self.tokens[i] for i in self.optimised_positions]
 
     def plot(self, ax: Any = None) -> Any:
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(5, 3))
         else:

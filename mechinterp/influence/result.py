@@ -63,10 +63,10 @@ class InfluenceResult(AbstractResult):
 
     def plot(self, ax: Any = None, query: int = 0) -> Any:
         """Bars of the top helpful and harmful scores of ``query``."""
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
         self._check_query(query)
-        plt = _pyplot()
+        plt = pyplot()
         rows = self.helpful[query] + self.harmful[query][::-1]
         if ax is None:
             fig, ax = plt.subplots(figsize=(7, 0.3 * max(4, len(rows)) + 1))

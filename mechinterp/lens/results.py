@@ -13,7 +13,7 @@ from torch import Tensor
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_html
-from mechinterp.viz.figures import _pyplot
+from mechinterp.viz import pyplot
 
 __all__ = ["LensResult", "LensComparison", "DLAResult", "SteeringSweep"]
 
@@ -103,7 +103,7 @@ class LensResult(AbstractResult):
                 for p in range(n_pos):
                     axis.text(p, r, self.vocab.get(int(self.top_ids[r, prompt, p, 0]), "?")[:8], ha="center", va="center", fontsize=6)
             return fig
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 3))
         else:
@@ -156,7 +156,7 @@ class LensComparison(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """KL per row, one line per lens (log scale)."""
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 3))
         else:

@@ -85,9 +85,9 @@ class SteeringVector(AbstractResult):
         return float(self.vector.norm())
 
     def plot(self, ax: Any = None) -> Any:
-        from mechinterp.viz.figures import _pyplot
+        from mechinterp.viz import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 2.5))
         else:
