@@ -32,7 +32,7 @@ from torch import Tensor
 
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import EmptyInputError, MechinterpError
-from mechinterp.explain._common import piece
+from mechinterp.explain.common import piece
 from mechinterp.viz import table_html
 
 __all__ = ["CoTFaithfulness", "cot_faithfulness"]

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
-from mechinterp.explain._common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
+from mechinterp.explain.common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
 from mechinterp.viz import escape, table_html
 
 __all__ = ["Counterfactual", "counterfactual"]

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError, UnknownSiteError
-from mechinterp.explain._common import one_prompt, token_strs
+from mechinterp.explain.common import one_prompt, token_strs
 from mechinterp.viz import heatmap, table_html, tokens_html
 
 __all__ = ["GradCam", "grad_cam", "grad_cam_map"]

@@ -35,7 +35,7 @@ from torch import Tensor
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, UnknownSiteError
-from mechinterp.explain._common import piece, special_ids, token_ids
+from mechinterp.explain.common import piece, special_ids, token_ids
 from mechinterp.viz import escape, table_html
 
 __all__ = ["ActivationFeatures", "Surrogate", "fit_surrogate", "local_surrogate"]

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
-from mechinterp.explain._common import bos_position, one_prompt, piece, token_id, token_strs
+from mechinterp.explain.common import bos_position, one_prompt, piece, token_id, token_strs
 from mechinterp.viz import escape, table_html
 
 __all__ = ["WordExplanation", "explain_in_words", "fmt", "numbers_in"]

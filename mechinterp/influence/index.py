@@ -151,7 +151,7 @@ class InfluenceIndex:
 
         scores, pre = self.raw_scores(queries)
         labels = [q.label for q in as_queries(self.model, queries)]
-        helpful, harmful = _listings(scores, top_k, [(self, pre, 1.0)] if per_token else [], self.model, self.train_, self.method == "cosine")
+        helpful, harmful = listings(scores, top_k, [(self, pre, 1.0)] if per_token else [], self.model, self.train_, self.method == "cosine")
         meta: dict[str, Any] = {
             "n_train": len(self.train_), "projection_dim": self.projection_dim, "stored_dim": self.projection_.out_dim,
             "params": self.names, "on_disk": self.store_.on_disk,
@@ -162,7 +162,7 @@ class InfluenceIndex:
         return InfluenceResult(self.method, labels, scores.detach(), helpful, harmful, meta)
 
 
-def _listings(
+def listings(
     scores: Tensor, top_k: int, weighted: list[tuple[InfluenceIndex, dict[str, Tensor], float]], model: Any, train: TrainingSet,
     cosine: bool = False,
 ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:

@@ -18,7 +18,7 @@ import torch
 
 from mechinterp.errors import MechinterpError
 from mechinterp.influence.data import as_queries, as_training_set
-from mechinterp.influence.index import InfluenceIndex, _listings
+from mechinterp.influence.index import InfluenceIndex, listings
 from mechinterp.influence.result import InfluenceResult
 
 __all__ = ["tracin", "load_checkpoints"]
@@ -86,7 +86,7 @@ def tracin(
         scores, pre = index.raw_scores(queries)
         total = lr * scores if total is None else total + lr * scores
         weighted.append((index, pre, float(lr)))
-    helpful, harmful = _listings(total, top_k, weighted if per_token else [], model, train_set, cosine)
+    helpful, harmful = listings(total, top_k, weighted if per_token else [], model, train_set, cosine)
     meta = {"n_train": len(train_set), "checkpoints": len(checkpoints), "lrs": [float(c[1]) for c in checkpoints],
             "projection_dim": weighted[0][0].projection_dim, "params": weighted[0][0].names}
     return InfluenceResult("tracin", labels, total, helpful, harmful, meta)

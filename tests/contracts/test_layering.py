@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mechinterp"
-FAMILIES = ("attention", "attribution", "patching", "circuits", "probes")
+FAMILIES = ("attention", "attribution", "patching", "circuits", "probes", "lens", "features", "explain", "influence", "dictionary")
 BASE = {"errors", "core", "viz"}
+#: family -> the one other family whose public API (names in its ``__all__``) it may call
+PUBLIC_API_USES = {"circuits": "patching", "explain": "attribution"}
 
 #: package (or top-level module) -> the packages it may import besides itself.
 ALLOWED: dict[str, set[str]] = {
@@ -79,8 +81,9 @@ def _targets(target: str, names: list[str]) -> list[str]:
     return [f"mechinterp.{n}" if n in subpackages else "mechinterp" for n in names]
 
 
-def _patching_public() -> set[str]:
-    tree = ast.parse((PACKAGE / "patching" / "__init__.py").read_text())
+def _public(family: str = "patching") -> set[str]:
+    """The names in ``mechinterp.<family>.__all__``."""
+    tree = ast.parse((PACKAGE / family / "__init__.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
             return set(ast.literal_eval(node.value))
@@ -89,7 +92,7 @@ def _patching_public() -> set[str]:
 
 def _violations() -> list[str]:
     bad = []
-    public_patching = _patching_public()
+    public = {layer: _public(layer) for layer in set(PUBLIC_API_USES.values())}
     for module, file in _modules():
         source = _layer(module)
         allowed = ALLOWED.get(source)
@@ -100,9 +103,9 @@ def _violations() -> list[str]:
                 where = f"{module}:{line} imports {dep}"
                 if layer == source:
                     continue
-                if source == "circuits" and layer == "patching":
-                    if dep != "mechinterp.patching" or not set(names) <= public_patching:
-                        bad.append(f"{where} {names}: circuits may use only patching's public API (mechinterp.patching)")
+                if PUBLIC_API_USES.get(source) == layer:
+                    if dep != f"mechinterp.{layer}" or not set(names) <= public[layer]:
+                        bad.append(f"{where} {names}: {source} may use only {layer}'s public API (mechinterp.{layer})")
                     continue
                 if layer not in allowed:
                     bad.append(f"{where}: {source} may import only {sorted(allowed) or 'nothing from mechinterp'}")
@@ -163,7 +166,10 @@ def test_the_checker_catches_what_it_should(tmp_path, monkeypatch, module, sourc
 def test_the_architecture_picture_names_every_package_and_its_layer():
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     picture = doc.split("```")[1]
-    rows = {line.split()[1]: re.sub(r"\(.*?\)", "", line) for line in picture.splitlines() if line.strip().startswith("layer")}
+    rows: dict[str, str] = {}  # layer number -> its lines (a layer may take several)
+    for line in picture.splitlines():
+        if line.strip().startswith("layer"):
+            rows[line.split()[1]] = rows.get(line.split()[1], "") + re.sub(r"\(.*?\)", "", line)
     layer_of = {}
     for number, line in rows.items():
         for package in ALLOWED:
