@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention._inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import HeadFusion, _layer_range, augment_with_residual, fuse_heads
@@ -98,6 +99,7 @@ def max_flow_matrix(
     return out.to(augmented.dtype)
 
 
+@runs_synced
 def attention_flow(
     model: Any,
     prompts: Any,

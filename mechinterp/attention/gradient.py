@@ -44,6 +44,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention._inputs import check_rows, query_positions, row_tolerance
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import _layer_range
@@ -136,6 +137,7 @@ def _target_metric(
     return logit, ids.tolist() if n > 1 else int(ids[0])
 
 
+@runs_synced
 def gradient_rollout(
     model: Any,
     prompts: Any,

@@ -54,6 +54,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention._inputs import read_patterns
 from mechinterp.attention.figures import pyplot
 from mechinterp.attention.sinks import Sink, resolve_sinks
@@ -350,6 +351,7 @@ def _parse_head(name: str) -> tuple[int, int]:
     return int(layer), int(head)
 
 
+@runs_synced
 def head_scores(
     model: Any,
     prompts: Any = None,

@@ -26,6 +26,7 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention._inputs import check_layers, read_patterns
 from mechinterp.attention.figures import plot_pattern_grid
 from mechinterp.attention.render import OfflineView, circuitsvis_html
@@ -126,6 +127,7 @@ class AttentionPatterns(AbstractResult):
         return head + circuitsvis_html(components, titles)
 
 
+@runs_synced
 def attention_patterns(
     model: Any,
     prompt: Any,

@@ -37,6 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention._inputs import query_positions, read_patterns
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
@@ -138,6 +139,7 @@ def rollout_from_patterns(
     return rollout
 
 
+@runs_synced
 def attention_rollout(
     model: Any,
     prompts: Any,

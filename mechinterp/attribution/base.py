@@ -9,6 +9,7 @@ if/elif chain), so a new method is one class and one decorator.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from abc import ABC, abstractmethod
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.attribution.targets import BoundTarget, as_target
+from mechinterp.core.precision import synced_dtype
 from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError
 
@@ -73,7 +75,7 @@ def prepare(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
         if prompt.shape[0] != 1:
             raise MechinterpError("attribute() explains one prompt at a time: pass a [pos] or [1, pos] token tensor.")
         prompt = prompt[0]
-    tokens = tokenize(model, prompt).tokens[0].cpu()
+    tokens = tokenize(model, prompt, name="prompt").tokens[0].cpu()
     bound = as_target(target).bind(model, tokens)
     tok = model.tokenizer
     strs = [tok.decode([int(t)]) for t in tokens] if tok is not None else [str(int(t)) for t in tokens]
@@ -102,6 +104,14 @@ class AbstractAttributionMethod(ABC):
     #: whether the method needs gradients (and so a differentiable model)
     uses_gradients: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every method's ``attribute(model, ...)`` runs in the dtype of the model's weights
+        (also after ``model.half()``, see :func:`mechinterp.core.precision.synced_dtype`)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("attribute")
+        if own is not None and not getattr(own, "__isabstractmethod__", False) and not getattr(own, "_synced", False):
+            cls.attribute = _synced_attribute(own)  # type: ignore[method-assign]
+
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters, read back from the ``__init__`` signature."""
         params = inspect.signature(type(self).__init__).parameters
@@ -125,6 +135,16 @@ class AbstractAttributionMethod(ABC):
         options = {k: (_jsonable(v)) for k, v in self.get_params().items()}
         return TokenAttribution(tokens if tokens is not None else prep.token_strs, scores, prep.target.labels,
                                 self.name, options, dict(metadata or {}))
+
+
+def _synced_attribute(fn: Callable[..., TokenAttribution]) -> Callable[..., TokenAttribution]:
+    @functools.wraps(fn)
+    def attribute(self: AbstractAttributionMethod, model: Any, *args: Any, **kwargs: Any) -> TokenAttribution:
+        with synced_dtype(model):
+            return fn(self, model, *args, **kwargs)
+
+    attribute._synced = True  # type: ignore[attr-defined]
+    return attribute
 
 
 def _jsonable(value: Any) -> Any:

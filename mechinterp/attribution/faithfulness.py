@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.attribution.base import prepare
 from mechinterp.attribution.forward import MaskedScorer, special_token_id
 from mechinterp.attribution.result import TokenAttribution
@@ -125,6 +126,7 @@ def faithfulness_from_value_fn(value_fn: Callable[[Bool[Tensor, "m n"]], Float[T
                         list(bins), str(replacement))
 
 
+@runs_synced
 def faithfulness(model: Any, prompt: str | Tensor, target: Any, result: TokenAttribution, replacement: str | int = "pad",
                  target_index: int = 0, bins: Sequence[float] = AOPC_BINS, batch_size: int = 64) -> Faithfulness:
     """Deletion/insertion curves and AOPC scores of ``result`` on ``model``.

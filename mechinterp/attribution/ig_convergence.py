@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 
 __all__ = ["IGConvergence", "ig_convergence"]
@@ -76,6 +77,7 @@ class IGConvergence:
         return f"<p>{self.verdict}</p><table><tr><th>n_steps</th><th>|delta| / |F(x) - F(x')|</th></tr>{rows}</table>"
 
 
+@runs_synced
 def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[int, ...] = (16, 32, 64),
                    tolerance: float = 0.01, **options: Any) -> IGConvergence:
     """Run Gauss–Legendre IG at each of ``steps`` and check that completeness converges.

@@ -44,6 +44,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
 
@@ -108,6 +109,7 @@ def _check_thresholds(thresholds: Any) -> list[float]:
     return values
 
 
+@runs_synced
 def acdc(
     model: Any,
     setup: PatchSetup,
@@ -163,6 +165,7 @@ def acdc(
     return kept, {"passes": passes, "distance": current}
 
 
+@runs_synced
 def acdc_scores(
     model: Any,
     setup: PatchSetup,

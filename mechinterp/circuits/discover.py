@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.precision import runs_synced
+from mechinterp.core.validation import check_task
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup, prepare
 from mechinterp.circuits.gradients import node_attribution
@@ -26,13 +28,16 @@ from mechinterp.errors import MechinterpError
 __all__ = ["discover", "setup_for"]
 
 
+@runs_synced
 def setup_for(model: Any, task: Any, ablation: str = "corrupted") -> PatchSetup:
     """:func:`prepare` on a task's clean and corrupted tokens (its ``lengths`` keep padding out of mean ablation)."""
     if task is None or not hasattr(task, "clean_tokens"):
         raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
+    check_task(model, task)
     return prepare(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation, lengths=getattr(task, "lengths", None))
 
 
+@runs_synced
 def discover(
     model: Any,
     task: Any,
@@ -63,6 +68,8 @@ def discover(
         A frozen :class:`Circuit`; ``info`` has the wall time, method details and the precision
         (``model_dtype``: what the passes ran in; scores are always float32).
     """
+    if task is not None and hasattr(task, "clean_tokens"):
+        check_task(model, task)
     scorer = get_scorer(method)
     start = time.perf_counter()
     setup = setup or setup_for(model, task, ablation)

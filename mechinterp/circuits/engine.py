@@ -40,6 +40,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
+from mechinterp.core.validation import check_token_ids
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
@@ -176,6 +178,7 @@ def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
     return tokens.long().to(model.cfg.device)
 
 
+@runs_synced
 def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos n_senders d_model"]:
     """Every sender's output in a plain forward pass on ``tokens`` (no gradient)."""
     with torch.no_grad():
@@ -183,6 +186,7 @@ def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -
     return outs
 
 
+@runs_synced
 def prepare(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -210,6 +214,9 @@ def prepare(
         MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
             differ in shape; PromptTooLongError / EmptyInputError on bad tokens.
     """
+    for arg, ids in (("tokens", tokens), ("corrupted_tokens", corrupted_tokens)):
+        if isinstance(ids, Tensor) and ids.numel():
+            check_token_ids(model, ids, arg)
     if ablation not in ABLATIONS:
         raise MechinterpError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
     graph = graph or Graph.from_model(model)
@@ -290,6 +297,7 @@ def _as_alpha(setup: PatchSetup, patch: Tensor) -> Tensor:
     return patch * g.real.to(patch.device, patch.dtype)
 
 
+@runs_synced
 def patch_edges(
     model: Any, setup: PatchSetup, patch: Float[Tensor, "k n_senders n_receivers"], chunk: int | None = None
 ) -> Float[Tensor, "k batch pos d_vocab"]:
@@ -310,6 +318,7 @@ def patch_edges(
     return torch.cat(parts)
 
 
+@runs_synced
 def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30) -> int:
     """How many masks one patched pass may carry within ``budget_bytes`` of sender differences and split inputs.
 
@@ -323,6 +332,7 @@ def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30)
     return max(1, int(budget_bytes // max(per_mask, 1)))
 
 
+@runs_synced
 def run_edges(
     model: Any,
     graph: Graph,
@@ -348,6 +358,7 @@ def run_edges(
     Returns:
         ``(logits [k, batch, pos, d_vocab], sender outputs or None)``.
     """
+    tokens = check_token_ids(model, tokens, "tokens")
     cfg = model.cfg
     check_model_dtype(model)
     k = 1 if alpha is None else alpha.shape[0]

@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.exact import metrics_of_masks
@@ -41,6 +42,7 @@ __all__ = ["MIB_FRACTIONS", "FaithfulnessCurve", "compare_to_reference", "faithf
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+@runs_synced
 def faithfulness(
     model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
     chunk: int = 32,
@@ -118,6 +120,7 @@ class FaithfulnessCurve(AbstractResult):
         return pd.DataFrame({"fraction": self.fractions, "n_edges": self.n_edges, "faithfulness": self.faithfulness})
 
 
+@runs_synced
 def faithfulness_curve(
     model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], circuit: Circuit,
     fractions: Sequence[float] = MIB_FRACTIONS, chunk: int = 32,

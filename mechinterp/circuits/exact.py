@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, max_masks_per_pass, patch_edges
 
 __all__ = ["exact_scores", "metric_per_mask", "metrics_of_masks"]
@@ -29,6 +30,7 @@ def metric_per_mask(metric: Callable[[Tensor], Tensor], logits: Float[Tensor, "k
     return torch.stack([check_metric_output(metric, metric(row.float()), row.shape[0]).mean() for row in logits])
 
 
+@runs_synced
 def metrics_of_masks(
     model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], masks: Float[Tensor, "k n_senders n_receivers"],
     chunk: int | None = None,
@@ -45,6 +47,7 @@ def metrics_of_masks(
                       for i in range(0, len(masks), step)])
 
 
+@runs_synced
 def exact_scores(
     model: Any, setup: PatchSetup, metric: Callable[[Tensor], Tensor], chunk: int = 32, candidates: Tensor | None = None
 ) -> Float[Tensor, "n_senders n_receivers"]:

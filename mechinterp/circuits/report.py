@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
@@ -26,6 +27,7 @@ from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_
 __all__ = ["circuit_report", "node_patching_effects"]
 
 
+@runs_synced
 def node_patching_effects(model: Any, setup: PatchSetup, metric: Any, chunk: int = 32) -> dict[str, float]:
     """Per sender node: normalised metric change when all its outgoing edges are patched (batched passes).
 
@@ -71,6 +73,7 @@ def _pattern_figures(model: Any, setup: PatchSetup, heads: list[str], limit: int
     return "".join(out)
 
 
+@runs_synced
 def circuit_report(
     model: Any, task: Any, circuit: Circuit, setup: PatchSetup | None = None, curve: FaithfulnessCurve | None = None,
     top_k: int = 20,
