@@ -44,6 +44,7 @@ from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, 
 
 __all__ = [
     "check_token_ids",
+    "check_ids",
     "check_task",
     "vocab_signature",
     "check_count",
@@ -86,6 +87,38 @@ def check_token_ids(model: Any, tokens: Any, name: str = "tokens") -> Int[Tensor
             "this model (model.to_tokens(text)) or build the task for this model."
         )
     return t.long()
+
+
+def check_ids(ids: Any, d_vocab: int, name: str = "target") -> Int[Tensor, " n"]:
+    """Token ids given as an int, a sequence or a tensor, as a flat int64 tensor; raises unless all are integer ids in ``[0, d_vocab)``.
+
+    A float id (``tensor([3.7])``) is never truncated to a token: it raises.
+
+    Raises:
+        TokenizationError: non-integer values or ids outside ``[0, d_vocab)``.
+    """
+    if isinstance(ids, bool) or (isinstance(ids, Tensor) and ids.dtype == torch.bool):
+        raise TokenizationError(f"{name} must be integer token ids, got a bool {ids!r}.")
+    if isinstance(ids, Tensor):
+        t = ids.detach().flatten()
+    else:
+        try:
+            t = torch.as_tensor(ids).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            raise TokenizationError(f"{name} must be integer token ids, got {ids!r}.") from None
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TokenizationError(
+            f"{name} must be integer token ids, got {str(t.dtype).removeprefix('torch.')} values {t[:4].tolist()}: "
+            "a float is never rounded to a token id. Pass e.g. torch.tensor([3]) or the token string."
+        )
+    t = t.long()
+    bad = (t < 0) | (t >= d_vocab)
+    if bool(bad.any()):
+        raise TokenizationError(
+            f"{name}: token id {int(t[bad][0])} is outside this model's vocabulary [0, {d_vocab}); pass ids below "
+            f"{d_vocab} (model.to_single_token(' word') gives one)."
+        )
+    return t
 
 
 def vocab_signature(model: Any) -> str:
@@ -200,24 +233,24 @@ def check_writable(path: Any, name: str = "path") -> Path:
     return p
 
 
-def check_device(device: Any, name: str = "device") -> torch.device | None:
-    """``device`` as a ``torch.device`` (``None`` stays ``None``), raising unless it exists on this machine."""
+def check_device(device: Any, name: str = "device", error: type[MechinterpError] = MechinterpError) -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``), raising ``error`` unless it exists on this machine."""
     if device is None:
         return None
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise MechinterpError(f"{name}={device!r} is not a device; pass 'cpu', 'cuda', 'cuda:0' or 'mps'.") from None
+        raise error(f"{name}={device!r} is not a device; pass 'cpu', 'cuda', 'cuda:0' or 'mps'.") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise MechinterpError(
+            raise error(
                 f"{name}={device!r} but this machine has no CUDA GPU (or PyTorch was built without CUDA); "
                 "pass device='cpu' or leave device unset."
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise MechinterpError(
+            raise error(
                 f"{name}={device!r} but this machine has {torch.cuda.device_count()} GPU(s); pass an index below that."
             )
     elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise MechinterpError(f"{name}={device!r} but MPS is not available here; pass device='cpu'.")
+        raise error(f"{name}={device!r} but MPS is not available here; pass device='cpu'.")
     return dev
