@@ -119,7 +119,9 @@ class OfflineView:
 
     def save(self, path: str | Path) -> Path:
         """Write a complete, self-contained HTML page (opens offline, makes no request)."""
-        path = Path(path)
+        from mechinterp.core.validation import check_writable
+
+        path = check_writable(path, "path")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.page(), encoding="utf-8")
         return path

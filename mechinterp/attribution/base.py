@@ -87,7 +87,7 @@ def prepare(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
             f"(model.cfg.default_prepend_bos): without it F(x) and the attributions change (a different input). "
             f"Add BOS: pass the string, or model.to_tokens(text)[0], or torch.cat([torch.tensor([{bos_id}]), tokens]). "
             f"If no BOS is intended, silence this with warnings.simplefilter('ignore', MissingBOSWarning)."),
-            stacklevel=4)
+            stacklevel=5)  # prepare <- method.attribute <- dtype sync <- attribute() <- the caller
     has_bos = bool(bos_id is not None and int(tokens[0]) == bos_id and (isinstance(prompt, Tensor) or model.cfg.default_prepend_bos))
     return Prepared(bound.tokens.cpu(), bound.n_prompt, strs, has_bos, bound)
 

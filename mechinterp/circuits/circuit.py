@@ -221,9 +221,10 @@ class Circuit(AbstractResult):
 
     def save_figure(self, path: str | Path, max_edges: int | None = 40) -> Path:
         """Write the drawn graph (top ``max_edges`` edges, see :meth:`plot`) as ``.svg`` or ``.png``."""
+        from mechinterp.core.validation import check_writable
         from mechinterp.viz.figures import _pyplot
 
-        path = Path(path)
+        path = check_writable(path, "path")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig = self.plot(max_edges=max_edges)
         fig.savefig(path, bbox_inches="tight", dpi=120)

@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mechinterp.core.precision import runs_synced_method
-from mechinterp.core.validation import check_count, check_task, check_token_ids
+from mechinterp.core.validation import check_count, check_task, check_token_ids, check_writable_dir
 from mechinterp.core.sites import SiteSpec, layer_of, needs_flags, position_dim, resolve, resolve_many
 from mechinterp.core.storage import AbstractStore, DiskStore, MemoryStore, parse_bytes
 from mechinterp.core.tokens import Prompts, Tokenized, tokenize
@@ -103,6 +103,8 @@ class SharedCache:
         store_device: str | torch.device = "cpu",
     ) -> None:
         check_count(batch_size, "batch_size")
+        if spill_dir is not None:
+            check_writable_dir(spill_dir, "spill_dir")
         self.model = model
         if isinstance(prompts, Tokenized):
             check_token_ids(model, prompts.tokens, "prompts")

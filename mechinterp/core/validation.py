@@ -51,6 +51,7 @@ __all__ = [
     "check_positive",
     "check_finite",
     "check_writable",
+    "check_writable_dir",
     "check_device",
 ]
 
@@ -209,28 +210,51 @@ def check_finite(value: Any, name: str, *, hint: str = "") -> Any:
     return value
 
 
-def check_writable(path: Any, name: str = "path") -> Path:
+def check_writable(path: Any, name: str = "path", *, create_parents: bool = True) -> Path:
     """``path`` as a ``Path``, raising before any work unless a file can be written there.
 
-    The folder must exist (it is not created: a typo would otherwise make a new tree) and be
-    writable; ``path`` itself must not be an existing folder.
+    ``path`` must not be an existing folder; its folder must exist and be writable, or (with
+    ``create_parents``, as ``result.save`` does) the nearest existing ancestor must be a
+    writable folder, so that the missing folders can be made.
 
     Raises:
-        MechinterpError: not a path, a missing or read-only folder, or a folder in place of a file.
+        MechinterpError: not a path, a folder in place of the file, a parent that is a file, or
+            no permission to write.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise MechinterpError(f"{name} must be a file path (str or pathlib.Path), got {path!r}.")
     p = Path(path).expanduser()
     if p.is_dir():
         raise MechinterpError(f"{name} {str(p)!r} is a folder; pass a file path inside it (e.g. {str(p / 'result.json')!r}).")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise MechinterpError(
-            f"{name} {str(p)!r}: the folder {str(parent)!r} does not exist; create it first (mkdir -p) or fix the path."
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise MechinterpError(f"{name} {str(p)!r} cannot be written (permission denied); choose a writable location.")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise MechinterpError(f"{name} {str(p)!r} exists and cannot be written (permission denied); choose another path.")
+    _check_folder(p.parent, name, str(p), create_parents)
     return p
+
+
+def check_writable_dir(folder: Any, name: str = "folder", *, create: bool = True) -> Path:
+    """``folder`` as a ``Path``, raising unless it is (or, with ``create``, can be made) a writable folder."""
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+        raise MechinterpError(f"{name} must be a folder path (str or pathlib.Path), got {folder!r}.")
+    p = Path(folder).expanduser()
+    if p.exists() and not p.is_dir():
+        raise MechinterpError(f"{name} {str(p)!r} is a file, not a folder; pass a folder path.")
+    _check_folder(p, name, str(p), create)
+    return p
+
+
+def _check_folder(folder: Path, name: str, shown: str, create: bool) -> None:
+    folder = folder if str(folder) else Path(".")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != folder and not create:
+        raise MechinterpError(f"{name} {shown!r}: the folder {str(folder)!r} does not exist; create it first or fix the path.")
+    if not existing.is_dir():
+        raise MechinterpError(f"{name} {shown!r}: {str(existing)!r} is a file, so no folder can be made under it; fix the path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MechinterpError(f"{name} {shown!r} cannot be written: no permission to write in {str(existing)!r}; "
+                              "choose a writable location.")
 
 
 def check_device(device: Any, name: str = "device", error: type[MechinterpError] = MechinterpError) -> torch.device | None:

@@ -229,6 +229,8 @@ def activation_patch(
     """
     _check_mode(direction, ablation, method)
     _check_sizes(chunk_size, memory_budget)
+    if readout not in ("auto", "full"):
+        raise MechinterpError(f"readout must be 'auto' or 'full', got {readout!r}.")
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
     inputs = prepare(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)

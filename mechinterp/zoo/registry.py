@@ -104,7 +104,9 @@ def save_model(
     """
     from safetensors.torch import save_file
 
-    folder = Path(folder)
+    from mechinterp.core.validation import check_writable_dir
+
+    folder = check_writable_dir(folder, "folder")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(_config_to_dict(model.cfg), indent=2, sort_keys=True))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
