@@ -25,6 +25,7 @@ from mechinterp.attribution.result import TokenAttribution
 from mechinterp.attribution.targets import BoundTarget, as_target
 from mechinterp.core.precision import synced_dtype
 from mechinterp.core.tokens import tokenize
+from mechinterp.core.validation import check_count, check_positive
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError
 
 __all__ = ["AbstractAttributionMethod", "METHODS", "MissingBOSWarning", "Prepared", "attribute", "get_method", "method_names", "prepare", "register_method"]
@@ -101,6 +102,11 @@ class AbstractAttributionMethod(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: hyper-parameters checked before every ``attribute`` call (each raises a MechinterpError naming it):
+    #: integers >= 1, finite numbers > 0, finite numbers >= 0.
+    counts: ClassVar[tuple[str, ...]] = ()
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
     #: whether the method needs gradients (and so a differentiable model)
     uses_gradients: ClassVar[bool] = False
 
@@ -111,6 +117,15 @@ class AbstractAttributionMethod(ABC):
         own = cls.__dict__.get("attribute")
         if own is not None and not getattr(own, "__isabstractmethod__", False) and not getattr(own, "_synced", False):
             cls.attribute = _synced_attribute(own)  # type: ignore[method-assign]
+
+    def check_params(self) -> None:
+        """Raise a MechinterpError naming the first hyper-parameter outside its range (see :attr:`counts`)."""
+        for key in self.counts:
+            check_count(getattr(self, key), key)
+        for key in self.positive:
+            check_positive(getattr(self, key), key)
+        for key in self.non_negative:
+            check_positive(getattr(self, key), key, allow_zero=True)
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters, read back from the ``__init__`` signature."""
@@ -140,6 +155,7 @@ class AbstractAttributionMethod(ABC):
 def _synced_attribute(fn: Callable[..., TokenAttribution]) -> Callable[..., TokenAttribution]:
     @functools.wraps(fn)
     def attribute(self: AbstractAttributionMethod, model: Any, *args: Any, **kwargs: Any) -> TokenAttribution:
+        self.check_params()
         with synced_dtype(model):
             return fn(self, model, *args, **kwargs)
 

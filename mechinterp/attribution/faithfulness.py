@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import runs_synced
 from mechinterp.attribution.base import prepare
 from mechinterp.attribution.forward import MaskedScorer, special_token_id
@@ -138,6 +139,7 @@ def faithfulness(model: Any, prompt: str | Tensor, target: Any, result: TokenAtt
         >>> res = attribute(model, prompt, " Paris", method="ig")  # doctest: +SKIP
         >>> faithfulness(model, prompt, " Paris", res).deletion_auc  # doctest: +SKIP
     """
+    check_count(batch_size, "batch_size")
     prep = prepare(model, prompt, target)
     if len(result.tokens) == prep.n_prompt and result.tokens == prep.token_strs:
         start = 1 if prep.has_bos else 0

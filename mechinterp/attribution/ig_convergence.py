@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, check_positive
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 
@@ -97,6 +98,9 @@ def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[i
     """
     from mechinterp.attribution.integrated_gradients import CompletenessWarning, IntegratedGradients
 
+    check_positive(tolerance, "tolerance")
+    for n in steps:
+        check_count(n, "steps", hint="Pass IG step counts such as (16, 32, 64).")
     steps = tuple(sorted(int(n) for n in steps))
     if len(steps) < 2:
         raise MechinterpError(f"ig_convergence needs at least two step counts to compare (got {steps}).")

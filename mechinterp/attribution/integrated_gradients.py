@@ -212,6 +212,9 @@ class IntegratedGradients(AbstractAttributionMethod):
 
     uses_gradients = True
 
+    counts = ("internal_batch_size",)
+    positive = ("tolerance",)
+
     def __init__(self, baseline: str | int | Tensor = "auto", n_steps: int = 64, rule: str = "gausslegendre",
                  internal_batch_size: int = 32, keep_bos: bool = True, keep_first_token: bool | None = None,
                  tolerance: float = 0.01, warn_delta: float | None = 0.05) -> None:

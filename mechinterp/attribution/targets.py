@@ -278,6 +278,8 @@ def as_target(target: Any) -> AbstractTarget:
         return target
     if isinstance(target, (str, int)) and not isinstance(target, bool):
         return NextToken(target)
+    if isinstance(target, torch.Tensor) and target.numel() == 1:  # one token id; a float id raises when bound
+        return NextToken(target)  # type: ignore[arg-type]
     if isinstance(target, tuple) and len(target) == 2:
         return Contrast(*target)
     if callable(target):

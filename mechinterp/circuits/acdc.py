@@ -44,6 +44,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -125,6 +126,7 @@ def acdc(
         ``(kept [n_senders, n_receivers] bool, info)`` with ``info["passes"]`` forward passes
         and ``info["distance"]`` of the final circuit.
     """
+    check_count(chunk, "chunk", none_ok=True)
     threshold = _check_threshold(threshold)
     dist_fn = _distance(distance)
     g = setup.graph
@@ -186,6 +188,7 @@ def acdc_scores(
         (``kept``: the run's edges as ``[sender, receiver]`` names) and
         ``info["selected"]`` is the circuit kept at the median threshold.
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     if thresholds is not None:
         thresholds = _check_thresholds(thresholds)

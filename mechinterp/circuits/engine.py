@@ -41,7 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.core.precision import runs_synced
-from mechinterp.core.validation import check_token_ids
+from mechinterp.core.validation import check_count, check_token_ids
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
@@ -310,6 +310,7 @@ def patch_edges(
             entries that are not real edges are ignored.
         chunk: masks per forward pass (default: all ``k``); capped by :func:`max_masks_per_pass`.
     """
+    check_count(chunk, "chunk", none_ok=True)
     alpha = _as_alpha(setup, patch).to(model.cfg.device)
     chunk = min(chunk or alpha.shape[0], max_masks_per_pass(model, setup))
     with torch.no_grad():
@@ -326,6 +327,7 @@ def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30)
     TL's split q/k/v inputs (``3 x n_heads x ...``); on SmolLM2 (301 senders, 9 heads) with 24 prompts
     of 20 tokens that is about 360 MB per mask, so 2 per pass, while tiny models are never capped.
     """
+    check_count(budget_bytes, "budget_bytes")
     tokens = setup.tokens
     elem = torch.finfo(setup.patched.dtype).bits // 8
     per_mask = tokens.numel() * model.cfg.d_model * elem * (setup.graph.n_senders + 3 * setup.graph.n_heads)

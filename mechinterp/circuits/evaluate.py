@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
@@ -57,6 +58,7 @@ def faithfulness(
         ShapeMismatchError / NonFiniteError: the metric does not return one finite number per prompt
             (:func:`~mechinterp.circuits.engine.check_metric_output`).
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     keep = keep.selected if isinstance(keep, Circuit) else torch.as_tensor(keep).bool()
     keep = keep[None] if keep.ndim == 2 else keep
@@ -126,6 +128,7 @@ def faithfulness_curve(
     fractions: Sequence[float] = MIB_FRACTIONS, chunk: int = 32,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``ceil(x * n_edges)`` edges of ``circuit`` for each ``x`` (one batched run)."""
+    check_count(chunk, "chunk", none_ok=True)
     fractions = [float(x) for x in fractions]
     if not fractions or any(not 0 <= x <= 1 for x in fractions):
         raise MechinterpError("fractions must be a non-empty list of numbers in [0, 1].")

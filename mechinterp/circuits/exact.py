@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, max_masks_per_pass, patch_edges
 
@@ -40,6 +41,7 @@ def metrics_of_masks(
     Example:
         >>> metrics_of_masks(model, setup, task.metric, torch.zeros(1, *setup.graph.real.shape))  # doctest: +SKIP
     """
+    check_count(chunk, "chunk", none_ok=True)
     masks = torch.as_tensor(masks)
     masks = masks[None] if masks.ndim == 2 else masks
     step = min(chunk or len(masks), max_masks_per_pass(model, setup))
@@ -61,6 +63,7 @@ def exact_scores(
     Example:
         >>> exact_scores(model, prepare(model, clean, corrupted), task.metric)  # doctest: +SKIP
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     real = g.real if candidates is None else g.real & candidates.to(torch.bool)
     rows, cols = torch.nonzero(real, as_tuple=True)

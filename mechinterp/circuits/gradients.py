@@ -49,6 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, check_finite
 from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, check_model_dtype, dtype_hint, run_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -161,6 +162,7 @@ def eap_scores(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, "
 @runs_synced
 def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
     """EAP-IG over the input embeddings (``steps`` points from the baseline embedding to the clean one)."""
+    check_count(steps, "steps")
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
     base = setup.patched[:, :, 0]  # the ablated embedding: corrupted, mean or zero
@@ -184,6 +186,7 @@ def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, ste
     Example:
         >>> eap_ig_activations_scores(model, setup, task.metric, steps=5).shape  # doctest: +SKIP
     """
+    check_count(steps, "steps")
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
     g = setup.graph
@@ -217,6 +220,7 @@ def mask_gradient(model: Any, setup: PatchSetup, metric: Metric, at: float = 0.0
 
     At ``at = 0`` this is EAP (the test suite checks that it equals :func:`eap_scores`).
     """
+    check_finite(at, "at")
     alpha = (torch.full(setup.graph.real.shape, float(at), device=setup.patched.device) * setup.graph.real)[None]
     alpha.requires_grad_(True)
     with torch.enable_grad():

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.validation import check_count, check_task
 from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
@@ -35,6 +36,7 @@ def node_patching_effects(model: Any, setup: PatchSetup, metric: Any, chunk: int
     accounts for the whole clean-vs-ablated difference. ``chunk`` masks run per pass (a 30-layer,
     9-head model has 301 senders: 10 passes of 32 copies of the prompts).
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     masks = torch.zeros(g.n_senders + 2, *g.real.shape)
     masks[1] = g.real.float()
@@ -84,6 +86,8 @@ def circuit_report(
     the edge table the top 60, the node-effect table the ``top_k`` nodes of largest ``|effect|``
     (the head heatmap shows every head), attention patterns the 6 strongest heads.
     """
+    check_count(top_k, "top_k")
+    check_task(model, task)
     from mechinterp.circuits.discover import setup_for
 
     setup = setup or setup_for(model, task, circuit.ablation or "corrupted")

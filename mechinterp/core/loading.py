@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from mechinterp.core.validation import check_device
+from mechinterp.core.validation import check_device, keeps_global_rng
 from mechinterp.errors import ModelLoadError, OfflineError
 
 __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenizer_prepends_bos", "hub_reachable"]
@@ -33,6 +33,7 @@ __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenize
 _WEIGHT_PROCESSING = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")
 
 
+@keeps_global_rng
 def load(
     name_or_path: str | os.PathLike[str],
     *,
@@ -271,6 +272,7 @@ def tokenizer_prepends_bos(tokenizer: Any) -> bool:
     return bool(len(ids) > 0 and ids[0] == bos)
 
 
+@keeps_global_rng
 def load_local_checkpoint(
     folder: str | os.PathLike[str],
     *,
@@ -345,6 +347,7 @@ def load_local_checkpoint(
     return _with_meta(model, source="hf-folder", path=str(folder), **_bos_meta(model, tokenizer, config_overrides))
 
 
+@keeps_global_rng
 def load_gguf(
     path: str | os.PathLike[str],
     *,

@@ -29,12 +29,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import numbers
 import os
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from jaxtyping import Int
@@ -42,7 +44,10 @@ from torch import Tensor
 
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, TokenizationError, VocabularyMismatchError
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 __all__ = [
+    "keeps_global_rng",
     "check_token_ids",
     "check_ids",
     "check_task",
@@ -54,6 +59,21 @@ __all__ = [
     "check_writable_dir",
     "check_device",
 ]
+
+
+def keeps_global_rng(fn: F) -> F:
+    """Decorate ``fn`` so that it leaves torch's global CPU random state as it found it.
+
+    Building a model initialises its weights from the global generator before the
+    checkpoint's weights replace them; loading a model must not move the user's random stream.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_token_ids(model: Any, tokens: Any, name: str = "tokens") -> Int[Tensor, "batch pos"]:

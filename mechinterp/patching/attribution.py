@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -131,8 +132,7 @@ def attribution_patch(
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
     _check_mode(direction, None, "batched")
-    if ig_steps is not None and ig_steps < 1:
-        raise MechinterpError(f"ig_steps must be a positive integer or None, got {ig_steps}.")
+    check_count(ig_steps, "ig_steps", none_ok=True)
     single = isinstance(sites, str)
     site_list = [sites] if single else list(sites)
     if not site_list:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.validation import check_token_ids
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
@@ -132,6 +133,8 @@ def causal_trace(
                 "the normalised trace is rounding noise. Pass e.g. noise=3 (the paper's scale)."
             )
     is_task = hasattr(prompts, "ground_truth") and hasattr(prompts, "clean_tokens")
+    if isinstance(prompts, Tensor):
+        check_token_ids(model, prompts, "prompts")
     if is_task:
         subject_positions = prompts.ground_truth.positions if subject_positions is None else subject_positions
         if metric is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.validation import keeps_global_rng
 from mechinterp.errors import ModelLoadError
 
 __all__ = ["ZOO_DIR", "names", "path", "card", "read_json", "save_model", "load_model"]
@@ -122,6 +123,7 @@ def save_model(
     return folder
 
 
+@keeps_global_rng
 def load_model(
     name_or_folder: str | Path,
     *,
