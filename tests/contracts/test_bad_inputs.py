@@ -1,4 +1,4 @@
-"""The bad-input table: every public entry point of every family, on a tiny model.
+"""The bad-input table, and the precision rule, over every public entry point of every family, on a tiny model.
 
 A row is (bad input, the entry points it applies to, the expected error class). An entry point
 says which of its arguments plays each *role* (token ids, a task, a size, a finite float, a
@@ -7,21 +7,24 @@ row must raise a :class:`~mechinterp.errors.MechinterpError` subclass whose mess
 argument, and leave the model as it was: no hooks, the same TransformerLens config flags, the
 same parameter gradient flags, and the global random states (torch, NumPy, Python) unchanged.
 
+``test_a_torch_cast_model_runs_as_model_to`` runs every entry point that takes a model on
+``model.half()`` and ``model.double()`` and asserts the numbers equal those of ``model.to(dtype)``.
+
 ``test_every_public_entry_point_is_in_the_table`` keeps the table complete: a new public
 function that takes a model (or a task, a setup, a dataset) must get a row.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import math
 import random
 import re
+import copy
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,60 +51,7 @@ from mechinterp.errors import (
     VocabularyMismatchError,
 )
 
-WORDS = [f"w{i}" for i in range(45)]
-OTHER_WORDS = [f"v{i}" for i in range(45)]  # same d_vocab, other tokens: ids mean other words
-
-
-# --- the context every entry point draws its good arguments from ------------------------------
-
-
-@dataclass
-class Ctx:
-    model: Any
-    other: Any
-    tmp: Path
-    t1: torch.Tensor = field(init=False)
-    t2: torch.Tensor = field(init=False)
-    x2: torch.Tensor = field(init=False)
-
-    def __post_init__(self) -> None:
-        bos = self.model.tokenizer.bos_token_id
-        self.t1 = torch.tensor([bos, 5, 6, 7, 8, 9])
-        self.t2 = torch.stack([self.t1, torch.tensor([bos, 9, 8, 7, 6, 5])])
-        self.x2 = self.t2.clone()
-        self.x2[:, 2] = 20
-        self.task = tasks.load("induction", self.model, n=3, seed=0, seq_len=4)
-        self.other_task = tasks.load("induction", self.other, n=3, seed=0, seq_len=4)
-        self.setup = C.setup_for(self.model, self.task)
-        self.graph = self.setup.graph
-        self.circuit = C.discover(self.model, self.task, "eap", setup=self.setup)
-        self.data = PR.collect_activations(self.model, self.t2.repeat(4, 1), [0, 1] * 4, progress=False)
-        self.saliency = T.attribute(self.model, self.t1, 4, method="saliency", warn=False)
-        self.zoo = Path(mechinterp.zoo.path("attn-only-2l"))
-
-    @staticmethod
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[:, -1, 4] - logits[:, -1, 5]
-
-
-def _model(words: list[str], folder: Path) -> Any:
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from mechinterp.zoo.tokenizer import word_tokenizer
-
-    cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=16, d_vocab=len(words) + 3,
-        act_fn="gelu", normalization_type="LN", seed=0, device="cpu",
-    )
-    torch.manual_seed(0)
-    model = HookedTransformer(cfg, tokenizer=word_tokenizer(words, folder))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad")
-    return Ctx(_model(WORDS, root / "tok"), _model(OTHER_WORDS, root / "other"), root)
+Ctx = Any  # the shared context of good arguments: the `ctx` fixture of conftest.py
 
 
 # --- entry points ---------------------------------------------------------------------------
@@ -241,7 +191,7 @@ ENTRIES: list[Entry] = [
     # probes
     E("probes.collect_activations", lambda c, **kw: PR.collect_activations(c.model, _g(kw, "prompts", c.t2), [0, 1], progress=False, **{k: v for k, v in kw.items() if k != "prompts"}),
       tokens=("prompts", lambda c: c.t2), size="batch_size", path="spill_dir"),
-    E("probes.from_task", lambda c, **kw: PR.from_task(c.model, _g(kw, "task", c.task), "repeated"), task="task"),
+    E("probes.from_task", lambda c, **kw: PR.from_task(c.model, _g(kw, "task", c.pair_task), "y"), task="task"),
     E("probes.causal_check", lambda c, **kw: PR.causal_check(c.model, _g(kw, "task", None), torch.ones(32), layer=1, tokens=None if "task" in kw else _g(kw, "tokens", c.t2),
                                                            metric=None if "task" in kw else c.metric, scales=[1.0], **{k: v for k, v in kw.items() if k not in ("task", "tokens")}),
       tokens=("tokens", lambda c: c.t2), task="task", size="n_random"),
@@ -430,3 +380,72 @@ def test_every_public_entry_point_is_in_the_table():
         assert any(role in entry.roles for row in ROWS for role in row.roles), f"{entry.name} has no row"
     for method in T.METHODS:
         assert f"attribution.attribute[{method}]" in {e.name for e in ENTRIES}
+
+
+# --- one precision rule ----------------------------------------------------------------------
+# A model cast with model.half() / model.double() (plain torch casts that leave TransformerLens's
+# cfg.dtype behind) runs as if cast with model.to(dtype): the same numbers, no raw dtype error, and
+# cfg.dtype restored afterwards (mechinterp.core.precision.synced_dtype at every entry point).
+
+#: entry points that take no model, or write files / load models: not about the model's precision
+SKIP = {"core.load", "core.load_local_checkpoint", "zoo.save_model", "attention.save_figure", "circuits.Circuit.save_figure",
+        "probes.probe_sweep", "probes.LogisticProbe", "probes.RidgeProbe", "probes.MassMeanProbe", "core.answer_tokens",
+        "core.tokenize", "tasks.from_pairs",
+        "circuits.circuit_report"}  # circuit_report: a rendering of the entry points above (slow: figures)
+MODEL_ENTRIES = [e for e in ENTRIES if e.name not in SKIP]
+
+
+def _leaves(value, out):
+    """Every number in a result, in a fixed order (tensors, floats, nested dicts/lists/dataclasses)."""
+    if isinstance(value, torch.Tensor):
+        out.append(value.detach().double().flatten().cpu())
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+        out.append(torch.as_tensor(value, dtype=torch.float64).flatten())
+    elif isinstance(value, (bool, int, float)) and not isinstance(value, bool):
+        out.append(torch.tensor([float(value)], dtype=torch.float64))
+    elif isinstance(value, dict):
+        for k in sorted(value, key=str):
+            if k not in ("seconds", "wall_seconds", "time"):
+                _leaves(value[k], out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _leaves(v, out)
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _leaves(getattr(value, f.name), out)
+    return out
+
+
+def _cast_ctx(ctx, model):
+    c = copy.copy(ctx)
+    c.model = model
+    c.setup = C.setup_for(model, ctx.task)
+    c.graph = c.setup.graph
+    c.circuit = C.discover(model, ctx.task, "eap", setup=c.setup)
+    return c
+
+
+@pytest.fixture(scope="module", params=["half", "double"])
+def casts(request, ctx):
+    dtype = {"half": torch.float16, "double": torch.float64}[request.param]
+    torch_cast = getattr(copy.deepcopy(ctx.model), request.param)()  # cfg.dtype stays float32
+    tl_cast = copy.deepcopy(ctx.model).to(dtype, print_details=False)  # cfg.dtype follows
+    assert torch_cast.cfg.dtype == torch.float32 and tl_cast.cfg.dtype == dtype
+    return _cast_ctx(ctx, torch_cast), _cast_ctx(ctx, tl_cast), dtype
+
+
+@pytest.mark.parametrize("entry", MODEL_ENTRIES, ids=[e.name for e in MODEL_ENTRIES])
+def test_a_torch_cast_model_runs_as_model_to(casts, entry):
+    cast, reference, dtype = casts
+    got = entry.call(cast)
+    want = entry.call(reference)
+    if isinstance(got, str):  # an HTML report
+        assert got and want and len(got) > 100
+    else:
+        a, b = _leaves(got, []), _leaves(want, [])
+        assert len(a) == len(b) and a, f"{entry.name}: results differ in structure"
+        for x, y in zip(a, b):  # the same computation in the same dtype (up to summation order)
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7, equal_nan=True)
+    assert cast.model.cfg.dtype == torch.float32, "cfg.dtype must be restored after the call"
+    assert all(p.dtype == dtype for p in cast.model.parameters())
+    assert active_hooks(cast.model) == []
