@@ -152,11 +152,12 @@ def vocab_signature(model: Any) -> str:
     d_vocab = int(model.cfg.d_vocab)
     if tok is None:
         return f"{d_vocab}:no-tokenizer"
+    size = len(tok)
     cached = getattr(tok, "_mechinterp_vocab_signature", None)
-    if cached is None:
+    if cached is None or not cached.startswith(f"{size}:"):  # recomputed when tokens are added
         items = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
         digest = hashlib.sha1("\n".join(f"{i}\t{w}" for w, i in items).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        cached = digest
+        cached = f"{size}:{digest}"
         try:
             tok._mechinterp_vocab_signature = cached
         except AttributeError:  # a tokenizer that refuses new attributes: recompute next time
