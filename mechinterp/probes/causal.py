@@ -145,7 +145,7 @@ def causal_check(
     """
     hook_name = resolve(model, site, layer)[0]
     check_count(batch_size, "batch_size")
-    check_count(n_random, "n_random")
+    check_count(n_random, "n_random", minimum=0)
     if task is not None:
         check_task(model, task)
         tokens, metric = task.clean_tokens, (task.metric if metric is None else metric)

@@ -194,7 +194,7 @@ ENTRIES: list[Entry] = [
     E("probes.from_task", lambda c, **kw: PR.from_task(c.model, _g(kw, "task", c.pair_task), "y"), task="task"),
     E("probes.causal_check", lambda c, **kw: PR.causal_check(c.model, _g(kw, "task", None), torch.ones(32), layer=1, tokens=None if "task" in kw else _g(kw, "tokens", c.t2),
                                                            metric=None if "task" in kw else c.metric, scales=[1.0], **{k: v for k, v in kw.items() if k not in ("task", "tokens")}),
-      tokens=("tokens", lambda c: c.t2), task="task", size="n_random"),
+      tokens=("tokens", lambda c: c.t2), task="task", size="batch_size"),
     E("probes.run_with_direction", lambda c, **kw: PR.run_with_direction(c.model, _g(kw, "tokens", c.t2), "blocks.0.hook_resid_post", _g(kw, "direction", torch.ones(32)),
                                                                        batch_size=_g(kw, "batch_size", 8)),
       tokens=("tokens", lambda c: c.t2), size="batch_size", vector="direction"),
