@@ -78,7 +78,8 @@ class Lime(AbstractPerturbationMethod):
     """
 
     counts = ("n_samples", "batch_size")
-    positive = ("alpha", "kernel_width")
+    positive = ("kernel_width",)
+    non_negative = ("alpha",)
 
     def __init__(self, n_samples: int = 500, alpha: float = 1e-3, kernel_width: float = 25.0, seed: int = 0,
                  features: Any = "token", replacement: str | int = "auto", batch_size: int = 128) -> None:

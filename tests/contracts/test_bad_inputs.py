@@ -76,7 +76,7 @@ def _g(kw: dict[str, Any], key: str, default: Any) -> Any:
     return kw[key] if key in kw else default
 
 
-FAST = {"integrated_gradients": {"n_steps": 4}, "kernel_shap": {"n_samples": 32}, "lime": {"n_samples": 16}}
+FAST = {"integrated_gradients": {"n_steps": 4}, "sequential_ig": {"n_steps": 4}, "kernel_shap": {"n_samples": 32}, "lime": {"n_samples": 16}}
 METHOD_SIZE = {"integrated_gradients": "n_steps", "kernel_shap": "n_samples", "lime": "n_samples", "occlusion": "window",
                "shapley": "max_features"}
 METHOD_FLOAT = {"attn_lrp": "epsilon", "cp_lrp": "epsilon", "lime": "alpha", "integrated_gradients": "tolerance"}
