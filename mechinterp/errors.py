@@ -13,6 +13,7 @@ __all__ = [
     "TokenizationError",
     "MultiTokenAnswerError",
     "UnknownTokenError",
+    "VocabularyMismatchError",
     "LeadingSpaceError",
     "PromptTooLongError",
     "EmptyInputError",
@@ -44,6 +45,10 @@ class MultiTokenAnswerError(TokenizationError):
 
 class UnknownTokenError(TokenizationError):
     """Text that a word-level tokenizer maps to its unknown token (``<unk>``)."""
+
+
+class VocabularyMismatchError(TokenizationError):
+    """Token ids or a task made for another model's vocabulary."""
 
 
 class LeadingSpaceError(TokenizationError):

@@ -81,7 +81,9 @@ def plot_pattern_grid(
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     """Save ``fig`` as PNG or SVG (from the suffix) and close it."""
-    path = Path(path)
+    from mechinterp.core.validation import check_writable
+
+    path = check_writable(path, "path")
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         from mechinterp.errors import MechinterpError
 

@@ -35,6 +35,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.attention.inputs import query_positions, read_patterns
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import HeadFusion, layer_range, augment_with_residual, fuse_heads
 from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
@@ -98,6 +99,7 @@ def max_flow_matrix(
     return out.to(augmented.dtype)
 
 
+@runs_synced
 def attention_flow(
     model: Any,
     prompts: Any,

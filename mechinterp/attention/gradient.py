@@ -45,6 +45,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.attention.inputs import check_rows, query_positions, row_tolerance
+from mechinterp.core.validation import check_ids
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.rollout import layer_range
 from mechinterp.attention.sinks import Sink, resolve_sinks, sink_share
@@ -113,10 +115,10 @@ def _target_metric(
         return top, "top prediction"
     if isinstance(target, str):
         ids = answer_tokens(model, target).expand(n)
-    elif isinstance(target, int):
-        ids = torch.full((n,), target, dtype=torch.long)
+    elif isinstance(target, int) and not isinstance(target, bool):
+        ids = check_ids(target, model.cfg.d_vocab_out, "target").expand(n)
     elif isinstance(target, Tensor):
-        ids = target.long().flatten()
+        ids = check_ids(target, model.cfg.d_vocab_out, "target")
         if ids.numel() == 1:
             ids = ids.expand(n)
         if ids.numel() != n:
@@ -126,9 +128,6 @@ def _target_metric(
             f"target must be a token id, a single-token string, a [batch] tensor of ids, a function of the logits "
             f"or None (the top prediction); got {type(target).__name__}."
         )
-    d_vocab = model.cfg.d_vocab_out
-    if ((ids < 0) | (ids >= d_vocab)).any():
-        raise MechinterpError(f"Target token ids must be in 0..{d_vocab - 1}; got {ids.tolist()}.")
 
     def logit(logits: Tensor) -> Tensor:
         return logits[rows, qpos.to(logits.device), ids.to(logits.device)]
@@ -136,6 +135,7 @@ def _target_metric(
     return logit, ids.tolist() if n > 1 else int(ids[0])
 
 
+@runs_synced
 def gradient_rollout(
     model: Any,
     prompts: Any,

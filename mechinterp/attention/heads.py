@@ -55,6 +55,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mechinterp.attention.inputs import read_patterns
+from mechinterp.core.validation import check_count
+from mechinterp.core.precision import runs_synced
+from mechinterp.viz import pyplot
 from mechinterp.attention.sinks import Sink, resolve_sinks
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
@@ -171,6 +174,8 @@ def probe_sequences(
     model's ``cfg.default_prepend_bos``, i.e. what its tokenizer does) decides whether the BOS
     token comes first; without it the sequence is ``A + A`` and its first token is the sink.
     """
+    check_count(n, "n")
+    check_count(seg_len, "seg_len", none_ok=True, minimum=2)
     tok = getattr(model, "tokenizer", None)
     special = set(getattr(tok, "all_special_ids", []) or []) if tok is not None else set()
     words = torch.tensor([i for i in range(model.cfg.d_vocab) if i not in special])
@@ -349,6 +354,7 @@ def _parse_head(name: str) -> tuple[int, int]:
     return int(layer), int(head)
 
 
+@runs_synced
 def head_scores(
     model: Any,
     prompts: Any = None,

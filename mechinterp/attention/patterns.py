@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.attention.inputs import check_layers, read_patterns
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention.figures import plot_pattern_grid
 from mechinterp.attention.render import OfflineView, circuitsvis_html
 from mechinterp.core.results import AbstractResult
@@ -126,6 +127,7 @@ class AttentionPatterns(AbstractResult):
         return head + circuitsvis_html(components, titles)
 
 
+@runs_synced
 def attention_patterns(
     model: Any,
     prompt: Any,

@@ -120,8 +120,9 @@ class OfflineView:
     def save(self, path: str | Path) -> Path:
         """Write a complete, self-contained HTML page (opens offline, makes no request)."""
         from mechinterp.core.atomic import write_text
+        from mechinterp.core.validation import check_writable
 
-        return write_text(path, self.page())
+        return write_text(check_writable(path, "path"), self.page())
 
     def __str__(self) -> str:
         return self.html

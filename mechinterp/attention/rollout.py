@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.attention.inputs import query_positions, read_patterns
+from mechinterp.core.precision import runs_synced
 from mechinterp.attention.maps import AttentionMap
 from mechinterp.attention.sinks import Sink, SinkMode, exclude_sinks, resolve_sinks, sink_share
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
@@ -143,6 +144,7 @@ def rollout_from_patterns(
     return rollout
 
 
+@runs_synced
 def attention_rollout(
     model: Any,
     prompts: Any,

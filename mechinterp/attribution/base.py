@@ -9,6 +9,7 @@ if/elif chain), so a new method is one class and one decorator.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from abc import ABC, abstractmethod
@@ -23,7 +24,9 @@ from torch import Tensor
 from mechinterp.attribution.result import TokenAttribution
 from mechinterp.attribution.targets import BoundTarget, as_target
 from mechinterp.core.deprecation import deprecated_alias
+from mechinterp.core.precision import synced_dtype
 from mechinterp.core.tokens import tokenize
+from mechinterp.core.validation import check_count, check_positive
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError
 
 __all__ = ["AbstractAttributionMethod", "METHODS", "MissingBOSWarning", "Prepared", "attribute", "get_method", "method_names", "prepare_prompt", "register_method"]
@@ -74,7 +77,7 @@ def prepare_prompt(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
         if prompt.shape[0] != 1:
             raise MechinterpError("attribute() explains one prompt at a time: pass a [pos] or [1, pos] token tensor.")
         prompt = prompt[0]
-    tokens = tokenize(model, prompt).tokens[0].cpu()
+    tokens = tokenize(model, prompt, name="prompt").tokens[0].cpu()
     bound = as_target(target).bind(model, tokens)
     tok = model.tokenizer
     strs = [tok.decode([int(t)]) for t in tokens] if tok is not None else [str(int(t)) for t in tokens]
@@ -86,7 +89,7 @@ def prepare_prompt(model: Any, prompt: str | Tensor, target: Any) -> Prepared:
             f"(model.cfg.default_prepend_bos): without it F(x) and the attributions change (a different input). "
             f"Add BOS: pass the string, or model.to_tokens(text)[0], or torch.cat([torch.tensor([{bos_id}]), tokens]). "
             f"If no BOS is intended, silence this with warnings.simplefilter('ignore', MissingBOSWarning)."),
-            stacklevel=4)
+            stacklevel=5)  # prepare <- method.attribute <- dtype sync <- attribute() <- the caller
     has_bos = bool(bos_id is not None and int(tokens[0]) == bos_id and (isinstance(prompt, Tensor) or model.cfg.default_prepend_bos))
     return Prepared(bound.tokens.cpu(), bound.n_prompt, strs, has_bos, bound)
 
@@ -104,8 +107,30 @@ class AbstractAttributionMethod(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: hyper-parameters checked before every ``attribute`` call (each raises a MechinterpError naming it):
+    #: integers >= 1, finite numbers > 0, finite numbers >= 0.
+    counts: ClassVar[tuple[str, ...]] = ()
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
     #: whether the method needs gradients (and so a differentiable model)
     uses_gradients: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every method's ``attribute(model, ...)`` runs in the dtype of the model's weights
+        (also after ``model.half()``, see :func:`mechinterp.core.precision.synced_dtype`)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("attribute")
+        if own is not None and not getattr(own, "__isabstractmethod__", False) and not getattr(own, "_synced", False):
+            cls.attribute = _synced_attribute(own)  # type: ignore[method-assign]
+
+    def check_params(self) -> None:
+        """Raise a MechinterpError naming the first hyper-parameter outside its range (see :attr:`counts`)."""
+        for key in self.counts:
+            check_count(getattr(self, key), key)
+        for key in self.positive:
+            check_positive(getattr(self, key), key)
+        for key in self.non_negative:
+            check_positive(getattr(self, key), key, allow_zero=True)
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters, read back from the ``__init__`` signature."""
@@ -130,6 +155,17 @@ class AbstractAttributionMethod(ABC):
         options = {k: (_jsonable(v)) for k, v in self.get_params().items()}
         return TokenAttribution(tokens if tokens is not None else prep.token_strs, scores, prep.target.labels,
                                 self.name, options, dict(metadata or {}))
+
+
+def _synced_attribute(fn: Callable[..., TokenAttribution]) -> Callable[..., TokenAttribution]:
+    @functools.wraps(fn)
+    def attribute(self: AbstractAttributionMethod, model: Any, *args: Any, **kwargs: Any) -> TokenAttribution:
+        self.check_params()
+        with synced_dtype(model):
+            return fn(self, model, *args, **kwargs)
+
+    attribute._synced = True  # type: ignore[attr-defined]
+    return attribute
 
 
 def _jsonable(value: Any) -> Any:

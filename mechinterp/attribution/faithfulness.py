@@ -26,6 +26,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
+from mechinterp.core.precision import runs_synced
 from mechinterp.attribution.base import prepare_prompt
 from mechinterp.attribution.forward import MaskedScorer, special_token_id
 from mechinterp.attribution.result import TokenAttribution
@@ -125,6 +127,7 @@ def faithfulness_from_value_fn(value_fn: Callable[[Bool[Tensor, "m n"]], Float[T
                         list(bins), str(replacement))
 
 
+@runs_synced
 def faithfulness(model: Any, prompt: str | Tensor, target: Any, result: TokenAttribution, replacement: str | int = "pad",
                  target_index: int = 0, bins: Sequence[float] = AOPC_BINS, batch_size: int = 64) -> Faithfulness:
     """Deletion/insertion curves and AOPC scores of ``result`` on ``model``.
@@ -136,6 +139,7 @@ def faithfulness(model: Any, prompt: str | Tensor, target: Any, result: TokenAtt
         >>> res = attribute(model, prompt, " Paris", method="ig")  # doctest: +SKIP
         >>> faithfulness(model, prompt, " Paris", res).deletion_auc  # doctest: +SKIP
     """
+    check_count(batch_size, "batch_size")
     prep = prepare_prompt(model, prompt, target)
     if len(result.tokens) == prep.n_prompt and result.tokens == prep.token_strs:
         start = 1 if prep.has_bos else 0

@@ -28,6 +28,8 @@ from typing import Any
 from torch import Tensor
 
 from mechinterp.core.results import AbstractResult
+from mechinterp.core.validation import check_count, check_positive
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 
 __all__ = ["IGConvergence", "ig_convergence"]
@@ -93,6 +95,7 @@ class IGConvergence(AbstractResult):
         return f"<p>{escape(self.verdict)}</p><table><tr><th>n_steps</th><th>|delta| / |F(x) - F(x')|</th></tr>{rows}</table>"
 
 
+@runs_synced
 def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[int, ...] = (16, 32, 64),
                    tolerance: float = 0.01, **options: Any) -> IGConvergence:
     """Run Gauss–Legendre IG at each of ``steps`` and check that completeness converges.
@@ -112,6 +115,9 @@ def ig_convergence(model: Any, prompt: str | Tensor, target: Any, steps: tuple[i
     """
     from mechinterp.attribution.integrated_gradients import CompletenessWarning, IntegratedGradients
 
+    check_positive(tolerance, "tolerance")
+    for n in steps:
+        check_count(n, "steps", hint="Pass IG step counts such as (16, 32, 64).")
     steps = tuple(sorted(int(n) for n in steps))
     if len(steps) < 2:
         raise MechinterpError(f"ig_convergence needs at least two step counts to compare (got {steps}).")

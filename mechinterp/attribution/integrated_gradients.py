@@ -48,6 +48,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, check_finite, check_positive
 from mechinterp.attribution.adaptive import adaptive_gauss_legendre
 from mechinterp.attribution.base import AbstractAttributionMethod, Prepared, prepare_prompt, register_method
 from mechinterp.attribution.forward import resolve_absence, special_token_id, target_gradients, token_embeddings
@@ -132,6 +133,8 @@ def baseline_embeddings(model: Any, prep: Prepared, baseline: str | int | Tensor
                                      f"(BOS included): the lengths must match, one id per prompt position.")
         base = token_embeddings(model, ids.unsqueeze(0)).detach()
     elif isinstance(baseline, Tensor):
+        check_finite(baseline, "baseline", hint="IG integrates from the baseline to the input, so every entry of a "
+                     "baseline embedding must be a finite number (or use baseline='auto' / 'mean' / 'pad').")
         base = baseline.to(x.device, x.dtype)
         if base.ndim == 1:
             base = base.expand(x.shape[1], -1)
@@ -209,6 +212,9 @@ class IntegratedGradients(AbstractAttributionMethod):
 
     uses_gradients = True
 
+    counts = ("internal_batch_size",)
+    positive = ("tolerance",)
+
     def __init__(self, baseline: str | int | Tensor = "auto", n_steps: int = 64, rule: str = "gausslegendre",
                  internal_batch_size: int = 32, keep_bos: bool = True, keep_first_token: bool | None = None,
                  tolerance: float = 0.01, warn_delta: float | None = 0.05) -> None:
@@ -222,8 +228,9 @@ class IntegratedGradients(AbstractAttributionMethod):
         self.warn_delta = warn_delta
 
     def attribute(self, model: Any, prompt: str | Tensor, target: Any) -> TokenAttribution:
-        if self.internal_batch_size < 1:
-            raise MechinterpError(f"internal_batch_size must be >= 1 (got {self.internal_batch_size}).")
+        check_count(self.internal_batch_size, "internal_batch_size")
+        check_count(self.n_steps, "n_steps", none_ok=self.rule == "adaptive")
+        check_positive(self.tolerance, "tolerance")
         prep = prepare_prompt(model, prompt, target)
         x = token_embeddings(model, prep.batch_tokens).detach()  # [1, pos, d_model]
         base = baseline_embeddings(model, prep, self.baseline, self.keep_bos, self.keep_first_token)
@@ -305,7 +312,7 @@ def warn_incomplete(model: Any, prep: Prepared, method: IntegratedGradients, del
         causes.append(f"F(x) - F(x') is only {float(gap[t]):.2g}, so a small delta is a large share of it")
     causes.append("if the gap shrinks with more steps, raise n_steps or use rule='adaptive'; "
                   "ig_convergence(model, prompt, target, ...) measures it over several step counts")
-    warnings.warn(f"{msg} Likely cause / what to do: " + "; ".join(causes) + ".", CompletenessWarning, stacklevel=4)
+    warnings.warn(f"{msg} Likely cause / what to do: " + "; ".join(causes) + ".", CompletenessWarning, stacklevel=5)
 
 
 def _describe(baseline: Any) -> str:

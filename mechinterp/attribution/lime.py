@@ -81,6 +81,10 @@ class Lime(AbstractPerturbationMethod):
         features, replacement, batch_size: see :class:`~mechinterp.attribution.occlusion.Occlusion`.
     """
 
+    counts = ("n_samples", "batch_size")
+    positive = ("kernel_width",)
+    non_negative = ("alpha",)
+
     def __init__(self, n_samples: int = 500, alpha: float = 1e-3, kernel_width: float = 25.0, seed: int = 0,
                  features: Any = "token", replacement: str | int = "auto", batch_size: int = 128) -> None:
         self.n_samples = n_samples

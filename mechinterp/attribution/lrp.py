@@ -167,6 +167,8 @@ class _LRPBase(AbstractAttributionMethod):
     uses_gradients = True
     variant = "attn_lrp"
 
+    non_negative = ("epsilon",)
+
     def __init__(self, epsilon: float = 0.0) -> None:
         self.epsilon = epsilon
 

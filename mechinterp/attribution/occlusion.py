@@ -36,6 +36,8 @@ class Occlusion(AbstractPerturbationMethod):
         >>> attribute(model, "w1 w2 w3", "w4", method="occlusion", window=2).scores  # doctest: +SKIP
     """
 
+    counts = ("window", "stride", "batch_size")
+
     def __init__(self, window: int = 1, stride: int = 1, features: Any = "token", replacement: str | int = "auto",
                  batch_size: int = 64) -> None:
         self.window = window

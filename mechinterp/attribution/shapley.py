@@ -127,6 +127,8 @@ class ShapleyValues(AbstractPerturbationMethod):
         >>> res.scores.sum(), res.metadata["target_values"][0] - res.metadata["baseline_values"][0]  # doctest: +SKIP
     """
 
+    counts = ("max_features", "batch_size")
+
     def __init__(self, max_features: int = 14, features: Any = "token", replacement: str | int = "auto",
                  batch_size: int = 256) -> None:
         self.max_features = max_features
@@ -160,6 +162,8 @@ class KernelShap(AbstractPerturbationMethod):
         seed: sampling seed.
         features, replacement, batch_size: as for :class:`ShapleyValues`.
     """
+
+    counts = ("n_samples", "batch_size")
 
     def __init__(self, n_samples: int = 2048, seed: int = 0, features: Any = "token", replacement: str | int = "auto",
                  batch_size: int = 256) -> None:

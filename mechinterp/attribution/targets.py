@@ -34,6 +34,7 @@ from torch import Tensor
 
 from mechinterp.core.deprecation import warn_renamed
 from mechinterp.core.tokens import answer_tokens
+from mechinterp.core.validation import check_ids
 from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongError, ShapeMismatchError, TokenizationError
 
 __all__ = [
@@ -82,10 +83,10 @@ class BoundTarget:
 
 def _token_id(model: Any, answer: str | int) -> int:
     if isinstance(answer, (int, torch.Tensor)) and not isinstance(answer, bool):
-        idx = int(answer)
-        if not 0 <= idx < model.cfg.d_vocab:
-            raise TokenizationError(f"Token id {idx} is outside the vocabulary (0..{model.cfg.d_vocab - 1}).")
-        return idx
+        ids = check_ids(answer, model.cfg.d_vocab, "target")
+        if ids.numel() != 1:
+            raise TokenizationError(f"target: one token id is needed here, got {ids.numel()} ({ids[:4].tolist()}).")
+        return int(ids[0])
     if not isinstance(answer, str) or not answer.strip():
         raise EmptyInputError(f"The target answer {answer!r} is empty: pass a token string such as ' Paris' or a token id.")
     return int(answer_tokens(model, answer)[0])
@@ -216,7 +217,9 @@ class Continuation(AbstractTarget):
                 raise EmptyInputError("The continuation text is empty.")
             cont = model.to_tokens(self.text, prepend_bos=False)[0]
         else:
-            cont = torch.as_tensor(self.text, dtype=torch.long).flatten()
+            cont = check_ids(self.text, model.cfg.d_vocab, "Continuation")
+            if cont.numel() == 0:
+                raise EmptyInputError("The continuation is empty: pass at least one token id.")
         return _continuation_target(model, prompt_tokens, cont.cpu())
 
 
@@ -227,8 +230,8 @@ class Generate(AbstractTarget):
     n_tokens: int = 10
 
     def bind(self, model: Any, prompt_tokens: Int[Tensor, " pos"]) -> BoundTarget:
-        if self.n_tokens < 1:
-            raise EmptyInputError(f"Generate needs n_tokens >= 1 (got {self.n_tokens}).")
+        if isinstance(self.n_tokens, bool) or not isinstance(self.n_tokens, int) or self.n_tokens < 1:
+            raise EmptyInputError(f"Generate needs n_tokens >= 1 (an integer), got n_tokens={self.n_tokens!r}.")
         if len(prompt_tokens) + self.n_tokens > model.cfg.n_ctx:
             raise PromptTooLongError(
                 f"Prompt ({len(prompt_tokens)}) plus {self.n_tokens} generated tokens exceed n_ctx={model.cfg.n_ctx}."
@@ -282,6 +285,8 @@ def as_target(target: Any) -> AbstractTarget:
         return target
     if isinstance(target, (str, int)) and not isinstance(target, bool):
         return NextToken(target)
+    if isinstance(target, torch.Tensor) and target.numel() == 1:  # one token id; a float id raises when bound
+        return NextToken(target)  # type: ignore[arg-type]
     if isinstance(target, tuple) and len(target) == 2:
         return Contrast(*target)
     if callable(target):

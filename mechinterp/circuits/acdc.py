@@ -45,6 +45,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, patch_edges
 from mechinterp.core.metrics import Metric
 from mechinterp.core.results import AbstractResult
@@ -161,6 +163,7 @@ def _check_thresholds(thresholds: Any) -> list[float]:
     return values
 
 
+@runs_synced
 def acdc(
     model: Any,
     setup: PatchSetup,
@@ -176,6 +179,7 @@ def acdc(
         An :class:`AcdcRun`; it unpacks as ``(kept [n_senders, n_receivers] bool, info)`` with
         ``info["passes"]`` forward passes and ``info["distance"]`` of the final circuit.
     """
+    check_count(chunk, "chunk", none_ok=True)
     threshold = _check_threshold(threshold)
     dist_fn = _distance(distance)
     g = setup.graph
@@ -218,6 +222,7 @@ def acdc(
     return AcdcRun(kept=kept, edges=edges, threshold=threshold, distance=current, distance_name=distance, passes=passes)
 
 
+@runs_synced
 def acdc_scores(
     model: Any,
     setup: PatchSetup,
@@ -238,6 +243,7 @@ def acdc_scores(
         (``kept``: the run's edges as ``[sender, receiver]`` names) and
         ``info["selected"]`` is the circuit kept at the median threshold.
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     if thresholds is not None:
         thresholds = _check_thresholds(thresholds)

@@ -226,8 +226,10 @@ class Circuit(AbstractResult):
     def save_figure(self, path: str | Path, max_edges: int | None = 40) -> Path:
         """Write the drawn graph (top ``max_edges`` edges, see :meth:`plot`) as ``.svg`` or ``.png``."""
         from mechinterp.core.atomic import save_figure
+        from mechinterp.core.validation import check_writable
         from mechinterp.viz import pyplot
 
+        path = check_writable(path, "path")
         fig = self.plot(max_edges=max_edges)
         try:
             return save_figure(fig, path, bbox_inches="tight", dpi=120)

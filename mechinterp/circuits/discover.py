@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.precision import runs_synced
+from mechinterp.core.validation import check_task
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup, prepare_edge_patching
 from mechinterp.circuits.gradients import node_attribution
@@ -26,6 +28,7 @@ from mechinterp.errors import MechinterpError
 __all__ = ["discover", "setup_for"]
 
 
+@runs_synced
 def setup_for(model: Any, task: Any, ablation: str = "corrupted", *, seed: int = 0) -> PatchSetup:
     """:func:`~mechinterp.circuits.prepare_edge_patching` on a task's clean and corrupted tokens.
 
@@ -34,10 +37,12 @@ def setup_for(model: Any, task: Any, ablation: str = "corrupted", *, seed: int =
     """
     if task is None or not hasattr(task, "clean_tokens"):
         raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
+    check_task(model, task)
     return prepare_edge_patching(model, task.clean_tokens, task.corrupted_tokens, ablation=ablation,
                                  lengths=getattr(task, "lengths", None), seed=seed)
 
 
+@runs_synced
 def discover(
     model: Any,
     task: Any,
@@ -71,6 +76,8 @@ def discover(
         A frozen :class:`Circuit`; ``info`` has the wall time, method details and the precision
         (``model_dtype``: what the passes ran in; scores are always float32).
     """
+    if task is not None and hasattr(task, "clean_tokens"):
+        check_task(model, task)
     scorer = get_scorer(method)
     start = time.perf_counter()
     setup = setup or setup_for(model, task, ablation, seed=seed)

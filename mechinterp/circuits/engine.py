@@ -40,6 +40,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
+from mechinterp.core.validation import check_count, check_token_ids
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.deprecation import deprecated_alias
@@ -178,6 +180,7 @@ def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
     return tokens.long().to(model.cfg.device)
 
 
+@runs_synced
 def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos n_senders d_model"]:
     """Every sender's output in a plain forward pass on ``tokens`` (no gradient)."""
     with torch.no_grad():
@@ -185,6 +188,7 @@ def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -
     return outs
 
 
+@runs_synced
 def prepare_edge_patching(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -214,6 +218,9 @@ def prepare_edge_patching(
         MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
             differ in shape; PromptTooLongError / EmptyInputError on bad tokens.
     """
+    for arg, ids in (("tokens", tokens), ("corrupted_tokens", corrupted_tokens)):
+        if isinstance(ids, Tensor) and ids.numel():
+            check_token_ids(model, ids, arg)
     if ablation not in ABLATIONS:
         raise MechinterpError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
     graph = graph or Graph.from_model(model)
@@ -294,6 +301,7 @@ def _as_alpha(setup: PatchSetup, patch: Tensor) -> Tensor:
     return patch * g.real.to(patch.device, patch.dtype)
 
 
+@runs_synced
 def patch_edges(
     model: Any, setup: PatchSetup, patch: Float[Tensor, "k n_senders n_receivers"], chunk: int | None = None
 ) -> Float[Tensor, "k batch pos d_vocab"]:
@@ -306,6 +314,7 @@ def patch_edges(
             entries that are not real edges are ignored.
         chunk: masks per forward pass (default: all ``k``); capped by :func:`max_masks_per_pass`.
     """
+    check_count(chunk, "chunk", none_ok=True)
     alpha = _as_alpha(setup, patch).to(model.cfg.device)
     chunk = min(chunk or alpha.shape[0], max_masks_per_pass(model, setup))
     with torch.no_grad():
@@ -314,6 +323,7 @@ def patch_edges(
     return torch.cat(parts)
 
 
+@runs_synced
 def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30) -> int:
     """How many masks one patched pass may carry within ``budget_bytes`` of sender differences and split inputs.
 
@@ -321,12 +331,14 @@ def max_masks_per_pass(model: Any, setup: PatchSetup, budget_bytes: int = 2**30)
     TL's split q/k/v inputs (``3 x n_heads x ...``); on SmolLM2 (301 senders, 9 heads) with 24 prompts
     of 20 tokens that is about 360 MB per mask, so 2 per pass, while tiny models are never capped.
     """
+    check_count(budget_bytes, "budget_bytes")
     tokens = setup.tokens
     elem = torch.finfo(setup.patched.dtype).bits // 8
     per_mask = tokens.numel() * model.cfg.d_model * elem * (setup.graph.n_senders + 3 * setup.graph.n_heads)
     return max(1, int(budget_bytes // max(per_mask, 1)))
 
 
+@runs_synced
 def run_edges(
     model: Any,
     graph: Graph,
@@ -352,6 +364,7 @@ def run_edges(
     Returns:
         ``(logits [k, batch, pos, d_vocab], sender outputs or None)``.
     """
+    tokens = check_token_ids(model, tokens, "tokens")
     cfg = model.cfg
     check_model_dtype(model)
     k = 1 if alpha is None else alpha.shape[0]

@@ -29,6 +29,8 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup, metric_name
 from mechinterp.circuits.exact import metrics_of_masks
@@ -44,6 +46,7 @@ __all__ = ["MIB_FRACTIONS", "CircuitFaithfulness", "FaithfulnessCurve", "Referen
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+@runs_synced
 def faithfulness(
     model: Any, setup: PatchSetup, metric: Metric, keep: Bool[Tensor, "k n_senders n_receivers"] | Circuit,
     chunk: int = 32,
@@ -63,6 +66,7 @@ def faithfulness(
         ShapeMismatchError / NonFiniteError: the metric does not return one finite number per prompt
             (:func:`~mechinterp.circuits.engine.check_metric_output`).
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     keep = keep.selected if isinstance(keep, Circuit) else torch.as_tensor(keep).bool()
     keep = keep[None] if keep.ndim == 2 else keep
@@ -128,11 +132,13 @@ class FaithfulnessCurve(AbstractResult):
         return pd.DataFrame({"fraction": self.fractions, "n_edges": self.n_edges, "faithfulness": self.faithfulness})
 
 
+@runs_synced
 def faithfulness_curve(
     model: Any, setup: PatchSetup, metric: Metric, circuit: Circuit,
     fractions: Sequence[float] = MIB_FRACTIONS, chunk: int = 32,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``ceil(x * n_edges)`` edges of ``circuit`` for each ``x`` (one batched run)."""
+    check_count(chunk, "chunk", none_ok=True)
     fractions = [float(x) for x in fractions]
     if not fractions or any(not 0 <= x <= 1 for x in fractions):
         raise MechinterpError("fractions must be a non-empty list of numbers in [0, 1].")

@@ -18,6 +18,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, max_masks_per_pass, patch_edges
 from mechinterp.core.metrics import Metric
 
@@ -29,6 +31,7 @@ def metric_per_mask(metric: Metric, logits: Float[Tensor, "k batch pos d_vocab"]
     return torch.stack([check_metric_output(metric, metric(row.float()), row.shape[0]).mean() for row in logits])
 
 
+@runs_synced
 def metrics_of_masks(
     model: Any, setup: PatchSetup, metric: Metric, masks: Float[Tensor, "k n_senders n_receivers"],
     chunk: int | None = None,
@@ -38,6 +41,7 @@ def metrics_of_masks(
     Example:
         >>> metrics_of_masks(model, setup, task.metric, torch.zeros(1, *setup.graph.real.shape))  # doctest: +SKIP
     """
+    check_count(chunk, "chunk", none_ok=True)
     masks = torch.as_tensor(masks)
     masks = masks[None] if masks.ndim == 2 else masks
     step = min(chunk or len(masks), max_masks_per_pass(model, setup))
@@ -45,6 +49,7 @@ def metrics_of_masks(
                       for i in range(0, len(masks), step)])
 
 
+@runs_synced
 def exact_scores(
     model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32, candidates: Tensor | None = None
 ) -> Float[Tensor, "n_senders n_receivers"]:
@@ -58,6 +63,7 @@ def exact_scores(
     Example:
         >>> exact_scores(model, prepare_edge_patching(model, clean, corrupted), task.metric)  # doctest: +SKIP
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     real = g.real if candidates is None else g.real & candidates.to(torch.bool)
     rows, cols = torch.nonzero(real, as_tuple=True)

@@ -49,6 +49,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, check_finite
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.engine import PatchSetup, check_metric_output, check_model_dtype, dtype_hint, run_edges
 from mechinterp.errors import MechinterpError, NonFiniteError
 
@@ -146,6 +148,7 @@ def _scores_from(
     return scores * g.real.to(scores.device)
 
 
+@runs_synced
 def eap_scores(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, "n_senders n_receivers"]:
     """EAP: ``(patched_s - clean_s) . d metric / d input_r`` on the clean run.
 
@@ -156,8 +159,10 @@ def eap_scores(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, "
     return _scores_from(setup, _mean_gradients([_gradient_point(model, setup, metric)]))
 
 
+@runs_synced
 def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
     """EAP-IG over the input embeddings (``steps`` points from the baseline embedding to the clean one)."""
+    check_count(steps, "steps")
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
     base = setup.patched[:, :, 0]  # the ablated embedding: corrupted, mean or zero
@@ -168,6 +173,7 @@ def eap_ig_inputs_scores(model: Any, setup: PatchSetup, metric: Metric, steps: i
     return _scores_from(setup, _mean_gradients(point(i / steps) for i in range(1, steps + 1)))
 
 
+@runs_synced
 def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, steps: int = 5) -> Float[Tensor, "n_senders n_receivers"]:
     """EAP-IG over activations: each sender layer's outputs interpolated from patched to clean, one layer at a time.
 
@@ -180,6 +186,7 @@ def eap_ig_activations_scores(model: Any, setup: PatchSetup, metric: Metric, ste
     Example:
         >>> eap_ig_activations_scores(model, setup, task.metric, steps=5).shape  # doctest: +SKIP
     """
+    check_count(steps, "steps")
     if steps < 1:
         raise MechinterpError(f"steps must be at least 1 (got {steps}).")
     g = setup.graph
@@ -207,11 +214,13 @@ def sender_layers(graph: Any) -> list[list[int]]:
     return groups
 
 
+@runs_synced
 def mask_gradient(model: Any, setup: PatchSetup, metric: Metric, at: float = 0.0) -> Float[Tensor, "n_senders n_receivers"]:
     """Gradient of ``mean metric(patch_edges(alpha))`` with respect to ``alpha``, at ``alpha = at`` everywhere.
 
     At ``at = 0`` this is EAP (the test suite checks that it equals :func:`eap_scores`).
     """
+    check_finite(at, "at")
     alpha = (torch.full(setup.graph.real.shape, float(at), device=setup.patched.device) * setup.graph.real)[None]
     alpha.requires_grad_(True)
     with torch.enable_grad():
@@ -221,6 +230,7 @@ def mask_gradient(model: Any, setup: PatchSetup, metric: Metric, at: float = 0.0
     return grad[0] * setup.graph.real.to(grad.device)
 
 
+@runs_synced
 def node_attribution(model: Any, setup: PatchSetup, metric: Metric) -> Float[Tensor, " n_senders"]:
     """Attribution patching per sender node: ``(patched_s - clean_s) . d metric / d out_s`` (one forward/backward).
 

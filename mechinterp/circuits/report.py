@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.validation import check_count, check_task
+from mechinterp.core.precision import runs_synced
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.engine import PatchSetup
 from mechinterp.circuits.evaluate import FaithfulnessCurve, compare_to_reference, faithfulness_curve
@@ -28,6 +30,7 @@ from mechinterp.viz import escape, figure_to_img_tag, heatmap, html_page, table_
 __all__ = ["circuit_report", "node_patching_effects"]
 
 
+@runs_synced
 def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: int = 32) -> NodeEffects:
     """Per sender node: normalised metric change when all its outgoing edges are patched (batched passes).
 
@@ -38,6 +41,7 @@ def node_patching_effects(model: Any, setup: PatchSetup, metric: Metric, chunk: 
     Returns a :class:`~mechinterp.circuits.measures.NodeEffects`, which reads like the dict
     ``{node: effect}``.
     """
+    check_count(chunk, "chunk", none_ok=True)
     g = setup.graph
     masks = torch.zeros(g.n_senders + 2, *g.real.shape)
     masks[1] = g.real.float()
@@ -67,6 +71,7 @@ def _pattern_figures(model: Any, setup: PatchSetup, heads: list[str], limit: int
     return "".join(out)
 
 
+@runs_synced
 def circuit_report(
     model: Any, task: Any, circuit: Circuit, setup: PatchSetup | None = None, curve: FaithfulnessCurve | None = None,
     top_k: int = 20,
@@ -77,6 +82,8 @@ def circuit_report(
     the edge table the top 60, the node-effect table the ``top_k`` nodes of largest ``|effect|``
     (the head heatmap shows every head), attention patterns the 6 strongest heads.
     """
+    check_count(top_k, "top_k")
+    check_task(model, task)
     from mechinterp.circuits.discover import setup_for
 
     setup = setup or setup_for(model, task, circuit.ablation or "corrupted")

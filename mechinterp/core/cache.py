@@ -41,6 +41,8 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mechinterp.core.precision import runs_synced_method
+from mechinterp.core.validation import check_count, check_task, check_token_ids, check_writable_dir
 from mechinterp.core.sites import SiteSpec, layer_of, needs_flags, position_dim, resolve, resolve_many
 from mechinterp.core.storage import AbstractStore, DiskStore, MemoryStore, parse_bytes
 from mechinterp.core.tokens import Prompts, Tokenized, tokenize
@@ -110,10 +112,14 @@ class SharedCache:
         progress: bool | None = None,
         store_device: str | torch.device = "cpu",
     ) -> None:
-        if batch_size < 1:
-            raise MechinterpError(f"batch_size must be at least 1, got {batch_size}.")
+        check_count(batch_size, "batch_size")
+        if spill_dir is not None:
+            check_writable_dir(spill_dir, "spill_dir")
         self.model = model
+        if isinstance(prompts, Tokenized):
+            check_token_ids(model, prompts.tokens, "prompts")
         if hasattr(prompts, "clean_tokens") and hasattr(prompts, "lengths"):  # a mechinterp.tasks.Task
+            check_task(model, prompts, "prompts")
             tokens, lengths = prompts.clean_tokens, prompts.lengths
             mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).long()
             prompts = Tokenized(tokens, mask, lengths, "right")
@@ -230,6 +236,7 @@ class SharedCache:
             self._collect(missing)
         return names
 
+    @runs_synced_method
     def _collect(self, names: list[str]) -> None:
         layers = [layer_of(n) for n in names]
         embed_only = all(l is not None or n in ("hook_embed", "hook_pos_embed", "hook_tokens") for n, l in zip(names, layers))

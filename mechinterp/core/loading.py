@@ -27,6 +27,7 @@ import torch
 
 from mechinterp.core.zoo_format import load_model, names as zoo_names, path as zoo_path
 from mechinterp.core.rng import keep_global_rng
+from mechinterp.core.validation import check_device
 from mechinterp.errors import ModelLoadError, OfflineError
 
 __all__ = ["load", "load_gguf", "load_local_checkpoint", "model_info", "tokenizer_prepends_bos", "hub_reachable"]
@@ -82,6 +83,7 @@ def load(
         'zoo'
     """
     dtype = _resolve_dtype(dtype)
+    check_device(device, error=ModelLoadError)
     processing = dict(
         fold_ln=fold_ln,
         center_writing_weights=center_writing_weights,
@@ -98,11 +100,18 @@ def load(
         if local.suffix.lower() != ".gguf":
             raise ModelLoadError(
                 f"{local} is a file but not a .gguf file. mechinterp.load takes a .gguf file, a folder "
-                "with a Hugging Face checkpoint (config.json + weights), 'zoo:<name>' or a TL model name."
+                "with a Hugging Face checkpoint (config.json + weights), 'zoo:<name>' or a TL model name"
+                + (f": pass the folder that holds it, mechinterp.load({str(local.parent)!r})." if local.parent.is_dir()
+                   and (local.name == "config.json" or local.suffix in (".safetensors", ".bin")) else ".")
             )
         return load_gguf(local, device=device, dtype=dtype, **processing, **config_overrides)
     if local.exists():
-        if (local / "model.safetensors").exists() and (local / "config.json").exists() and _is_zoo_format(local):
+        if (local / "config.json").exists() and _is_zoo_format(local):
+            if not (local / "model.safetensors").exists():
+                raise ModelLoadError(
+                    f"{local} is a zoo-format folder (its config.json holds HookedTransformerConfig fields) but has no "
+                    "model.safetensors: copy the whole folder again, or save the model with mechinterp.zoo.save_model."
+                )
             _check_overrides(config_overrides)
             model = load_model(local, device=device, dtype=dtype, config_overrides=config_overrides, **processing)
             return _with_meta(model, source="zoo", path=str(local), dtype=dtype, **_zoo_meta(local))
@@ -194,12 +203,31 @@ def _zoo_meta(name_or_folder: str | Path) -> dict[str, Any]:
     extra = folder / "attribution.json"
     if not extra.exists():
         return {}
-    declared = json.loads(extra.read_text())
+    declared = read_config(extra)
     return {"absence_token": declared.get("absence_token"), "absence_token_why": declared.get("why")}
 
 
+def read_config(file: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file as a dict; a truncated or garbled file raises a :class:`ModelLoadError` naming it."""
+    try:
+        config = json.loads(Path(file).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise damaged(file, err) from None
+    if not isinstance(config, dict):
+        raise damaged(file, ValueError(f"a JSON {type(config).__name__}, not an object"))
+    return config
+
+
+def damaged(file: Path | str, err: BaseException) -> ModelLoadError:
+    """The error for a checkpoint file that exists but cannot be read (truncated download, garbled copy)."""
+    return ModelLoadError(
+        f"{file} could not be read ({type(err).__name__}: {str(err)[:200]}); the file is damaged or incomplete "
+        "(an interrupted download or copy?). Copy or download the checkpoint folder again."
+    )
+
+
 def _is_zoo_format(folder: Path) -> bool:
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder / "config.json")
     return "d_model" in config and "architectures" not in config
 
 
@@ -263,12 +291,21 @@ def load_local_checkpoint(
     Returns:
         The converted model, whose log-probabilities match the Hugging Face model's.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mechinterp.core.architectures import check_architecture
 
     _check_overrides(config_overrides)
+    check_device(device, error=ModelLoadError)
     folder = Path(folder).expanduser().resolve()
+    if folder.is_file():
+        raise ModelLoadError(
+            f"{folder} is a file; pass the folder that holds the checkpoint ({folder.parent}), or a .gguf file "
+            "to mechinterp.load."
+        )
+    if not folder.exists():
+        raise ModelLoadError(f"{folder} does not exist; check the path.")
     if not (folder / "config.json").exists():
         raise ModelLoadError(
             f"{folder} has no config.json, so it is not a Hugging Face checkpoint. Save one with "
@@ -276,17 +313,27 @@ def load_local_checkpoint(
             "or load a zoo model with mechinterp.load('zoo:<name>')."
         )
     torch_dtype = dtype or torch.float32
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder / "config.json")
+    if "d_model" in config and "architectures" not in config:
+        raise ModelLoadError(
+            f"{folder} is a zoo-format folder (HookedTransformerConfig fields in config.json), not a Hugging Face "
+            "checkpoint: load it with mechinterp.load(folder)."
+        )
     check_architecture(config)  # before reading the weights: an unsupported architecture fails at once
     with tempfile.TemporaryDirectory(prefix="mechinterp-") as tmp:
         stage = _staging_folder(folder, Path(tmp))
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(str(stage), dtype=torch.float32, local_files_only=True)
+        except SafetensorError as err:
+            raise damaged(folder, err) from err
         except (ValueError, KeyError, OSError) as err:
             raise _unsupported(folder, config, err) from err
         tokenizer = None
         if any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            except Exception as err:  # noqa: BLE001 - a garbled tokenizer file raises many kinds
+                raise damaged(f"The tokenizer files in {folder}", err) from err
         model = _convert(
             hf_model, tokenizer, stage, config, folder.name, device=device, dtype=torch_dtype,
             processing=dict(fold_ln=fold_ln, center_writing_weights=center_writing_weights,
@@ -324,6 +371,7 @@ def load_gguf(
     from mechinterp.core.gguf import read_gguf
 
     _check_overrides(config_overrides)
+    check_device(device, error=ModelLoadError)
     torch_dtype = dtype or torch.float32
     hf_model, tokenizer, info = read_gguf(path, dtype=torch.float32)
     config = hf_model.config.to_dict()

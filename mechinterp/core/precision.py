@@ -31,7 +31,7 @@ import torch
 
 from mechinterp.errors import MechinterpError
 
-__all__ = ["REDUCED", "weights_dtype", "is_reduced", "synced_dtype", "runs_synced", "fp16_hint"]
+__all__ = ["REDUCED", "weights_dtype", "is_reduced", "synced_dtype", "runs_synced", "runs_synced_method", "fp16_hint"]
 
 #: Floating dtypes with an 8-bit (bf16) or 11-bit (fp16) significand.
 REDUCED = (torch.bfloat16, torch.float16)
@@ -86,6 +86,17 @@ def runs_synced(fn: F) -> F:
     def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
         with synced_dtype(model):
             return fn(model, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def runs_synced_method(fn: F) -> F:
+    """Decorate a method ``fn(self, ...)`` of an object with a ``model`` attribute to run inside :func:`synced_dtype`."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with synced_dtype(self.model):
+            return fn(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

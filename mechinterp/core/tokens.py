@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from mechinterp.core.validation import check_token_ids
 from mechinterp.errors import (
     EmptyInputError,
     LeadingSpaceError,
@@ -64,6 +65,7 @@ def tokenize(
     *,
     prepend_bos: bool | None = None,
     padding_side: Literal["left", "right"] = "right",
+    name: str = "prompts",
 ) -> Tokenized:
     """Tokenise one prompt or a list of prompts for ``model``, checking them first.
 
@@ -73,6 +75,7 @@ def tokenize(
             (token tensors are taken as they are, unpadded).
         prepend_bos: as in TransformerLens; ``None`` uses the model's default.
         padding_side: where to pad shorter prompts.
+        name: the caller's argument name, for error messages.
 
     Returns:
         A :class:`Tokenized` batch.
@@ -80,6 +83,7 @@ def tokenize(
     Raises:
         EmptyInputError: no prompts, or an empty prompt.
         PromptTooLongError: a prompt longer than the model's ``n_ctx``.
+        TokenizationError: token ids that are not integers or not in ``[0, d_vocab)``.
 
     Example:
         >>> batch = tokenize(model, ["The capital of France is", "The capital of Peru is"])  # doctest: +SKIP
@@ -88,17 +92,12 @@ def tokenize(
     """
     n_ctx = model.cfg.n_ctx
     if isinstance(prompts, Tensor):
-        tokens = prompts.unsqueeze(0) if prompts.ndim == 1 else prompts
-        if tokens.ndim != 2 or tokens.numel() == 0:
-            raise EmptyInputError(f"Token input must be a non-empty [batch, pos] tensor, got shape {tuple(prompts.shape)}.")
-        if tokens.dtype not in (torch.int64, torch.int32):
-            raise TokenizationError(f"Token ids must be integers, got dtype {tokens.dtype}.")
+        tokens = check_token_ids(model, prompts, name)
         if tokens.shape[1] > n_ctx:
             raise PromptTooLongError(
-                f"The token input has {tokens.shape[1]} positions but the model's context is n_ctx={n_ctx}. "
+                f"{name}: the token input has {tokens.shape[1]} positions but the model's context is n_ctx={n_ctx}. "
                 "Shorten or split the input."
             )
-        tokens = tokens.long()
         lengths = torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long)
         return Tokenized(tokens, torch.ones_like(tokens), lengths, padding_side)
     if isinstance(prompts, str):

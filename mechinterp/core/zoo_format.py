@@ -112,7 +112,9 @@ def save_model(
 
     from mechinterp.core.atomic import atomic_path, write_text
 
-    folder = Path(folder)
+    from mechinterp.core.validation import check_writable_dir
+
+    folder = check_writable_dir(folder, "folder")
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "config.json", json.dumps(_config_to_dict(model.cfg), indent=2, sort_keys=True))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -150,31 +152,59 @@ def load_model(
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+    from safetensors import SafetensorError
+
+    from mechinterp.core.loading import damaged, read_config
+    from mechinterp.core.validation import check_device
+
+    check_device(device, error=ModelLoadError)
     folder = Path(name_or_folder)
     if not (folder / "config.json").exists():
         folder = path(str(name_or_folder))
-    cfg_dict = json.loads((folder / "config.json").read_text())
+    cfg_dict = read_config(folder / "config.json")
     cfg_dict["device"] = str(device) if device is not None else "cpu"
     if dtype is not None:
         cfg_dict["dtype"] = dtype
     cfg_dict.update(config_overrides or {})
-    cfg = HookedTransformerConfig(**cfg_dict)
+    try:
+        cfg = HookedTransformerConfig(**cfg_dict)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ModelLoadError(
+            f"{folder / 'config.json'} is not a valid zoo config ({type(err).__name__}: {err}); copy the folder again "
+            "or save the model with mechinterp.zoo.save_model."
+        ) from None
     tokenizer = None
     if (folder / "tokenizer").exists():
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        except Exception as err:  # noqa: BLE001 - a garbled tokenizer file raises many kinds
+            raise damaged(folder / "tokenizer", err) from None
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    state = load_file(str(folder / "model.safetensors"))
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise ModelLoadError(f"{folder} has no model.safetensors: copy the whole folder again, or save the model "
+                             "with mechinterp.zoo.save_model.")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise damaged(weights, err) from None
     if cfg.normalization_type is None:
         fold_ln = False
-    model.load_and_process_state_dict(
-        state,
-        fold_ln=fold_ln,
-        center_writing_weights=center_writing_weights and cfg.normalization_type is not None,
-        center_unembed=center_unembed,
-        fold_value_biases=fold_value_biases,
-    )
+    try:
+        model.load_and_process_state_dict(
+            state,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights and cfg.normalization_type is not None,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+        )
+    except (RuntimeError, KeyError) as err:
+        raise ModelLoadError(
+            f"The weights in {weights} do not fit the shapes in {folder / 'config.json'} ({str(err)[:300]}); the "
+            "two files come from different models: copy the folder again or save it with mechinterp.zoo.save_model."
+        ) from None
     model.to(cfg_dict["device"], print_details=False)
     if dtype is not None:
         model.to(dtype, print_details=False)

@@ -230,6 +230,8 @@ def activation_patch(
     """
     check_mode(direction, ablation, method)
     check_sizes(chunk_size, memory_budget)
+    if readout not in ("auto", "full"):
+        raise MechinterpError(f"readout must be 'auto' or 'full', got {readout!r}.")
     sweep_site = site
     make_sweep(model, sweep_site, by, ["?"], layers=layers, positions=0, heads=heads)  # validate early
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core import metrics
+from mechinterp.core.validation import check_count
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
@@ -132,8 +133,7 @@ def attribution_patch(
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
     check_mode(direction, None, "batched")
-    if ig_steps is not None and ig_steps < 1:
-        raise MechinterpError(f"ig_steps must be a positive integer or None, got {ig_steps}.")
+    check_count(ig_steps, "ig_steps", none_ok=True)
     single = isinstance(sites, str)
     site_list = [sites] if single else list(sites)
     if not site_list:

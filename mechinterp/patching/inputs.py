@@ -33,6 +33,7 @@ from mechinterp.core.deprecation import deprecated_alias
 from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, prob
 from mechinterp.core.precision import fp16_hint
 from mechinterp.core.storage import parse_bytes
+from mechinterp.core.validation import check_task
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchError
 
@@ -105,8 +106,10 @@ def _tokens(model: Any, prompts: Any, what: str) -> Tokenized:
     if isinstance(prompts, Tokenized):
         return prompts
     try:
-        return tokenize(model, prompts)
+        return tokenize(model, prompts, name=what)
     except MechinterpError as err:
+        if str(err).startswith(what):
+            raise
         raise type(err)(f"{what} prompts: {err}") from None
 
 
@@ -189,6 +192,7 @@ def prepare_patch_inputs(
     """
     if _is_task(clean):
         task = clean
+        check_task(model, task, "clean")
         corrupted = task.corrupted_tokens if corrupted is None else corrupted
         metric = task.metric if metric is None else metric
         clean_tok = Tokenized(task.clean_tokens, (torch.arange(task.clean_tokens.shape[1]) < task.lengths[:, None]).long(), task.lengths)

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from mechinterp.core import metrics
 from mechinterp.core.deprecation import renamed_keyword
+from mechinterp.core.validation import check_token_ids
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
@@ -137,6 +138,8 @@ def causal_trace(
             )
     positions = renamed_keyword(positions, subject_positions, "subject_positions", "positions")
     is_task = hasattr(prompts, "ground_truth") and hasattr(prompts, "clean_tokens")
+    if isinstance(prompts, Tensor):
+        check_token_ids(model, prompts, "prompts")
     if is_task:
         positions = prompts.ground_truth.positions if positions is None else positions
         if metric is None:

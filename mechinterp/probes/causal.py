@@ -33,6 +33,7 @@ from torch import Tensor
 
 from mechinterp.core.metrics import Metric
 from mechinterp.core.precision import runs_synced
+from mechinterp.core.validation import check_count, check_task, check_token_ids
 from mechinterp.core.sites import resolve
 from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.probes.controls import random_directions
@@ -70,6 +71,8 @@ def run_with_direction(
     Args:
         positions: ``"all"`` or one position per prompt (e.g. the answer position).
     """
+    tokens = check_token_ids(model, tokens, "tokens")
+    check_count(batch_size, "batch_size")
     if mode not in ("project", "add"):
         raise MechinterpError(f"mode must be 'project' or 'add', got {mode!r}.")
     device = model.cfg.device
@@ -142,12 +145,16 @@ def causal_check(
         A :class:`~mechinterp.probes.results.CausalResult`.
     """
     hook_name = resolve(model, site, layer)[0]
+    check_count(batch_size, "batch_size")
+    check_count(n_random, "n_random", minimum=0)
     if task is not None:
+        check_task(model, task)
         tokens, metric = task.clean_tokens, (task.metric if metric is None else metric)
         last = task.answer_pos
     elif tokens is None or metric is None:
         raise MechinterpError("Pass a task, or both tokens and metric.")
     else:
+        tokens = check_token_ids(model, tokens, "tokens")
         last = torch.full((tokens.shape[0],), tokens.shape[1] - 1)
     pos: str | Tensor = "all" if positions == "all" else last
     if positions not in ("all", "last"):

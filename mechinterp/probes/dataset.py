@@ -43,6 +43,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_task
 from mechinterp.core.cache import SharedCache
 from mechinterp.core.deprecation import renamed_keyword
 from mechinterp.core.precision import runs_synced
@@ -239,6 +240,7 @@ def from_task(model: Any, task: Any, label: str, **kwargs: Any) -> ProbeDataset:
     Example:
         >>> data = from_task(model, mechinterp.tasks.load("facts", model, n=32), "country")  # doctest: +SKIP
     """
+    check_task(model, task)
     available = task.ground_truth.labels
     if label not in available:
         raise MechinterpError(f"Task {task.name!r} has no label {label!r}; it has {sorted(available)}.")

@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -261,8 +263,12 @@ def fit_ridge(
     chunk_rows: int | None = None,
 ) -> LinearHeads:
     """Closed-form ridge regression per cell: ``min |y - xW - b|^2 + alpha |W|^2`` (scikit-learn's ``Ridge``)."""
-    if alpha < 0:
-        raise ProbeInputError(f"alpha must be >= 0, got {alpha}.")
+    try:
+        ok = not isinstance(alpha, bool) and math.isfinite(float(alpha)) and float(alpha) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProbeInputError(f"alpha must be a finite number >= 0 (the L2 strength), got alpha={alpha!r}. Pass e.g. alpha=1.0.")
     device = torch.device(device)
     cells = _as_cells(features)
     n_cells, (n, d) = len(cells), cells[0].shape

@@ -92,6 +92,12 @@ def encode_labels(labels: Sequence[Any] | np.ndarray, target: str = "auto") -> t
     values = list(labels.tolist() if isinstance(labels, np.ndarray) else labels)
     if not values:
         raise EmptyInputError("The label list is empty: pass one label per prompt.")
+    nested = next((v for v in values if isinstance(v, (list, tuple, dict, set, np.ndarray, torch.Tensor))), None)
+    if nested is not None:
+        raise ProbeInputError(
+            f"labels must hold one scalar (class or number) per example, got a {type(nested).__name__} ({nested!r:.60}); "
+            "per-position labels need one example per position: pick one label per prompt."
+        )
     if target not in ("auto", "classification", "regression"):
         raise ProbeInputError(f"target must be 'auto', 'classification' or 'regression', got {target!r}.")
     if target == "auto":

@@ -8,6 +8,7 @@ attribution, probe or circuit method must find. Task generators register themsel
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, vocab_signature
 from mechinterp.errors import MechinterpError
 
 __all__ = ["Task", "GroundTruth", "register", "names", "load", "logit_diff_metric"]
@@ -301,8 +303,20 @@ def load(name: str, model: Any, n: int = 64, seed: int = 0, only_solved: bool = 
     """
     if name not in _REGISTRY:
         raise MechinterpError(f"Unknown task {name!r}. Valid tasks: {names()}.")
-    if n < 1:
-        raise MechinterpError(f"n must be at least 1 (got {n}).")
+    check_count(n, "n")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise MechinterpError(f"seed must be an integer, got {seed!r}.")
+    return stamp_vocab(model, _draw(name, model, n, seed, only_solved, **kwargs))
+
+
+def stamp_vocab(model: Any, task: Task) -> Task:
+    """``task`` with ``meta["vocab"]``: the vocabulary it was built for (see :func:`~mechinterp.core.validation.check_task`)."""
+    import dataclasses
+
+    return dataclasses.replace(task, meta={**task.meta, "vocab": vocab_signature(model)})
+
+
+def _draw(name: str, model: Any, n: int, seed: int, only_solved: bool, **kwargs: Any) -> Task:
     if not only_solved:
         return _REGISTRY[name](model, n=n, seed=seed, **kwargs)
     import dataclasses

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mechinterp.core.validation import vocab_signature
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize, tokenizer_kind
 from mechinterp.errors import EmptyInputError, ShapeMismatchError, UnknownTokenError
 from mechinterp.tasks.base import GroundTruth, Task
@@ -120,7 +121,8 @@ def from_pairs(
         correct_tokens=correct_ids,
         wrong_tokens=wrong_ids,
         ground_truth=GroundTruth(positions=[list(p) for p in positions], labels={k: list(v) for k, v in (labels or {}).items()}),
-        meta={"source": "from_pairs", "prepend_bos": bool(model.cfg.default_prepend_bos), "n": len(clean)},
+        meta={"source": "from_pairs", "prepend_bos": bool(model.cfg.default_prepend_bos), "n": len(clean),
+              "vocab": vocab_signature(model)},
     )
 
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mechinterp.errors import MechinterpError
+
 __all__ = ["SPECIAL_TOKENS", "word_tokenizer"]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<unk>")
@@ -40,7 +42,9 @@ def word_tokenizer(words: Sequence[str], folder: str | Path | None = None) -> An
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if len(set(words)) != len(words):
-        raise ValueError("word_tokenizer: the vocabulary has duplicates")
+        seen: set[str] = set()
+        dup = next(w for w in words if w in seen or seen.add(w))  # type: ignore[func-returns-value]
+        raise MechinterpError(f"word_tokenizer: the word {dup!r} is in the vocabulary twice; pass each word once.")
     vocab = {w: i for i, w in enumerate([*SPECIAL_TOKENS, *words])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

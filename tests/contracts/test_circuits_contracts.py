@@ -171,9 +171,15 @@ def test_every_entry_point_runs_in_low_precision(low, entry):
     _clean(model)
 
 
-def test_a_module_cast_that_leaves_cfg_dtype_behind_raises(tiny_model, task):
-    model = copy.deepcopy(tiny_model).bfloat16()  # torch cast: cfg.dtype stays float32
+def test_a_module_cast_that_leaves_cfg_dtype_behind_runs_as_model_to(tiny_model, task):
+    """model.bfloat16() (a torch cast: cfg.dtype stays float32) runs as model.to(torch.bfloat16) would, for every
+    scorer (the one precision rule of every family, see mechinterp.core.validation); cfg.dtype is restored."""
+    cast = copy.deepcopy(tiny_model).bfloat16()
+    ref = copy.deepcopy(tiny_model).to(torch.bfloat16, print_details=False)
     for method in sorted(SCORERS):
-        with pytest.raises(MechinterpError, match="cfg.dtype"):
-            discover(model, task, method, **FAST.get(method, {}))
-    _clean(model)
+        got = discover(cast, task, method, **FAST.get(method, {}))
+        want = discover(ref, task, method, **FAST.get(method, {}))
+        torch.testing.assert_close(got.scores, want.scores)
+        assert got.info["model_dtype"] == "bfloat16"
+    assert cast.cfg.dtype == torch.float32
+    _clean(cast)

@@ -189,3 +189,35 @@ def test_a_conversion_failure_is_a_load_error_naming_the_supported_architectures
     monkeypatch.setattr(architectures, "tl_config", rejects)
     with pytest.raises(ModelLoadError, match="could not convert.*not converted.*LlamaForCausalLM"):
         mechinterp.load(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbled config", "garbled tokenizer"])
+def test_a_damaged_checkpoint_folder_is_a_load_error_naming_the_file(tmp_path, damage, no_network):
+    """Issue 16: a truncated download gave a raw SafetensorError / JSONDecodeError."""
+    _tiny_llama_folder(tmp_path)
+    if damage == "truncated weights":
+        data = (tmp_path / "model.safetensors").read_bytes()
+        (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "garbled config":
+        (tmp_path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], ')
+    else:
+        (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="damaged or incomplete") as info:
+        mechinterp.load(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_a_file_path_names_the_folder_to_pass_instead(tmp_path):
+    _tiny_llama_folder(tmp_path)
+    with pytest.raises(ModelLoadError, match="pass the folder that holds it") as info:
+        mechinterp.load(tmp_path / "config.json")
+    assert "has no config.json" not in str(info.value)
+    with pytest.raises(ModelLoadError, match="is a file; pass the folder"):
+        mechinterp.core.load_local_checkpoint(tmp_path / "config.json")
+
+
+def test_a_device_this_machine_lacks_is_a_load_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+        mechinterp.load("zoo:attn-only-2l", device="cuda")
