@@ -61,6 +61,7 @@ def deprecated_alias(func: F, old: str, new: str) -> F:
         return func(*args, **kwargs)
 
     wrapper.__doc__ = f"Deprecated alias of :func:`{new}` (old name ``{old}``)."
+    wrapper.__deprecated_alias_of__ = new  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

@@ -157,7 +157,7 @@ ENTRIES: list[Entry] = [
     # circuits
     E("circuits.discover", lambda c, **kw: C.discover(c.model, _g(kw, "task", c.task), "eap"), task="task"),
     E("circuits.setup_for", lambda c, **kw: C.setup_for(c.model, _g(kw, "task", c.task)), task="task"),
-    E("circuits.prepare", lambda c, **kw: C.prepare(c.model, _g(kw, "tokens", c.t2), c.x2), tokens=("tokens", lambda c: c.t2)),
+    E("circuits.prepare_edge_patching", lambda c, **kw: C.prepare_edge_patching(c.model, _g(kw, "tokens", c.t2), c.x2), tokens=("tokens", lambda c: c.t2)),
     E("circuits.run_edges", lambda c, **kw: C.run_edges(c.model, c.graph, _g(kw, "tokens", c.t2)), tokens=("tokens", lambda c: c.t2)),
     E("circuits.sender_outputs", lambda c, **kw: C.sender_outputs(c.model, c.graph, _g(kw, "tokens", c.t2)), tokens=("tokens", lambda c: c.t2)),
     E("circuits.eap_scores", lambda c, **kw: C.eap_scores(c.model, c.setup, _g(kw, "metric", c.task.metric)), metric="metric"),
@@ -362,7 +362,7 @@ def _public_entry_points() -> set[str]:
         module = importlib.import_module(f"mechinterp.{family}")
         for name in module.__all__:
             obj = getattr(module, name)
-            if not inspect.isfunction(obj):
+            if not inspect.isfunction(obj) or hasattr(obj, "__deprecated_alias_of__"):
                 continue
             params = list(inspect.signature(obj).parameters)
             if params and params[0] in ("model", "data", "name_or_path", "folder") and f"{family}.{name}" not in NOT_ENTRY_POINTS:
