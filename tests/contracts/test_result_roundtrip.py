@@ -15,6 +15,7 @@ import json
 import math
 import re
 import warnings
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -32,8 +33,17 @@ from mechinterp.core.results import AbstractResult, ResultFormatWarning, result_
 
 #: families that may not be merged yet: when the module exists, its result classes need builders too
 OPTIONAL_FAMILIES = ("mechinterp.lens", "mechinterp.features")
+
+
+def _family_present(name):
+    """The family is in *this* checkout (an editable install's finder may serve another tree's copy)."""
+    spec = importlib.util.find_spec(name)
+    root = str(Path(mechinterp.__file__).parent)
+    return spec is not None and spec.origin is not None and spec.origin.startswith(root)
+
+
 for _family in OPTIONAL_FAMILIES:
-    if importlib.util.find_spec(_family) is not None:
+    if _family_present(_family):
         importlib.import_module(_family)
 
 matplotlib.use("Agg")
@@ -221,7 +231,7 @@ def test_every_result_class_has_a_builder():
     missing = sorted(set(CLASSES) - set(BUILDERS))
     assert not missing, f"add a builder to BUILDERS in {__file__} for: {missing}"
     assert len(CLASSES) >= 25
-    present = [f for f in OPTIONAL_FAMILIES if importlib.util.find_spec(f) is not None]
+    present = [f for f in OPTIONAL_FAMILIES if _family_present(f)]
     for family in present:  # an optional family, once merged, is really walked
         assert any(c.__module__.startswith(family + ".") for c in CLASSES.values()), family
 
