@@ -6,6 +6,7 @@ Frozen dataclasses on :class:`mechinterp.core.results.AbstractResult` (``to_dict
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,9 +71,10 @@ class TrainingLog(AbstractResult):
         return fig
 
     def summary(self) -> dict[str, Any]:
+        speed = self.tokens_per_second  # infinite when the run took no measurable time: keep it, round() would raise
         return {
             "architecture": self.architecture, "site": self.hook_name, "d_in": self.d_in, "d_sae": self.d_sae,
-            "steps": self.n_steps, "tokens": self.n_tokens, "tokens/s": round(self.tokens_per_second),
+            "steps": self.n_steps, "tokens": self.n_tokens, "tokens/s": round(speed) if math.isfinite(speed) else speed,
             "final explained variance": self.explained_variance[-1] if self.explained_variance else float("nan"),
             "final L0": self.l0[-1] if self.l0 else float("nan"), "never fired": self.never_fired_fraction,
         }

@@ -9,10 +9,13 @@ float field wherever the class has one.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import math
 import re
 import warnings
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -21,9 +24,27 @@ import torch
 import mechinterp.attention
 import mechinterp.attribution
 import mechinterp.circuits
+import mechinterp.dictionary
+import mechinterp.explain
+import mechinterp.influence
 import mechinterp.patching
-import mechinterp.probes  # noqa: F401  (imported so every result class is defined)
+import mechinterp.probes  # noqa: F401  (``import mechinterp`` imports families lazily: import each so its results exist)
 from mechinterp.core.results import AbstractResult, ResultFormatWarning, result_classes
+
+#: families that may not be merged yet: when the module exists, its result classes need builders too
+OPTIONAL_FAMILIES = ("mechinterp.lens", "mechinterp.features")
+
+
+def _family_present(name):
+    """The family is in *this* checkout (an editable install's finder may serve another tree's copy)."""
+    spec = importlib.util.find_spec(name)
+    root = str(Path(mechinterp.__file__).parent)
+    return spec is not None and spec.origin is not None and spec.origin.startswith(root)
+
+
+for _family in OPTIONAL_FAMILIES:
+    if _family_present(_family):
+        importlib.import_module(_family)
 
 matplotlib.use("Agg")
 
@@ -109,13 +130,110 @@ BUILDERS = {
         metric_random=NAN, flip_random=0.0, scales=[-1.0, 1.0], metric_steered=[0.5, INF], flip_steered=[0.1, 0.9], n_prompts=8),
 }
 
+def _explain(name):
+    return getattr(importlib.import_module("mechinterp.explain"), name)
+
+
+def _surrogate():
+    from sklearn.tree import DecisionTreeClassifier
+
+    est = DecisionTreeClassifier(max_depth=1).fit([[0.0], [1.0]], [0, 1])
+    tree = {"feature": "has 'good'", "threshold": 0.5, "left": {"class": "neg", "count": [3, 0]},
+            "right": {"class": "pos", "count": [0, 2]}, "gain": NAN}
+    return _explain("Surrogate")(
+        kind="tree", feature_names=["has 'good'", "has 'bad'"], classes=["neg", "pos"], fidelity_train=1.0, fidelity_test=NAN,
+        majority_test=0.6, n_train=5, n_test=2, rules=["if has 'good' <= 0.5 then neg", "else pos"], tree=tree,
+        coefficients={"pos": {"has 'good'": INF, "has 'bad'": -1.0}}, split_features=["has 'good'"],
+        options={"max_depth": 1, "seed": 0}, estimator=est)
+
+
+def _lens(name):
+    return getattr(importlib.import_module("mechinterp.lens"), name)
+
+
+def _features(name):
+    return getattr(importlib.import_module("mechinterp.features"), name)
+
+
+BUILDERS.update({
+    # explain
+    "CoTFaithfulness": lambda: _explain("CoTFaithfulness")(
+        interventions=["truncate@0", "corrupt"], changed=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        prob_drop=torch.tensor([[0.5, NAN], [-INF, 0.25]]), dependence={"truncate@0": 0.5, "corrupt": NAN},
+        answers=["4", "7"], options={"truncations": [0.0, 0.5], "threshold": INF}),
+    "Counterfactual": lambda: _explain("Counterfactual")(
+        tokens=["<bos>", "The", " movie", " was", " good"], edited_tokens=["<bos>", "The", " movie", " was", " bad"],
+        edited_text="The movie was bad", edits=[{"position": 4, "kind": "substitute", "old": " good", "new": " bad", "gain": NAN}],
+        success=True, original_prediction=" great", new_prediction=" awful", original_prob=0.6, new_prob=NAN,
+        margin_before=INF, margin_after=-0.5, fluency_before=-3.0, fluency_after=NAN, n_forward=12, n_backward=2,
+        target=" awful", among=[" great", " awful"], options={"max_edits": 2, "budget": INF}),
+    "GlobalView": lambda: _explain("GlobalView")(
+        groups=[" the", " a", " cat"], mean=[0.5, NAN, -1.0], std=[0.1, INF, 0.0], low=[0.4, NAN, -1.0],
+        high=[0.6, NAN, -1.0], count=[10, 1, 2], n_prompts=4, method="integrated_gradients", group_by="token",
+        normalise="l1", confidence=0.95, options={"steps": 16}),
+    "GradCam": lambda: _explain("GradCam")(
+        tokens=["<bos>", "a", "b"], layers=[0, 1], site="resid_post", maps=torch.tensor([[0.0, 1.0, NAN], [0.5, 0.5, 0.0]]),
+        raw=torch.tensor([[-1.0, 1.0, NAN], [0.5, 0.5, -INF]]), grad_x_act=torch.tensor([[0.1, INF, 0.0], [0.2, 0.3, 0.4]]),
+        combined=torch.tensor([0.25, 0.75, NAN]), target="logit(' c')", target_value=NAN, options={"relu": True}),
+    "Surrogate": _surrogate,
+    "WordExplanation": lambda: _explain("WordExplanation")(
+        sentences=[{"text": "The model predicts ' Paris' (p=0.9).", "cites": ["p(answer)"]},
+                   {"text": "Head L1H2 matters most.", "cites": ["top head", "top head effect"]}],
+        evidence={"p(answer)": 0.9, "top head": "L1H2", "top head effect": NAN, "gap": INF},
+        tokens=["<bos>", "The", " capital"]),
+    # influence
+    "InfluenceResult": lambda: importlib.import_module("mechinterp.influence").InfluenceResult(
+        method="ekfac", queries=["2 + 2 = 4"], scores=torch.tensor([[0.5, NAN, -INF]]),
+        helpful=[[{"index": 0, "score": 0.5, "tokens": ["a", "b"], "token_scores": [0.25, NAN]}]],
+        harmful=[[{"index": 2, "score": -INF, "tokens": ["c"], "token_scores": [-1.0]}]],
+        meta={"damping": 1e-3, "n_train": 3, "condition": INF}),
+    # dictionary
+    "TrainingLog": lambda: importlib.import_module("mechinterp.dictionary").TrainingLog(
+        architecture="topk", hook_name="blocks.0.hook_resid_post", hook_name_out=None, d_in=8, d_sae=32, n_steps=10,
+        n_tokens=1280, seconds=1.5, tokens_per_second=INF, lr=1e-3, scale_in=NAN, scale_out=1.0, never_fired_fraction=0.25,
+        config={"k": 4, "lr": 1e-3, "l1_coefficient": NAN}, step=[0, 5], tokens=[0, 640], loss=[1.0, NAN], mse=[0.9, 0.1],
+        l0=[4.0, 4.0], explained_variance=[-INF, 0.8], dead_fraction=[0.0, 0.25]),
+    "SAEEvaluation": lambda: importlib.import_module("mechinterp.dictionary").SAEEvaluation(
+        hook_name="blocks.0.hook_resid_post", architecture="relu", d_sae=32, n_tokens=256, l0=3.5, explained_variance=0.8,
+        mse=0.01, ce_clean=2.0, ce_spliced=2.1, ce_zero_ablation=2.0, ce_loss_recovered=NAN, kl_spliced=INF,
+        dead_fraction=0.1, dense_fraction=0.0, dense_threshold=0.1, frequency=[0.0, 0.5, NAN], histogram_edges=[-3.0, -2.0, -1.0],
+        histogram_counts=[1, 2]),
+    # lens (optional family)
+    "LensResult": lambda: _lens("LensResult")(
+        method="logit lens", rows=["resid_post 0", "final"], top_ids=torch.tensor([[[1, 2]], [[2, 1]]]),
+        top_probs=torch.tensor([[[0.6, NAN]], [[0.9, 0.1]]]), answer_probs=torch.tensor([[0.6], [INF]]),
+        answer_ranks=torch.tensor([[0], [0]]), kl=torch.tensor([[NAN], [0.0]]), mask=torch.tensor([True]),
+        answers=[" b"], vocab={1: " a", 2: " b"}, prompts=[["<bos>", "x"]]),
+    "LensComparison": lambda: _lens("LensComparison")(
+        rows=["resid_post 0", "final"], kl={"logit lens": torch.tensor([1.5, 0.0]), "tuned lens": torch.tensor([NAN, 0.0])},
+        perplexity={"logit lens": torch.tensor([INF, 10.0]), "tuned lens": torch.tensor([20.0, 10.0])}, n_tokens=64),
+    "DLAResult": lambda: _lens("DLAResult")(
+        components=["embed", "L0H0", "L0H1", "MLP0"], scores=torch.tensor([[0.5], [NAN], [1.0], [-INF]]),
+        constant=torch.tensor([0.1]), target=torch.tensor([NAN]), target_label="logit(' b')", n_layers=1, n_heads=2,
+        mask=torch.tensor([True])),
+    "SteeringSweep": lambda: _lens("SteeringSweep")(
+        layers=[0, 1], scales=[1.0, 4.0], success=torch.tensor([[0.0, 0.5], [NAN, 1.0]]), metric=torch.tensor([[0.1, INF], [0.0, 2.0]]),
+        random_success=torch.tensor([[0.0, 0.0], [0.0, 0.25]]), baseline_success=NAN, norms=torch.tensor([1.0, 2.0]), label="pos - neg"),
+    "SteeringVector": lambda: _lens("SteeringVector")(  # refuses non-finite vectors by design
+        vector=torch.tensor([0.5, -1.0, 0.0]), hook="blocks.0.hook_resid_post", label="pos - neg", n_positive=3, n_negative=2),
+    "MaxActivations": lambda: _features("MaxActivations")(
+        target="L0N3", values=torch.tensor([INF, 1.0]), prompt_index=torch.tensor([0, 2]), position=torch.tensor([1, 0]),
+        tokens=[["a", "b"], ["c"]], activations=[[0.5, INF], [NAN]], n_prompts=3, n_tokens=6),
+    "OptimisedInput": lambda: _features("OptimisedInput")(
+        target="L0N3", tokens=["<bos>", "x", "y"], token_ids=torch.tensor([0, 5, 7]), optimised_positions=[1, 2], value=NAN,
+        position=2, history=[0.5, INF], best_dataset_value=-INF),
+})
+
 CLASSES = {cls.__name__: cls for cls in result_classes() if cls.__module__.startswith("mechinterp.")}
 
 
 def test_every_result_class_has_a_builder():
     missing = sorted(set(CLASSES) - set(BUILDERS))
     assert not missing, f"add a builder to BUILDERS in {__file__} for: {missing}"
-    assert len(CLASSES) >= 15
+    assert len(CLASSES) >= 25
+    present = [f for f in OPTIONAL_FAMILIES if _family_present(f)]
+    for family in present:  # an optional family, once merged, is really walked
+        assert any(c.__module__.startswith(family + ".") for c in CLASSES.values()), family
 
 
 def assert_same(a, b, where="result"):
@@ -126,6 +244,8 @@ def assert_same(a, b, where="result"):
     elif isinstance(a, AbstractResult) or dataclasses.is_dataclass(a):
         assert type(a) is type(b), where
         for f in dataclasses.fields(a):
+            if not f.compare:  # e.g. Surrogate.estimator: a live object that is documented as not saved
+                continue
             assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
     elif isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b), where
@@ -152,6 +272,8 @@ def _strict_json(text):
 def test_save_load_render(name, tmp_path):
     import matplotlib.pyplot as plt
 
+    if name not in CLASSES:
+        pytest.skip(f"{name}: its family ({', '.join(OPTIONAL_FAMILIES)}) is not merged yet")
     result = BUILDERS[name]()
     assert type(result) is CLASSES[name]
     path = result.save(tmp_path / f"{name}.json")
