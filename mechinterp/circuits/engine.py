@@ -41,6 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
+from mechinterp.core.fastpath import tl_flags
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
 __all__ = [
@@ -116,17 +117,9 @@ def edge_mode(model: Any) -> Iterator[None]:
     (one key/value input per query head, see :mod:`mechinterp.circuits.graph`); every flag
     gets its old value back, also when the body raises.
     """
-    cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
-    try:
-        cfg.use_split_qkv_input = True
-        if not cfg.attn_only:
-            cfg.use_hook_mlp_in = True
-        if grouped_kv_heads(cfg) is not None:
-            cfg.ungroup_grouped_query_attention = True
+    ungroup = {"ungroup_grouped_query_attention": True} if grouped_kv_heads(model.cfg) is not None else {}
+    with tl_flags(model, use_split_qkv_input=True, use_hook_mlp_in=True, **ungroup):
         yield
-    finally:
-        cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention = saved
 
 
 @dataclass(frozen=True)

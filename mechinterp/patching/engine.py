@@ -45,8 +45,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.fastpath import frozen_cache, hooked, kv_reuse_ok, tl_flags
 from mechinterp.core.precision import fp16_hint
-from mechinterp.core.sites import layer_of, needs_flags, position_dim
+from mechinterp.core.sites import layer_of, position_dim
 from mechinterp.core.storage import parse_bytes
 from mechinterp.errors import NonFiniteError
 from mechinterp.patching.effective import effective_firsts
@@ -56,14 +57,6 @@ from mechinterp.patching.readout import Readout, find_readout, local_values
 from mechinterp.patching.weights import cached_layouts
 
 __all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
-
-_FLAG_FIELDS = {
-    "set_use_attn_result": "use_attn_result",
-    "set_use_split_qkv_input": "use_split_qkv_input",
-    "set_use_attn_in": "use_attn_in",
-    "set_use_hook_mlp_in": "use_hook_mlp_in",
-}
-
 
 @dataclass(frozen=True, eq=False)
 class Patch:
@@ -131,21 +124,9 @@ class BaseRun:
     resid_final: Tensor | None = None
 
 
-class model_flags:
-    """Context manager turning on the ``use_*`` flags some hooks need, restoring them after."""
-
-    def __init__(self, model: Any, hook_names: Sequence[str]) -> None:
-        self.model, self.setters, self.saved = model, needs_flags(hook_names), {}
-
-    def __enter__(self) -> None:
-        for setter in self.setters:
-            name = _FLAG_FIELDS[setter]
-            self.saved[setter] = getattr(self.model.cfg, name)
-            getattr(self.model, setter)(True)
-
-    def __exit__(self, *exc: Any) -> None:
-        for setter, old in self.saved.items():
-            getattr(self.model, setter)(old)
+def model_flags(model: Any, hook_names: Sequence[str]) -> Any:
+    """Turn on the ``use_*`` flags the hooks need, restoring them after (:func:`~mechinterp.core.fastpath.tl_flags`)."""
+    return tl_flags(model, hook_names)
 
 
 def base_run(
@@ -202,23 +183,6 @@ def _bytes_per_row(model: Any, n_pos: int, logit_pos: int | None = None) -> int:
     return 4 * (n_pos * (10 * cfg.d_model + 2 * d_mlp + 3 * cfg.n_heads * n_pos) + 2 * logit_pos * cfg.d_vocab)
 
 
-def _prefix_ok(model: Any) -> bool:
-    """Whether the base run's ``hook_k`` / ``hook_v`` are what the attention appends to a KV cache.
-
-    Grouped-query models are fine (the cache holds the ``n_key_value_heads`` keys that
-    ``hook_k`` shows); QK-norm and clipping act after ``hook_k``, so those models recompute.
-    """
-    cfg = model.cfg
-    return (
-        cfg.positional_embedding_type in ("standard", "rotary")
-        and not getattr(cfg, "use_local_attn", False)
-        and not getattr(cfg, "use_logn_attn", False)
-        and not getattr(cfg, "use_qk_norm", False)
-        and getattr(cfg, "clip_qkv", None) is None
-        and cfg.original_architecture not in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
-    )
-
-
 def _patch_hook(groups: list[tuple[Tensor | None, Tensor, Tensor, bool, bool]], n_var: int, batch: int, state: dict[str, int]) -> Callable:
     """A hook applying, for each group, ``where(mask, source, act)`` to the variants in ``index``.
 
@@ -273,20 +237,10 @@ def _hooks_for(chunk: Sequence[Variant], batch: int, state: dict[str, int], devi
 
 
 def _kv_cache(model: Any, base: BaseRun, start: int, prefix: int, reps: int) -> Any:
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    entries = []
-    for l in range(model.cfg.n_layers):
-        if l < start:
-            k = base.keys[l][:, :0].repeat(reps, 1, 1, 1)
-            v = k
-        else:
-            k = base.keys[l][:, :prefix].repeat(reps, 1, 1, 1)
-            v = base.values[l][:, :prefix].repeat(reps, 1, 1, 1)
-        entries.append(TransformerLensKeyValueCacheEntry(past_keys=k, past_values=v, frozen=True))
-    mask = torch.ones(base.tokens.shape[0] * reps, prefix, dtype=torch.long, device=base.tokens.device)
-    return TransformerLensKeyValueCache(entries=entries, previous_attention_mask=mask, frozen=True)
+    """The base run's keys and values of positions ``< prefix`` (none below layer ``start``), frozen, for ``reps`` variants."""
+    pairs = [(base.keys[l][:, : prefix if l >= start else 0].repeat(reps, 1, 1, 1),
+              base.values[l][:, : prefix if l >= start else 0].repeat(reps, 1, 1, 1)) for l in range(model.cfg.n_layers)]
+    return frozen_cache(pairs, base.tokens.shape[0] * reps, base.tokens.device, prefix)
 
 
 class _Dispatch:
@@ -452,7 +406,7 @@ def run_variants(
         ``[n_variants, batch]`` metric values; with ``capture``, also a dict hook name ->
         ``[n_variants, batch, ...]`` activations.
     """
-    from mechinterp.patching.tail import hooked, local_ok
+    from mechinterp.patching.tail import local_ok
 
     batch, n_pos = base.tokens.shape
     out = torch.zeros(len(variants), batch)
@@ -481,7 +435,7 @@ def run_variants(
             groups[(point + 1, point)].append(i)
         else:
             groups[(None if naive else _start_layer(variant), None)].append(i)
-    prefix_ok = reuse_prefix and _prefix_ok(model) and not capture
+    prefix_ok = reuse_prefix and kv_reuse_ok(model) and not capture
     hooks = sorted({p.hook for v in variants for p in v} | set(capture))
     dispatch = _Dispatch([*hooks, *[name for name, _ in base.fwd_hooks]])
     with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=dispatch.fwd_hooks()), cached_layouts(model):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mechinterp.core.fastpath import block_rerun_ok
 from mechinterp.core.sites import layer_of
 from mechinterp.patching.effective import _base_act
 
@@ -40,7 +41,6 @@ __all__ = ["block_ok", "pointwise_layer", "next_resid"]
 
 # In the order the block computes them.
 _STAGES = ("attn.hook_z", "attn.hook_result", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
-_SPECIAL_ARCHS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
 def _stage(hook: str) -> str | None:
@@ -52,18 +52,7 @@ def block_ok(model: Any, layer: int, foreign: bool) -> bool:
 
     ``foreign``: the block has someone else's hooks (checked before the sweep's own are on).
     """
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    cfg = model.cfg
-    return not (
-        foreign
-        or cfg.parallel_attn_mlp
-        or cfg.use_normalization_before_and_after
-        or getattr(cfg, "load_in_4bit", False)
-        or getattr(cfg, "n_devices", 1) != 1
-        or cfg.original_architecture in POST_NORM_ARCHITECTURES
-        or cfg.original_architecture in _SPECIAL_ARCHS
-    )
+    return not foreign and block_rerun_ok(model)
 
 
 def _single_position(patch: Any, n_pos: int) -> int | None:

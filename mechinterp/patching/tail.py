@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mechinterp.core.metrics import unembed
+from mechinterp.core.fastpath import hooked, kv_reuse_ok, last_block_from, local_unembed_ok, unembed_at
 from mechinterp.core.sites import layer_of
 from mechinterp.patching.readout import Readout
 
@@ -42,26 +42,11 @@ _LOCAL_SUFFIXES = (
     "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_result",
     "attn.hook_pattern", "attn.hook_attn_scores", "mlp.hook_pre", "mlp.hook_post",
 )
-_SPECIAL_ARCHS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
-
-
-def hooked(module: Any) -> bool:
-    """Whether any hook point under ``module`` has a hook (e.g. a user's persistent hook)."""
-    from transformer_lens.hook_points import HookPoint
-
-    return any(isinstance(m, HookPoint) and (m._forward_hooks or m._forward_pre_hooks) for m in module.modules())
 
 
 def local_ok(model: Any, base: Any) -> bool:
     """Whether logits may be computed only at read positions: nothing hooks the final LN or unembedding."""
-    cfg = model.cfg
-    names = [name for name, _ in base.fwd_hooks]
-    return (
-        getattr(cfg, "n_devices", 1) == 1
-        and not any(n.startswith(("ln_final", "unembed")) for n in names)
-        and not hooked(model.unembed)
-        and not (cfg.normalization_type is not None and hooked(model.ln_final))
-    )
+    return local_unembed_ok(model, [name for name, _ in base.fwd_hooks])
 
 
 def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] = (), *, check_hooks: bool = True) -> bool:
@@ -73,34 +58,12 @@ def split_ok(model: Any, patch_hooks: Sequence[str], other_hooks: Sequence[str] 
     are added: a hook point of the last block that already has a hook is someone else's,
     and then the block runs in full (``check_hooks=False``: the caller checked that).
     """
-    cfg = model.cfg
-    last = cfg.n_layers - 1
-    if (
-        cfg.positional_embedding_type not in ("standard", "rotary")
-        or cfg.use_attn_in
-        or cfg.use_split_qkv_input
-        or getattr(cfg, "use_local_attn", False)
-        or getattr(cfg, "use_logn_attn", False)
-        or getattr(cfg, "clip_qkv", None) is not None
-        or getattr(cfg, "use_qk_norm", False)
-        or cfg.original_architecture in _SPECIAL_ARCHS
-        or getattr(cfg, "attention_dir", "causal") != "causal"
-        or (check_hooks and hooked(model.blocks[last]))
-    ):
-        return False
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+    last = model.cfg.n_layers - 1
+    if not kv_reuse_ok(model) or (check_hooks and hooked(model.blocks[last])):
         return False
     return all(layer_of(n) != last or n.endswith(_LOCAL_SUFFIXES) for n in patch_hooks) and all(
         layer_of(n) != last for n in other_hooks
     )
-
-
-def _entry(keys: Tensor, values: Tensor) -> Any:
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    return TransformerLensKeyValueCacheEntry(past_keys=keys, past_values=values, frozen=True)
 
 
 def local_logits(
@@ -131,22 +94,13 @@ def local_logits(
     split = q0 > prefix
     resid = model(inp, stop_at_layer=n - 1 if split else n, **kwargs)  # [rows, pos - prefix, d_model]
     if split:
-        block = model.blocks[n - 1]
-        t0 = q0 - prefix
-        state["pos0"] = prefix
-        normed = block.ln1(block.hook_resid_pre(resid[:, :t0]))
-        _, k_new, v_new = block.attn.calculate_qkv_matrices(normed[:, :0], normed, normed)
-        if kv is not None:
-            past_k, past_v = kv.entries[n - 1].past_keys, kv.entries[n - 1].past_values
-            k_new, v_new = torch.cat([past_k, k_new], 1), torch.cat([past_v, v_new], 1)
-        state["pos0"] = q0
+        past = kv.entries[n - 1] if kv is not None else None
         mask = torch.ones(rows, n_pos, dtype=torch.long, device=resid.device)
-        resid = block(resid[:, t0:], past_kv_cache_entry=_entry(k_new, v_new), attention_mask=mask)
-        state["pos0"] = prefix
+        resid = last_block_from(model, resid, q0 - prefix, past=past, attention_mask=mask,
+                                offset=lambda at: state.__setitem__("pos0", prefix + at))
     positions = readout.positions.to(resid.device)  # [batch, k]
     rel = (positions - q0).clamp(min=0).repeat(rows // batch, 1)
-    picked = resid.gather(1, rel[..., None].expand(-1, -1, resid.shape[-1]))  # [rows, k, d_model]
-    logits = unembed(model, picked)  # final norm, W_U (no per-call copy of W_U.T), soft cap
+    logits = unembed_at(model, resid, rel)  # [rows, k, d_vocab]: final norm, W_U, soft cap at the read positions
     if readout.first < q0:  # read positions inside the unchanged prefix: the base run's logits
         early = (positions < q0).repeat(rows // batch, 1)[..., None]
         from_base = base.logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))

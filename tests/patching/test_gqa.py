@@ -15,7 +15,7 @@ from transformer_lens import patching as tlp
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import UnknownSiteError
 from mechinterp.patching import activation_patch, path_patch
-from mechinterp.patching.engine import _prefix_ok
+from mechinterp.core.fastpath import kv_reuse_ok as _prefix_ok
 from mechinterp.patching.tail import split_ok
 
 
