@@ -42,6 +42,7 @@ from torch import Tensor
 
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.core.fastpath import tl_flags
+from mechinterp.core.intervention import Intervention
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
 __all__ = [
@@ -473,32 +474,29 @@ def run_edges(
 
         return hook
 
-    def qkv_hook(layer: int, part: int) -> Callable:
-        qkv, _ = graph.layer_receivers(layer)
-        cols = list(range(qkv.start + part, qkv.stop, 3))
-
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, head_index, d_model]
+    def receiver_hook(name: str, cols: list[int], per_head: bool) -> tuple[str, Callable]:
+        """Receiver inputs ``[rows, pos, head_index, d_model]`` (q/k/v, ``per_head``) or ``[rows, pos, d_model]``
+        plus their edge corrections: an ``add`` :class:`~mechinterp.core.intervention.Intervention` whose value
+        is computed from this run's senders."""
+        def correction(x: Tensor) -> Tensor | None:
             d = delta(cols)
-            return record(cols[0], x if d is None else x + d)
+            return d if d is None or per_head else d[:, :, 0]
 
-        return hook
+        edges = Intervention(name, None, correction, mode="add")
+        return name, lambda x, hook: record(cols[0], edges.apply(x))
 
-    def single_hook(col: int) -> Callable:
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, d_model]
-            d = delta([col])
-            return record(col, x if d is None else x + d[:, :, 0])
-
-        return hook
+    def qkv_hook(layer: int, part: int) -> tuple[str, Callable]:
+        qkv, _ = graph.layer_receivers(layer)
+        return receiver_hook(f"blocks.{layer}.hook_{'qkv'[part]}_input", list(range(qkv.start + part, qkv.stop, 3)), True)
 
     fwd: list[tuple[str, Callable]] = [("blocks.0.hook_resid_pre", embed_hook)]
     for layer in range(cfg.n_layers):
-        for part, name in enumerate(("q", "k", "v")):
-            fwd.append((f"blocks.{layer}.hook_{name}_input", qkv_hook(layer, part)))
+        fwd += [qkv_hook(layer, part) for part in range(3)]
         fwd.append((f"blocks.{layer}.attn.hook_z", z_hook(layer)))
         if graph.has_mlp:
-            fwd.append((f"blocks.{layer}.hook_mlp_in", single_hook(graph.layer_receivers(layer)[1])))
+            fwd.append(receiver_hook(f"blocks.{layer}.hook_mlp_in", [graph.layer_receivers(layer)[1]], False))
             fwd.append((f"blocks.{layer}.hook_mlp_out", mlp_out_hook(layer)))
-    fwd.append((f"blocks.{cfg.n_layers - 1}.hook_resid_post", single_hook(graph.n_receivers - 1)))
+    fwd.append(receiver_hook(f"blocks.{cfg.n_layers - 1}.hook_resid_post", [graph.n_receivers - 1], False))
 
     rows = tokens.repeat(k, 1) if k > 1 else tokens
     with edge_mode(model), model.hooks(fwd_hooks=fwd):

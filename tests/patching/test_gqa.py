@@ -16,7 +16,7 @@ from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import UnknownSiteError
 from mechinterp.patching import activation_patch, path_patch
 from mechinterp.core.fastpath import kv_reuse_ok as _prefix_ok
-from mechinterp.patching.tail import split_ok
+from mechinterp.patching.plan import split_ok
 
 
 @pytest.fixture(scope="module")

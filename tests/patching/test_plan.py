@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mechinterp.patching.effective import effective_firsts
+from mechinterp.patching.plan import effective_firsts
 from mechinterp.patching.engine import Patch, base_run, run_naive, run_variants
 
 

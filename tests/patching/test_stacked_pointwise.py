@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformer_lens import patching as tlp
 
-import mechinterp.patching.pointwise as pointwise
+import mechinterp.patching.stacked as pointwise
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.patching import activation_patch, patch_block_every
 from mechinterp.patching.engine import Patch, base_run, model_flags, run_naive, run_variants

@@ -9,7 +9,7 @@ from transformer_lens import patching as tlp
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.patching import activation_patch, path_patch
 from mechinterp.patching.engine import Patch, base_run, run_naive, run_variants
-from mechinterp.patching.tail import split_ok
+from mechinterp.patching.plan import split_ok
 
 
 def _sweep(model, cache, n_pos, sites=("hook_resid_pre", "hook_mlp_out", "attn.hook_z")):
