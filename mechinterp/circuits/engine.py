@@ -41,6 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
+from mechinterp.core.cache import SharedCache
 from mechinterp.core.fastpath import tl_flags
 from mechinterp.core.intervention import Intervention
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
@@ -170,11 +171,37 @@ def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
     return tokens.long().to(model.cfg.device)
 
 
-def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos n_senders d_model"]:
-    """Every sender's output in a plain forward pass on ``tokens`` (no gradient)."""
+def sender_outputs(
+    model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"], cache: SharedCache | None = None
+) -> Float[Tensor, "batch pos n_senders d_model"]:
+    """Every sender's output in a plain forward pass on ``tokens`` (no gradient).
+
+    ``cache``: a :class:`~mechinterp.core.cache.SharedCache` (``positions="all"``) on exactly these
+    prompts; the outputs are then read from its ``blocks.0.hook_resid_pre``, ``hook_z`` (times
+    ``W_O`` per head) and ``hook_mlp_out`` (no forward pass for what it holds), equal to the
+    patched pass's to float rounding. Without it, one pass of :func:`run_edges`.
+    """
+    if cache is None:
+        with torch.no_grad():
+            _, outs = run_edges(model, graph, tokens, capture=True)
+        return outs
+    if cache.positions != "all" or tuple(cache.tokens.shape) != tuple(tokens.shape) or not torch.equal(
+            cache.tokens.cpu(), tokens.cpu()):
+        raise MechinterpError("cache must be a SharedCache with positions='all' on exactly these prompts; "
+                              "build it with mechinterp.SharedCache(model, tokens) or pass cache=None.")
+    n = model.cfg.n_layers
+    names = ["blocks.0.hook_resid_pre", *[f"blocks.{l}.attn.hook_z" for l in range(n)]]
+    names += [f"blocks.{l}.hook_mlp_out" for l in range(n)] if graph.has_mlp else []
+    cache.fetch(names)
+    device = tokens.device
+    parts = [cache.get("blocks.0.hook_resid_pre").to(device)[:, :, None]]  # [batch, pos, 1, d_model]
     with torch.no_grad():
-        _, outs = run_edges(model, graph, tokens, capture=True)
-    return outs
+        for layer in range(n):
+            z = cache.get(f"blocks.{layer}.attn.hook_z").to(device)  # [batch, pos, head_index, d_head]
+            parts.append(torch.einsum("bphe,hed->bphd", z, model.blocks[layer].attn.W_O.to(z.dtype)))
+            if graph.has_mlp:
+                parts.append(cache.get(f"blocks.{layer}.hook_mlp_out").to(device)[:, :, None])
+    return torch.cat(parts, dim=2)
 
 
 def prepare(
@@ -184,6 +211,7 @@ def prepare(
     ablation: str = "corrupted",
     graph: Graph | None = None,
     lengths: Int[Tensor, " batch"] | None = None,
+    cache: SharedCache | None = None,
 ) -> PatchSetup:
     """Cache what edge patching needs: clean sender outputs and the values to patch in.
 
@@ -199,6 +227,8 @@ def prepare(
             different lengths (a task's ``lengths``; :func:`setup_for` passes them). Mean
             ablation then averages each position over the prompts that have a real token
             there, never over pads. ``None``: every position of every prompt is real.
+        cache: a :class:`~mechinterp.core.cache.SharedCache` (``positions="all"``) on the clean or the
+            corrupted prompts: that run's sender outputs are read from it (:func:`sender_outputs`).
 
     Raises:
         MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
@@ -217,7 +247,7 @@ def prepare(
                 "pad or re-draw them so that every clean prompt has a corrupted one of the same length."
             )
     real = _real_positions(tokens, lengths) if ablation == "mean" else None  # only the mean reads the padding
-    clean = sender_outputs(model, graph, tokens)
+    clean = sender_outputs(model, graph, tokens, _holding(cache, tokens))
     if not torch.isfinite(clean).all():
         raise NonFiniteError("The model's activations on the clean prompts have NaN or infinite entries." + dtype_hint(model))
     if ablation == "zero":
@@ -227,12 +257,19 @@ def prepare(
             raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
         patched = clean.roll(1, dims=0)
     else:
-        patched = sender_outputs(model, graph, corr)
+        patched = sender_outputs(model, graph, corr, _holding(cache, corr))
         if not torch.isfinite(patched).all():
             raise NonFiniteError("The model's activations on the corrupted prompts have NaN or infinite entries." + dtype_hint(model))
         if ablation == "mean":
             patched = _masked_mean(patched, real)
     return PatchSetup(graph, tokens, patched, clean, ablation, corr)
+
+
+def _holding(cache: SharedCache | None, tokens: Tensor) -> SharedCache | None:
+    """``cache`` when it holds exactly ``tokens``' prompts, else ``None``."""
+    if cache is None or tuple(cache.tokens.shape) != tuple(tokens.shape):
+        return None
+    return cache if torch.equal(cache.tokens.cpu(), tokens.cpu()) else None
 
 
 def _real_positions(tokens: Tensor, lengths: Any) -> Tensor | None:

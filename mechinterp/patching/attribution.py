@@ -43,7 +43,8 @@ from torch import Tensor
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
-from mechinterp.patching.activation import _check_mode, activation_patch, collect
+from mechinterp.patching.activation import activation_patch, check_mode
+from mechinterp.patching.engine import collect
 from mechinterp.patching.engine import model_flags
 from mechinterp.patching.inputs import Metric, evaluate_metric, prepare
 from mechinterp.patching.result import PatchResult
@@ -130,7 +131,7 @@ def attribution_patch(
     Example:
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
-    _check_mode(direction, None, "batched")
+    check_mode(direction, None)
     if ig_steps is not None and ig_steps < 1:
         raise MechinterpError(f"ig_steps must be a positive integer or None, got {ig_steps}.")
     single = isinstance(sites, str)

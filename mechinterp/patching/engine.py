@@ -38,6 +38,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.cache import SharedCache
 from mechinterp.core.fastpath import tl_flags
 from mechinterp.core.intervention import Intervention
 from mechinterp.core.precision import fp16_hint
@@ -48,7 +49,8 @@ from mechinterp.patching.plan import plan_sweep
 from mechinterp.patching.stacked import Dispatch, chunk_values, run_chunk
 from mechinterp.patching.weights import cached_layouts
 
-__all__ = ["Patch", "Variant", "BaseRun", "base_run", "run_variants", "run_naive", "model_flags"]
+__all__ = ["Patch", "Variant", "BaseRun", "base_run", "cached_run", "collect", "check_cache", "run_variants", "run_naive",
+           "model_flags", "LOGITS_HOOK"]
 
 
 class Patch(Intervention):
@@ -128,6 +130,55 @@ def model_flags(model: Any, hook_names: Sequence[str]) -> Any:
     return tl_flags(model, hook_names)
 
 
+#: The hook whose output is the logits (before any soft cap), cached like any activation.
+LOGITS_HOOK = "unembed.hook_out"
+
+
+def check_cache(model: Any, tokens: Int[Tensor, "batch pos"], cache: Any) -> Any:
+    """``cache`` if it is a :class:`~mechinterp.core.cache.SharedCache` of ``model`` on exactly ``tokens``
+    (``positions="all"``), else a MechinterpError saying what to pass."""
+    if not isinstance(cache, SharedCache) or cache.model is not model:
+        raise MechinterpError(f"cache must be a SharedCache of this model, got {type(cache).__name__}; build one with "
+                              "mechinterp.SharedCache(model, prompts) or pass cache=None.")
+    if not (isinstance(cache.positions, str) and cache.positions == "all"):
+        raise MechinterpError("Patching reads every position: pass a SharedCache built with positions='all'.")
+    if cache.tokens.shape != tokens.shape or not torch.equal(cache.tokens.cpu(), tokens.cpu()):
+        raise MechinterpError(f"The cache holds other prompts ({tuple(cache.tokens.shape)} tokens) than this run "
+                              f"({tuple(tokens.shape)}): pass a SharedCache built on the same prompts, or cache=None.")
+    return cache
+
+
+def cached_run(
+    model: Any, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str], cache: Any = None
+) -> tuple[dict[str, Tensor], Float[Tensor, "batch pos d_vocab"]]:
+    """The activations at ``hooks`` and the logits of an unpatched run on ``tokens``, read from ``cache``.
+
+    ``cache``: a :class:`~mechinterp.core.cache.SharedCache` on the same prompts (what it already
+    holds costs no forward pass; the rest is collected in one pass and stays there for the next
+    method), or ``None`` for a new one (one forward pass over the batch). A ``SharedCache`` over
+    padded prompts holds zeros at padding positions.
+    """
+    if cache is None:
+        cache = SharedCache(model, tokens, batch_size=max(1, tokens.shape[0]), store_device="model", progress=False)
+    else:
+        check_cache(model, tokens, cache)
+    names = sorted(set(hooks) | {LOGITS_HOOK})
+    cache.fetch(names)
+    device = tokens.device
+    acts = {name: cache.get(name).to(device) for name in names}
+    logits = acts.pop(LOGITS_HOOK)
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:  # as HookedTransformer.forward, after the unembedding
+        logits = cap * torch.tanh(logits / cap)
+    return acts, logits
+
+
+def collect(model: Any, tokens: Tensor, hooks: Sequence[str], metric: Metric, cache: Any = None) -> tuple[dict[str, Tensor], Tensor]:
+    """The activations at ``hooks`` of an unpatched run on ``tokens`` and its metric ``[batch]`` (:func:`cached_run`)."""
+    acts, logits = cached_run(model, tokens, hooks, cache)
+    return acts, evaluate_metric(metric, logits, tokens.shape[0])
+
+
 def base_run(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -135,33 +186,37 @@ def base_run(
     *,
     cache_hooks: Sequence[str] = (),
     fwd_hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
+    cache: Any = None,
 ) -> BaseRun:
-    """Run the unpatched model once, keeping what the batched runs start from.
+    """The unpatched run, keeping what the batched runs start from.
 
     ``cache_hooks`` are extra activations to keep (e.g. the sources of a patch);
-    ``fwd_hooks`` stay active in this run and in :func:`run_naive` (e.g. embedding noise).
+    ``fwd_hooks`` stay active in this run and in every patched run (e.g. embedding noise).
+    Without ``fwd_hooks`` the activations come from a :class:`~mechinterp.core.cache.SharedCache`
+    (``cache``, on ``tokens``, or a new one: :func:`cached_run`).
     """
     n = model.cfg.n_layers
     keep = {f"blocks.{l}.hook_resid_pre" for l in range(n)} | {f"blocks.{l}.attn.hook_{kv}" for l in range(n) for kv in "kv"}
     mids = [] if model.cfg.attn_only else [f"blocks.{l}.hook_resid_mid" for l in range(n)]
     keep |= set(cache_hooks) | set(mids) | {f"blocks.{n - 1}.hook_resid_post"}
-    store: dict[str, Tensor] = {}
+    keep = {name for name in keep if name in model.hook_dict}
+    if fwd_hooks:
+        store: dict[str, Tensor] = {}
 
-    def save(act: Tensor, hook: Any) -> None:
-        store[hook.name] = act.detach()
+        def save(act: Tensor, hook: Any) -> None:
+            store[hook.name] = act.detach()
 
-    with torch.no_grad(), model_flags(model, list(keep)), model.hooks(
-        fwd_hooks=[*fwd_hooks, *[(name, save) for name in keep if name in model.hook_dict]]
-    ):
-        logits = model(tokens)
-    value = evaluate_metric(metric, logits, tokens.shape[0])
+        with torch.no_grad(), tl_flags(model, list(keep)), model.hooks(fwd_hooks=[*fwd_hooks, *[(k, save) for k in keep]]):
+            logits = model(tokens).detach()
+    else:
+        store, logits = cached_run(model, tokens, sorted(keep), cache)
     return BaseRun(
         tokens=tokens,
         resid_pre=torch.stack([store[f"blocks.{l}.hook_resid_pre"] for l in range(n)]),
         keys=[store[f"blocks.{l}.attn.hook_k"] for l in range(n)],
         values=[store[f"blocks.{l}.attn.hook_v"] for l in range(n)],
-        logits=logits.detach(),
-        metric=value,
+        logits=logits,
+        metric=evaluate_metric(metric, logits, tokens.shape[0]),
         fwd_hooks=list(fwd_hooks),
         cache={k: v for k, v in store.items() if k in set(cache_hooks)},
         resid_mid=torch.stack([store[m] for m in mids]) if mids and all(m in store for m in mids) else None,

@@ -68,7 +68,7 @@ def test_every_equals_transformer_lens(tiny_model, short_pair, short_metric, tl_
 @pytest.mark.parametrize("site,by", [("resid_post", "position"), ("result", "head_position"), ("z", "position"), ("pattern", ("layer", "dest_pos"))])
 def test_batched_equals_naive_loop(tiny_model, pair, metric, site, by):
     clean, corrupted, _, _ = pair
-    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, method="naive")
+    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, strategy="naive")
     for chunk in (None, 1, 5):
         fast = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, chunk_size=chunk)
         torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
