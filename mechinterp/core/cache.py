@@ -119,6 +119,7 @@ class SharedCache:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._stores: dict[str, AbstractStore] = {}
         self._index = self._position_index()
+        self._unpadded = bool(self.inputs.attention_mask.all())
         self.n_forward_passes = 0
         self.n_batches_run = 0
         self.last_stop_at_layer: int | None = None
@@ -298,6 +299,8 @@ class SharedCache:
         full = self.inputs.tokens.shape[1]
         act = act.detach()
         if self._index is None:
+            if self._unpadded:  # nothing to zero or pad: the activation as it is
+                return act
             mask = self.inputs.attention_mask[rows, offset : offset + act.shape[dim]].to(act.device)
             return _pad_positions(name, _zero_padding(name, act, mask), full, left=self.inputs.padding_side == "left")
         if self._index.is_floating_point():  # weighted sum over positions, e.g. a span mean
