@@ -7,7 +7,7 @@ for each what it need not compute. Three facts are used:
 
 A variant with a single patch sees, at its hook, exactly the base run's activation (nothing
 upstream of it is patched). Wherever the patch's source equals that activation (or, for an
-additive patch, the source is zero) it changes nothing. So:
+additive patch, the source is zero; for a scaling one, one) it changes nothing. So:
 
 * its *effective first position* is the first position where it writes a different value;
   the engine reuses the unchanged prefix up to there (a whole-layer patch of prompts that
@@ -21,7 +21,6 @@ The comparison is exact (bitwise); variants with several patches are left as the
 (a later patch sees an activation that earlier patches may have changed).
 
 **A patch at one position of a block's outputs leaves that block's attention alone.**
-Patches at one position of a block's outputs: start the run after the patched block.
 
 A patch of block ``L``'s ``z``, ``result``, ``attn_out``, ``resid_mid``, ``mlp_out`` or
 ``resid_post`` at a single position ``p`` changes nothing that block ``L``'s attention
@@ -36,7 +35,7 @@ run over the sequence at all: the residual stream after it is the base run's
   (so the LayerNorm sees the patched residual), ``resid_post = resid_mid + mlp_out``;
 * ``mlp_out``: the base ``resid_mid`` at ``p`` plus the patched ``mlp_out``.
 
-:func:`next_resid` does this for a chunk of such variants (one stacked row per variant and
+:func:`~mechinterp.patching.stacked.next_resid` does this for a chunk of such variants (one stacked row per variant and
 prompt, each at its own ``p``); the engine then starts the chunk at block ``L + 1`` (with
 the usual reused prefix), or only applies the final LayerNorm and unembedding when ``L``
 is the last block. It is used only where it is exact: a variant of one patch whose mask
