@@ -18,9 +18,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mechinterp.attribution.targets import BoundTarget
+from mechinterp.core import fastpath
 from mechinterp.core.fused import fused_kernels
 from mechinterp.core.hooks import active_hooks
-from mechinterp.core.metrics import unembed
 from mechinterp.errors import MechinterpError, NonFiniteError
 
 __all__ = ["forward_scores", "target_gradients", "token_embeddings", "special_token_id", "MaskedScorer",
@@ -95,7 +95,7 @@ def forward_scores(
     if model.tokenizer is not None and getattr(model.tokenizer, "padding_side", "right") == "left":
         kwargs["attention_mask"] = torch.ones_like(tokens)
     n_layers = model.cfg.n_layers
-    if fwd_hooks or active_hooks(model) or (embed is not None and not _starts_from_embeddings(model)):
+    if fwd_hooks or active_hooks(model) or (embed is not None and not fastpath.embed_start_ok(model)):
         # a hook the user attached (model.add_hook) must see the usual forward: take TL's path
         hooks = list(fwd_hooks)
         if embed is not None:
@@ -104,7 +104,7 @@ def forward_scores(
             resid = model(tokens, stop_at_layer=n_layers, **kwargs)  # [batch, pos, d_model]
             return _read_target(model, target, resid, target.positions)
     # No hooks: skip TL's hook context (resetting every hook point costs ~10 ms a call).
-    last_only = not kwargs and target.positions == [keep - 1] and keep > 1 and _last_query_only(model)
+    last_only = not kwargs and target.positions == [keep - 1] and keep > 1 and fastpath.kv_reuse_ok(model)
     stop = n_layers - 1 if last_only else n_layers
     if embed is None:
         resid = model(tokens, stop_at_layer=stop, **kwargs)  # [batch, pos, d_model]
@@ -116,10 +116,10 @@ def forward_scores(
         # to save 1/pos of the compute; not measured there, so the GPU path stays the benchmarked one
         prefix = _usable_prefix(model, target, keep, shared_prefix) if not kwargs and x.device.type == "cpu" else 0
         if prefix:  # the shared positions run once (row 0), then enter every row as a frozen cache
-            cache = _prefix_cache(model, x[:1, :prefix], len(x))
+            cache = fastpath.prefix_cache(model, x[:1, :prefix], len(x))
             resid = model(x[:, prefix:], start_at_layer=0, stop_at_layer=stop, past_kv_cache=cache)  # [batch, pos - prefix, d_model]
             if last_only:
-                return _read_target(model, target, _last_block_at_last_position(model, resid, cache[n_layers - 1]), [0])
+                return _read_target(model, target, _last_block_at_last_position(model, resid, cache.entries[n_layers - 1]), [0])
             return _read_target(model, target, resid, [p - prefix for p in target.positions])
         resid = model(x, start_at_layer=0, stop_at_layer=stop, **kwargs)  # [batch, pos, d_model]
     if last_only:
@@ -130,94 +130,22 @@ def forward_scores(
 def _usable_prefix(model: Any, target: BoundTarget, keep: int, shared_prefix: int) -> int:
     """How many shared leading positions can run once: before every position the target reads,
     and only where TL's key-value cache path forms keys the usual way."""
-    if shared_prefix <= 0 or target.positions is None or not _last_query_only(model):
+    if shared_prefix <= 0 or target.positions is None or not fastpath.kv_reuse_ok(model):
         return 0
     return max(0, min(shared_prefix, min(target.positions), keep - 1))
 
 
-def _prefix_cache(model: Any, x: Float[Tensor, "1 prefix d_model"], batch: int) -> Any:
-    """Keys and values of every layer for the shared prefix (one row, no gradients), frozen and
-    broadcast to ``batch`` rows."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, x.device, 1)
-    with torch.no_grad():
-        model(x.detach(), start_at_layer=0, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
-    entries = [TransformerLensKeyValueCacheEntry(e.past_keys.expand(batch, -1, -1, -1), e.past_values.expand(batch, -1, -1, -1),
-                                                 frozen=True) for e in cache.entries]
-    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask.expand(batch, -1), frozen=True)
-
-
-def _last_query_only(model: Any) -> bool:
-    """Whether the last block can run its query, attention output and MLP at the last position only.
-
-    That needs the keys and values of every position, which TL's own key-value cache path
-    (the one ``generate`` uses) takes as a cache entry; configurations that change how keys
-    are formed before the cache (qk-norm, clipping, split or per-head inputs, shortformer,
-    local or log-n attention, post-norm blocks) keep the full block.
-    """
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    cfg = model.cfg
-    plain = not (cfg.use_attn_in or cfg.use_split_qkv_input or cfg.use_qk_norm or getattr(cfg, "load_in_4bit", False)
-                 or getattr(cfg, "use_local_attn", False) or getattr(cfg, "use_logn_attn", False)
-                 or getattr(cfg, "use_normalization_before_and_after", False))
-    return (plain and getattr(cfg, "clip_qkv", None) is None and cfg.positional_embedding_type in ("standard", "rotary")
-            and cfg.original_architecture not in POST_NORM_ARCHITECTURES and cfg.attention_dir == "causal")
-
-
 def _last_block_at_last_position(model: Any, resid: Float[Tensor, "batch pos d_model"], prefix: Any = None
                                  ) -> Float[Tensor, "batch 1 d_model"]:
-    """The last block's output at the last position: keys and values of the earlier positions
-    (after the cached ``prefix`` entry's, when given) enter as a frozen cache entry, so its query,
-    attention output and MLP run on one position."""
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    block = model.blocks[-1]
-    earlier = block.ln1(resid[:, :-1])  # [batch, pos - 1, d_model]
-    _, keys, values = block.attn.calculate_qkv_matrices(earlier, earlier, earlier)  # [batch, pos - 1, kv_head, d_head]
-    if prefix is not None:  # cached keys are TL's pre-rotary keys, as these are
-        keys, values = torch.cat([prefix.past_keys, keys], dim=1), torch.cat([prefix.past_values, values], dim=1)
-    entry = TransformerLensKeyValueCacheEntry(keys, values, frozen=True)
-    return block(resid[:, -1:], past_kv_cache_entry=entry)  # [batch, 1, d_model]
+    """The last block's output at the last position (:func:`~mechinterp.core.fastpath.last_block_from`),
+    after the cached ``prefix`` entry's keys and values when given."""
+    return fastpath.last_block_from(model, resid, resid.shape[1] - 1, past=prefix)
 
 
 def _read_target(model: Any, target: BoundTarget, resid: Float[Tensor, "batch pos d_model"],
                  positions: list[int] | None) -> Float[Tensor, "batch n_targets"]:
-    if positions is not None:
-        resid = resid[:, positions]  # [batch, n_pos, d_model]
-    if resid.dtype in (torch.bfloat16, torch.float16):
-        logits = _unembed_float32(model, resid, target.columns)
-    else:
-        logits = unembed(model, resid, target.columns)  # [batch, n_pos, d_vocab or n_columns]
-    return target.score(logits)
-
-
-def _unembed_float32(model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | None
-                     ) -> Float[Tensor, "batch n_pos n_columns"]:
-    """Unembedding of a half-precision model in float32 (the final norm runs in the model's dtype).
-
-    bf16 logits of size ~20 are spaced 0.125 apart, so a logit difference read from them is
-    off by up to that much; a float32 product of the same normalised residual and ``W_U`` is not.
-    """
-    normed = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
-    w_u, b_u = model.unembed.W_U, model.unembed.b_U
-    if columns is not None:
-        idx = torch.as_tensor(columns, device=w_u.device)
-        w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
-    logits = torch.matmul(normed.float(), w_u.float()) + b_u.float()  # [batch, n_pos, n_columns]
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-    if cap is not None and cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits
-
-
-def _starts_from_embeddings(model: Any) -> bool:
-    """Whether the residual stream before layer 0 is ``hook_embed + pos_embed`` (or ``hook_embed``
-    alone for rotary models), so a forward pass can start there without hooks."""
-    cfg = model.cfg
-    return cfg.positional_embedding_type in ("standard", "rotary") and not getattr(cfg, "post_embedding_ln", False)
+    # half-precision models: logits in float32 (bf16 logits of size ~20 are spaced 0.125 apart)
+    return target.score(fastpath.unembed_at(model, resid, positions, target.columns, float32=True))
 
 
 def resolve_absence(model: Any, which: Any) -> Any:

@@ -45,6 +45,9 @@ from mechinterp.core.validation import check_count, check_token_ids
 from mechinterp.circuits.graph import Graph, grouped_kv_heads
 from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.deprecation import deprecated_alias
+from mechinterp.core.cache import SharedCache
+from mechinterp.core.fastpath import tl_flags
+from mechinterp.core.intervention import Intervention
 from mechinterp.errors import EmptyInputError, MechinterpError, NonFiniteError, PromptTooLongError, ShapeMismatchError
 
 __all__ = [
@@ -120,17 +123,9 @@ def edge_mode(model: Any) -> Iterator[None]:
     (one key/value input per query head, see :mod:`mechinterp.circuits.graph`); every flag
     gets its old value back, also when the body raises.
     """
-    cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
-    try:
-        cfg.use_split_qkv_input = True
-        if not cfg.attn_only:
-            cfg.use_hook_mlp_in = True
-        if grouped_kv_heads(cfg) is not None:
-            cfg.ungroup_grouped_query_attention = True
+    ungroup = {"ungroup_grouped_query_attention": True} if grouped_kv_heads(model.cfg) is not None else {}
+    with tl_flags(model, use_split_qkv_input=True, use_hook_mlp_in=True, **ungroup):
         yield
-    finally:
-        cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention = saved
 
 
 @dataclass(frozen=True)
@@ -181,11 +176,37 @@ def _check_tokens(model: Any, tokens: Any, name: str) -> Tensor:
 
 
 @runs_synced
-def sender_outputs(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos n_senders d_model"]:
-    """Every sender's output in a plain forward pass on ``tokens`` (no gradient)."""
+def sender_outputs(
+    model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"], cache: SharedCache | None = None
+) -> Float[Tensor, "batch pos n_senders d_model"]:
+    """Every sender's output in a plain forward pass on ``tokens`` (no gradient).
+
+    ``cache``: a :class:`~mechinterp.core.cache.SharedCache` (``positions="all"``) on exactly these
+    prompts; the outputs are then read from its ``blocks.0.hook_resid_pre``, ``hook_z`` (times
+    ``W_O`` per head) and ``hook_mlp_out`` (no forward pass for what it holds), equal to the
+    patched pass's to float rounding. Without it, one pass of :func:`run_edges`.
+    """
+    if cache is None:
+        with torch.no_grad():
+            _, outs = run_edges(model, graph, tokens, capture=True)
+        return outs
+    if cache.positions != "all" or tuple(cache.tokens.shape) != tuple(tokens.shape) or not torch.equal(
+            cache.tokens.cpu(), tokens.cpu()):
+        raise MechinterpError("cache must be a SharedCache with positions='all' on exactly these prompts; "
+                              "build it with mechinterp.SharedCache(model, tokens) or pass cache=None.")
+    n = model.cfg.n_layers
+    names = ["blocks.0.hook_resid_pre", *[f"blocks.{l}.attn.hook_z" for l in range(n)]]
+    names += [f"blocks.{l}.hook_mlp_out" for l in range(n)] if graph.has_mlp else []
+    cache.fetch(names)
+    device = tokens.device
+    parts = [cache.get("blocks.0.hook_resid_pre").to(device)[:, :, None]]  # [batch, pos, 1, d_model]
     with torch.no_grad():
-        _, outs = run_edges(model, graph, tokens, capture=True)
-    return outs
+        for layer in range(n):
+            z = cache.get(f"blocks.{layer}.attn.hook_z").to(device)  # [batch, pos, head_index, d_head]
+            parts.append(torch.einsum("bphe,hed->bphd", z, model.blocks[layer].attn.W_O.to(z.dtype)))
+            if graph.has_mlp:
+                parts.append(cache.get(f"blocks.{layer}.hook_mlp_out").to(device)[:, :, None])
+    return torch.cat(parts, dim=2)
 
 
 @runs_synced
@@ -197,6 +218,7 @@ def prepare_edge_patching(
     graph: Graph | None = None,
     lengths: Int[Tensor, " batch"] | None = None,
     seed: int = 0,
+    cache: SharedCache | None = None,
 ) -> PatchSetup:
     """Cache what edge patching needs: clean sender outputs and the values to patch in.
 
@@ -213,6 +235,8 @@ def prepare_edge_patching(
             ablation then averages each position over the prompts that have a real token
             there, never over pads. ``None``: every position of every prompt is real.
         seed: the seed of resample ablation's permutation (the same pairing as patching's).
+        cache: a :class:`~mechinterp.core.cache.SharedCache` (``positions="all"``) on the clean or the
+            corrupted prompts: that run's sender outputs are read from it (:func:`sender_outputs`).
 
     Raises:
         MechinterpError: unknown ablation or bad ``lengths``; ShapeMismatchError when clean and corrupted
@@ -234,7 +258,7 @@ def prepare_edge_patching(
                 "pad or re-draw them so that every clean prompt has a corrupted one of the same length."
             )
     real = _real_positions(tokens, lengths) if ablation == "mean" else None  # only the mean reads the padding
-    clean = sender_outputs(model, graph, tokens)
+    clean = sender_outputs(model, graph, tokens, _holding(cache, tokens))
     if not torch.isfinite(clean).all():
         raise NonFiniteError("The model's activations on the clean prompts have NaN or infinite entries." + dtype_hint(model))
     if ablation == "zero":
@@ -244,12 +268,19 @@ def prepare_edge_patching(
             raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
         patched = clean[resample_permutation(tokens.shape[0], seed).to(clean.device)]
     else:
-        patched = sender_outputs(model, graph, corr)
+        patched = sender_outputs(model, graph, corr, _holding(cache, corr))
         if not torch.isfinite(patched).all():
             raise NonFiniteError("The model's activations on the corrupted prompts have NaN or infinite entries." + dtype_hint(model))
         if ablation == "mean":
             patched = _masked_mean(patched, real)
     return PatchSetup(graph, tokens, patched, clean, ablation, corr)
+
+
+def _holding(cache: SharedCache | None, tokens: Tensor) -> SharedCache | None:
+    """``cache`` when it holds exactly ``tokens``' prompts, else ``None``."""
+    if cache is None or tuple(cache.tokens.shape) != tuple(tokens.shape):
+        return None
+    return cache if torch.equal(cache.tokens.cpu(), tokens.cpu()) else None
 
 
 def _real_positions(tokens: Tensor, lengths: Any) -> Tensor | None:
@@ -497,32 +528,29 @@ def run_edges(
 
         return hook
 
-    def qkv_hook(layer: int, part: int) -> Callable:
-        qkv, _ = graph.layer_receivers(layer)
-        cols = list(range(qkv.start + part, qkv.stop, 3))
-
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, head_index, d_model]
+    def receiver_hook(name: str, cols: list[int], per_head: bool) -> tuple[str, Callable]:
+        """Receiver inputs ``[rows, pos, head_index, d_model]`` (q/k/v, ``per_head``) or ``[rows, pos, d_model]``
+        plus their edge corrections: an ``add`` :class:`~mechinterp.core.intervention.Intervention` whose value
+        is computed from this run's senders."""
+        def correction(x: Tensor) -> Tensor | None:
             d = delta(cols)
-            return record(cols[0], x if d is None else x + d)
+            return d if d is None or per_head else d[:, :, 0]
 
-        return hook
+        edges = Intervention(name, None, correction, mode="add")
+        return name, lambda x, hook: record(cols[0], edges.apply(x))
 
-    def single_hook(col: int) -> Callable:
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [rows, pos, d_model]
-            d = delta([col])
-            return record(col, x if d is None else x + d[:, :, 0])
-
-        return hook
+    def qkv_hook(layer: int, part: int) -> tuple[str, Callable]:
+        qkv, _ = graph.layer_receivers(layer)
+        return receiver_hook(f"blocks.{layer}.hook_{'qkv'[part]}_input", list(range(qkv.start + part, qkv.stop, 3)), True)
 
     fwd: list[tuple[str, Callable]] = [("blocks.0.hook_resid_pre", embed_hook)]
     for layer in range(cfg.n_layers):
-        for part, name in enumerate(("q", "k", "v")):
-            fwd.append((f"blocks.{layer}.hook_{name}_input", qkv_hook(layer, part)))
+        fwd += [qkv_hook(layer, part) for part in range(3)]
         fwd.append((f"blocks.{layer}.attn.hook_z", z_hook(layer)))
         if graph.has_mlp:
-            fwd.append((f"blocks.{layer}.hook_mlp_in", single_hook(graph.layer_receivers(layer)[1])))
+            fwd.append(receiver_hook(f"blocks.{layer}.hook_mlp_in", [graph.layer_receivers(layer)[1]], False))
             fwd.append((f"blocks.{layer}.hook_mlp_out", mlp_out_hook(layer)))
-    fwd.append((f"blocks.{cfg.n_layers - 1}.hook_resid_post", single_hook(graph.n_receivers - 1)))
+    fwd.append(receiver_hook(f"blocks.{cfg.n_layers - 1}.hook_resid_post", [graph.n_receivers - 1], False))
 
     rows = tokens.repeat(k, 1) if k > 1 else tokens
     with edge_mode(model), model.hooks(fwd_hooks=fwd):

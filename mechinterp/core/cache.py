@@ -41,9 +41,10 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mechinterp.core.fastpath import tl_flags
 from mechinterp.core.precision import runs_synced_method
 from mechinterp.core.validation import check_count, check_task, check_token_ids, check_writable_dir
-from mechinterp.core.sites import SiteSpec, layer_of, needs_flags, position_dim, resolve, resolve_many
+from mechinterp.core.sites import SiteSpec, layer_of, position_dim, resolve, resolve_many
 from mechinterp.core.storage import AbstractStore, DiskStore, MemoryStore, parse_bytes
 from mechinterp.core.tokens import Prompts, Tokenized, tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongError
@@ -51,12 +52,6 @@ from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongErr
 __all__ = ["SharedCache"]
 
 Positions = Literal["all", "last"] | Sequence[int] | Tensor
-_FLAG_FIELDS = {
-    "set_use_attn_result": "use_attn_result",
-    "set_use_split_qkv_input": "use_split_qkv_input",
-    "set_use_attn_in": "use_attn_in",
-    "set_use_hook_mlp_in": "use_hook_mlp_in",
-}
 
 
 class SharedCache:
@@ -141,6 +136,7 @@ class SharedCache:
         self._cleanup: weakref.finalize | None = None
         self._stores: dict[str, AbstractStore] = {}
         self._index = self._position_index()
+        self._unpadded = bool(self.inputs.attention_mask.all())
         self.n_forward_passes = 0
         self.n_batches_run = 0
         self.last_stop_at_layer: int | None = None
@@ -246,7 +242,7 @@ class SharedCache:
         show = self.progress if self.progress is not None else n_batches > 1
         new: dict[str, AbstractStore] = {}
         with ExitStack() as stack, torch.inference_mode():
-            self._enable_flags(stack, names)
+            stack.enter_context(tl_flags(self.model, names))
             bar = tqdm(total=n, desc=f"caching {len(names)} site(s)", disable=not show, unit="prompt", leave=False)
             stack.callback(bar.close)
             for start in range(0, n, self.batch_size):
@@ -271,14 +267,6 @@ class SharedCache:
         self._stores.update(new)
         self.n_forward_passes += 1
         self.last_stop_at_layer = stop
-
-    def _enable_flags(self, stack: ExitStack, names: list[str]) -> None:
-        for setter in needs_flags(names):
-            field = _FLAG_FIELDS[setter]
-            before = getattr(self.model.cfg, field)
-            if not before:
-                getattr(self.model, setter)(True)
-                stack.callback(getattr(self.model, setter), before)
 
     def _batch(self, rows: slice) -> tuple[Tensor, dict[str, Any], int]:
         """The batch's tokens trimmed to its own longest prompt, forward kwargs, left offset."""
@@ -329,6 +317,8 @@ class SharedCache:
         full = self.inputs.tokens.shape[1]
         act = act.detach()
         if self._index is None:
+            if self._unpadded:  # nothing to zero or pad: the activation as it is
+                return act
             mask = self.inputs.attention_mask[rows, offset : offset + act.shape[dim]].to(act.device)
             return _pad_positions(name, _zero_padding(name, act, mask), full, left=self.inputs.padding_side == "left")
         if self._index.is_floating_point():  # weighted sum over positions, e.g. a span mean

@@ -30,13 +30,15 @@ Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
 
 
 def unembed(
-    model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | Tensor | None = None
+    model: Any, resid: Float[Tensor, "batch n_pos d_model"], columns: list[int] | Tensor | None = None, *,
+    float32: bool = False,
 ) -> Float[Tensor, "batch n_pos n_columns"]:
     """Final norm and unembedding (and the logit soft cap), for the vocabulary ``columns`` only when given.
 
     ``resid @ W_U + b_U`` directly: TL's ``Unembed.forward`` copies ``W_U.T`` into a
     contiguous matrix on every call (the whole ``d_model x d_vocab`` matrix, the largest
-    copy of a forward pass), which the matmul does not need.
+    copy of a forward pass), which the matmul does not need. ``float32``: the normalised
+    residual and ``W_U`` multiply in float32 (the final norm runs in the model's dtype).
 
     Example:
         >>> resid = model(tokens, stop_at_layer=model.cfg.n_layers)  # doctest: +SKIP
@@ -49,6 +51,8 @@ def unembed(
     if columns is not None:
         idx = torch.as_tensor(columns, device=w_u.device)
         w_u, b_u = w_u[:, idx], b_u[idx]  # [d_model, n_columns], [n_columns]
+    if float32:
+        resid, w_u, b_u = resid.float(), w_u.float(), b_u.float()
     logits = torch.matmul(resid, w_u) + b_u  # [batch, n_pos, n_columns]
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
     if cap is not None and cap > 0:

@@ -36,7 +36,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -46,12 +46,14 @@ from mechinterp.core import metrics
 from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
-from mechinterp.patching.engine import base_run, model_flags, run_naive, run_variants
-from mechinterp.patching.inputs import Metric, PatchInputs, check_budget, check_count, evaluate_metric, prepare_patch_inputs
+from mechinterp.core.cache import SharedCache
+from mechinterp.patching.engine import base_run, check_cache, collect, run_naive, run_variants
+from mechinterp.patching.inputs import Metric, PatchInputs, check_sizes, prepare_patch_inputs, resolve_strategy
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import Sweep, make_sweep
 
-__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "collect", "check_mode", "check_sizes"]
+__all__ = ["activation_patch", "patch_block_every", "patch_heads_every", "patch_heads_by_pos_every", "cache_for", "check_mode",
+           "check_sizes", "collect"]
 
 Direction = Literal["denoising", "noising"]
 Ablation = Literal["zero", "mean", "resample"] | None
@@ -59,16 +61,15 @@ _DIRECTIONS = ("denoising", "noising")
 _ABLATIONS = (None, "zero", "mean", "resample")
 
 
-def collect(model: Any, tokens: Tensor, hooks: Sequence[str], metric: Metric) -> tuple[dict[str, Tensor], Tensor]:
-    """Run ``tokens`` once, keeping the activations at ``hooks`` and the metric ``[batch]``."""
-    store: dict[str, Tensor] = {}
-
-    def save(act: Tensor, hook: Any) -> None:
-        store[hook.name] = act.detach()
-
-    with torch.no_grad(), model_flags(model, hooks), model.hooks(fwd_hooks=[(h, save) for h in set(hooks)]):
-        logits = model(tokens)
-    return store, evaluate_metric(metric, logits, tokens.shape[0])
+def cache_for(model: Any, tokens: Tensor, cache: Any, made: list[Any]) -> Any:
+    """The :class:`~mechinterp.core.cache.SharedCache` a run on ``tokens`` reads: the user's ``cache`` when it
+    holds exactly these prompts, else one made for them in this call (kept in ``made``, so a second run on
+    the same prompts pays nothing)."""
+    for candidate in ([cache] if cache is not None else []) + made:
+        if tuple(candidate.tokens.shape) == tuple(tokens.shape) and torch.equal(candidate.tokens.cpu(), tokens.cpu()):
+            return check_cache(model, tokens, candidate)
+    made.append(SharedCache(model, tokens, batch_size=max(1, tokens.shape[0]), store_device="model", progress=False))
+    return made[-1]
 
 
 def _real_mean(act: Tensor, lengths: Tensor, hook: str) -> Tensor:
@@ -84,17 +85,18 @@ def _real_mean(act: Tensor, lengths: Tensor, hook: str) -> Tensor:
 
 
 def _sources(
-    model: Any, inputs: PatchInputs, hooks: Sequence[str], direction: str, ablation: str | None, seed: int
+    model: Any, inputs: PatchInputs, hooks: Sequence[str], direction: str, ablation: str | None, seed: int,
+    caches: Callable[[Tensor], Any],
 ) -> tuple[Tensor, dict[str, Tensor], float | None]:
     """Base tokens, the values to patch in per hook, and the target metric (mean)."""
     if ablation is None:
         base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
-        acts, target = collect(model, source_tokens, hooks, inputs.metric)
+        acts, target = collect(model, source_tokens, hooks, inputs.metric, caches(source_tokens))
         return base_tokens, acts, float(target.mean())
     reference = inputs.corrupted if inputs.corrupted is not None else inputs.clean
     if ablation == "resample" and reference.shape[0] < 2:
         raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
-    acts, ref_metric = collect(model, reference, hooks, inputs.metric)
+    acts, ref_metric = collect(model, reference, hooks, inputs.metric, caches(reference))
     target = float(ref_metric.mean()) if inputs.corrupted is not None else None
     if ablation == "zero":
         acts = {h: torch.zeros_like(a[:1]) for h, a in acts.items()}
@@ -107,18 +109,12 @@ def _sources(
     return inputs.clean, acts, target
 
 
-def check_mode(direction: str, ablation: str | None, method: str) -> None:
+def check_mode(direction: str, ablation: str | None) -> None:
+    """Raise unless ``direction`` and ``ablation`` are known values."""
     if direction not in _DIRECTIONS:
         raise MechinterpError(f"direction must be one of {_DIRECTIONS}, got {direction!r}.")
     if ablation not in _ABLATIONS:
         raise MechinterpError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
-    if method not in ("batched", "naive"):
-        raise MechinterpError(f"method must be 'batched' or 'naive', got {method!r}.")
-
-
-def check_sizes(chunk_size: Any, memory_budget: Any) -> None:
-    check_count(chunk_size, "chunk_size", none_ok=True, hint=" Pass the variants per stacked pass, or None to fit memory_budget.")
-    check_budget(memory_budget)
 
 
 def _run(
@@ -131,16 +127,20 @@ def _run(
     normalise: bool,
     memory_budget: int | str | None,
     chunk_size: int | None,
-    method: str,
+    strategy: str,
     seed: int,
     readout: str = "auto",
+    cache: Any = None,
 ) -> tuple[list[Tensor], list[Tensor], float, float | None, bool]:
     hooks = sorted({h for s in sweeps for h in s.hooks.values()})
-    base_tokens, sources, target = _sources(model, inputs, hooks, direction, ablation, seed)
+    made: list[Any] = []
+    caches = lambda tokens: cache_for(model, tokens, cache, made)  # noqa: E731
+    base_tokens, sources, target = _sources(model, inputs, hooks, direction, ablation, seed, caches)
     # The base activations at the patched hooks tell which patches change nothing (engine docs).
-    base = base_run(model, base_tokens, inputs.metric, cache_hooks=[h for h in hooks if not h.endswith("hook_resid_pre")])
+    base = base_run(model, base_tokens, inputs.metric, cache_hooks=[h for h in hooks if not h.endswith("hook_resid_pre")],
+                    cache=caches(base_tokens))
     variants = [v for s in sweeps for v in s.variants(sources)]
-    if method == "naive":
+    if strategy == "naive":
         per_prompt = run_naive(model, base, variants, inputs.metric)
     else:
         per_prompt = run_variants(
@@ -184,9 +184,11 @@ def activation_patch(
     heads: int | Sequence[int] | None = None,
     memory_budget: int | str | None = "auto",
     chunk_size: int | None = None,
-    method: Literal["batched", "naive"] = "batched",
+    strategy: Literal["batched", "naive"] = "batched",
     seed: int = 0,
     readout: Literal["auto", "full"] = "auto",
+    cache: SharedCache | None = None,
+    method: str | None = None,
 ) -> PatchResult:
     """Patch one site over a sweep of layers / positions / heads and measure the metric.
 
@@ -207,11 +209,15 @@ def activation_patch(
         layers / positions / heads: restrict the sweep (default: all).
         memory_budget: the memory one stacked pass may use (an estimate).
         chunk_size: variants per stacked pass (overrides ``memory_budget``).
-        method: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
+        strategy: ``"batched"`` (fast) or ``"naive"`` (one forward per variant; a reference).
         seed: the seed of resample ablation's permutation (:func:`mechinterp.core.ablation.resample_permutation`).
         readout: ``"auto"`` computes the unembedding (and the last block's queries) only
             at the positions the metric reads, when that can be verified (see
             :mod:`mechinterp.patching.readout`); ``"full"`` always computes full logits.
+        cache: a :class:`~mechinterp.core.cache.SharedCache` (``positions="all"``) on the clean or
+            the corrupted prompts: the run on those prompts reads its activations and logits from it
+            (what it already holds costs no forward pass; what is missing is added to it).
+        method: the old name of ``strategy`` (deprecated; removed in the next release).
 
     Returns:
         A :class:`PatchResult` with dims ``by``'s axes (``raw`` = TL's numbers when
@@ -228,7 +234,8 @@ def activation_patch(
         >>> r = activation_patch(model, task, site="z", by="head")  # doctest: +SKIP
         >>> r.top(3)  # doctest: +SKIP
     """
-    check_mode(direction, ablation, method)
+    strategy = resolve_strategy(strategy, method, "activation_patch")
+    check_mode(direction, ablation)
     check_sizes(chunk_size, memory_budget)
     if readout not in ("auto", "full"):
         raise MechinterpError(f"readout must be 'auto' or 'full', got {readout!r}.")
@@ -238,11 +245,11 @@ def activation_patch(
     sweep = make_sweep(model, site, by, inputs.str_tokens, layers=layers, positions=positions, heads=heads)
     raws, values, base_value, target, do_norm = _run(
         model, inputs, [sweep], direction=direction, ablation=ablation, normalise=normalise,
-        memory_budget=memory_budget, chunk_size=chunk_size, method=method, seed=seed, readout=readout,
+        memory_budget=memory_budget, chunk_size=chunk_size, strategy=strategy, seed=seed, readout=readout, cache=cache,
     )
     return PatchResult(
         values=values[0], raw=raws[0], dims=sweep.axes, labels=sweep.labels, site=site,
-        method="activation" if method == "batched" else "naive",
+        method="activation" if strategy == "batched" else "naive",
         direction="ablation" if ablation else direction, ablation=ablation, metric=inputs.metric_name,
         normalised=do_norm, base_value=base_value, target_value=target, tokens=inputs.str_tokens,
     )
@@ -252,8 +259,9 @@ def activation_patch(
 def _every(
     model: Any, clean: Any, corrupted: Any, metric: Any, specs: Sequence[tuple[str, Any]], label: str, **kw: Any
 ) -> PatchResult:
-    direction, ablation, method = kw.pop("direction", "denoising"), kw.pop("ablation", None), kw.pop("method", "batched")
-    check_mode(direction, ablation, method)
+    direction, ablation = kw.pop("direction", "denoising"), kw.pop("ablation", None)
+    strategy = resolve_strategy(kw.pop("strategy", "batched"), kw.pop("method", None), label)
+    check_mode(direction, ablation)
     check_sizes(kw.get("chunk_size"), kw.get("memory_budget", "auto"))
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
@@ -261,8 +269,8 @@ def _every(
     sweeps = [make_sweep(model, site, by, inputs.str_tokens) for site, by in specs]
     raws, values, base_value, target, do_norm = _run(
         model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),
-        memory_budget=kw.pop("memory_budget", "auto"), chunk_size=kw.pop("chunk_size", None), method=method,
-        seed=kw.pop("seed", 0), readout=kw.pop("readout", "auto"),
+        memory_budget=kw.pop("memory_budget", "auto"), chunk_size=kw.pop("chunk_size", None), strategy=strategy,
+        seed=kw.pop("seed", 0), readout=kw.pop("readout", "auto"), cache=kw.pop("cache", None),
     )
     if kw:
         raise MechinterpError(f"Unexpected arguments: {sorted(kw)}.")
@@ -274,7 +282,7 @@ def _every(
     labels = {"site": [s for s, _ in specs], **{a: sweeps[0].labels[a] for a in sweeps[0].axes}}
     return PatchResult(
         values=torch.stack([pad(v) for v in values]), raw=torch.stack([pad(r) for r in raws]),
-        dims=("site", *sweeps[0].axes), labels=labels, site=label, method="activation" if method == "batched" else "naive",
+        dims=("site", *sweeps[0].axes), labels=labels, site=label, method="activation" if strategy == "batched" else "naive",
         direction="ablation" if ablation else direction, ablation=ablation, metric=inputs.metric_name,
         normalised=do_norm, base_value=base_value, target_value=target, tokens=inputs.str_tokens,
     )

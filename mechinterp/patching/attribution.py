@@ -45,7 +45,8 @@ from mechinterp.core.validation import check_count
 from mechinterp.core.precision import fp16_hint, runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError
-from mechinterp.patching.activation import check_mode, activation_patch, collect
+from mechinterp.patching.activation import activation_patch, check_mode
+from mechinterp.patching.engine import collect
 from mechinterp.patching.engine import model_flags
 from mechinterp.patching.inputs import Metric, evaluate_metric, prepare_patch_inputs
 from mechinterp.patching.result import PatchResult
@@ -132,7 +133,7 @@ def attribution_patch(
     Example:
         >>> attribution_patch(model, task, sites="z", by="head").top(3)  # doctest: +SKIP
     """
-    check_mode(direction, None, "batched")
+    check_mode(direction, None)
     check_count(ig_steps, "ig_steps", none_ok=True)
     single = isinstance(sites, str)
     site_list = [sites] if single else list(sites)

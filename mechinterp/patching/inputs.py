@@ -21,7 +21,8 @@ attribute, which lets the batched runs compute logits only there
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from mechinterp.errors import MechinterpError, NonFiniteError, ShapeMismatchErro
 
 __all__ = [
     "Metric", "PatchInputs", "prepare_patch_inputs", "evaluate_metric", "check_value", "check_count", "check_budget", "METRIC_NAMES",
-    "NON_FINITE",
+    "NON_FINITE", "STRATEGIES", "resolve_strategy", "check_sizes",
 ]
 
 METRIC_NAMES = ("logit_diff", "logprob", "prob", "kl")
@@ -96,6 +97,31 @@ def check_budget(memory_budget: Any) -> None:
         raise MechinterpError(f"memory_budget must be a size, got {memory_budget!r}.{hint}") from None
     if not size > 0:  # also NaN
         raise MechinterpError(f"memory_budget must be positive, got {memory_budget!r}.{hint}")
+
+
+def check_sizes(chunk_size: Any, memory_budget: Any) -> None:
+    """Raise unless ``chunk_size`` is a positive integer or ``None`` and ``memory_budget`` a size (:func:`check_budget`)."""
+    check_count(chunk_size, "chunk_size", none_ok=True, hint=" Pass the variants per stacked pass, or None to fit memory_budget.")
+    check_budget(memory_budget)
+
+
+#: How patched runs execute: stacked in few passes, or one full forward pass per patch (a reference).
+STRATEGIES = ("batched", "naive")
+
+
+def resolve_strategy(strategy: str, method: str | None, function: str) -> str:
+    """The execution strategy. ``method=`` was its name before (``method`` names the algorithm in every
+    other family); it still works for one release, with a DeprecationWarning."""
+    if method is not None:
+        warnings.warn(
+            f"{function}(method={method!r}) is deprecated and will be removed in the next release: `method` names "
+            f"the algorithm everywhere else. Pass strategy={method!r} instead.", DeprecationWarning, stacklevel=3,
+        )
+        strategy = method
+    if strategy not in STRATEGIES:
+        raise MechinterpError(f"strategy must be 'batched' (stacked passes) or 'naive' (one forward pass per patch, "
+                              f"a reference), got {strategy!r}.")
+    return strategy
 
 
 def _is_task(obj: Any) -> bool:

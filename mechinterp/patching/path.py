@@ -40,9 +40,9 @@ from torch import Tensor
 from mechinterp.core import metrics
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError, UnknownSiteError
-from mechinterp.patching.activation import check_mode, check_sizes, collect
-from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, prepare_patch_inputs
+from mechinterp.patching.activation import cache_for, check_mode
+from mechinterp.patching.engine import Patch, Variant, base_run, collect, run_variants
+from mechinterp.patching.inputs import Metric, check_sizes, prepare_patch_inputs, resolve_strategy
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.sweeps import site_heads
 
@@ -136,7 +136,9 @@ def path_patch(
     normalise: bool = True,
     memory_budget: int | str | None = "auto",
     chunk_size: int | None = None,
-    method: str = "batched",
+    strategy: str = "batched",
+    cache: Any = None,
+    method: str | None = None,
 ) -> PatchResult:
     """Path-patch sender heads to receiver inputs, everything else held at its base value.
 
@@ -151,7 +153,10 @@ def path_patch(
         freeze_mlps: also hold MLP outputs at their base values in step 1.
         normalise: 0 = base run, 1 = source run.
         memory_budget / chunk_size: stacking, as in activation patching.
-        method: ``"batched"`` or ``"naive"`` (one forward per variant and step).
+        strategy: ``"batched"`` or ``"naive"`` (one forward per variant and step).
+        cache: a :class:`~mechinterp.core.cache.SharedCache` on the clean or corrupted prompts
+            (as in :func:`~mechinterp.patching.activation_patch`).
+        method: the old name of ``strategy`` (deprecated).
 
     Returns:
         A :class:`PatchResult` (``method="path"``).
@@ -160,7 +165,8 @@ def path_patch(
         >>> r = path_patch(model, task, receivers="resid_final")  # doctest: +SKIP
         >>> r.top(3)  # the heads acting directly on the logits  # doctest: +SKIP
     """
-    check_mode(direction, None, method)
+    strategy = resolve_strategy(strategy, method, "path_patch")
+    check_mode(direction, None)
     check_sizes(chunk_size, memory_budget)
     recv = parse_receivers(model, receivers)
     sender_sets = (
@@ -178,8 +184,10 @@ def path_patch(
         recv_hooks.append(final)
 
     base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
-    source, target_m = collect(model, source_tokens, z_hooks, inputs.metric)
-    base = base_run(model, base_tokens, inputs.metric, cache_hooks=[*z_hooks, *mlp_hooks, *recv_hooks])
+    made: list[Any] = []
+    source, target_m = collect(model, source_tokens, z_hooks, inputs.metric, cache_for(model, source_tokens, cache, made))
+    base = base_run(model, base_tokens, inputs.metric, cache_hooks=[*z_hooks, *mlp_hooks, *recv_hooks],
+                    cache=cache_for(model, base_tokens, cache, made))
 
     # Step 1: senders from the source run, every other head (and optionally MLP) frozen.
     step1: list[Variant] = []
@@ -197,7 +205,7 @@ def path_patch(
                 patches.append(Patch(hook, _head_mask(n_pos, n_heads, by_layer.get(l, []), invert=True), base.cache[hook]))
         patches += [Patch(h, torch.ones(n_pos, 1, dtype=torch.bool), base.cache[h]) for h in mlp_hooks[first:]]
         step1.append(tuple(patches))
-    naive = method == "naive"
+    naive = strategy == "naive"
     _, captured = run_variants(
         model, base, step1, None, memory_budget=memory_budget, chunk_size=chunk_size, naive=naive, capture=recv_hooks
     )

@@ -40,9 +40,8 @@ from mechinterp.core.validation import check_token_ids
 from mechinterp.core.metrics import prob
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
-from mechinterp.patching.activation import check_sizes, collect
-from mechinterp.patching.engine import Patch, Variant, base_run, run_variants
-from mechinterp.patching.inputs import Metric, check_count, evaluate_metric, prepare_patch_inputs
+from mechinterp.patching.engine import Patch, Variant, base_run, check_cache, collect, run_variants
+from mechinterp.patching.inputs import Metric, check_count, check_sizes, evaluate_metric, prepare_patch_inputs, resolve_strategy
 from mechinterp.patching.result import PatchResult
 
 __all__ = ["causal_trace", "restored_layers"]
@@ -90,7 +89,9 @@ def causal_trace(
     normalise: bool = True,
     memory_budget: int | str | None = "auto",
     chunk_size: int | None = None,
-    method: str = "batched",
+    strategy: str = "batched",
+    cache: Any = None,
+    method: str | None = None,
 ) -> PatchResult:
     """Noise the subject, restore single clean states, and map where the answer comes back.
 
@@ -109,7 +110,9 @@ def causal_trace(
         n_samples: noise draws per prompt (stacked in the batch).
         seed: the noise seed.
         normalise: 0 = noised run, 1 = clean run.
-        memory_budget / chunk_size / method: as in activation patching.
+        memory_budget / chunk_size / strategy: as in activation patching (``method``: the old,
+            deprecated name of ``strategy``).
+        cache: a :class:`~mechinterp.core.cache.SharedCache` on the prompts: the clean run reads from it.
 
     Returns:
         A :class:`PatchResult` with dims ``("pos", "layer")`` and ``method="causal_trace"``.
@@ -127,6 +130,7 @@ def causal_trace(
     check_count(n_samples, "n_samples", hint=" Pass the noise draws per prompt (the paper uses 10).")
     window = (1 if kind == "resid" else 10) if window is None else window
     check_count(window, "window", hint=" Pass the layers restored around each layer (1 for resid, 10 in the paper).")
+    strategy = resolve_strategy(strategy, method, "causal_trace")
     check_sizes(chunk_size, memory_budget)
     for name, value in (("noise", noise), ("noise_std", noise_std)):
         if value is None and name == "noise_std":
@@ -151,7 +155,9 @@ def causal_trace(
     subject = _subject_mask(positions, batch, n_pos).to(tokens.device)
 
     hooks = [_KINDS[kind].format(l=l) for l in range(n_layers)]
-    clean_acts, clean_metric = collect(model, tokens, [*hooks, "hook_embed"], inputs.metric)
+    if cache is not None:
+        check_cache(model, tokens, cache)
+    clean_acts, clean_metric = collect(model, tokens, [*hooks, "hook_embed"], inputs.metric, cache)
     sigma = float(clean_acts["hook_embed"].float().std()) if noise_std is None else float(noise_std)
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(n_samples, batch, n_pos, model.cfg.d_model, generator=gen).to(tokens.device) * (noise * sigma)
@@ -171,7 +177,7 @@ def causal_trace(
         mask[t] = True
         for l in range(n_layers):
             variants.append(tuple(Patch(hooks[j], mask, sources[hooks[j]]) for j in restored_layers(l, window, n_layers)))
-    per_prompt = run_variants(model, base, variants, metric_s, memory_budget=memory_budget, chunk_size=chunk_size, naive=method == "naive")
+    per_prompt = run_variants(model, base, variants, metric_s, memory_budget=memory_budget, chunk_size=chunk_size, naive=strategy == "naive")
     raw = per_prompt.mean(1).reshape(n_pos, n_layers)
     base_value, target = float(base.metric.mean()), float(clean_metric.mean())
     # Nearly equal (within float32 rounding of the metric's scale): normalising divides rounding noise by rounding noise.

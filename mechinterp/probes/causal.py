@@ -32,6 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.core.metrics import Metric
+from mechinterp.core.intervention import Intervention
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.validation import check_count, check_task, check_token_ids
 from mechinterp.core.sites import resolve
@@ -89,21 +90,20 @@ def run_with_direction(
         rows = slice(start, min(n, start + batch_size))
         batch_pos = None if isinstance(positions, str) else torch.as_tensor(positions)[rows]
 
-        def hook(act: Tensor, hook: Any) -> Tensor:  # act: [batch, pos, d_model]
+        def new_value(act: Tensor) -> Tensor:  # act: [batch, pos, d_model]
             if act.shape[-1] != direction.shape[0]:
-                raise ShapeMismatchError(f"The direction has {direction.shape[0]} dims but {hook.name} has {act.shape[-1]}.")
+                raise ShapeMismatchError(f"The direction has {direction.shape[0]} dims but {hook_name} has {act.shape[-1]}.")
             # In float32 whatever the model's dtype, rounded once: after projecting out, what is left
             # along the direction is one rounding of the model's dtype, not the error of a bf16 dot product.
             x, v = act.float(), direction.to(act.device)
-            new = project_out(x, v) if mode == "project" else steer(x, v, scales[rows].to(act.device))
-            new = new.to(act.dtype)
-            if batch_pos is None:
-                return new
-            keep = torch.zeros(act.shape[:2], dtype=torch.bool, device=act.device)
-            keep[torch.arange(act.shape[0]), batch_pos.to(act.device)] = True
-            return torch.where(keep[..., None], new, act)
+            return project_out(x, v) if mode == "project" else steer(x, v, scales[rows].to(act.device))
 
-        with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name, hook)]):
+        keep = None  # every position, else [batch, pos, 1]: each prompt's own position
+        if batch_pos is not None:
+            keep = torch.zeros(rows.stop - rows.start, tokens.shape[1], 1, dtype=torch.bool, device=device)
+            keep[torch.arange(keep.shape[0]), batch_pos.to(device)] = True
+        intervention = Intervention(hook_name, keep, new_value, mode="replace")
+        with torch.no_grad(), model.hooks(fwd_hooks=[intervention.fwd_hook()]):
             outs.append(model(tokens[rows].to(device)).cpu())
     return torch.cat(outs)
 

@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.intervention import Intervention
 from mechinterp.errors import MechinterpError
 
 __all__ = [
@@ -174,15 +175,11 @@ def ablate_heads_hooks(
         layer, head = parse_head(h) if isinstance(h, str) else h
         by_layer.setdefault(layer, []).append(head)
 
-    def make(layer: int, idx: list[int]) -> Any:
-        def hook(z: Float[Tensor, "batch pos head_index d_head"], hook: Any) -> Tensor:
-            z = z.clone()
-            z[:, :, idx] = 0.0 if means is None else means[layer][idx].to(z)
-            return z
-
-        return hook
-
-    return [(f"blocks.{layer}.attn.hook_z", make(layer, idx)) for layer, idx in by_layer.items()]
+    # z: [batch, pos, head_index, d_head]; a mean [head_index, d_head] broadcasts over batch and positions
+    return [
+        Intervention.at(f"blocks.{layer}.attn.hook_z", 0.0 if means is None else means[layer], heads=idx).fwd_hook()
+        for layer, idx in by_layer.items()
+    ]
 
 
 def repeated_loss(

@@ -174,11 +174,11 @@ def test_fused_kernels_give_tl_values_and_gradients(tiny_model, target, monkeypa
 def test_shared_prefix_runs_once_with_the_same_values_and_gradients(tiny_model, which, target, prefix, monkeypatch):
     """Leading positions equal in every row enter as a frozen key-value cache: same scores, same gradients
     at the other positions, and no gradient at the shared ones."""
-    import mechinterp.attribution.forward as fw
+    import mechinterp.core.fastpath as fw
 
     calls = []
-    real = fw._prefix_cache
-    monkeypatch.setattr(fw, "_prefix_cache", lambda model, x, batch: calls.append(x.shape[1]) or real(model, x, batch))
+    real = fw.prefix_cache
+    monkeypatch.setattr(fw, "prefix_cache", lambda model, x, batch: calls.append(x.shape[1]) or real(model, x, batch))
     model = tiny_model if which == "standard" else _variant(tiny_model, which)
     prep = prepare_prompt(model, PROMPT, target)
     base = token_embeddings(model, prep.batch_tokens).detach()

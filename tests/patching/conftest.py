@@ -96,3 +96,41 @@ def model_factory():
 def llama_factory():
     """``make_llama`` itself: grouped-query, rotary, RMSNorm, gated-MLP models."""
     return make_llama
+
+
+# --- the independent reference of the patching engine ------------------------------------
+def naive_reference(model, base, variants, metric):
+    """``[n_variants, batch]``: each variant in its own full forward pass from the base tokens, with plain
+    TransformerLens hooks written here (not the engine's hooks, planning or stacking)."""
+    flags = {"hook_result": "use_attn_result", "_input": "use_split_qkv_input", "hook_attn_in": "use_attn_in",
+             "hook_mlp_in": "use_hook_mlp_in"}
+    out = []
+    for variant in variants:
+        hooks = list(base.fwd_hooks)
+        for patch in variant:
+            def write(act, hook, patch=patch):
+                mask = patch.mask.to(act.device)  # [pos, ...] without the batch dim: broadcasts over prompts
+                value = patch.value.to(act.device, act.dtype)  # [batch or 1, ...]
+                new = {"replace": value, "add": act + value, "scale": act * value}[patch.mode]
+                return torch.where(mask, new, act)
+
+            hooks.append((patch.hook, write))
+        names = {patch.hook for patch in variant}
+        wanted = {field for suffix, field in flags.items() if any(n.endswith(suffix) for n in names)}
+        saved = {field: getattr(model.cfg, field) for field in wanted}
+        try:
+            for field in wanted:
+                setattr(model.cfg, field, True)
+            with torch.no_grad(), model.hooks(fwd_hooks=hooks):  # removes only these hooks, not a user's
+                logits = model(base.tokens)
+        finally:
+            for field, value in saved.items():
+                setattr(model.cfg, field, value)
+        out.append(metric(logits).float().cpu())
+    return torch.stack(out)
+
+
+@pytest.fixture
+def reference():
+    """The independent one-run-per-variant reference (:func:`naive_reference`)."""
+    return naive_reference

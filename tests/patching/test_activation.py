@@ -8,6 +8,7 @@ from transformer_lens import patching as tlp
 
 from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.hooks import assert_no_hooks
+from mechinterp.errors import MechinterpError
 from mechinterp.patching import activation_patch, patch_block_every, patch_heads_by_pos_every, patch_heads_every
 
 CASES = [
@@ -69,7 +70,7 @@ def test_every_equals_transformer_lens(tiny_model, short_pair, short_metric, tl_
 @pytest.mark.parametrize("site,by", [("resid_post", "position"), ("result", "head_position"), ("z", "position"), ("pattern", ("layer", "dest_pos"))])
 def test_batched_equals_naive_loop(tiny_model, pair, metric, site, by):
     clean, corrupted, _, _ = pair
-    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, method="naive")
+    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, strategy="naive")
     for chunk in (None, 1, 5):
         fast = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, chunk_size=chunk)
         torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
@@ -222,3 +223,19 @@ def test_resample_with_one_prompt_raises(tiny_model, pair, metric):
     with pytest.raises(MechinterpError, match="[Rr]esample ablation needs at least 2 prompts"):
         patch_block_every(tiny_model, clean[:1], corrupted[:1], one, ablation="resample")
     assert_no_hooks(tiny_model)
+
+
+def test_method_is_the_deprecated_name_of_strategy(tiny_model, pair, metric):
+    """``strategy=`` names batched vs naive; ``method=`` still works for one release, with a DeprecationWarning."""
+    import warnings
+
+    clean, corrupted, _, _ = pair
+    new = activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer", strategy="naive")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer", method="naive")
+    assert any(issubclass(w.category, DeprecationWarning) and "strategy='naive'" in str(w.message) for w in caught)
+    torch.testing.assert_close(old.values, new.values)
+    assert old.method == new.method == "naive"
+    with pytest.raises(MechinterpError, match="strategy"):
+        activation_patch(tiny_model, clean, corrupted, metric, strategy="fast")

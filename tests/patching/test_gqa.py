@@ -15,8 +15,8 @@ from transformer_lens import patching as tlp
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import UnknownSiteError
 from mechinterp.patching import activation_patch, path_patch
-from mechinterp.patching.engine import _prefix_ok
-from mechinterp.patching.tail import split_ok
+from mechinterp.core.fastpath import kv_reuse_ok as _prefix_ok
+from mechinterp.patching.plan import split_ok
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ SWEEPS = [("resid_pre", "position"), ("z", "head_position"), ("k", "head_positio
 @pytest.mark.parametrize("site,by", SWEEPS, ids=[f"{s}-{b}" for s, b in SWEEPS])
 def test_batched_equals_naive_on_a_grouped_query_model(gqa, pair, metric, site, by):
     clean, corrupted, _, _ = pair
-    naive = activation_patch(gqa, clean, corrupted, metric, site=site, by=by, normalise=False, method="naive")
+    naive = activation_patch(gqa, clean, corrupted, metric, site=site, by=by, normalise=False, strategy="naive")
     assert naive.raw.std() > 1e-3  # the sweep moves the metric
     for chunk in (None, 3):
         fast = activation_patch(gqa, clean, corrupted, metric, site=site, by=by, normalise=False, chunk_size=chunk)
@@ -63,7 +63,7 @@ def test_ungrouped_model_patches_keys_per_query_head(llama_factory, pair, metric
     model = llama_factory(ungroup=True)
     clean, corrupted, _, _ = pair
     fast = activation_patch(model, clean, corrupted, metric, site="k", by="head", normalise=False)
-    naive = activation_patch(model, clean, corrupted, metric, site="k", by="head", normalise=False, method="naive")
+    naive = activation_patch(model, clean, corrupted, metric, site="k", by="head", normalise=False, strategy="naive")
     assert fast.raw.shape == (3, 4)
     torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
 
@@ -72,7 +72,7 @@ def test_path_patching_key_receivers_by_key_value_head(gqa, pair, metric):
     clean, corrupted, _, _ = pair
     receivers = [(2, 1, "k"), (2, 3, "q")]
     fast = path_patch(gqa, clean, corrupted, metric, receivers=receivers, normalise=False)
-    naive = path_patch(gqa, clean, corrupted, metric, receivers=receivers, normalise=False, method="naive")
+    naive = path_patch(gqa, clean, corrupted, metric, receivers=receivers, normalise=False, strategy="naive")
     torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
     assert float(fast.raw[:2].abs().max()) > 0  # layers 0-1 reach layer 2's keys and queries
     with pytest.raises(UnknownSiteError, match="key/value head"):

@@ -54,7 +54,7 @@ def test_batched_equals_naive_with_qkv_receivers_and_noising(tiny_model, pair, m
     clean, corrupted, _, _ = pair
     kw = dict(receivers=[(1, 0, "q"), (1, 2, "k"), "L1H3.v"], direction="noising")
     fast = path_patch(tiny_model, clean, corrupted, metric, **kw)
-    naive = path_patch(tiny_model, clean, corrupted, metric, method="naive", **kw)
+    naive = path_patch(tiny_model, clean, corrupted, metric, strategy="naive", **kw)
     torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
     # No path from layer-1 heads into layer-1 inputs: exactly the base run.
     torch.testing.assert_close(fast.raw[1], torch.full((4,), fast.base_value), atol=1e-6, rtol=0)

@@ -37,7 +37,7 @@ def test_noise_by_hand(tiny_model, pair, metric):
 def test_batched_equals_naive(tiny_model, pair, metric, kind, window):
     clean, _, _, _ = pair
     fast = causal_trace(tiny_model, clean, [2, 3], metric, kind=kind, window=window, n_samples=2)
-    naive = causal_trace(tiny_model, clean, [2, 3], metric, kind=kind, window=window, n_samples=2, method="naive")
+    naive = causal_trace(tiny_model, clean, [2, 3], metric, kind=kind, window=window, n_samples=2, strategy="naive")
     torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
 
 

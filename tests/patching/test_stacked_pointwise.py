@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformer_lens import patching as tlp
 
-import mechinterp.patching.pointwise as pointwise
+import mechinterp.patching.stacked as pointwise
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.patching import activation_patch, patch_block_every
-from mechinterp.patching.engine import Patch, base_run, model_flags, run_naive, run_variants
+from mechinterp.patching.engine import Patch, base_run, model_flags, run_variants
 
 TL_CASES = [
     ("z", "head_position", tlp.get_act_patch_attn_head_out_by_pos),
@@ -60,7 +60,7 @@ def test_equals_transformer_lens(tiny_model, short_pair, short_metric, spy, site
         ours = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, normalise=False, readout=readout)
         torch.testing.assert_close(ours.raw, expected, atol=1e-5, rtol=0)
         assert sorted(set(spy)) == [0, 1]  # both layers took the path (layer 1: final LN and unembedding only)
-    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, normalise=False, method="naive")
+    naive = activation_patch(tiny_model, clean, corrupted, metric, site=site, by=by, normalise=False, strategy="naive")
     torch.testing.assert_close(ours.raw, naive.raw, atol=1e-5, rtol=0)
     assert_no_hooks(tiny_model)
 
@@ -87,13 +87,13 @@ SITES = ("attn.hook_z", "attn.hook_result", "hook_attn_out", "hook_resid_mid", "
 
 
 @pytest.mark.parametrize("add", [False, True], ids=["replace", "add"])
-def test_every_stage_equals_the_naive_loop(tiny_model, pair, metric, spy, add):
+def test_every_stage_equals_the_naive_loop(tiny_model, pair, metric, spy, add, reference):
     clean, corrupted, _, _ = pair
     with model_flags(tiny_model, ["blocks.0.attn.hook_result"]):
         _, cache = tiny_model.run_with_cache(clean)
     variants = _variants(tiny_model, cache, clean.shape[1], SITES, per_head=True, add=add)
     base = base_run(tiny_model, corrupted, metric, cache_hooks=[p.hook for (p,) in variants])
-    naive = run_naive(tiny_model, base, variants, metric)
+    naive = reference(tiny_model, base, variants, metric)
     for chunk in (None, 7):
         spy.clear()
         fast = run_variants(tiny_model, base, variants, metric, chunk_size=chunk)
@@ -102,13 +102,13 @@ def test_every_stage_equals_the_naive_loop(tiny_model, pair, metric, spy, add):
     assert_no_hooks(tiny_model)
 
 
-def test_attention_only_model(attn_only_model, pair, metric, spy):
+def test_attention_only_model(attn_only_model, pair, metric, spy, reference):
     clean, corrupted, _, _ = pair
     _, cache = attn_only_model.run_with_cache(clean)
     variants = _variants(attn_only_model, cache, clean.shape[1], ("attn.hook_z", "hook_attn_out", "hook_resid_post"), per_head=True)
     base = base_run(attn_only_model, corrupted, metric, cache_hooks=[p.hook for (p,) in variants])
     fast = run_variants(attn_only_model, base, variants, metric)
-    torch.testing.assert_close(fast, run_naive(attn_only_model, base, variants, metric), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, reference(attn_only_model, base, variants, metric), atol=1e-5, rtol=0)
     assert set(spy) == {0, 1}
 
 
@@ -121,7 +121,7 @@ def test_block_every_mixes_paths(tiny_model, short_pair, short_metric, spy):
     assert spy  # attn_out and mlp_out took it; resid_pre did not (it changes keys and values)
 
 
-def test_not_used_where_it_does_not_apply(tiny_model, pair, metric, spy):
+def test_not_used_where_it_does_not_apply(tiny_model, pair, metric, spy, reference):
     clean, corrupted, _, _ = pair
     _, cache = tiny_model.run_with_cache(clean)
     n_pos = clean.shape[1]
@@ -133,11 +133,11 @@ def test_not_used_where_it_does_not_apply(tiny_model, pair, metric, spy):
     variants.append((Patch("blocks.0.hook_mlp_out", two, cache["blocks.0.hook_mlp_out"]), Patch("blocks.1.hook_mlp_out", two, cache["blocks.1.hook_mlp_out"])))
     base = base_run(tiny_model, corrupted, metric, cache_hooks=sorted({p.hook for v in variants for p in v}))
     fast = run_variants(tiny_model, base, variants, metric)
-    torch.testing.assert_close(fast, run_naive(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, reference(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
     assert spy == []
 
 
-def test_not_used_in_a_block_with_a_users_hook(tiny_model, pair, metric, spy):
+def test_not_used_in_a_block_with_a_users_hook(tiny_model, pair, metric, spy, reference):
     clean, corrupted, _, _ = pair
     _, cache = tiny_model.run_with_cache(clean)
     variants = _variants(tiny_model, cache, clean.shape[1], ("attn.hook_z", "hook_mlp_out"), per_head=True)
@@ -145,7 +145,7 @@ def test_not_used_in_a_block_with_a_users_hook(tiny_model, pair, metric, spy):
     try:
         base = base_run(tiny_model, corrupted, metric, cache_hooks=[p.hook for (p,) in variants])
         fast = run_variants(tiny_model, base, variants, metric)
-        torch.testing.assert_close(fast, run_naive(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
+        torch.testing.assert_close(fast, reference(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
     finally:
         tiny_model.reset_hooks()
     assert set(spy) == {1}  # block 1 has no hook of the user's: it still may

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from mechinterp.patching.effective import effective_firsts
-from mechinterp.patching.engine import Patch, base_run, run_naive, run_variants
+from mechinterp.patching.plan import effective_firsts
+from mechinterp.patching.engine import Patch, base_run, run_variants
 
 
 def _variants(model, cache, n_pos, hooks):
@@ -35,13 +35,13 @@ def test_effective_first_positions(tiny_model, pair, metric):
     assert effective_firsts([zero, two], base) == [-1, 0]
 
 
-def test_skipped_and_shortened_variants_equal_the_naive_loop(tiny_model, pair, metric):
+def test_skipped_and_shortened_variants_equal_the_naive_loop(tiny_model, pair, metric, reference):
     clean, corrupted, _, _ = pair
     _, cache = tiny_model.run_with_cache(clean)
     hooks = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.0.attn.hook_z", "blocks.1.hook_mlp_out"]
     base = base_run(tiny_model, corrupted, metric, cache_hooks=hooks[2:])
     variants = _variants(tiny_model, cache, 10, hooks)
-    naive = run_naive(tiny_model, base, variants, metric)
+    naive = reference(tiny_model, base, variants, metric)
     for chunk in (None, 3):
         torch.testing.assert_close(run_variants(tiny_model, base, variants, metric, chunk_size=chunk), naive, atol=1e-5, rtol=0)
     fast = run_variants(tiny_model, base, variants, metric)

@@ -8,8 +8,8 @@ from transformer_lens import patching as tlp
 
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.patching import activation_patch, path_patch
-from mechinterp.patching.engine import Patch, base_run, run_naive, run_variants
-from mechinterp.patching.tail import split_ok
+from mechinterp.patching.engine import Patch, base_run, run_variants
+from mechinterp.patching.plan import split_ok
 
 
 def _sweep(model, cache, n_pos, sites=("hook_resid_pre", "hook_mlp_out", "attn.hook_z")):
@@ -27,7 +27,7 @@ def _sweep(model, cache, n_pos, sites=("hook_resid_pre", "hook_mlp_out", "attn.h
 
 
 @pytest.mark.parametrize("reads", ["last", "middle", "per_prompt", "two"])
-def test_metrics_reading_any_positions_equal_the_naive_loop(tiny_model, pair, reads):
+def test_metrics_reading_any_positions_equal_the_naive_loop(tiny_model, pair, reads, reference):
     clean, corrupted, correct, wrong = pair
     rows = torch.arange(3)
     pos = {"last": torch.tensor([9, 9, 9]), "middle": torch.tensor([4, 4, 4]), "per_prompt": torch.tensor([9, 6, 3])}
@@ -40,7 +40,7 @@ def test_metrics_reading_any_positions_equal_the_naive_loop(tiny_model, pair, re
     _, cache = tiny_model.run_with_cache(clean)
     base = base_run(tiny_model, corrupted, metric)
     variants = _sweep(tiny_model, cache, clean.shape[1])
-    naive = run_naive(tiny_model, base, variants, metric)
+    naive = reference(tiny_model, base, variants, metric)
     for chunk in (None, 4):
         fast = run_variants(tiny_model, base, variants, metric, chunk_size=chunk)
         torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
@@ -75,7 +75,7 @@ def test_metric_reading_an_uncomputed_position_falls_back_to_full_logits(tiny_mo
         return torch.where(near_base, logits[rows, -1, correct], logits[rows, 2, wrong])
 
     result = activation_patch(tiny_model, clean, corrupted, tricky, site="resid_pre", by="layer", normalise=False)
-    naive = activation_patch(tiny_model, clean, corrupted, tricky, site="resid_pre", by="layer", normalise=False, method="naive")
+    naive = activation_patch(tiny_model, clean, corrupted, tricky, site="resid_pre", by="layer", normalise=False, strategy="naive")
     torch.testing.assert_close(result.raw, naive.raw, atol=1e-5, rtol=0)
     assert torch.isfinite(result.raw).all()
 
@@ -87,12 +87,12 @@ def test_named_metrics_and_readout_full_agree(tiny_model):
         kw = dict(answers=answers, site="z", by="head_position", normalise=False)
         auto = activation_patch(tiny_model, clean, corrupted, name, **kw)
         full = activation_patch(tiny_model, clean, corrupted, name, readout="full", **kw)
-        naive = activation_patch(tiny_model, clean, corrupted, name, method="naive", **kw)
+        naive = activation_patch(tiny_model, clean, corrupted, name, strategy="naive", **kw)
         torch.testing.assert_close(auto.raw, full.raw, atol=1e-5, rtol=0)
         torch.testing.assert_close(auto.raw, naive.raw, atol=1e-5, rtol=0)
 
 
-def test_persistent_user_hooks_disable_the_shortcuts(tiny_model, pair, metric):
+def test_persistent_user_hooks_disable_the_shortcuts(tiny_model, pair, metric, reference):
     clean, corrupted, _, _ = pair
     _, cache = tiny_model.run_with_cache(clean)
     variants = _sweep(tiny_model, cache, clean.shape[1], sites=("hook_resid_pre",))
@@ -102,7 +102,7 @@ def test_persistent_user_hooks_disable_the_shortcuts(tiny_model, pair, metric):
             assert not split_ok(tiny_model, []) or hook_name.startswith("ln_final")
             base = base_run(tiny_model, corrupted, metric)
             fast = run_variants(tiny_model, base, variants, metric)
-            torch.testing.assert_close(fast, run_naive(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
+            torch.testing.assert_close(fast, reference(tiny_model, base, variants, metric), atol=1e-5, rtol=0)
         finally:
             tiny_model.reset_hooks()
 
@@ -117,5 +117,5 @@ def test_split_rules(tiny_model):
 def test_path_patching_with_final_receivers_equals_naive(tiny_model, pair, metric):
     clean, corrupted, _, _ = pair
     fast = path_patch(tiny_model, clean, corrupted, metric, receivers="resid_final", normalise=False)
-    naive = path_patch(tiny_model, clean, corrupted, metric, receivers="resid_final", normalise=False, method="naive")
+    naive = path_patch(tiny_model, clean, corrupted, metric, receivers="resid_final", normalise=False, strategy="naive")
     torch.testing.assert_close(fast.raw, naive.raw, atol=1e-5, rtol=0)
