@@ -37,6 +37,7 @@ from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, UnknownSiteError
 from mechinterp.explain.common import piece, special_ids, token_ids
 from mechinterp.viz import escape, table_html
+from mechinterp.core.validation import check_count
 
 __all__ = ["ActivationFeatures", "Surrogate", "fit_surrogate", "local_surrogate"]
 
@@ -271,6 +272,8 @@ def fit_surrogate(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
+
+    check_count(batch_size, "batch_size")
 
     if kind not in ("tree", "linear"):
         raise MechinterpError(f"kind must be 'tree' or 'linear', got {kind!r}.")

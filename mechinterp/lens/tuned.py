@@ -42,6 +42,7 @@ from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.lens.logit_lens import lens_readout
 from mechinterp.lens.readout import as_cache, decode, residual_rows
 from mechinterp.lens.results import LensComparison, LensResult
+from mechinterp.core.validation import check_count, check_token_ids
 
 __all__ = ["TunedLens", "compare_lenses"]
 
@@ -231,6 +232,10 @@ def compare_lenses(
         A :class:`LensComparison`. Perplexity is over every real token that has a next
         token in its prompt; KL over every real token.
     """
+    check_count(batch_size, "batch_size")
+    check_count(chunk_tokens, "chunk_tokens")
+    if isinstance(inputs, Tensor):
+        check_token_ids(model, inputs, "inputs")
     if not lenses:
         raise MechinterpError("Give at least one lens: {'logit': None, 'tuned': lens}.")
     tuned = [l for l in lenses.values() if l is not None]

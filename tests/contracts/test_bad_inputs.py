@@ -295,7 +295,7 @@ ENTRIES += [
       target="target", size="batch_size"),
     # features
     E("features.neuron", lambda c, **kw: FE.neuron(c.model, 0, _g(kw, "index", 3)), index="index"),
-    E("features.dimension", lambda c, **kw: FE.dimension(c.model, "resid_post", 0, _g(kw, "index", 3)), index="index"),
+    E("features.dimension", lambda c, **kw: FE.dimension(c.model, "resid_post", 0, _g(kw, "index", 3)), int_index="index"),
     E("features.head_norm", lambda c, **kw: FE.head_norm(c.model, 0, _g(kw, "head", 1)), index="head"),
     E("features.direction", lambda c, **kw: FE.direction(c.model, "resid_post", 0, _g(kw, "vector", torch.ones(32))),
       vector=("vector", lambda c: torch.ones(32))),
@@ -417,7 +417,7 @@ ROWS = [
     Row("a CUDA device on a machine without one", ("device",), lambda c, good: "cuda", ModelLoadError),
     Row("a device that does not exist", ("device",), lambda c, good: "gpu7", ModelLoadError),
     Row("index past the layer/width", ("index",), lambda c, good: 10**6, MechinterpError),
-    Row("float index", ("index",), lambda c, good: 1.5, MechinterpError),
+    Row("float index", ("index", "int_index"), lambda c, good: 1.5, MechinterpError),
     Row("a parameter name the model does not have", ("param",), lambda c, good: ["blocks.9.attn.W_Q"], MechinterpError),
     Row("an input folder that does not exist", ("infolder",), lambda c, good: str(c.tmp / "no-such-folder"), MechinterpError),
     Row("an input path under a file", ("infolder",), lambda c, good: NOT_A_FOLDER, MechinterpError),
