@@ -270,11 +270,7 @@ def fit_surrogate(
         >>> sur.fidelity_test > 0.95, sur.root_feature  # doctest: +SKIP
         (True, 'disgusting')
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
-    check_count(batch_size, "batch_size")
-
+    check_count(batch_size, "batch_size")  # every check before importing sklearn (whose import draws from Python's RNG)
     if kind not in ("tree", "linear"):
         raise MechinterpError(f"kind must be 'tree' or 'linear', got {kind!r}.")
     if not 0 < test_fraction < 1:
@@ -286,6 +282,9 @@ def fit_surrogate(
     texts = _prompts(prompts)
     if len(texts) < 10:
         raise MechinterpError(f"fit_surrogate needs at least 10 prompts to hold some out (got {len(texts)}).")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
     batch = tokenize(model, texts)
     among_ids = token_ids(model, among, "among")
     answers = np.array(_answers(model, batch.tokens, batch.lengths, among_ids, batch_size))

@@ -243,8 +243,9 @@ def _vec(c: Ctx) -> Any:
 
 def _sae(c: Ctx) -> Any:
     def make(c: Ctx) -> Any:
-        torch.manual_seed(0)
-        return D.SparseAutoencoder(c.model.cfg.d_model, 64, "topk", k=4, hook_name="blocks.0.hook_resid_post")
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return D.SparseAutoencoder(c.model.cfg.d_model, 64, "topk", k=4, hook_name="blocks.0.hook_resid_post")
     return _lazy(c, "sae", make)
 
 
@@ -272,7 +273,7 @@ def _rest(kw: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 NAMES = ["blocks.0.attn.W_Q"]
-PROMPTS3 = ["w1 w2 w3", "w4 w2 w5", "w1 w6 w3", "w7 w2 w3", "w4 w6 w5", "w7 w8 w3"]
+PROMPTS12 = ["w1 w2 w3", "w4 w2 w5", "w1 w6 w3", "w7 w2 w3", "w4 w6 w5", "w7 w8 w3"] * 2
 
 ENTRIES += [
     # lens
@@ -303,7 +304,7 @@ ENTRIES += [
     E("features.max_activating_examples", lambda c, **kw: FE.max_activating_examples(c.model, _g(kw, "inputs", c.t2), _target(c), **{"k": 2, **_rest(kw, "inputs")}),
       tokens=("inputs", lambda c: c.t2), size="k"),
     E("features.optimise_input", lambda c, **kw: FE.optimise_input(c.model, _target(c), **{"length": 2, "steps": 2, "top_k": 4, "n_candidates": 4, **kw}),
-      size="steps"),
+      size="length"),
     E("features.optimise_input[allowed]", lambda c, **kw: FE.optimise_input(c.model, _target(c), length=2, steps=2, top_k=4, n_candidates=4,
                                                                            allowed=_g(kw, "allowed", torch.arange(3, 20))),
       tokens=("allowed", lambda c: torch.arange(3, 20))),
@@ -315,9 +316,9 @@ ENTRIES += [
     E("explain.grad_cam", lambda c, **kw: X.grad_cam(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4)), tokens=T1, target="target"),
     E("explain.local_surrogate", lambda c, **kw: X.local_surrogate(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4), **{"n_samples": 16, **_rest(kw, "prompt", "target")}),
       tokens=T1, target="target", size="n_samples"),
-    E("explain.global_attribution", lambda c, **kw: X.global_attribution(c.model, _g(kw, "prompts", c.t2), [4, 5], method="saliency", **_rest(kw, "prompts")),
+    E("explain.global_attribution", lambda c, **kw: X.global_attribution(c.model, list(_g(kw, "prompts", c.t2)), [4, 5], method="saliency", **_rest(kw, "prompts")),
       tokens=("prompts", lambda c: c.t2), float="confidence"),
-    E("explain.fit_surrogate", lambda c, **kw: X.fit_surrogate(c.model, PROMPTS3, **{"max_depth": 2, **kw}), float="test_fraction", size="batch_size"),
+    E("explain.fit_surrogate", lambda c, **kw: X.fit_surrogate(c.model, PROMPTS12, **{"max_depth": 2, **kw}), float="test_fraction", size="batch_size"),
     E("explain.cot_faithfulness", lambda c, **kw: X.cot_faithfulness(c.model, [("w1 w2", "w3 w4 w5", "w6")], filler=" w9", **kw), size="batch_size"),
     # influence
     E("influence.influence", lambda c, **kw: IN.influence(c.model, _g(kw, "train", c.t2), [(c.t1, _g(kw, "target", 4))], method="dot", projection_dim=None,
