@@ -54,7 +54,7 @@ def select_params(model: Any, params: str | Sequence[str] | None = "matrices") -
             hits = [n for n in names if n == want or n.startswith(want + ".")]
             if not hits:
                 raise MechinterpError(
-                    f"params: no parameter is named or starts with {want!r}; names look like {names[:3]} (see model.named_parameters())."
+                    f"params: No parameter is named or starts with {want!r}; names look like {names[:3]} (see model.named_parameters())."
                 )
             chosen += [h for h in hits if h not in chosen]
     if not chosen:
