@@ -344,6 +344,15 @@ ENTRIES += [
     E("dictionary.splice", lambda c, **kw: _enter(D.splice(c.model, _g(kw, "sae", _sae(c)), **_rest(kw, "sae")), c, c.t2), sae="sae"),
     E("dictionary.load_sae", lambda c, **kw: D.load_sae(_g(kw, "folder", _sae_folder(c))), infolder="folder"),
     E("dictionary.save_sae", lambda c, **kw: D.save_sae(_sae(c), _g(kw, "folder", c.tmp / "sae-out")), path="folder"),
+    # classes and data makers of these families (not found by the scan: their first argument is not a model)
+    E("lens.TunedLens", lambda c, **kw: L.TunedLens(**{"steps": 2, "batch_tokens": 8, **_rest(kw, "inputs")}).fit(c.model, _g(kw, "inputs", c.t2)),
+      tokens=("inputs", lambda c: c.t2), size="steps", float="lr"),
+    E("influence.InfluenceIndex", lambda c, **kw: IN.InfluenceIndex(c.model, "dot", projection_dim=None, **_rest(kw, "train")).fit(_g(kw, "train", c.t2)),
+      tokens=("train", lambda c: c.t2), size="batch_size"),
+    E("dictionary.train_sae", lambda c, **kw: D.train_sae(_g(kw, "source", torch.randn(64, 8, generator=torch.Generator().manual_seed(0))),
+                                                          **{"k": 2, "expansion_factor": 2, "batch_size": 16, **_rest(kw, "source")}),
+      size="batch_size", float="l1_coefficient", vector=("source", lambda c: torch.ones(64, 8))),
+    E("dictionary.superposition_data", lambda c, **kw: D.superposition_data(**{"n": 16, "d": 4, "n_features": 8, **kw}), size="n", float="p"),
 ]
 
 
