@@ -2,7 +2,8 @@
 
 A row is (bad input, the entry points it applies to, the expected error class). An entry point
 says which of its arguments plays each *role* (token ids, a task, a size, a finite float, a
-token-id target, an output path, a metric...); a row fills one role with a bad value. Every
+token-id target, an output path, a metric, an index into a site, a parameter name, an input
+folder, an SAE...); a row fills one role with a bad value. Every
 row must raise a :class:`~mechinterp.errors.MechinterpError` subclass whose message names the
 argument, and leave the model as it was: no hooks, the same TransformerLens config flags, the
 same parameter gradient flags, and the global random states (torch, NumPy, Python) unchanged.
@@ -352,6 +353,7 @@ ENTRIES += [
     E("dictionary.train_sae", lambda c, **kw: D.train_sae(_g(kw, "source", torch.randn(64, 8, generator=torch.Generator().manual_seed(0))),
                                                           **{"k": 2, "expansion_factor": 2, "batch_size": 16, **_rest(kw, "source")}),
       size="batch_size", float="l1_coefficient", vector=("source", lambda c: torch.ones(64, 8))),
+    E("explain.aggregate", lambda c, **kw: X.aggregate([c.saliency, c.saliency], **kw), float="confidence"),
     E("dictionary.superposition_data", lambda c, **kw: D.superposition_data(**{"n": 16, "d": 4, "n_features": 8, **kw}), size="n", float="p"),
 ]
 
