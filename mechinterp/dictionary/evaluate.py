@@ -35,6 +35,7 @@ from mechinterp.dictionary.results import SAEEvaluation
 from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.dictionary.splice import splice
 from mechinterp.errors import EmptyInputError, MechinterpError
+from mechinterp.core.validation import check_count, check_positive, check_token_ids
 
 __all__ = ["evaluate_sae"]
 
@@ -59,6 +60,11 @@ def evaluate_sae(
         dense_threshold: a latent firing on more than this fraction of tokens is dense.
         n_bins: bins of the log10-frequency histogram.
     """
+    check_count(batch_size, "batch_size")
+    check_count(n_bins, "n_bins")
+    check_positive(dense_threshold, "dense_threshold")
+    if isinstance(prompts, Tensor):
+        check_token_ids(model, prompts, "prompts")
     if isinstance(prompts, SharedCache):
         inputs = prompts.inputs
     elif isinstance(prompts, Tokenized):

@@ -33,6 +33,7 @@ import torch
 
 from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.errors import MechinterpError
+from mechinterp.core.validation import check_writable_dir
 
 __all__ = ["save_sae", "load_sae", "SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME"]
 
@@ -52,6 +53,8 @@ def _architecture(sae: SparseAutoencoder) -> str:
 def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict[str, Any] | None = None) -> Path:
     """Write ``sae`` as a SAELens checkpoint folder (created if needed); returns the folder."""
     from safetensors.torch import save_file
+
+    check_writable_dir(folder, "folder")
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

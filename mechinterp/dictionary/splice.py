@@ -93,7 +93,7 @@ def splice(
     def reconstruct(x_in: Tensor, out: Tensor) -> Tensor:
         if x_in.shape[-1] != sae.d_in or out.shape[-1] != sae.d_out:
             raise ShapeMismatchError(
-                f"The SAE maps width {sae.d_in} -> {sae.d_out}; the hook gives {x_in.shape[-1]} -> {out.shape[-1]}."
+                f"sae maps width {sae.d_in} -> {sae.d_out}, but the hook gives {x_in.shape[-1]} -> {out.shape[-1]}."
             )
         f = sae.encode(x_in)
         f_edit = edit(f) if edit is not None else f

@@ -20,6 +20,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.validation import check_count, check_positive
+from mechinterp.errors import MechinterpError
+
 __all__ = ["superposition_data", "match_directions"]
 
 
@@ -32,6 +35,11 @@ def superposition_data(
         ``(x, directions, coefficients)``: ``x = coefficients @ directions + offset + noise``
         (a fixed random offset when ``offset``, like the mean of a real residual stream).
     """
+    for name, value in (("n", n), ("d", d), ("n_features", n_features)):
+        check_count(value, name)
+    if not check_positive(p, "p") <= 1:
+        raise MechinterpError(f"p is a firing probability in (0, 1], got {p!r}.")
+    check_positive(noise, "noise", allow_zero=True)
     g = torch.Generator().manual_seed(seed)
     directions = torch.randn(n_features, d, generator=g)
     directions = directions / directions.norm(dim=-1, keepdim=True)

@@ -43,6 +43,7 @@ from mechinterp.dictionary.activations import ActivationStream
 from mechinterp.dictionary.results import TrainingLog
 from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.errors import MechinterpError, NonFiniteError
+from mechinterp.core.validation import check_count, check_finite, check_positive
 
 __all__ = ["TrainConfig", "train_sae", "geometric_median"]
 
@@ -114,6 +115,15 @@ class TrainConfig:
             raise MechinterpError(f"architecture must be one of {TRAIN_ARCHITECTURES}, got {self.architecture!r}.")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise MechinterpError(f"b_dec_init must be 'geometric_median', 'mean' or 'zeros', got {self.b_dec_init!r}.")
+        for name in ("n_epochs", "batch_size", "k", "buffer_size", "expansion_factor", "log_every"):
+            check_count(getattr(self, name), name)
+        for name in ("d_sae", "dead_window", "aux_k"):
+            check_count(getattr(self, name), name, none_ok=True)
+        for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient", "l1_warmup_fraction", "jumprelu_init_threshold"):
+            check_positive(getattr(self, name), name, allow_zero=True)
+        check_positive(self.jumprelu_bandwidth, "jumprelu_bandwidth")
+        if self.lr is not None:
+            check_positive(self.lr, "lr")
         if self.n_epochs < 1 or self.batch_size < 1 or self.k < 1:
             raise MechinterpError("n_epochs, batch_size and k must be at least 1.")
 
@@ -164,6 +174,8 @@ def train_sae(
     """
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     config.check()
+    if isinstance(source, Tensor):
+        check_finite(source, "source")
     device = torch.device(config.device)
     if isinstance(source, ActivationStream):
         stream = source

@@ -34,6 +34,7 @@ from mechinterp.core.results import AbstractResult
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.explain.common import piece
 from mechinterp.viz import table_html
+from mechinterp.core.validation import check_count
 
 __all__ = ["CoTFaithfulness", "cot_faithfulness"]
 
@@ -136,6 +137,7 @@ def cot_faithfulness(
         >>> res = cot_faithfulness(model, [("Q: 3 + 4 =", " 3 plus 4 is 7 .", " A:")])  # doctest: +SKIP
         >>> res.dependence  # doctest: +SKIP
     """
+    check_count(batch_size, "batch_size")
     examples = list(examples)
     if not examples:
         raise EmptyInputError("cot_faithfulness: no examples; pass (question, scratchpad, suffix) triples.")

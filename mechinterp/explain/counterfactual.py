@@ -41,6 +41,7 @@ from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.explain.common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
 from mechinterp.viz import escape, table_html
+from mechinterp.core.validation import check_ids
 
 __all__ = ["Counterfactual", "counterfactual"]
 
@@ -299,6 +300,8 @@ def counterfactual(
         >>> cf.success, cf.edits[0]["old"], cf.edits[0]["new"]  # doctest: +SKIP
         (True, 'France', 'Italy')
     """
+    if target is not None and not isinstance(target, str):
+        check_ids(target, model.cfg.d_vocab, "target")
     for name, value, low in (("max_edits", max_edits, 1), ("top_k", top_k, 1), ("beam", beam, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise MechinterpError(f"counterfactual: {name} must be an integer >= {low}, got {value!r}.")

@@ -30,6 +30,7 @@ from torch import Tensor
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.viz import escape, table_html
+from mechinterp.core.validation import check_positive, check_token_ids
 
 __all__ = ["GlobalView", "aggregate", "global_attribution"]
 
@@ -222,6 +223,13 @@ def global_attribution(model: Any, prompts: Any, targets: Iterable[Any] | None =
         >>> view.top(3, min_count=3)  # doctest: +SKIP
     """
     from mechinterp.attribution import Contrast, attribute
+
+    if not (check_positive(confidence, "confidence") < 1):
+        raise MechinterpError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence!r}.")
+    if isinstance(prompts, (list, tuple)):
+        for i, p in enumerate(prompts):
+            if isinstance(p, Tensor):
+                check_token_ids(model, p, f"prompts[{i}]")
 
     truth = None
     if hasattr(prompts, "clean_tokens") and hasattr(prompts, "ground_truth"):

@@ -37,6 +37,7 @@ from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, UnknownSiteError
 from mechinterp.explain.common import piece, special_ids, token_ids
 from mechinterp.viz import escape, table_html
+from mechinterp.core.validation import check_count
 
 __all__ = ["ActivationFeatures", "Surrogate", "fit_surrogate", "local_surrogate"]
 
@@ -269,9 +270,7 @@ def fit_surrogate(
         >>> sur.fidelity_test > 0.95, sur.root_feature  # doctest: +SKIP
         (True, 'disgusting')
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
+    check_count(batch_size, "batch_size")  # every check before importing sklearn (whose import draws from Python's RNG)
     if kind not in ("tree", "linear"):
         raise MechinterpError(f"kind must be 'tree' or 'linear', got {kind!r}.")
     if not 0 < test_fraction < 1:
@@ -283,6 +282,9 @@ def fit_surrogate(
     texts = _prompts(prompts)
     if len(texts) < 10:
         raise MechinterpError(f"fit_surrogate needs at least 10 prompts to hold some out (got {len(texts)}).")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
     batch = tokenize(model, texts)
     among_ids = token_ids(model, among, "among")
     answers = np.array(_answers(model, batch.tokens, batch.lengths, among_ids, batch_size))

@@ -30,6 +30,7 @@ from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.features.result import MaxActivations
 from mechinterp.features.targets import ActivationTarget
+from mechinterp.core.validation import check_count, check_token_ids
 
 __all__ = ["max_activating_examples"]
 
@@ -60,8 +61,10 @@ def max_activating_examples(
     Returns:
         A :class:`MaxActivations`, highest first (lowest first with ``minimise``).
     """
-    if k < 1:
-        raise MechinterpError(f"k must be at least 1, got {k}.")
+    check_count(k, "k")
+    check_count(batch_size, "batch_size")
+    if isinstance(inputs, Tensor):
+        check_token_ids(model, inputs, "inputs")
     if skip_first is None:
         skip_first = bool(model.cfg.default_prepend_bos)
     sign = -1.0 if minimise else 1.0

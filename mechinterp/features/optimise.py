@@ -33,6 +33,7 @@ from torch import Tensor
 from mechinterp.errors import MechinterpError
 from mechinterp.features.result import MaxActivations, OptimisedInput
 from mechinterp.features.targets import ActivationTarget
+from mechinterp.core.validation import check_count, check_ids
 
 __all__ = ["optimise_input"]
 
@@ -72,6 +73,11 @@ def optimise_input(
     Returns:
         An :class:`OptimisedInput`.
     """
+    for name, value in (("length", length), ("top_k", top_k), ("n_candidates", n_candidates), ("patience", patience)):
+        check_count(value, name)
+    check_count(steps, "steps", minimum=0)
+    if allowed is not None:
+        check_ids(allowed, model.cfg.d_vocab, "allowed")
     if length < 1 or steps < 0 or top_k < 1 or n_candidates < 1:
         raise MechinterpError(f"length, top_k and n_candidates must be >= 1 and steps >= 0, got {length}, {top_k}, {n_candidates}, {steps}.")
     if target.hook not in model.hook_dict:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from mechinterp.core.sites import layer_of, resolve
 from mechinterp.errors import MechinterpError, ShapeMismatchError
+from mechinterp.core.validation import check_count, check_finite
 
 __all__ = ["ActivationTarget", "neuron", "dimension", "direction", "head_norm", "site_reduction"]
 
@@ -59,6 +60,8 @@ class ActivationTarget:
 
 
 def _hook(model: Any, site: str, layer: int | None) -> str:
+    if layer is not None:
+        check_count(layer, "layer", minimum=-model.cfg.n_layers)
     names = resolve(model, site, layer)
     if len(names) != 1:
         raise MechinterpError(f"{site!r} names {len(names)} hooks: pass a layer.")
@@ -67,9 +70,10 @@ def _hook(model: Any, site: str, layer: int | None) -> str:
     return names[0]
 
 
-def _index(index: int, size: int, what: str) -> int:
+def _index(index: int, size: int, what: str, name: str = "index") -> int:
+    check_count(index, name, minimum=-size, hint=f"({what} index: an integer.)")
     if not -size <= index < size:
-        raise MechinterpError(f"{what} index {index} out of range: the site has {size}.")
+        raise MechinterpError(f"{name}={index}: {what} index out of range: the site has {size}.")
     return index % size
 
 
@@ -83,12 +87,14 @@ def neuron(model: Any, layer: int, index: int, site: str = "mlp_post") -> Activa
 
 def dimension(model: Any, site: str, layer: int | None, index: int) -> ActivationTarget:
     """Coordinate ``index`` of a ``[batch, pos, d]`` site (e.g. a residual dimension)."""
+    check_count(index, "index", minimum=-(2**62), hint="(a coordinate of the site: an integer.)")
     hook = _hook(model, site, layer)
     return ActivationTarget(hook, lambda act: act[..., index], f"{hook}[{index}]")
 
 
 def direction(model: Any, site: str, layer: int | None, vector: Tensor, label: str = "direction") -> ActivationTarget:
     """The projection ``act · vector`` at a ``[batch, pos, d]`` site (a probe direction)."""
+    check_finite(torch.as_tensor(vector), "vector")
     hook = _hook(model, site, layer)
     vec = torch.as_tensor(vector).detach().float().flatten()
     if not bool(torch.isfinite(vec).all()) or float(vec.norm()) == 0:
@@ -104,7 +110,7 @@ def direction(model: Any, site: str, layer: int | None, vector: Tensor, label: s
 
 def head_norm(model: Any, layer: int, head: int) -> ActivationTarget:
     """The L2 norm of head ``head``'s output ``z_h @ W_O[layer, h]`` (its write into the residual)."""
-    h = _index(head, model.cfg.n_heads, "Head")
+    h = _index(head, model.cfg.n_heads, "Head", "head")
     w_o = model.blocks[layer].attn.W_O[h].detach()  # [d_head, d_model]
 
     def reduce(act: Tensor) -> Tensor:  # z [batch, pos, head, d_head]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mechinterp.core.tokens import Tokenized, answer_tokens, tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, PromptTooLongError, TokenizationError
+from mechinterp.core.validation import check_ids, check_token_ids
 
 __all__ = ["TrainingSet", "Query", "as_training_set", "as_queries"]
 
@@ -57,6 +58,8 @@ def as_training_set(model: Any, train: Any) -> TrainingSet:
         PromptTooLongError: a sequence longer than ``n_ctx``.
         TokenizationError: ids outside the vocabulary, or an input of another type.
     """
+    if isinstance(train, Tensor):
+        check_token_ids(model, train, "train")
     if isinstance(train, TrainingSet):
         return train
     if isinstance(train, Tokenized):
@@ -127,6 +130,10 @@ def _single_token(model: Any, answer: str | int) -> int:
 
 
 def _one_query(model: Any, prompt: Any, target: Any) -> Query:
+    if isinstance(prompt, Tensor):
+        check_token_ids(model, prompt, "query prompt")
+    if isinstance(target, (int, Tensor)):
+        check_ids(target, model.cfg.d_vocab, "query target")
     if isinstance(prompt, str):
         tokens = tokenize(model, prompt).tokens[0]
         name = prompt

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from mechinterp.errors import MechinterpError
+from mechinterp.core.validation import check_count, check_token_ids
 
 __all__ = ["select_params", "train_loss", "per_example_grads", "query_grads", "per_token_grads", "MATRIX_PATTERN"]
 
@@ -53,7 +54,7 @@ def select_params(model: Any, params: str | Sequence[str] | None = "matrices") -
             hits = [n for n in names if n == want or n.startswith(want + ".")]
             if not hits:
                 raise MechinterpError(
-                    f"No parameter is named or starts with {want!r}; names look like {names[:3]} (see model.named_parameters())."
+                    f"params: No parameter is named or starts with {want!r}; names look like {names[:3]} (see model.named_parameters())."
                 )
             chosen += [h for h in hits if h not in chosen]
     if not chosen:
@@ -76,6 +77,7 @@ def per_example_grads(
     model: Any, names: Sequence[str], tokens: Int[Tensor, "batch pos"], mask: Float[Tensor, "batch pos_minus_1"]
 ) -> dict[str, Tensor]:
     """Each sequence's gradient of :func:`train_loss`: ``{name: [batch, *param.shape]}``."""
+    check_token_ids(model, tokens, "tokens")
     params = _params(model, names)
 
     def loss(p: dict[str, Tensor], toks: Tensor, m: Tensor) -> Tensor:
@@ -88,6 +90,7 @@ def per_example_grads(
 
 def query_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"], measure: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
     """The gradient of a query's measurement ``m(logits)``: ``{name: param.shape}``."""
+    check_token_ids(model, tokens, "tokens")
     params = _params(model, names)
     dev = next(iter(params.values())).device
 
@@ -108,6 +111,10 @@ def per_token_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"
     Row ``t`` is the gradient of the loss of predicting token ``t + 1``; the rows sum to the
     sequence's :func:`per_example_grads` gradient.
     """
+    check_token_ids(model, tokens, "tokens")
+    check_count(length, "length", minimum=2, hint="(a sequence needs two tokens for one next-token loss.)")
+    if length > tokens.shape[-1]:
+        raise MechinterpError(f"length={length} is longer than the sequence ({tokens.shape[-1]} tokens).")
     params = _params(model, names)
     dev = next(iter(params.values())).device
     toks = tokens[:length].to(dev)

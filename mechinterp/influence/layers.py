@@ -94,6 +94,9 @@ def kronecker_layers(model: Any, names: list[str]) -> list[KroneckerLayer]:
             configuration whose hooks do not see the matrices' inputs (split q/k/v inputs,
             parallel attention and MLP).
     """
+    missing = [n for n in names if n not in dict(model.named_parameters())]
+    if missing:
+        raise MechinterpError(f"names: {missing[:3]} are not parameters of this model; pick names from select_params(model).")
     cfg = model.cfg
     if getattr(cfg, "use_split_qkv_input", False) or getattr(cfg, "use_attn_in", False):
         raise MechinterpError("EK-FAC needs use_split_qkv_input=False and use_attn_in=False; call model.set_use_split_qkv_input(False).")

@@ -37,6 +37,7 @@ from torch import Tensor
 from mechinterp.errors import MechinterpError
 from mechinterp.lens.readout import answer_ids, as_cache, check_linear_head, norm_bias
 from mechinterp.lens.results import DLAResult
+from mechinterp.core.validation import check_count, check_token_ids
 
 __all__ = ["direct_logit_attribution", "dla_sites"]
 
@@ -95,6 +96,9 @@ def direct_logit_attribution(
     Returns:
         A :class:`DLAResult` whose ``scores.sum(0) + constant`` equals ``target``.
     """
+    check_count(batch_size, "batch_size")
+    if isinstance(inputs, Tensor):
+        check_token_ids(model, inputs, "inputs")
     _check_model(model, neurons)
     cfg = model.cfg
     cache = as_cache(model, inputs, positions, batch_size)

@@ -32,6 +32,7 @@ from torch import Tensor
 from mechinterp.errors import MechinterpError
 from mechinterp.lens.readout import answer_ids, as_cache, decode, residual_rows
 from mechinterp.lens.results import LensResult
+from mechinterp.core.validation import check_count, check_token_ids
 
 __all__ = ["logit_lens", "lens_readout"]
 
@@ -83,10 +84,11 @@ def lens_readout(
     chunk_tokens: int = 2048,
 ) -> LensResult:
     """:func:`logit_lens`, with each row's residual first mapped by ``lens.translate(row, x)`` when given."""
-    if k < 1:
-        raise MechinterpError(f"k must be at least 1, got {k}.")
-    if chunk_tokens < 1:
-        raise MechinterpError(f"chunk_tokens must be at least 1, got {chunk_tokens}.")
+    check_count(k, "k")
+    check_count(chunk_tokens, "chunk_tokens")
+    check_count(batch_size, "batch_size")
+    if isinstance(inputs, Tensor):
+        check_token_ids(model, inputs, "inputs")
     if lens is not None:
         site = lens.site
     cache = as_cache(model, inputs, positions, batch_size)

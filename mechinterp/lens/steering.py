@@ -44,6 +44,7 @@ from mechinterp.errors import EmptyInputError, MechinterpError, ShapeMismatchErr
 from mechinterp.lens.readout import answer_ids
 from mechinterp.lens.results import SteeringSweep
 from mechinterp.viz import escape, table_html
+from mechinterp.core.validation import check_count, check_finite, check_ids, check_token_ids
 
 __all__ = ["SteeringVector", "contrastive_vector", "steering_hooks", "steered_generate", "steering_sweep"]
 
@@ -123,6 +124,10 @@ def contrastive_vector(
         positions: which position per prompt to average (``"last"`` by default).
         batch_size: prompts per forward pass.
     """
+    check_count(batch_size, "batch_size")
+    for name, value in (("positive", positive), ("negative", negative)):
+        if isinstance(value, Tensor):
+            check_token_ids(model, value, name)
     hook = resolve(model, site, layer)[0]
 
     def mean(inputs: Any) -> tuple[Tensor, int]:
@@ -203,6 +208,9 @@ def steered_generate(
     max_new_tokens: int = 20, **generate_kwargs: Any,
 ) -> str:
     """Greedy generation (by default) with the vector added at every position."""
+    check_count(max_new_tokens, "max_new_tokens")
+    if not isinstance(scale, Tensor):
+        check_finite(scale, "scale")
     generate_kwargs.setdefault("do_sample", False)
     generate_kwargs.setdefault("verbose", False)
     with steering_hooks(model, vector, scale):
@@ -238,6 +246,11 @@ def steering_sweep(
         seed: seed of the random vectors.
         batch_size: prompts per forward pass.
     """
+    check_count(batch_size, "batch_size")
+    check_count(n_random, "n_random", minimum=0)
+    for name, value in (("target", target), ("other", other)):
+        if not isinstance(value, str):
+            check_ids(value, model.cfg.d_vocab, name)
     if not vectors or not scales:
         raise EmptyInputError("Give at least one layer's vector and one scale.")
     if positions not in ("all", "last"):

@@ -42,6 +42,8 @@ from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.lens.logit_lens import lens_readout
 from mechinterp.lens.readout import as_cache, decode, residual_rows
 from mechinterp.lens.results import LensComparison, LensResult
+from mechinterp.core.validation import check_count, check_token_ids
+from mechinterp.core.validation import check_count, check_positive, check_token_ids
 
 __all__ = ["TunedLens", "compare_lenses"]
 
@@ -82,12 +84,19 @@ class TunedLens:
     def _check_params(self) -> None:
         if self.kind not in ("affine", "bias"):
             raise MechinterpError(f"kind must be 'affine' or 'bias', got {self.kind!r}.")
+        check_count(self.steps, "steps")
+        check_count(self.batch_tokens, "batch_tokens")
+        check_positive(self.lr, "lr")
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
         if self.steps < 1 or self.batch_tokens < 1 or self.lr <= 0:
             raise MechinterpError(f"steps and batch_tokens must be >= 1 and lr > 0, got {self.steps}, {self.batch_tokens}, {self.lr}.")
 
     def fit(self, model: Any, inputs: Any, *, batch_size: int = 32, **cache_kwargs: Any) -> TunedLens:
         """Train the translators on ``inputs`` (prompts or a ``positions="all"`` SharedCache)."""
         self._check_params()
+        check_count(batch_size, "batch_size")
+        if isinstance(inputs, Tensor):
+            check_token_ids(model, inputs, "inputs")
         rows = residual_rows(model, self.site)
         final_hook = rows[-1][1]
         trained = [r for r, (_, h) in enumerate(rows) if h != final_hook]
@@ -231,6 +240,10 @@ def compare_lenses(
         A :class:`LensComparison`. Perplexity is over every real token that has a next
         token in its prompt; KL over every real token.
     """
+    check_count(batch_size, "batch_size")
+    check_count(chunk_tokens, "chunk_tokens")
+    if isinstance(inputs, Tensor):
+        check_token_ids(model, inputs, "inputs")
     if not lenses:
         raise MechinterpError("Give at least one lens: {'logit': None, 'tuned': lens}.")
     tuned = [l for l in lenses.values() if l is not None]

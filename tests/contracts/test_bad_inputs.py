@@ -2,7 +2,8 @@
 
 A row is (bad input, the entry points it applies to, the expected error class). An entry point
 says which of its arguments plays each *role* (token ids, a task, a size, a finite float, a
-token-id target, an output path, a metric...); a row fills one role with a bad value. Every
+token-id target, an output path, a metric, an index into a site, a parameter name, an input
+folder, an SAE...); a row fills one role with a bad value. Every
 row must raise a :class:`~mechinterp.errors.MechinterpError` subclass whose message names the
 argument, and leave the model as it was: no hooks, the same TransformerLens config flags, the
 same parameter gradient flags, and the global random states (torch, NumPy, Python) unchanged.
@@ -221,6 +222,148 @@ ENTRIES: list[Entry] = [
 ]
 
 
+# --- lens, features, explain, influence, dictionary ---------------------------------------------
+from mechinterp import dictionary as D  # noqa: E402
+from mechinterp import explain as X  # noqa: E402
+from mechinterp import features as FE  # noqa: E402
+from mechinterp import influence as IN  # noqa: E402
+from mechinterp import lens as L  # noqa: E402
+
+
+def _lazy(c: Ctx, key: str, make: Callable[[Ctx], Any]) -> Any:
+    """A good argument built once per context (per model: the precision test copies the context)."""
+    store = c.__dict__.setdefault("_lazy", {})
+    if (key, id(c.model)) not in store:
+        store[(key, id(c.model))] = make(c)
+    return store[(key, id(c.model))]
+
+
+def _vec(c: Ctx) -> Any:
+    return _lazy(c, "vec", lambda c: L.contrastive_vector(c.model, c.t2[:1], c.t2[1:], 0))
+
+
+def _sae(c: Ctx) -> Any:
+    def make(c: Ctx) -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return D.SparseAutoencoder(c.model.cfg.d_model, 64, "topk", k=4, hook_name="blocks.0.hook_resid_post")
+    return _lazy(c, "sae", make)
+
+
+def _target(c: Ctx) -> Any:
+    return FE.neuron(c.model, 0, 3)
+
+
+def _sae_folder(c: Ctx) -> str:
+    folder = c.tmp / "sae"
+    if not folder.exists():
+        D.save_sae(_sae(c), folder)
+    return str(folder)
+
+
+def _ckpt_folder(c: Ctx) -> str:
+    folder = c.tmp / "run"
+    if not folder.exists():
+        (folder / "checkpoints").mkdir(parents=True)
+        torch.save({"state_dict": c.model.state_dict(), "lr": 0.1, "step": 1}, folder / "checkpoints" / "step-1.pt")
+    return str(folder)
+
+
+def _rest(kw: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if k not in names}
+
+
+NAMES = ["blocks.0.attn.W_Q"]
+PROMPTS12 = ["w1 w2 w3", "w4 w2 w5", "w1 w6 w3", "w7 w2 w3", "w4 w6 w5", "w7 w8 w3"] * 2
+
+ENTRIES += [
+    # lens
+    E("lens.logit_lens", lambda c, **kw: L.logit_lens(c.model, _g(kw, "inputs", c.t2), **_rest(kw, "inputs")),
+      tokens=("inputs", lambda c: c.t2), size="k", answer="answers"),
+    E("lens.lens_readout", lambda c, **kw: L.lens_readout(c.model, _g(kw, "inputs", c.t2), **_rest(kw, "inputs")),
+      tokens=("inputs", lambda c: c.t2), size="chunk_tokens", answer="answers"),
+    E("lens.compare_lenses", lambda c, **kw: L.compare_lenses(c.model, _g(kw, "inputs", c.t2), {"logit": None}, **_rest(kw, "inputs")),
+      tokens=("inputs", lambda c: c.t2), size="batch_size"),
+    E("lens.direct_logit_attribution", lambda c, **kw: L.direct_logit_attribution(c.model, _g(kw, "inputs", c.t2), _g(kw, "answers", ["w5", "w6"]),
+                                                                                 **_rest(kw, "inputs", "answers")),
+      tokens=("inputs", lambda c: c.t2), size="batch_size", answer="answers"),
+    E("lens.contrastive_vector", lambda c, **kw: L.contrastive_vector(c.model, _g(kw, "positive", c.t2), c.x2, 0, **_rest(kw, "positive")),
+      tokens=("positive", lambda c: c.t2), size="batch_size"),
+    E("lens.steered_generate", lambda c, **kw: L.steered_generate(c.model, "w1 w2", _vec(c), **{"max_new_tokens": 2, "do_sample": False, "verbose": False, **kw}),
+      float="scale", size="max_new_tokens"),
+    E("lens.steering_hooks", lambda c, **kw: _enter(L.steering_hooks(c.model, _vec(c), **kw), c, c.t2), float="scale"),
+    E("lens.steering_sweep", lambda c, **kw: L.steering_sweep(c.model, ["w1 w2 w3", "w4 w5 w6"], {0: _vec(c)}, [0.0, 1.0], target=_g(kw, "target", "w4"),
+                                                             other="w5", **_rest(kw, "target")),
+      target="target", size="batch_size"),
+    # features
+    E("features.neuron", lambda c, **kw: FE.neuron(c.model, 0, _g(kw, "index", 3)), index="index"),
+    E("features.dimension", lambda c, **kw: FE.dimension(c.model, "resid_post", 0, _g(kw, "index", 3)), int_index="index"),
+    E("features.head_norm", lambda c, **kw: FE.head_norm(c.model, 0, _g(kw, "head", 1)), index="head"),
+    E("features.direction", lambda c, **kw: FE.direction(c.model, "resid_post", 0, _g(kw, "vector", torch.ones(32))),
+      vector=("vector", lambda c: torch.ones(32))),
+    E("features.site_reduction", lambda c, **kw: FE.site_reduction(c.model, "resid_post", _g(kw, "layer", 0), lambda a: a.sum(-1)), index="layer"),
+    E("features.max_activating_examples", lambda c, **kw: FE.max_activating_examples(c.model, _g(kw, "inputs", c.t2), _target(c), **{"k": 2, **_rest(kw, "inputs")}),
+      tokens=("inputs", lambda c: c.t2), size="k"),
+    E("features.optimise_input", lambda c, **kw: FE.optimise_input(c.model, _target(c), **{"length": 2, "steps": 2, "top_k": 4, "n_candidates": 4, **kw}),
+      size="length"),
+    E("features.optimise_input[allowed]", lambda c, **kw: FE.optimise_input(c.model, _target(c), length=2, steps=2, top_k=4, n_candidates=4,
+                                                                           allowed=_g(kw, "allowed", torch.arange(3, 20))),
+      tokens=("allowed", lambda c: torch.arange(3, 20))),
+    # explain
+    E("explain.counterfactual", lambda c, **kw: X.counterfactual(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4), **{"max_edits": 1, "top_k": 2, "beam": 2, **_rest(kw, "prompt", "target")}),
+      tokens=T1, target="target", size="max_edits"),
+    E("explain.explain_in_words", lambda c, **kw: X.explain_in_words(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4), method="saliency", **_rest(kw, "prompt", "target")),
+      tokens=T1, target="target", size="top_k"),
+    E("explain.grad_cam", lambda c, **kw: X.grad_cam(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4)), tokens=T1, target="target"),
+    E("explain.local_surrogate", lambda c, **kw: X.local_surrogate(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4), **{"n_samples": 16, **_rest(kw, "prompt", "target")}),
+      tokens=T1, target="target", size="n_samples"),
+    E("explain.global_attribution", lambda c, **kw: X.global_attribution(c.model, list(_g(kw, "prompts", c.t2)), [4, 5], method="saliency", **_rest(kw, "prompts")),
+      tokens=("prompts", lambda c: c.t2), float="confidence"),
+    E("explain.fit_surrogate", lambda c, **kw: X.fit_surrogate(c.model, PROMPTS12, **{"max_depth": 2, **kw}), float="test_fraction", size="batch_size"),
+    E("explain.cot_faithfulness", lambda c, **kw: X.cot_faithfulness(c.model, [("w1 w2", "w3 w4 w5", "w6")], filler=" w9", **kw), size="batch_size"),
+    # influence
+    E("influence.influence", lambda c, **kw: IN.influence(c.model, _g(kw, "train", c.t2), [(c.t1, _g(kw, "target", 4))], method="dot", projection_dim=None,
+                                                          **{"top_k": 1, **_rest(kw, "train", "target")}),
+      tokens=("train", lambda c: c.t2), target="target", size="top_k"),
+    E("influence.tracin", lambda c, **kw: IN.tracin(c.model, [(c.model.state_dict(), 0.1)], _g(kw, "train", c.t2), [(c.t1, 4)], projection_dim=None,
+                                                    **{"top_k": 1, **_rest(kw, "train")}),
+      tokens=("train", lambda c: c.t2), size="top_k"),
+    E("influence.as_training_set", lambda c, **kw: IN.as_training_set(c.model, _g(kw, "train", c.t2)), tokens=("train", lambda c: c.t2)),
+    E("influence.as_queries", lambda c, **kw: IN.as_queries(c.model, [(_g(kw, "prompt", c.t1), _g(kw, "target", 4))]), tokens=T1, target="target"),
+    E("influence.per_example_grads", lambda c, **kw: IN.per_example_grads(c.model, NAMES, _g(kw, "tokens", c.t2), torch.ones(2, 5)),
+      tokens=("tokens", lambda c: c.t2)),
+    E("influence.per_token_grads", lambda c, **kw: IN.per_token_grads(c.model, NAMES, _g(kw, "tokens", c.t1), _g(kw, "length", 6)),
+      tokens=("tokens", lambda c: c.t1), size="length"),
+    E("influence.query_grads", lambda c, **kw: IN.query_grads(c.model, NAMES, _g(kw, "tokens", c.t1), lambda logits: logits[-1, 4]),
+      tokens=("tokens", lambda c: c.t1)),
+    E("influence.select_params", lambda c, **kw: IN.select_params(c.model, _g(kw, "params", "matrices")), param="params"),
+    E("influence.kronecker_layers", lambda c, **kw: IN.kronecker_layers(c.model, _g(kw, "names", NAMES)), param="names"),
+    E("influence.load_checkpoints", lambda c, **kw: IN.load_checkpoints(_g(kw, "folder", _ckpt_folder(c))), infolder="folder"),
+    # dictionary
+    E("dictionary.evaluate_sae", lambda c, **kw: D.evaluate_sae(c.model, _g(kw, "sae", _sae(c)), _g(kw, "prompts", c.t2), **_rest(kw, "prompts", "sae")),
+      tokens=("prompts", lambda c: c.t2), size="batch_size", sae="sae"),
+    E("dictionary.splice", lambda c, **kw: _enter(D.splice(c.model, _g(kw, "sae", _sae(c)), **_rest(kw, "sae")), c, c.t2), sae="sae"),
+    E("dictionary.load_sae", lambda c, **kw: D.load_sae(_g(kw, "folder", _sae_folder(c))), infolder="folder"),
+    E("dictionary.save_sae", lambda c, **kw: D.save_sae(_sae(c), _g(kw, "folder", c.tmp / "sae-out")), path="folder"),
+    # classes and data makers of these families (not found by the scan: their first argument is not a model)
+    E("lens.TunedLens", lambda c, **kw: L.TunedLens(**{"steps": 2, "batch_tokens": 8, **_rest(kw, "inputs")}).fit(c.model, _g(kw, "inputs", c.t2)),
+      tokens=("inputs", lambda c: c.t2), size="steps", float="lr"),
+    E("influence.InfluenceIndex", lambda c, **kw: IN.InfluenceIndex(c.model, "dot", projection_dim=None, **_rest(kw, "train")).fit(_g(kw, "train", c.t2)),
+      tokens=("train", lambda c: c.t2), size="batch_size"),
+    E("dictionary.train_sae", lambda c, **kw: D.train_sae(_g(kw, "source", torch.randn(64, 8, generator=torch.Generator().manual_seed(0))),
+                                                          **{"k": 2, "expansion_factor": 2, "batch_size": 16, **_rest(kw, "source")}),
+      size="batch_size", float="l1_coefficient", vector=("source", lambda c: torch.ones(64, 8))),
+    E("explain.aggregate", lambda c, **kw: X.aggregate([c.saliency, c.saliency], **kw), float="confidence"),
+    E("dictionary.superposition_data", lambda c, **kw: D.superposition_data(**{"n": 16, "d": 4, "n_features": 8, **kw}), size="n", float="p"),
+]
+
+
+def _enter(manager: Any, c: Ctx, tokens: torch.Tensor) -> Any:
+    """Run the model once inside a context manager (hooks, splices) and return the logits."""
+    with manager:
+        return c.model(tokens)
+
+
 # --- rows -----------------------------------------------------------------------------------
 
 
@@ -285,6 +428,13 @@ ROWS = [
     Row("a file instead of a folder", ("checkpoint",), lambda c, good: str(c.zoo / "config.json"), ModelLoadError),
     Row("a CUDA device on a machine without one", ("device",), lambda c, good: "cuda", ModelLoadError),
     Row("a device that does not exist", ("device",), lambda c, good: "gpu7", ModelLoadError),
+    Row("index past the layer/width", ("index",), lambda c, good: 10**6, MechinterpError),
+    Row("float index", ("index", "int_index"), lambda c, good: 1.5, MechinterpError),
+    Row("a parameter name the model does not have", ("param",), lambda c, good: ["blocks.9.attn.W_Q"], MechinterpError),
+    Row("an input folder that does not exist", ("infolder",), lambda c, good: str(c.tmp / "no-such-folder"), MechinterpError),
+    Row("an input path under a file", ("infolder",), lambda c, good: NOT_A_FOLDER, MechinterpError),
+    Row("an SAE of another width", ("sae",), lambda c, good: D.SparseAutoencoder(c.model.cfg.d_model + 8, 16, "topk", k=2,
+                                                                                hook_name="blocks.0.hook_resid_post"), ShapeMismatchError),
 ]
 
 # Names a message may use instead of the parameter's own: an estimator's X is "the activations", one of the
@@ -295,6 +445,8 @@ ALIASES = {"X": ("activations",), "answers": ("answer",)}
 def _nan_like(c: Ctx, good: Any) -> Any:
     if good is None:
         return torch.full((32,), math.nan)
+    if isinstance(good, torch.Tensor):
+        return torch.full_like(good, math.nan)
     return np.full_like(good, np.nan)
 
 
@@ -335,14 +487,15 @@ def test_bad_input_raises_a_named_mechinterp_error_and_changes_nothing(ctx, row,
         entry.call(ctx, **{arg: bad})
     assert isinstance(info.value, row.error), f"{type(info.value).__name__}: {info.value}"
     message = str(info.value)
-    names = (arg, *ALIASES.get(arg, ()), *([bad] if isinstance(bad, str) and role in ("checkpoint", "path") else []))
+    names = (arg, *ALIASES.get(arg, ()), *([bad] if isinstance(bad, str) and role in ("checkpoint", "path", "infolder") else []))
     assert any(re.search(rf"(^|[^\w]){re.escape(n)}", message) for n in names), f"the message does not name {arg!r}: {message}"
     _same_state(before, _state(ctx.model))
 
 
 # --- the table covers every public entry point ----------------------------------------------
 
-FAMILIES = ("attention", "attribution", "patching", "circuits", "probes", "tasks", "core")
+FAMILIES = ("attention", "attribution", "patching", "circuits", "probes", "tasks", "core", "lens", "features", "explain", "influence",
+            "dictionary")
 #: public names that take no user input worth a row (registries, pure helpers on tensors already checked
 #: upstream, plotting of results): listed so that a new entry point is a conscious choice.
 NOT_ENTRY_POINTS = {
@@ -350,6 +503,8 @@ NOT_ENTRY_POINTS = {
     "circuits.compare_to_reference", "circuits.reference_mask", "circuits.sweep_auc",
     "attribution.lrp_hooks", "attribution.get_method", "attribution.method_names", "attribution.register_method",
     "tasks.names", "tasks.register", "tasks.logit_diff_metric", "core.resolve", "core.resolve_many",
+    # lens: the unembedding / final-norm maths on residuals an entry point already computed, and the site lists
+    "lens.decode", "lens.norm_linear", "lens.dla_sites", "lens.residual_rows",
 }
 
 
@@ -392,7 +547,10 @@ SKIP = {"core.load", "core.load_local_checkpoint", "zoo.save_model", "attention.
         "probes.probe_sweep", "probes.LogisticProbe", "probes.RidgeProbe", "probes.MassMeanProbe", "core.answer_tokens",
         "core.tokenize", "tasks.from_pairs",
         "circuits.circuit_report"}  # circuit_report: a rendering of the entry points above (slow: figures)
-MODEL_ENTRIES = [e for e in ENTRIES if e.name not in SKIP]
+#: families whose entry points are in the bad-input table but not yet under the precision rule (issue #16 follow-up:
+#: lens, features, explain, influence, dictionary were added to the table first; most fail on model.half() today)
+PRECISION_PENDING = ("lens", "features", "explain", "influence", "dictionary")
+MODEL_ENTRIES = [e for e in ENTRIES if e.name not in SKIP and e.name.split(".")[0] not in PRECISION_PENDING]
 
 
 def _leaves(value, out):

@@ -25,8 +25,8 @@ def test_training_set_forms_agree(tiny_model):
         ([], EmptyInputError, "empty"),
         ([[5]], EmptyInputError, "fewer than 2"),
         (torch.zeros(2, 40, dtype=torch.long), PromptTooLongError, "n_ctx"),
-        (torch.full((2, 3), 999), TokenizationError, "d_vocab"),
-        (torch.zeros(2, 3), TokenizationError, "integers"),
+        (torch.full((2, 3), 999), TokenizationError, "vocabulary"),
+        (torch.zeros(2, 3), TokenizationError, "integer token ids"),
         ({"a": 1}, TokenizationError, "list of texts"),
     ],
 )
