@@ -11,7 +11,7 @@ from mechinterp.errors import MechinterpError
 from mechinterp.explain import Counterfactual, counterfactual
 
 LABELS = ["positive", "negative"]
-#: the plausibility recipe of docs/explain.md: fluent edits only
+#: the plausibility recipe of docs/howto/explain.md: fluent edits only
 PLAUSIBLE = {"max_fluency_drop": 0.5, "fluent_pool": 50}
 
 
