@@ -17,6 +17,26 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def toy_lm():
+    """``zoo:toy-lm`` (mechanisms known by construction), loaded once for the lens, features and explain tests."""
+    import mechinterp
+
+    return mechinterp.load("zoo:toy-lm")
+
+
+@pytest.fixture(scope="session")
+def sentiment_split(toy_lm):
+    """(positive train prompts, negative train prompts, held-out test task) of toy-lm's sentiment task."""
+    import mechinterp
+
+    train = mechinterp.tasks.load("sentiment", toy_lm, n=128, split="train")
+    test = mechinterp.tasks.load("sentiment", toy_lm, n=64, split="test")
+    pos = [p for p, a in zip(train.clean_prompts, train.correct_answers) if a == "positive"]
+    neg = [p for p, a in zip(train.clean_prompts, train.correct_answers) if a == "negative"]
+    return pos, neg, test
+
+
 @pytest.fixture
 def no_network():
     """Make every socket connection fail, as on a machine without internet."""
