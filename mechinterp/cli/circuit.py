@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         "target_reached": choice.reached if choice else None, "sizes_tried": dict(zip(sizes, faith)),
         "top_edges": [[s, r, v] for s, r, v in circuit.edges()[:10]],
         "cpr": curve.cpr, "cmd": curve.cmd,
-        "reference": compare_to_reference(circuit, ref) if ref else None,
+        "reference": dict(compare_to_reference(circuit, ref)) if ref else None,
         "seconds": time.perf_counter() - start,
     }
     write_json(folder / "summary.json", summary)

@@ -33,6 +33,7 @@ import torch
 
 from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.errors import MechinterpError
+from mechinterp.core.atomic import atomic_path, write_text
 from mechinterp.core.validation import check_writable_dir
 
 __all__ = ["save_sae", "load_sae", "SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME"]
@@ -59,7 +60,8 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: p.detach().contiguous().cpu() for name, p in sae.named_parameters()}
-    save_file(state, str(folder / SAE_WEIGHTS_FILENAME))
+    with atomic_path(folder / SAE_WEIGHTS_FILENAME) as tmp:
+        save_file(state, str(tmp))
     log = getattr(sae, "training_log", None)
     metadata: dict[str, Any] = {
         "sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": None, "model_name": sae.model_name,
@@ -80,7 +82,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict
         cfg.update(k=sae.k, rescale_acts_by_decoder_norm=False)
     if sae.is_transcoder:
         cfg["d_out"] = sae.d_out
-    (folder / SAE_CFG_FILENAME).write_text(json.dumps(cfg, indent=2))
+    write_text(folder / SAE_CFG_FILENAME, json.dumps(cfg, indent=2))
     return folder
 
 

@@ -195,8 +195,11 @@ class TunedLens:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"params": json.dumps(self.get_params()), "trained_rows": json.dumps(self.trained_rows_),
                 "loss_history": json.dumps(self.loss_history_), "n_layers": str(self.n_layers_)}
-        save_file({"weight": self.weight_.detach().cpu().contiguous(), "bias": self.bias_.detach().cpu().contiguous()},
-                  str(path), metadata=meta)
+        from mechinterp.core.atomic import atomic_path
+
+        weights = {"weight": self.weight_.detach().cpu().contiguous(), "bias": self.bias_.detach().cpu().contiguous()}
+        with atomic_path(path) as tmp:
+            save_file(weights, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -503,6 +503,7 @@ NOT_ENTRY_POINTS = {
     "circuits.compare_to_reference", "circuits.reference_mask", "circuits.sweep_auc",
     "attribution.lrp_hooks", "attribution.get_method", "attribution.method_names", "attribution.register_method",
     "tasks.names", "tasks.register", "tasks.logit_diff_metric", "core.resolve", "core.resolve_many",
+    "core.tl_flags",  # a context manager over TL's cfg switches: no user input beyond the model
     # lens: the unembedding / final-norm maths on residuals an entry point already computed, and the site lists
     "lens.decode", "lens.norm_linear", "lens.dla_sites", "lens.residual_rows",
 }

@@ -116,6 +116,5 @@ def test_unwritable_spill_dir_is_a_mechinterp_error(tiny_model, tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    cache = SharedCache(tiny_model, PROMPTS, memory_budget=0, spill_dir=blocker / "sub")
-    with pytest.raises(MechinterpError, match="spill_dir"):
-        cache.fetch(["resid_post"])
+    with pytest.raises(MechinterpError, match="spill_dir"):  # checked when the cache is made, before any work
+        SharedCache(tiny_model, PROMPTS, memory_budget=0, spill_dir=blocker / "sub")
