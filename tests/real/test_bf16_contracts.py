@@ -49,11 +49,16 @@ def _finite(result) -> bool:
     return ok and seen > 0
 
 
+def _last_logit(logits):
+    """The first token's logit at the last position ``[batch]`` (a metric any prompt has)."""
+    return logits[:, -1, 0].float()
+
+
 def _table(model, task):
     from mechinterp import attention, attribution, circuits, patching, probes
 
     few = dict(layers=[0, 14, 29])
-    one = task.subset([0])  # causal tracing restores every layer x position: one prompt keeps bf16-on-CPU short
+    one = task.subset([0])  # causal tracing restores every layer x position: one short prompt keeps bf16-on-CPU short
     table = {
         "attention.attention_patterns": lambda: attention.attention_patterns(model, FACT, layers=[0, 29]),
         "attention.head_scores": lambda: attention.head_scores(model, FACT, kinds=["previous_token"]),
@@ -63,7 +68,7 @@ def _table(model, task):
         "patching.activation_patch": lambda: patching.activation_patch(model, task, site="resid_pre", **few),
         "patching.activation_patch[z, head]": lambda: patching.activation_patch(model, task, site="z", by="head", **few),
         "patching.path_patch": lambda: patching.path_patch(model, task, senders=[(29, 0), (29, 1)]),
-        "patching.causal_trace": lambda: patching.causal_trace(model, one.clean_tokens, [1], one.metric, n_samples=1, window=1),
+        "patching.causal_trace": lambda: patching.causal_trace(model, one.clean_tokens[:, :6], [1], _last_logit, n_samples=1, window=1),
         "patching.attribution_patch": lambda: patching.attribution_patch(model, task, sites="resid_pre"),
         "circuits.discover[eap]": lambda: circuits.discover(model, task, method="eap", top_n=20),
         "circuits.discover[eap-ig-inputs]": lambda: circuits.discover(model, task, method="eap-ig-inputs", top_n=20, steps=2),
