@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -83,8 +85,9 @@ class CircuitFaithfulness(TensorView, AbstractResult):
 class _ReadOnlyMapping(Mapping):
     """Dict-style reading (``r["key"]``, ``.items()``, ``dict(r)``) of a result."""
 
+    @abstractmethod
     def _mapping(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The result's fields as the plain dict it reads like (each subclass says which)."""
 
     def __getitem__(self, key: str) -> Any:
         return self._mapping()[key]
