@@ -266,7 +266,8 @@ def _every(
     for site, by in specs:
         make_sweep(model, site, by, ["?"], positions=0)
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=kw.pop("answers", None), need_corrupted=ablation is None)
-    sweeps = [make_sweep(model, site, by, inputs.str_tokens) for site, by in specs]
+    subset = {k: kw.pop(k) for k in ("layers", "heads", "positions") if k in kw}
+    sweeps = [make_sweep(model, site, by, inputs.str_tokens, **subset) for site, by in specs]
     raws, values, base_value, target, do_norm = _run(
         model, inputs, sweeps, direction=direction, ablation=ablation, normalise=kw.pop("normalise", True),
         memory_budget=kw.pop("memory_budget", "auto"), chunk_size=kw.pop("chunk_size", None), strategy=strategy,
@@ -292,7 +293,8 @@ def patch_block_every(model: Any, clean: Any, corrupted: Any = None, metric: Any
     """``resid_pre``, ``attn_out`` and ``mlp_out`` by layer x position, stacked: ``[3, layer, pos]``.
 
     The equivalent of TL's ``get_act_patch_block_every``, all three sweeps in the same
-    stacked passes. Keyword arguments as :func:`activation_patch`.
+    stacked passes. Keyword arguments as :func:`activation_patch`; ``layers=``, ``heads=``
+    and ``positions=`` restrict every sweep (a large model's full sweep is long on a CPU).
     """
     specs = [("resid_pre", "position"), ("attn_out", "position"), ("mlp_out", "position")]
     return _every(model, clean, corrupted, metric, specs, "block_every", **kw)
@@ -301,7 +303,8 @@ def patch_block_every(model: Any, clean: Any, corrupted: Any = None, metric: Any
 def patch_heads_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
     """Every head's ``z``, ``q``, ``k``, ``v``, ``pattern`` at all positions: ``[5, layer, head]``.
 
-    The equivalent of TL's ``get_act_patch_attn_head_all_pos_every``.
+    The equivalent of TL's ``get_act_patch_attn_head_all_pos_every``. ``layers=`` and
+    ``heads=`` restrict every sweep, as in :func:`patch_block_every`.
     """
     specs = [(s, "head") for s in ("z", "q", "k", "v", "pattern")]
     return _every(model, clean, corrupted, metric, specs, "heads_every", **kw)

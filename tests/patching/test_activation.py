@@ -67,6 +67,16 @@ def test_every_equals_transformer_lens(tiny_model, short_pair, short_metric, tl_
     assert ours.dims[0] == "site" and len(ours.labels["site"]) == expected.shape[0]
 
 
+def test_every_restricted_to_layers_and_heads_is_the_full_sweeps_slice(tiny_model, short_pair, short_metric):
+    clean, corrupted, _, _ = short_pair
+    full = patch_heads_every(tiny_model, clean, corrupted, short_metric, normalise=False)
+    part = patch_heads_every(tiny_model, clean, corrupted, short_metric, normalise=False, layers=[1], heads=[0, 2])
+    assert part.raw.shape == (5, 1, 2) and part.labels["layer"] == ["L1"] and part.labels["head"] == ["H0", "H2"]
+    torch.testing.assert_close(part.raw, full.raw[:, 1:2][:, :, [0, 2]], atol=1e-6, rtol=0)
+    block = patch_block_every(tiny_model, clean, corrupted, short_metric, normalise=False, layers=[0], positions=[1])
+    torch.testing.assert_close(block.raw, patch_block_every(tiny_model, clean, corrupted, short_metric, normalise=False).raw[:, :1, 1:2])
+
+
 @pytest.mark.parametrize("site,by", [("resid_post", "position"), ("result", "head_position"), ("z", "position"), ("pattern", ("layer", "dest_pos"))])
 def test_batched_equals_naive_loop(tiny_model, pair, metric, site, by):
     clean, corrupted, _, _ = pair

@@ -96,7 +96,8 @@ def test_signal_moves_from_the_names_to_the_final_position(smollm2, ioi):
 
 
 def test_every_patching_method_runs_on_bf16_smollm2(smollm2_bf16):
-    """The contract table on the real model in bf16 (one 5-token pair, so that it stays cheap):
+    """The contract table on the real model in bf16 (one 5-token pair and the first and last
+    layers of the ``*_every`` sweeps, so that it stays cheap on one CPU thread):
     float32 results, finite, no hooks left, and the model left in bf16."""
     from mechinterp.patching import attribution_patch, causal_trace, compare_with_exact, patch_block_every, patch_heads_every, path_patch
 
@@ -112,8 +113,8 @@ def test_every_patching_method_runs_on_bf16_smollm2(smollm2_bf16):
         "activation_patch": lambda: activation_patch(model, clean, corrupted, metric, layers=[0, 15, 29]),
         "activation_patch_head": lambda: activation_patch(model, clean, corrupted, metric, site="z", by="head", layers=[0, 29]),
         "ablation": lambda: activation_patch(model, clean, corrupted, metric, site="attn_out", ablation="mean", layers=[0, 29]),
-        "block_every": lambda: patch_block_every(model, clean, corrupted, metric),
-        "heads_every": lambda: patch_heads_every(model, clean, corrupted, metric),
+        "block_every": lambda: patch_block_every(model, clean, corrupted, metric, layers=[0, 29]),
+        "heads_every": lambda: patch_heads_every(model, clean, corrupted, metric, layers=[0, 29]),
         "path_patch": lambda: path_patch(model, clean, corrupted, metric, receivers=[(29, 0, "q"), (29, 2, "k")], senders=[(27, 1)]),
         "causal_trace": lambda: causal_trace(model, clean, [3], metric, n_samples=1),
         "attribution_patch": lambda: attribution_patch(model, clean, corrupted, metric, sites="resid_pre"),
