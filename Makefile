@@ -25,8 +25,10 @@ install: $(STAMP)
 report: install  ## the main job: the circuit report on the embedded zoo model (report/report.html)
 	$(PY) -m mechinterp report --model zoo:toy-lm --task ioi --out report
 
-test: install  ## the whole test suite (what CI runs)
-	$(PY) -m pytest
+TEST_WORKERS ?= 2
+
+test: install  ## the whole test suite (what CI runs), on TEST_WORKERS processes (pytest-xdist)
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=25
 
 bench: install  ## benchmarks (each script prints its tables; copy them into benchmarks/results/, then make bench-doc)
 	$(PY) benchmarks/cache_memory.py
