@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ def discover(
     node_first_pass: int | None = None,
     setup: PatchSetup | None = None,
     seed: int = 0,
+    batch_size: int | None = None,
     **options: Any,
 ) -> Circuit:
     """Score every edge of ``model``'s graph on ``task`` with ``method``.
@@ -70,6 +72,10 @@ def discover(
             of largest node attribution (plus the logits) — a cheap first pass.
         setup: a prepared :class:`PatchSetup` to reuse (skips the clean/corrupted caching).
         seed: the seed of resample ablation's permutation.
+        batch_size: score the gradient methods (``eap``, ``eap-ig-*``, ``node``) on this many prompts
+            at a time and average, weighted by chunk size: the same scores (their objective is a
+            mean over prompts) with the backward passes' memory bounded by the chunk. Mean and
+            resample ablation still use the whole task's statistics. ``None``: one batch.
         **options: the method's options (``steps``, ``thresholds``, ``distance``, ``chunk``).
 
     Returns:
@@ -85,7 +91,10 @@ def discover(
         if "candidates" not in scorer.options:
             raise MechinterpError(f"node_first_pass applies to methods that take candidates (exact, acdc), not {method}.")
         options["candidates"] = _candidates(model, setup, task.metric, node_first_pass)
-    scores, info = scorer(model, setup, task.metric, **options)
+    if batch_size is None or batch_size >= setup.tokens.shape[0]:
+        scores, info = scorer(model, setup, task.metric, **options)
+    else:
+        scores, info = _score_in_batches(scorer, model, setup, task, batch_size, options)
     if not torch.isfinite(scores).all():
         raise MechinterpError(f"{method} produced non-finite edge scores; check the task metric on these prompts.")
     g = setup.graph
@@ -98,6 +107,41 @@ def discover(
               "model_dtype": str(setup.clean.dtype).removeprefix("torch."), "score_dtype": "float32"},
     )
     return circuit.top_n(top_n) if top_n is not None else circuit
+
+
+#: scorers whose scores are a mean over prompts (so chunks combine exactly)
+BATCHABLE = ("eap", "eap-ig-inputs", "eap-ig-activations", "node")
+
+
+def _score_in_batches(scorer: Any, model: Any, setup: PatchSetup, task: Any, batch_size: int, options: dict) -> tuple:
+    if scorer.name not in BATCHABLE:
+        raise MechinterpError(f"batch_size applies to the gradient methods {list(BATCHABLE)}, not {scorer.name!r} "
+                              "(exact and acdc take chunk= to bound their memory).")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise MechinterpError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    n = setup.tokens.shape[0]
+    total: torch.Tensor | None = None
+    nodes: torch.Tensor | None = None
+    for start in range(0, n, batch_size):
+        rows = list(range(start, min(start + batch_size, n)))
+        part = task.subset(rows)
+        scores, info = scorer(model, _slice_setup(setup, rows, part.clean_tokens.shape[1]), part.metric, **options)
+        weight = len(rows) / n
+        total = scores * weight if total is None else total + scores * weight
+        if "node_scores" in info:
+            nodes = info["node_scores"] * weight if nodes is None else nodes + info["node_scores"] * weight
+    return total, ({"node_scores": nodes} if nodes is not None else {}) | {"batch_size": batch_size}
+
+
+def _slice_setup(setup: PatchSetup, rows: list[int], width: int) -> PatchSetup:
+    """The setup of prompts ``rows``, trimmed to ``width`` positions (causal: earlier positions are unchanged)."""
+    def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
+        return (t[rows] if t.shape[0] == setup.tokens.shape[0] else t)[:, :width]
+
+    return dataclasses.replace(setup, tokens=pick(setup.tokens), patched=pick(setup.patched), clean=pick(setup.clean),
+                               corrupted_tokens=pick(setup.corrupted_tokens))
 
 
 def _candidates(model: Any, setup: PatchSetup, metric: Any, k: int) -> torch.Tensor:
