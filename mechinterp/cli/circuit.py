@@ -48,8 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="keep the fewest top edges whose faithfulness reaches this (1 = the whole model)")
     parser.add_argument("--max-fraction", type=float, default=0.25, help="largest circuit tried, as a fraction of the edges")
     parser.add_argument("--steps", type=int, default=None, help="EAP-IG steps (default: the method's)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="score the gradient methods this many prompts at a time (same scores, bounded memory)")
     parser.add_argument("--distance", default=None, help="ACDC distance: kl, l2, metric (default: the method's)")
     parser.add_argument("--out", default="out/circuit", help="output folder")
     parser.set_defaults(handler=run)
@@ -59,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mechinterp.circuits import circuit_report, compare_to_reference, discover, faithfulness, faithfulness_curve, setup_for
+    from mechinterp.circuits.discover import BATCHABLE
     from mechinterp.errors import MechinterpError
     from mechinterp.report.graph import graph_html
     from mechinterp.report.pruning import prune
@@ -79,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         setup = setup_for(model, task, args.ablation)
     options = {k: v for k, v in (("steps", args.steps), ("distance", args.distance)) if v is not None}
     with progress.step(f"scoring edges ({args.method})", f"{setup.graph.n_edges} edges, {len(task)} prompts"):
-        scored = discover(model, task, args.method, args.ablation, setup=setup, batch_size=args.batch_size, **options)
+        scored = discover(model, task, args.method, args.ablation, setup=setup, **options,
+                          **({"batch_size": args.batch_size} if args.method in BATCHABLE else {}))
     with progress.step("choosing the circuit's size", "by faithfulness" if args.top_n is None else f"top {args.top_n}"):
         if args.top_n is None:
             choice = prune(model, setup, task.metric, scored, target=args.faithfulness_target, max_fraction=args.max_fraction)
