@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense matmul rate for the floor (default: 790 bf16 / 50 fp32 on H100-class, 0.1 on CPU)")
     parser.add_argument("--only", nargs="*", default=["resid_pre", "z", "ig", "eap-ig"])
+    parser.add_argument("--eap-batch-size", type=int, default=None,
+                        help="also run EAP-IG in chunks of this many prompts (discover(batch_size=...)'s route)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from transformer_lens import patching as tlp
@@ -193,6 +195,30 @@ def main() -> None:
         to, mo, scores = measure(ours, args.device, args.repeats)
         row("EAP-IG over inputs, 5 steps (2 caches + 5 fwd/bwd)", to, mo, None, None, (2 + 3 * 5) * b * n * fpt,
             float(scores.float().abs().max()))
+
+    if "eap-ig" in args.only and args.eap_batch_size:
+        from mechinterp.circuits.discover import _slice_setup
+
+        k = args.eap_batch_size
+
+        def chunked():
+            setup = prepare_edge_patching(model, clean, corrupted, "corrupted")
+            total = None
+            for start in range(0, b, k):
+                sel = list(range(start, min(start + k, b)))
+                idx = torch.tensor(sel, device=args.device)
+
+                def part_metric(logits, idx=idx):
+                    r = torch.arange(len(idx), device=args.device)
+                    return logits[r, -1, correct[idx]].float() - logits[r, -1, wrong[idx]].float()
+
+                part = eap_ig_inputs_scores(model, _slice_setup(setup, sel, n), part_metric, steps=5) * (len(sel) / b)
+                total = part if total is None else total + part
+            return total
+
+        tc, mc, chunk_scores = measure(chunked, args.device, args.repeats)
+        row(f"EAP-IG over inputs, 5 steps, {k} prompts per backward (batch_size={k})", tc, mc, None, None,
+            (2 + 3 * 5) * b * n * fpt, float(chunk_scores.float().abs().max()))
 
     if args.json:
         with open(args.json, "w") as f:
