@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense matmul rate for the floor (default: 790 bf16 / 50 fp32 on H100-class, 0.1 on CPU)")
     parser.add_argument("--only", nargs="*", default=["resid_pre", "z", "ig", "eap-ig"])
     parser.add_argument("--eap-batch-size", type=int, default=None,
-                        help="also run EAP-IG in chunks of this many prompts (discover(batch_size=...)'s route)")
+                        help="with --only eap-ig-chunked: EAP-IG in chunks of this many prompts (discover(batch_size=...)'s route)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from transformer_lens import patching as tlp
@@ -196,7 +196,7 @@ def main() -> None:
         row("EAP-IG over inputs, 5 steps (2 caches + 5 fwd/bwd)", to, mo, None, None, (2 + 3 * 5) * b * n * fpt,
             float(scores.float().abs().max()))
 
-    if "eap-ig" in args.only and args.eap_batch_size:
+    if "eap-ig-chunked" in args.only and args.eap_batch_size:
         from mechinterp.circuits.discover import _slice_setup
 
         k = args.eap_batch_size
