@@ -20,6 +20,7 @@ import torch
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.validation import check_task
 from mechinterp.circuits.circuit import Circuit
+from mechinterp.circuits.distributed import shards_task
 from mechinterp.circuits.engine import PatchSetup, prepare_edge_patching
 from mechinterp.circuits.gradients import node_attribution
 from mechinterp.circuits.scorers import get_scorer
@@ -42,6 +43,7 @@ def setup_for(model: Any, task: Any, ablation: str = "corrupted", *, seed: int =
                                  lengths=getattr(task, "lengths", None), seed=seed)
 
 
+@shards_task
 @runs_synced
 def discover(
     model: Any,
