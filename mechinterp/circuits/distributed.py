@@ -6,7 +6,9 @@ and runs the scorer there. The scorers that are a mean over prompts (``eap``,
 ``eap-ig-inputs``, ``eap-ig-activations``, ``exact``, ``node``: the objective is the mean
 metric) are combined on every rank as ``sum_k n_k scores_k / N`` in float64, in rank order;
 the result equals the one-process scores to float32 rounding (tested to 1e-6 with two gloo
-processes). ACDC's greedy pruning is not a sum over prompts and raises.
+processes). ACDC's greedy pruning is not a sum over prompts and raises. With
+``distributed(batch_size=B)`` each rank scores its block in calls of ``B`` prompts (also in a
+one-process run: a sweep over thousands of prompts in bounded memory).
 
 Ablations: ``corrupted`` and ``zero`` are per prompt; ``mean`` takes the per-position mean of
 the corrupted sender outputs over the *whole* set (each block's masked sums and counts are
@@ -27,12 +29,13 @@ from typing import Any
 import torch
 
 from mechinterp.core.ablation import resample_permutation
-from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, shard_rows, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, sharding
 from mechinterp.core.validation import check_task
-from mechinterp.circuits.engine import prepare_edge_patching
+from mechinterp.circuits.engine import ABLATIONS, prepare_edge_patching, sender_outputs
+from mechinterp.circuits.graph import Graph
 from mechinterp.errors import DistributedError, MechinterpError
 
-__all__ = ["LINEAR_SCORERS", "shards_task", "sharded_setup"]
+__all__ = ["LINEAR_SCORERS", "batch_setup", "shards_task", "whole_set_mean"]
 
 #: scorers whose scores are a mean over prompts (they shard exactly)
 LINEAR_SCORERS = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact", "node")
@@ -43,33 +46,45 @@ def _shard_task(task: Any, rows: slice) -> Any:
     return dataclasses.replace(sub, clean_tokens=task.clean_tokens[rows], corrupted_tokens=task.corrupted_tokens[rows])
 
 
-def sharded_setup(model: Any, task: Any, rows: slice, ablation: str, seed: int, ctx: Shard) -> Any:
-    """This rank's :class:`~mechinterp.circuits.PatchSetup`, with the whole set's mean / resample ablation values."""
+def whole_set_mean(model: Any, task: Any, ctx: Shard) -> torch.Tensor:
+    """Mean ablation's values: per position, the mean corrupted sender output over the prompts real there, whole set.
+
+    Each rank sums its batches (float64, padding masked out), the sums and counts are gathered and
+    combined in rank order; as :func:`~mechinterp.circuits.prepare_edge_patching` computes it on all prompts.
+    """
+    graph = Graph.from_model(model)
+    corrupted, lengths = task.corrupted_tokens, getattr(task, "lengths", None)
+    total = count = plain = None
+    for rows in ctx.batches(len(task)):
+        tokens = corrupted[rows].to(model.cfg.device)
+        outs = sender_outputs(model, graph, tokens).double()  # [batch, pos, n_senders, d_model]
+        if lengths is None:
+            real = torch.ones(outs.shape[:2], dtype=torch.float64, device=outs.device)
+        else:
+            real = (torch.arange(outs.shape[1], device=outs.device)[None] < lengths[rows].to(outs.device)[:, None]).double()
+        parts = ((outs * real[:, :, None, None]).sum(0).cpu(), real.sum(0).cpu(), outs.sum(0).cpu())
+        total, count, plain = parts if total is None else (total + parts[0], count + parts[1], plain + parts[2])  # type: ignore[operator]
+    gathered = gather_objects((total, count, plain), ctx)
+    total = sum(p[0] for p in gathered)
+    count = sum(p[1] for p in gathered)[:, None, None]
+    plain = sum(p[2] for p in gathered) / len(task)
+    return torch.where(count > 0, total / count.clamp(min=1), plain)[None]  # type: ignore[operator]
+
+
+def batch_setup(model: Any, task: Any, rows: slice, ablation: str, seed: int, mean: torch.Tensor | None) -> Any:
+    """The :class:`~mechinterp.circuits.PatchSetup` of the prompts ``rows``, with the whole set's mean / resample values."""
     clean = task.clean_tokens
-    lengths = getattr(task, "lengths", None)
     if ablation == "resample":
         if clean.shape[0] < 2:
             raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's activations).")
-        partners = clean[resample_permutation(clean.shape[0], seed)][rows]
+        partners = clean[resample_permutation(clean.shape[0], seed)][rows]  # each prompt's partner in the whole set
         setup = prepare_edge_patching(model, clean[rows], partners, ablation="corrupted")
         return dataclasses.replace(setup, ablation="resample", corrupted_tokens=None)
-    shard_lengths = None if lengths is None else lengths[rows]
-    if ablation != "mean":
-        return prepare_edge_patching(model, clean[rows], task.corrupted_tokens[rows], ablation=ablation,
-                                     lengths=shard_lengths, seed=seed)
-    setup = prepare_edge_patching(model, clean[rows], task.corrupted_tokens[rows], ablation="corrupted")
-    values = setup.patched.double()  # [block, pos, n_senders, d_model]
-    if lengths is None:
-        real = torch.ones(values.shape[:2], dtype=torch.float64, device=values.device)
-    else:
-        real = (torch.arange(values.shape[1], device=values.device)[None] < shard_lengths.to(values.device)[:, None]).double()
-    w = real[:, :, None, None]
-    parts = gather_objects(((values * w).sum(0).cpu(), real.sum(0).cpu(), values.sum(0).cpu(), values.shape[0]), ctx)
-    total = sum(p[0] for p in parts)
-    count = sum(p[1] for p in parts)[:, None, None]
-    plain = sum(p[2] for p in parts) / sum(p[3] for p in parts)
-    mean = torch.where(count > 0, total / count.clamp(min=1), plain)[None]
-    return dataclasses.replace(setup, patched=mean.to(setup.patched.device, setup.patched.dtype), ablation="mean")
+    if ablation == "mean":
+        setup = prepare_edge_patching(model, clean[rows], ablation="zero")
+        return dataclasses.replace(setup, patched=mean.to(setup.clean.device, setup.clean.dtype), ablation="mean",  # type: ignore[union-attr]
+                                   corrupted_tokens=task.corrupted_tokens[rows].to(setup.tokens.device))
+    return prepare_edge_patching(model, clean[rows], task.corrupted_tokens[rows], ablation=ablation, seed=seed)
 
 
 def _sharded_discover(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) -> Any:
@@ -87,21 +102,24 @@ def _sharded_discover(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) 
                                "candidates= or run without mechinterp.distributed() (or --distributed).")
     if task is None or not hasattr(task, "clean_tokens"):
         raise MechinterpError("discover needs a mechinterp Task (mechinterp.tasks.load(name, model, n=...)).")
+    if ablation not in ABLATIONS:
+        raise MechinterpError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
     check_task(model, task)
     start = time.perf_counter()
-    n = len(task)
-    rows = shard_rows(n, ctx)
-    seed = args.get("seed", 0)
-    setup = sharded_setup(model, task, rows, ablation, seed, ctx)
-    with local():
-        part = fn(model, _shard_task(task, rows), method, ablation, setup=setup, seed=seed, **options)
-    size = rows.stop - rows.start
-    tensors = {k: v for k, v in part.info.items() if isinstance(v, torch.Tensor)}
-    parts = gather_objects((part.scores.cpu(), {k: v.cpu() for k, v in tensors.items()}, size), ctx)
+    n, seed = len(task), args.get("seed", 0)
+    mean = whole_set_mean(model, task, ctx) if ablation == "mean" else None
+    mine = []
+    for rows in ctx.batches(n):
+        setup = batch_setup(model, task, rows, ablation, seed, mean)
+        with local():
+            part = fn(model, _shard_task(task, rows), method, ablation, setup=setup, seed=seed, **options)
+        tensors = {k: v.cpu() for k, v in part.info.items() if isinstance(v, torch.Tensor)}
+        mine.append((part.scores.cpu(), tensors, rows.stop - rows.start))
+    parts = [p for block in gather_objects(mine, ctx) for p in block]
     counts = [p[2] for p in parts]
     scores = combine_means([p[0] for p in parts], counts).float()
-    info = {**part.info, **{k: combine_means([p[1][k] for p in parts], counts).to(v.dtype) for k, v in tensors.items()}}
-    info.update(n_prompts=n, world_size=ctx.world_size, seconds=time.perf_counter() - start)
+    info = {**part.info, **{k: combine_means([p[1][k] for p in parts], counts).to(v.dtype) for k, v in parts[0][1].items()}}
+    info.update(n_prompts=n, world_size=ctx.world_size, batches=len(parts), seconds=time.perf_counter() - start)
     g = part.graph
     circuit = dataclasses.replace(part, scores=scores, selected=(g.real & (scores != 0)).cpu(), info=info)
     top_n = args.get("top_n")

@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime
 import os
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,8 @@ class Shard:
         local_rank: the index of this process on its host (its GPU under NCCL).
         backend: ``"nccl"``, ``"gloo"``, or ``None`` for a one-process run.
         device: the device this rank's model should live on (``cuda:LOCAL_RANK`` under NCCL, else CPU).
+        batch_size: prompts per call of the one-process method on each rank (``None``: the rank's
+            whole block in one call); sweeps over thousands of prompts set it to bound memory.
     """
 
     rank: int
@@ -81,6 +84,7 @@ class Shard:
     local_rank: int
     backend: str | None
     device: torch.device
+    batch_size: int | None = None
 
     @property
     def is_main(self) -> bool:
@@ -90,6 +94,12 @@ class Shard:
     def rows(self, n: int) -> slice:
         """This rank's block of ``n`` prompts (see :func:`shard_bounds`)."""
         return slice(*shard_bounds(n, self.rank, self.world_size))
+
+    def batches(self, n: int) -> list[slice]:
+        """This rank's block of ``n`` prompts cut into calls of at most :attr:`batch_size` prompts."""
+        rows = shard_rows(n, self)
+        step = self.batch_size or max(1, rows.stop - rows.start)
+        return [slice(i, min(rows.stop, i + step)) for i in range(rows.start, rows.stop, step)]
 
     def barrier(self) -> None:
         """Wait for every rank (a no-op in a one-process run)."""
@@ -131,17 +141,19 @@ def _device_for(backend: str, local_rank: int) -> torch.device:
 
 
 @contextmanager
-def distributed(backend: str | None = None, *, timeout_s: float = 1800.0) -> Iterator[Shard]:
+def distributed(backend: str | None = None, *, batch_size: int | None = None, timeout_s: float = 1800.0) -> Iterator[Shard]:
     """Shard prompt sweeps over the processes of a ``torchrun`` launch for the duration of the block.
 
     Joins the process group torchrun describes (``init_process_group`` from ``RANK``,
     ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), or uses one the caller already
     initialised, and destroys the group on exit if it made it. Without torchrun's variables it
-    is a one-process run. Nested calls reuse the open context.
+    is a one-process run. Nested calls reuse the open context (with their own ``batch_size`` if given).
 
     Args:
         backend: ``"nccl"`` (GPUs, one per process) or ``"gloo"`` (CPU); default NCCL when CUDA
             is available, else gloo.
+        batch_size: prompts per call on each rank (see :attr:`Shard.batch_size`); with it, a
+            one-process run also sweeps its prompts in calls of this size.
         timeout_s: how long a collective waits for the other ranks before failing.
 
     Yields:
@@ -155,9 +167,16 @@ def distributed(backend: str | None = None, *, timeout_s: float = 1800.0) -> Ite
         >>> with distributed() as dist:  # doctest: +SKIP
         ...     model = mechinterp.load("zoo:toy-lm", device=dist.device)
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise DistributedError(f"batch_size must be a positive integer (prompts per call on each rank) or None; got {batch_size!r}.")
     open_ctx = _ACTIVE.get()
-    if open_ctx is not None:
-        yield open_ctx
+    if open_ctx is not None:  # nested: the same group, with this block's batch size if one is given
+        inner = open_ctx if batch_size is None else dataclasses.replace(open_ctx, batch_size=batch_size)
+        token = _ACTIVE.set(inner)
+        try:
+            yield inner
+        finally:
+            _ACTIVE.reset(token)
         return
     if backend not in (None, "nccl", "gloo"):
         raise DistributedError(f"backend must be 'nccl' (GPUs), 'gloo' (CPU) or None (pick by device); got {backend!r}.")
@@ -166,9 +185,9 @@ def distributed(backend: str | None = None, *, timeout_s: float = 1800.0) -> Ite
         used = tdist.get_backend()
         rank, world = tdist.get_rank(), tdist.get_world_size()
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
-        ctx = Shard(rank, world, local_rank, used, _device_for(used, local_rank))
+        ctx = Shard(rank, world, local_rank, used, _device_for(used, local_rank), batch_size)
     elif int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        ctx = Shard(0, 1, 0, None, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        ctx = Shard(0, 1, 0, None, torch.device("cuda" if torch.cuda.is_available() else "cpu"), batch_size)
     else:
         missing = [v for v in ENV_VARS if v not in os.environ]
         if missing:
@@ -183,7 +202,7 @@ def distributed(backend: str | None = None, *, timeout_s: float = 1800.0) -> Ite
         kwargs: dict[str, Any] = {"device_id": device} if used == "nccl" else {}
         tdist.init_process_group(used, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         owns = True
-        ctx = Shard(rank, world, local_rank, used, device)
+        ctx = Shard(rank, world, local_rank, used, device, batch_size)
     token = _ACTIVE.set(ctx)
     try:
         yield ctx
@@ -199,9 +218,10 @@ def current() -> Shard | None:
 
 
 def sharding() -> Shard | None:
-    """The context that sharding entry points split their prompts for: open, several ranks, not :func:`local`."""
+    """The context sharding entry points split their prompts for: open, not :func:`local`, several ranks or a batch size."""
     ctx = _ACTIVE.get()
-    return ctx if ctx is not None and ctx.world_size > 1 and not _SUSPENDED.get() else None
+    active = ctx is not None and (ctx.world_size > 1 or ctx.batch_size is not None) and not _SUSPENDED.get()
+    return ctx if active else None
 
 
 @contextmanager
@@ -214,8 +234,10 @@ def local() -> Iterator[None]:
         _SUSPENDED.reset(token)
 
 
-def shard_rows(n: int, ctx: Shard) -> slice:
-    """This rank's rows of ``n`` prompts; raises when some rank would get none."""
+def shard_rows(n: int, ctx: Shard | None) -> slice:
+    """This rank's rows of ``n`` prompts (all of them outside a context); raises when some rank would get none."""
+    if ctx is None:
+        return slice(0, n)
     if n < ctx.world_size:
         raise DistributedError(
             f"{n} prompt(s) cannot be split over {ctx.world_size} processes (each needs at least one): "

@@ -5,7 +5,8 @@ and the ``patch_*_every`` sweeps split the prompts into contiguous blocks, each 
 ordinary batched sweep on its block (``normalise=False``), and the per-block means of every
 patched run, of the base run and of the source run are combined on every rank in rank order in
 float64 (:func:`~mechinterp.core.distributed.combine_means`); the normalisation is applied to
-the combined means. The result equals the one-process result to float32 rounding (tested to
+the combined means. With ``distributed(batch_size=B)`` each rank sweeps its block in calls of
+``B`` prompts (also in a one-process run), combined the same way. The result equals the one-process result to float32 rounding (tested to
 1e-6 with two gloo processes).
 
 What shards: a ``Task`` (its metric is subset row by row), prompts or token ids with a named
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core import metrics
-from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, shard_rows, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, sharding
 from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import DistributedError, NonFiniteError
 
@@ -90,6 +91,22 @@ def _count(model: Any, clean: Any) -> int:
     return len(clean)
 
 
+def _block_args(args: dict[str, Any], rows: slice, n: int) -> dict[str, Any]:
+    """The arguments of one call on the prompts ``rows``."""
+    model, clean = args["model"], args["clean"]
+    out = dict(args)
+    out["clean"] = shard_prompts(model, clean, rows, "clean")
+    corrupted = args.get("corrupted")
+    if isinstance(corrupted, Tensor):
+        out["corrupted"] = corrupted[rows]
+    elif corrupted is not None or not _is_task(clean):
+        out["corrupted"] = shard_prompts(model, corrupted, rows, "corrupted")
+    out["metric"] = shard_metric(args.get("metric"), rows, n)
+    if args.get("answers") is not None:
+        out["answers"] = shard_answers(args["answers"], rows, n, pair=args.get("metric") == "logit_diff")
+    return out
+
+
 def _sharded(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) -> Any:
     extra = args.pop("kw", {}) or {}
     args = {**args, **extra}
@@ -100,22 +117,18 @@ def _sharded(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) -> Any:
             "corrupted prompts.")
     if args.get("cache") is not None:
         raise DistributedError("cache= holds the whole prompt set; pass cache=None in a sharded sweep (each rank caches its block).")
-    model, clean = args["model"], args["clean"]
-    n = _count(model, clean)
-    rows = shard_rows(n, ctx)
     normalise = args.pop("normalise", True)
-    args["clean"] = shard_prompts(model, clean, rows, "clean")
-    if not _is_task(clean) or (args.get("corrupted") is not None and not isinstance(args.get("corrupted"), Tensor)):
-        args["corrupted"] = shard_prompts(model, args.get("corrupted"), rows, "corrupted")
-    elif isinstance(args.get("corrupted"), Tensor):
-        args["corrupted"] = args["corrupted"][rows]
-    args["metric"] = shard_metric(args.get("metric"), rows, n)
-    if args.get("answers") is not None:
-        args["answers"] = shard_answers(args["answers"], rows, n, pair=args.get("metric") == "logit_diff")
-    with local():
-        part = fn(**args, normalise=False)
-    size = rows.stop - rows.start
-    parts = gather_objects((part.raw.cpu(), part.base_value, part.target_value, size, part.labels, part.tokens), ctx)
+    n = _count(args["model"], args["clean"])
+    if isinstance(args["clean"], (list, tuple)) and not _is_task(args["clean"]):  # tokenise once, on the whole set
+        args["clean"] = shard_prompts(args["model"], args["clean"], slice(0, n), "clean")
+    if isinstance(args.get("corrupted"), (list, tuple)):
+        args["corrupted"] = shard_prompts(args["model"], args["corrupted"], slice(0, n), "corrupted")
+    mine = []
+    for rows in ctx.batches(n):
+        with local():
+            part = fn(**_block_args(args, rows, n), normalise=False)
+        mine.append((part.raw.cpu(), part.base_value, part.target_value, rows.stop - rows.start, part.labels, part.tokens))
+    parts = [p for block in gather_objects(mine, ctx) for p in block]
     counts = [p[3] for p in parts]
     raw = combine_means([p[0] for p in parts], counts).to(part.raw.dtype)
     base = float(combine_means([p[1] for p in parts], counts))

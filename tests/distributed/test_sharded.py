@@ -62,6 +62,10 @@ def _sweeps(model, task) -> dict:
         c = discover(model, task, method, ablation, **({"steps": 2} if method == "eap-ig-inputs" else {}))
         out[f"{method}_{ablation}"] = c.scores
         out[f"{method}_{ablation}_n"] = torch.tensor(c.info["n_prompts"])
+    with mechinterp.distributed(batch_size=2):  # each rank in calls of 2 prompts (one process: the whole set in 2s)
+        out["batched_patch"] = activation_patch(model, task, site="resid_pre", by="position").values
+        out["batched_eap_mean"] = discover(model, task, "eap", "mean").scores
+        out["batched_eap_resample"] = discover(model, task, "eap", "resample").scores
     return out
 
 
@@ -127,6 +131,7 @@ def _close(key: str, a, b) -> None:
     "cache_resid", "cache_pattern", "cache_last", "patch_values", "patch_raw", "patch_labels", "patch_base",
     "patch_target", "patch_named", "patch_zero", "patch_every", "ig_scores", "ig_delta", "eap_corrupted",
     "eap-ig-inputs_corrupted", "eap_zero", "eap_mean", "eap_resample", "eap_corrupted_n",
+    "batched_patch", "batched_eap_mean", "batched_eap_resample",
 ])
 def test_two_ranks_equal_one_process(sharded_and_single, key):
     single, ranks = sharded_and_single
@@ -146,5 +151,8 @@ def test_the_sweeps_are_not_trivial(sharded_and_single):
     single, _ = sharded_and_single
     for key in ("patch_values", "patch_named", "eap_corrupted", "eap_mean", "eap_resample", "cache_resid"):
         assert single[key].abs().max() > 1e-2, key
+    for whole, batched in [("patch_values", "batched_patch"), ("eap_mean", "batched_eap_mean"),
+                           ("eap_resample", "batched_eap_resample")]:  # calls of 2 prompts give the whole-set answer
+        _close(whole, single[whole], single[batched])
     assert single["eap_mean"].sub(single["eap_corrupted"]).abs().max() > 1e-3
 
