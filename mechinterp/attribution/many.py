@@ -22,7 +22,7 @@ from typing import Any
 
 from mechinterp.attribution.base import attribute
 from mechinterp.attribution.result import TokenAttribution
-from mechinterp.core.distributed import gather_objects, local, shard_rows, sharding
+from mechinterp.core.distributed import gather_results, local, shard_rows, sharding
 from mechinterp.errors import EmptyInputError, MechinterpError
 
 __all__ = ["attribute_many"]
@@ -75,6 +75,9 @@ def attribute_many(
     if ctx is None:
         return [attribute(model, p, t, method=method, warn=warn, **options) for p, t in items]
     rows = shard_rows(len(items), ctx)
-    with local():
-        mine = [attribute(model, p, t, method=method, warn=warn, **options) for p, t in items[rows]]
-    return [res for block in gather_objects(mine, ctx) for res in block]
+
+    def mine() -> list[TokenAttribution]:
+        with local():
+            return [attribute(model, p, t, method=method, warn=warn, **options) for p, t in items[rows]]
+
+    return [res for block in gather_results(mine, ctx) for res in block]

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mechinterp.core.ablation import resample_permutation
-from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_objects, gather_results, local, sharding
 from mechinterp.core.validation import check_task
 from mechinterp.circuits.engine import ABLATIONS, prepare_edge_patching, sender_outputs
 from mechinterp.circuits.graph import Graph
@@ -46,11 +46,12 @@ def _shard_task(task: Any, rows: slice) -> Any:
     return dataclasses.replace(sub, clean_tokens=task.clean_tokens[rows], corrupted_tokens=task.corrupted_tokens[rows])
 
 
-def whole_set_mean(model: Any, task: Any, ctx: Shard) -> torch.Tensor:
+def whole_set_mean(model: Any, task: Any, ctx: Shard, gather: bool = True) -> Any:
     """Mean ablation's values: per position, the mean corrupted sender output over the prompts real there, whole set.
 
     Each rank sums its batches (float64, padding masked out), the sums and counts are gathered and
     combined in rank order; as :func:`~mechinterp.circuits.prepare_edge_patching` computes it on all prompts.
+    ``gather=False``: this rank's ``(masked sum, count, plain sum)`` only.
     """
     graph = Graph.from_model(model)
     corrupted, lengths = task.corrupted_tokens, getattr(task, "lengths", None)
@@ -64,10 +65,15 @@ def whole_set_mean(model: Any, task: Any, ctx: Shard) -> torch.Tensor:
             real = (torch.arange(outs.shape[1], device=outs.device)[None] < lengths[rows].to(outs.device)[:, None]).double()
         parts = ((outs * real[:, :, None, None]).sum(0).cpu(), real.sum(0).cpu(), outs.sum(0).cpu())
         total, count, plain = parts if total is None else (total + parts[0], count + parts[1], plain + parts[2])  # type: ignore[operator]
-    gathered = gather_objects((total, count, plain), ctx)
+    if not gather:
+        return total, count, plain
+    return _combine_sums(gather_objects((total, count, plain), ctx), len(task))
+
+
+def _combine_sums(gathered: list[Any], n: int) -> torch.Tensor:
     total = sum(p[0] for p in gathered)
     count = sum(p[1] for p in gathered)[:, None, None]
-    plain = sum(p[2] for p in gathered) / len(task)
+    plain = sum(p[2] for p in gathered) / n
     return torch.where(count > 0, total / count.clamp(min=1), plain)[None]  # type: ignore[operator]
 
 
@@ -107,15 +113,23 @@ def _sharded_discover(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) 
     check_task(model, task)
     start = time.perf_counter()
     n, seed = len(task), args.get("seed", 0)
-    mean = whole_set_mean(model, task, ctx) if ablation == "mean" else None
-    mine = []
-    for rows in ctx.batches(n):
-        setup = batch_setup(model, task, rows, ablation, seed, mean)
-        with local():
-            part = fn(model, _shard_task(task, rows), method, ablation, setup=setup, seed=seed, **options)
-        tensors = {k: v.cpu() for k, v in part.info.items() if isinstance(v, torch.Tensor)}
-        mine.append((part.scores.cpu(), tensors, rows.stop - rows.start))
-    parts = [p for block in gather_objects(mine, ctx) for p in block]
+    mean = gather_results(lambda: whole_set_mean(model, task, ctx, gather=False), ctx) if ablation == "mean" else None
+    if mean is not None:
+        mean = _combine_sums(mean, len(task))
+    last: list[Any] = []
+
+    def compute() -> list[tuple[Any, ...]]:
+        mine = []
+        for rows in ctx.batches(n):
+            setup = batch_setup(model, task, rows, ablation, seed, mean)
+            with local():
+                last[:] = [fn(model, _shard_task(task, rows), method, ablation, setup=setup, seed=seed, **options)]
+            tensors = {k: v.cpu() for k, v in last[0].info.items() if isinstance(v, torch.Tensor)}
+            mine.append((last[0].scores.cpu(), tensors, rows.stop - rows.start))
+        return mine
+
+    parts = [p for block in gather_results(compute, ctx) for p in block]
+    part = last[0]
     counts = [p[2] for p in parts]
     scores = combine_means([p[0] for p in parts], counts).float()
     info = {**part.info, **{k: combine_means([p[1][k] for p in parts], counts).to(v.dtype) for k, v in parts[0][1].items()}}

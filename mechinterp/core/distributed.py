@@ -42,7 +42,7 @@ import contextvars
 import dataclasses
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +55,7 @@ from mechinterp.errors import DistributedError
 
 __all__ = [
     "Shard", "distributed", "sharding", "current", "local", "shard_bounds", "shard_rows", "gather_rows",
-    "gather_objects", "combine_means", "batch_independent", "ENV_VARS",
+    "gather_objects", "gather_results", "combine_means", "batch_independent", "ENV_VARS",
 ]
 
 #: torchrun's variables, read by :func:`distributed`.
@@ -284,6 +284,31 @@ def gather_objects(obj: Any, ctx: Shard | None = None) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     tdist.all_gather_object(out, obj)
     return out
+
+
+def gather_results(compute: Callable[[], Any], ctx: Shard | None = None) -> list[Any]:
+    """Run ``compute()`` on this rank and gather every rank's result in rank order; a failure on any rank fails all.
+
+    Without this, a rank whose block raised (a NaN metric on its prompts, say) would leave the others
+    waiting in the next collective until the timeout. Here every rank reaches the gather: the rank that
+    failed re-raises its own error, the others raise a :class:`DistributedError` naming that rank and
+    its message.
+    """
+    ctx = ctx or current()
+    try:
+        mine, failure = compute(), None
+    except Exception as err:  # noqa: BLE001 - reported to every rank, then re-raised here
+        if ctx is None or ctx.world_size == 1:
+            raise
+        mine, failure, own = None, f"{type(err).__name__}: {err}", err
+    gathered = gather_objects((failure, mine), ctx)
+    failed = [(rank, msg) for rank, (msg, _) in enumerate(gathered) if msg is not None]
+    if failure is not None:
+        raise own
+    if failed:
+        rank, msg = failed[0]
+        raise DistributedError(f"rank {rank} of {len(gathered)} failed on its block of prompts: {msg}")
+    return [result for _, result in gathered]
 
 
 def combine_means(means: Sequence[Tensor | float], counts: Sequence[int]) -> Tensor:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core.cache import Positions, SharedCache
-from mechinterp.core.distributed import gather_rows, shard_rows, sharding
+from mechinterp.core.distributed import gather_results, gather_rows, shard_rows, sharding
 from mechinterp.core.sites import SiteSpec, resolve, resolve_many
 from mechinterp.core.tokens import Prompts, Tokenized, tokenize
 from mechinterp.core.validation import check_task
@@ -106,7 +106,13 @@ class ShardedCache:
         if len(names) != 1:
             raise MechinterpError(
                 f"{site!r} names {len(names)} hooks (one per layer): pass a layer, or use cache.stack({site!r}).")
-        return gather_rows(self.local.get(names[0]), self.ctx)
+        return gather_rows(self._local(names[0]), self.ctx)
+
+    def _local(self, name: str) -> Tensor:
+        """This rank's block at hook ``name``; a failure on any rank fails every rank (no rank left waiting)."""
+        box: list[Tensor] = []
+        gather_results(lambda: box.append(self.local.get(name)), self.ctx)
+        return box[0]
 
     def __getitem__(self, key: SiteSpec) -> Tensor:
         return self.get(key)
@@ -114,8 +120,8 @@ class ShardedCache:
     def stack(self, site: str, layers: Iterable[int] | None = None) -> Tensor:
         """One site over several layers (default all): ``[layer, n_prompts, ...]``, gathered."""
         names = resolve_many(self.model, site, layers)
-        self.local.fetch(names)
-        return torch.stack([gather_rows(self.local.get(n), self.ctx) for n in names])
+        gather_results(lambda: self.local.fetch(names), self.ctx)
+        return torch.stack([gather_rows(self._local(n), self.ctx) for n in names])
 
     def close(self) -> None:
         """Remove this rank's spilled files."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core import metrics
-from mechinterp.core.distributed import Shard, combine_means, gather_objects, local, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_results, local, sharding
 from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import DistributedError, NonFiniteError
 
@@ -123,12 +123,19 @@ def _sharded(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) -> Any:
         args["clean"] = shard_prompts(args["model"], args["clean"], slice(0, n), "clean")
     if isinstance(args.get("corrupted"), (list, tuple)):
         args["corrupted"] = shard_prompts(args["model"], args["corrupted"], slice(0, n), "corrupted")
-    mine = []
-    for rows in ctx.batches(n):
-        with local():
-            part = fn(**_block_args(args, rows, n), normalise=False)
-        mine.append((part.raw.cpu(), part.base_value, part.target_value, rows.stop - rows.start, part.labels, part.tokens))
-    parts = [p for block in gather_objects(mine, ctx) for p in block]
+    last: list[Any] = []
+
+    def compute() -> list[tuple[Any, ...]]:
+        mine = []
+        for rows in ctx.batches(n):
+            with local():
+                last[:] = [fn(**_block_args(args, rows, n), normalise=False)]
+            p = last[0]
+            mine.append((p.raw.cpu(), p.base_value, p.target_value, rows.stop - rows.start, p.labels, p.tokens))
+        return mine
+
+    parts = [p for block in gather_results(compute, ctx) for p in block]
+    part = last[0]
     counts = [p[3] for p in parts]
     raw = combine_means([p[0] for p in parts], counts).to(part.raw.dtype)
     base = float(combine_means([p[1] for p in parts], counts))

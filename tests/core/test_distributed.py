@@ -13,8 +13,8 @@ import torch
 
 import mechinterp
 from mechinterp.core.distributed import (
-    Shard, batch_independent, combine_means, current, distributed, gather_objects, gather_rows, local, shard_bounds,
-    sharding,
+    Shard, batch_independent, combine_means, current, distributed, gather_objects, gather_results, gather_rows, local,
+    shard_bounds, sharding,
 )
 from mechinterp.errors import DistributedError
 
@@ -85,6 +85,12 @@ def test_bad_launches_say_what_to_do(monkeypatch):
         with pytest.raises(DistributedError, match="backend='nccl' needs one GPU per process.*0 GPU"):
             with distributed(backend="nccl"):
                 pass
+
+
+def test_gather_results_in_one_process():
+    assert gather_results(lambda: 3) == [3]
+    with pytest.raises(ZeroDivisionError):  # one process: the error itself, nothing to tell other ranks
+        gather_results(lambda: 1 / 0)
 
 
 def test_batch_independent_marks_a_metric():

@@ -23,6 +23,7 @@ import mechinterp
 from mechinterp.attribution import attribute_many
 from mechinterp.circuits import discover
 from mechinterp.core.sharded_cache import ShardedCache
+from mechinterp.errors import MechinterpError
 from mechinterp.patching import activation_patch, patch_block_every
 
 WORLD = 2
@@ -69,6 +70,21 @@ def _sweeps(model, task) -> dict:
     return out
 
 
+class _FailsOnLastPrompt:
+    """A metric whose block holding prompt 8 (rank 1's) raises: every rank must fail, none may hang."""
+
+    def __init__(self, rows=None):
+        self.rows = [] if rows is None else torch.as_tensor(rows).tolist()
+
+    def subset(self, rows):
+        return _FailsOnLastPrompt(rows)
+
+    def __call__(self, logits):
+        if 8 in self.rows:
+            raise MechinterpError("prompt 8 cannot be scored")
+        return logits[:, -1, 0]
+
+
 def _worker(rank: int, port: int, model, task, path: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -77,6 +93,10 @@ def _worker(rank: int, port: int, model, task, path: str) -> None:
         with mechinterp.distributed(backend="gloo", timeout_s=120) as dist:
             assert (dist.rank, dist.world_size) == (rank, WORLD)
             result = _sweeps(model, task)
+            try:
+                activation_patch(model, task.clean_tokens, task.corrupted_tokens, _FailsOnLastPrompt(), site="resid_pre", by="layer")
+            except MechinterpError as err:
+                result["failure"] = f"{type(err).__name__}: {err}"
         torch.save(result, path)
     except BaseException:  # the parent reads the traceback
         with open(path + ".err", "w") as f:
@@ -139,10 +159,16 @@ def test_two_ranks_equal_one_process(sharded_and_single, key):
         _close(key, single[key], rank[key])
 
 
+def test_a_failure_on_one_rank_fails_every_rank(sharded_and_single):
+    _, (r0, r1) = sharded_and_single
+    assert r1["failure"] == "MechinterpError: prompt 8 cannot be scored"  # its own error
+    assert r0["failure"] == "DistributedError: rank 1 of 2 failed on its block of prompts: MechinterpError: prompt 8 cannot be scored"
+
+
 def test_the_ranks_hold_identical_bits(sharded_and_single):
     _, (r0, r1) = sharded_and_single
     for key in r0:
-        if isinstance(r0[key], torch.Tensor):
+        if isinstance(r0[key], torch.Tensor) and key != "failure":
             assert torch.equal(r0[key], r1[key]), key
 
 
