@@ -141,7 +141,8 @@ def _sharded_discover(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) 
 
 
 def shards_task(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Make ``discover`` shard its task's prompts inside an open :func:`mechinterp.distributed` context of several ranks."""
+    """Make ``discover`` shard its task's prompts inside an open :func:`mechinterp.distributed` context (several ranks,
+    or a ``batch_size``); otherwise it is ``discover``."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)

@@ -152,7 +152,8 @@ def _sharded(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) -> Any:
 
 def shards_prompts(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make a patching sweep (``fn(model, clean, corrupted, metric, ..., normalise=True)`` -> ``PatchResult``) shard
-    its prompts inside an open :func:`mechinterp.distributed` context of several ranks; outside one it is ``fn``."""
+    its prompts inside an open :func:`mechinterp.distributed` context (several ranks, or a ``batch_size``); otherwise
+    it is ``fn``."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
