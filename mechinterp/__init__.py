@@ -7,10 +7,11 @@ Example:
 """
 
 from mechinterp import errors, metrics, tasks, zoo
-from mechinterp.core import SharedCache, Tokenized, answer_tokens, load, tokenize
+from mechinterp.core import ShardedCache, SharedCache, Tokenized, answer_tokens, load, tokenize
+from mechinterp.core.distributed import distributed
 from mechinterp.errors import MechinterpError
 
-__all__ = ["MechinterpError", "SharedCache", "Tokenized", "answer_tokens", "errors", "load", "metrics", "tasks", "tokenize", "zoo"]
+__all__ = ["MechinterpError", "ShardedCache", "SharedCache", "Tokenized", "answer_tokens", "distributed", "errors", "load", "metrics", "tasks", "tokenize", "zoo"]
 __version__ = "0.1.0"
 
 #: method families reachable as attributes, imported on first use (``import mechinterp`` stays fast)

@@ -21,6 +21,7 @@ __all__ = [
     "OfflineError",
     "ShapeMismatchError",
     "NonFiniteError",
+    "DistributedError",
 ]
 
 
@@ -77,3 +78,7 @@ class ModelLoadError(MechinterpError):
 
 class OfflineError(ModelLoadError):
     """A model that needs the network, asked for on a machine without it."""
+
+
+class DistributedError(MechinterpError):
+    """A data-parallel run that cannot work as asked: a bad launch, or a method or input that cannot be sharded."""

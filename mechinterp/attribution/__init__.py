@@ -45,6 +45,7 @@ from mechinterp.attribution.grouping import (
 from mechinterp.attribution.ig_convergence import IGConvergence, ig_convergence
 from mechinterp.attribution.integrated_gradients import CompletenessWarning, IntegratedGradients, quadrature
 from mechinterp.attribution.lime import Lime
+from mechinterp.attribution.many import attribute_many
 from mechinterp.attribution.lrp import CPLRP, AttnLRP, lrp_hooks
 from mechinterp.attribution.occlusion import Occlusion
 from mechinterp.attribution.result import TokenAttribution
@@ -78,6 +79,7 @@ __all__ = [
     "ShapleyValues",
     "TokenAttribution",
     "aggregate",
+    "attribute_many",
     "as_target",
     "attribute",
     "comparison_html",

@@ -21,6 +21,8 @@ import torch
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.validation import check_task
 from mechinterp.circuits.circuit import Circuit
+from mechinterp.circuits.distributed import LINEAR_SCORERS, shards_task
+from mechinterp.core.distributed import distributed
 from mechinterp.circuits.engine import PatchSetup, prepare_edge_patching
 from mechinterp.circuits.gradients import node_attribution
 from mechinterp.circuits.scorers import get_scorer
@@ -43,6 +45,7 @@ def setup_for(model: Any, task: Any, ablation: str = "corrupted", *, seed: int =
                                  lengths=getattr(task, "lengths", None), seed=seed)
 
 
+@shards_task
 @runs_synced
 def discover(
     model: Any,
@@ -72,10 +75,12 @@ def discover(
             of largest node attribution (plus the logits) — a cheap first pass.
         setup: a prepared :class:`PatchSetup` to reuse (skips the clean/corrupted caching).
         seed: the seed of resample ablation's permutation.
-        batch_size: score the gradient methods (``eap``, ``eap-ig-*``, ``node``) on this many prompts
-            at a time and average, weighted by chunk size: the same scores (their objective is a
-            mean over prompts) with the backward passes' memory bounded by the chunk. Mean and
-            resample ablation still use the whole task's statistics. ``None``: one batch.
+        batch_size: score the methods whose scores are a mean over prompts (all but ``acdc``) on
+            this many prompts at a time and average, weighted by chunk size: the same scores, with
+            memory bounded by the chunk. Without ``setup`` each chunk's caches are prepared in turn
+            (the one-process case of :func:`mechinterp.distributed`'s ``batch_size``); with one,
+            it is sliced. Mean and resample ablation use the whole task's statistics either way.
+            ``None``: one batch (or the open ``mechinterp.distributed`` context's batch size).
         **options: the method's options (``steps``, ``thresholds``, ``distance``, ``chunk``).
 
     Returns:
@@ -85,6 +90,11 @@ def discover(
     if task is not None and hasattr(task, "clean_tokens"):
         check_task(model, task)
     scorer = get_scorer(method)
+    if batch_size is not None:
+        _check_batch_size(scorer.name, batch_size)
+        if setup is None and node_first_pass is None:  # prepare and score batch by batch: bounded memory end to end
+            with distributed(batch_size=batch_size):
+                return discover(model, task, method, ablation, top_n=top_n, seed=seed, **options)
     start = time.perf_counter()
     setup = setup or setup_for(model, task, ablation, seed=seed)
     if node_first_pass is not None:
@@ -110,15 +120,18 @@ def discover(
 
 
 #: scorers whose scores are a mean over prompts (so chunks combine exactly)
-BATCHABLE = ("eap", "eap-ig-inputs", "eap-ig-activations", "node")
+BATCHABLE = LINEAR_SCORERS
+
+
+def _check_batch_size(method: str, batch_size: Any) -> None:
+    if method not in BATCHABLE:
+        raise MechinterpError(f"batch_size applies to the methods whose scores are a mean over prompts {list(BATCHABLE)}, "
+                              f"not {method!r} (ACDC's greedy pruning takes chunk= to bound its memory).")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise MechinterpError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
 def _score_in_batches(scorer: Any, model: Any, setup: PatchSetup, task: Any, batch_size: int, options: dict) -> tuple:
-    if scorer.name not in BATCHABLE:
-        raise MechinterpError(f"batch_size applies to the gradient methods {list(BATCHABLE)}, not {scorer.name!r} "
-                              "(exact and acdc take chunk= to bound their memory).")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise MechinterpError(f"batch_size must be a positive integer, got {batch_size!r}.")
     n = setup.tokens.shape[0]
     total: torch.Tensor | None = None
     nodes: torch.Tensor | None = None

@@ -20,10 +20,13 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from typing import Any
 
 from mechinterp.core.atomic import write_text
-from mechinterp.cli.common import add_model_args, add_task_arg, check_out, load_model, load_task, steps, write_json
+from mechinterp.cli.common import (add_distributed_arg, add_model_args, add_task_arg, check_out, distributed_run, load_model,
+                                   load_task, steps, write_json)
 
 #: the corruption circuit discovery should use, where a task has several (see the task's docstring)
 CIRCUIT_CORRUPTION = {"induction": "random"}
@@ -38,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_task_arg(parser)
     parser.add_argument("--method", default="eap-ig-inputs", choices=sorted(SCORERS), help="edge scorer")
     parser.add_argument("--ablation", default="corrupted", choices=list(ABLATIONS), help="what removed edges carry")
-    parser.add_argument("--n", type=int, default=32, help="prompts")
+    parser.add_argument("--n", "--n-prompts", dest="n", type=int, default=32,
+                        help="prompts (under torchrun spell it --n-prompts: torchrun reads --n as one of its own options)")
     parser.add_argument("--seq-len", type=int, default=None, help="task seq_len (tracr: 3 reproduces ACDC's setting)")
     parser.add_argument("--corruption", default=None,
                         help="task corruption (default: the one recommended for circuits: 'random' on induction, "
@@ -50,10 +54,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="EAP-IG steps (default: the method's)")
     parser.add_argument("--distance", default=None, help="ACDC distance: kl, l2, metric (default: the method's)")
     parser.add_argument("--out", default="out/circuit", help="output folder")
+    add_distributed_arg(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Edge scoring is sharded over the ranks with ``--distributed``; rank 0 then sizes the circuit and writes the report."""
+    with distributed_run(args) as ctx, contextlib.ExitStack() as rest:
+        return _run(args, ctx, rest)
+
+
+def _run(args: argparse.Namespace, ctx: Any, rest: contextlib.ExitStack) -> int:
     import torch
 
     from mechinterp.circuits import circuit_report, compare_to_reference, discover, faithfulness, faithfulness_curve, setup_for
@@ -75,11 +86,19 @@ def run(args: argparse.Namespace) -> int:
         corruption = args.corruption or CIRCUIT_CORRUPTION.get(args.task)
         kwargs = {k: v for k, v in (("seq_len", args.seq_len), ("corruption", corruption)) if v is not None}
         task = load_task(args.task, model, n=args.n, seed=args.seed, **kwargs)
-        setup = setup_for(model, task, args.ablation)
+        setup = setup_for(model, task, args.ablation) if ctx is None else None  # sharded: each rank prepares its block
     options = {k: v for k, v in (("steps", args.steps), ("distance", args.distance)) if v is not None}
-    with progress.step(f"scoring edges ({args.method})", f"{setup.graph.n_edges} edges, {len(task)} prompts"):
+    with progress.step(f"scoring edges ({args.method})", f"{len(task)} prompts"
+                       + ("" if ctx is None else f" over {ctx.world_size} processes")):
         scored = discover(model, task, args.method, args.ablation, setup=setup, **options,
                           **({"batch_size": args.batch_size} if args.method in BATCHABLE else {}))
+    if ctx is not None:
+        if not ctx.is_main:  # every rank holds the scores; rank 0 goes on alone, in one process
+            return 0
+        from mechinterp.core.distributed import local
+
+        rest.enter_context(local())
+        setup = setup_for(model, task, args.ablation)
     with progress.step("choosing the circuit's size", "by faithfulness" if args.top_n is None else f"top {args.top_n}"):
         if args.top_n is None:
             choice = prune(model, setup, task.metric, scored, target=args.faithfulness_target, max_fraction=args.max_fraction)
@@ -114,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "top_edges": [[s, r, v] for s, r, v in circuit.edges()[:10]],
         "cpr": curve.cpr, "cmd": curve.cmd,
         "reference": dict(compare_to_reference(circuit, ref)) if ref else None,
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - start, "processes": 1 if ctx is None else ctx.world_size,
     }
     write_json(folder / "summary.json", summary)
     print(f"{args.method} on {args.task} ({args.ablation} ablation" + (f", {corruption} corruption" if corruption else "")

@@ -12,14 +12,15 @@ import argparse
 import difflib
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mechinterp.core.atomic import writable_folder, write_text
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TASK", "DTYPES", "HelpFormatter", "add_model_args", "add_task_arg", "check_names", "check_out",
-           "device_arg", "did_you_mean", "dtype_arg", "load_model", "load_task", "out_dir", "steps", "write_json"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TASK", "DTYPES", "HelpFormatter", "add_distributed_arg", "add_model_args", "add_task_arg",
+           "check_names", "check_out", "device_arg", "distributed_run", "did_you_mean", "dtype_arg", "load_model", "load_task", "out_dir", "steps", "write_json"]
 
 #: the model every subcommand uses when ``--model`` is not given
 DEFAULT_MODEL = "zoo:toy-lm"
@@ -94,6 +95,31 @@ def add_model_args(parser: argparse.ArgumentParser, seed_help: str | None = None
 def add_task_arg(parser: argparse.ArgumentParser, help_extra: str = "") -> None:
     """``--task`` with the shared default."""
     parser.add_argument("--task", default=DEFAULT_TASK, help="task name (see `mechinterp tasks`)" + help_extra)
+
+
+def add_distributed_arg(parser: argparse.ArgumentParser) -> None:
+    """``--distributed``: shard the prompts over the processes of a ``torchrun`` launch."""
+    parser.add_argument("--distributed", action="store_true",
+                        help="shard the prompts over the processes of a torchrun launch (torchrun --nproc-per-node N "
+                             "-m mechinterp ...; reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): NCCL "
+                             "with one GPU per process, gloo on CPU; rank 0 writes the outputs")
+
+
+@contextmanager
+def distributed_run(args: argparse.Namespace) -> Iterator[Any]:
+    """Open :func:`mechinterp.distributed` when ``--distributed`` is given (yielding its ``Shard``), else yield ``None``.
+
+    Under NCCL each rank's model goes to its own GPU (``cuda:LOCAL_RANK``): ``args.device`` is set to it.
+    """
+    if not getattr(args, "distributed", False):
+        yield None
+        return
+    from mechinterp.core.distributed import distributed
+
+    with distributed() as ctx:
+        if ctx.backend == "nccl":
+            args.device = str(ctx.device)
+        yield ctx
 
 
 def load_model(args: argparse.Namespace) -> Any:

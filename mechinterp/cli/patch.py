@@ -28,7 +28,8 @@ import time
 from typing import Any
 
 from mechinterp.core.atomic import save_figure, write_text
-from mechinterp.cli.common import add_model_args, add_task_arg, check_out, did_you_mean, load_model, load_task, steps, write_json
+from mechinterp.cli.common import (add_distributed_arg, add_model_args, add_task_arg, check_out, did_you_mean, distributed_run,
+                                   load_model, load_task, steps, write_json)
 
 METHODS = ("activation", "path", "trace", "attribution", "attribution-ig")
 #: what causal tracing restores (``--site`` with ``--method trace``)
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description=__doc__.split("\n\n")[0])
     add_model_args(parser, seed_help="seed of the task's prompt draw, of resample ablation and of the tracing noise")
     add_task_arg(parser)
-    parser.add_argument("--n", type=int, default=32, help="prompts")
+    parser.add_argument("--n", "--n-prompts", dest="n", type=int, default=32,
+                        help="prompts (under torchrun spell it --n-prompts: torchrun reads --n as one of its own options)")
     parser.add_argument("--method", default="activation", choices=METHODS, help="what to run")
     parser.add_argument("--site", default=None,
                         help="activation/attribution: resid_pre (default), attn_out, mlp_out, z, q, k, v, pattern, ...; "
@@ -59,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "prompts of the most common length")
     parser.add_argument("--raw", action="store_true", help="report the raw metric, not normalised")
     parser.add_argument("--out", default="out/patch", help="output folder")
+    add_distributed_arg(parser)
     parser.set_defaults(handler=run)
 
 
@@ -103,6 +106,16 @@ def _one_length(task: Any, by: Any, method: str, all_lengths: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mechinterp.errors import DistributedError
+
+    if args.distributed and args.method != "activation":
+        raise DistributedError(f"--distributed shards --method activation (activation patching); --method {args.method} "
+                               "runs in one process: drop --distributed.")
+    with distributed_run(args) as ctx:
+        return _run(args, ctx)
+
+
+def _run(args: argparse.Namespace, ctx: Any) -> int:
     from mechinterp import patching as P
     from mechinterp.viz import html_page
 
@@ -132,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
                 model, task, sites=site, by=by, direction=args.direction, normalise=norm,
                 ig_steps=8 if args.method == "attribution-ig" else None,
             )
+    if ctx is not None and not ctx.is_main:  # every rank holds the whole result; rank 0 writes it
+        return 0
     result.save(folder / "result.json")
     result.to_dataframe().to_csv(folder / "result.csv", index=False)
     save_figure(result.plot(), folder / "result.png", dpi=110, bbox_inches="tight")
@@ -150,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "task": args.task, "n": len(task), "method": result.method, "site": result.site,
         "window": window, "dims": list(result.dims), "shape": list(result.shape), "normalised": result.normalised,
         "base_value": result.base_value, "target_value": result.target_value, "top": top,
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(time.perf_counter() - start, 2), "processes": 1 if ctx is None else ctx.world_size,
     })
     print(f"{result.method} patching of {result.site} on {args.task} ({len(task)} prompts), dims {' x '.join(result.dims)}:")
     for row in top:

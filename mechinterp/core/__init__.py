@@ -6,12 +6,14 @@ from mechinterp.core.fastpath import tl_flags
 from mechinterp.core.intervention import Intervention
 from mechinterp.core.loading import load, load_local_checkpoint
 from mechinterp.core.metrics import Metric, kl_div, logit_diff, logits_at, logprob, normalise, prob
+from mechinterp.core.sharded_cache import ShardedCache
 from mechinterp.core.sites import resolve, resolve_many
 from mechinterp.core.tokens import Tokenized, answer_tokens, check_same_lengths, tokenize
 
 __all__ = [
     "Metric",
     "Intervention",
+    "ShardedCache",
     "SharedCache",
     "Tokenized",
     "answer_tokens",

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.devices import check_n_devices, split_over_devices
 from mechinterp.core.zoo_format import load_model, names as zoo_names, path as zoo_path
 from mechinterp.core.rng import keep_global_rng
 from mechinterp.core.validation import check_device
@@ -45,6 +46,8 @@ def load(
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     fold_value_biases: bool = True,
+    n_devices: int | None = None,
+    device_map: str | None = None,
     **config_overrides: Any,
 ) -> Any:
     """Load a ``HookedTransformer`` from the zoo, a GGUF file, a local checkpoint folder or a TL name.
@@ -59,6 +62,11 @@ def load(
         fold_ln, center_writing_weights, center_unembed, fold_value_biases: TL's weight
             processing, on by default as in ``from_pretrained``; switch off to analyse the
             raw weights.
+        n_devices: split the layers over this many GPUs of this host, from ``device`` (default
+            ``cuda:0``) on, for a model too large for one card: the weights are loaded on the CPU,
+            then each block goes to its GPU (:func:`mechinterp.core.devices.split_over_devices`;
+            fast paths step aside, see :data:`mechinterp.core.devices.MULTI_DEVICE_SUPPORT`).
+        device_map: ``"auto"``: ``n_devices`` = every visible GPU (the only map accepted).
         **config_overrides: ``HookedTransformerConfig`` fields set before the model is
             built, e.g. ``ungroup_grouped_query_attention=True``, ``use_attn_result=True``,
             ``default_prepend_bos=True``, ``n_ctx=512``. Hub names also accept the other
@@ -84,6 +92,14 @@ def load(
     """
     dtype = _resolve_dtype(dtype)
     check_device(device, error=ModelLoadError)
+    if device_map is not None or n_devices is not None:
+        n = _devices_from_map(device_map, n_devices, device)
+        if n > 1:
+            model = load(name_or_path, device="cpu", dtype=dtype, fold_ln=fold_ln, center_writing_weights=center_writing_weights,
+                         center_unembed=center_unembed, fold_value_biases=fold_value_biases, **config_overrides)
+            split_over_devices(model, n, device or "cuda")
+            model.mechinterp_meta["n_devices"] = n
+            return model
     processing = dict(
         fold_ln=fold_ln,
         center_writing_weights=center_writing_weights,
@@ -117,6 +133,21 @@ def load(
             return _with_meta(model, source="zoo", path=str(local), dtype=dtype, **_zoo_meta(local))
         return load_local_checkpoint(local, device=device, dtype=dtype, **processing, **config_overrides)
     return _load_from_hub(name, device=device, dtype=dtype, processing=processing, **config_overrides)
+
+
+def _devices_from_map(device_map: str | None, n_devices: int | None, device: Any) -> int:
+    """The GPU count a ``device_map`` / ``n_devices`` pair asks for (checked against the host's GPUs)."""
+    if device_map is None:
+        return check_n_devices(n_devices, device)
+    if device_map != "auto":
+        raise ModelLoadError(f"device_map={device_map!r} is not supported: pass device_map='auto' (every visible GPU) or "
+                             "n_devices=N (the first N GPUs from device=).")
+    if n_devices is not None:
+        raise ModelLoadError("Pass device_map='auto' or n_devices=N, not both.")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ModelLoadError("device_map='auto' splits the layers over the GPUs, but this host has none: leave it unset.")
+    return check_n_devices(count, device)
 
 
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}

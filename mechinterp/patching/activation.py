@@ -47,6 +47,7 @@ from mechinterp.core.ablation import resample_permutation
 from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.core.cache import SharedCache
+from mechinterp.patching.distributed import shards_prompts
 from mechinterp.patching.engine import base_run, check_cache, collect, run_naive, run_variants
 from mechinterp.patching.inputs import Metric, PatchInputs, check_sizes, prepare_patch_inputs, resolve_strategy
 from mechinterp.patching.result import PatchResult
@@ -166,6 +167,7 @@ def _run(
     return raws, values, base_value, target, do_norm
 
 
+@shards_prompts
 @runs_synced
 def activation_patch(
     model: Any,
@@ -289,6 +291,7 @@ def _every(
     )
 
 
+@shards_prompts
 def patch_block_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
     """``resid_pre``, ``attn_out`` and ``mlp_out`` by layer x position, stacked: ``[3, layer, pos]``.
 
@@ -300,6 +303,7 @@ def patch_block_every(model: Any, clean: Any, corrupted: Any = None, metric: Any
     return _every(model, clean, corrupted, metric, specs, "block_every", **kw)
 
 
+@shards_prompts
 def patch_heads_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
     """Every head's ``z``, ``q``, ``k``, ``v``, ``pattern`` at all positions: ``[5, layer, head]``.
 
@@ -310,6 +314,7 @@ def patch_heads_every(model: Any, clean: Any, corrupted: Any = None, metric: Any
     return _every(model, clean, corrupted, metric, specs, "heads_every", **kw)
 
 
+@shards_prompts
 def patch_heads_by_pos_every(model: Any, clean: Any, corrupted: Any = None, metric: Any = None, **kw: Any) -> PatchResult:
     """Every head's ``z``, ``q``, ``k``, ``v``, ``pattern`` by position: ``[5, layer, pos, head]``.
 

@@ -131,16 +131,19 @@ def test_toy_lm_ioi_circuit_of_10_percent_of_edges_is_80_percent_faithful():
     assert float(faithfulness(model, setup, task.metric, small)[0]) >= 0.8
 
 
-@pytest.mark.parametrize("method,ablation", [("eap", "mean"), ("eap-ig-inputs", "corrupted"), ("node", "corrupted")])
+@pytest.mark.parametrize("method,ablation", [("eap", "mean"), ("eap-ig-inputs", "corrupted"), ("node", "corrupted"), ("exact", "zero")])
 def test_batch_size_gives_the_one_batch_scores(toy_lm, method, ablation):
     """Chunked scoring is exact: the objective is a mean over prompts (chunks of 3, 3 and 1 prompts
-    of different lengths; mean ablation keeps the whole task's mean)."""
+    of different lengths; mean ablation keeps the whole task's mean), whether each chunk's caches
+    are prepared in turn or a prepared setup is sliced."""
     from mechinterp.circuits import discover
 
     task = mechinterp.tasks.load("sentiment", toy_lm, n=7, seed=3)
     options = {"steps": 2} if method == "eap-ig-inputs" else {}
     whole = discover(toy_lm, task, method=method, ablation=ablation, **options)
     chunked = discover(toy_lm, task, method=method, ablation=ablation, batch_size=3, **options)
+    sliced = discover(toy_lm, task, method=method, ablation=ablation, batch_size=3, setup=setup_for(toy_lm, task, ablation), **options)
     torch.testing.assert_close(chunked.scores, whole.scores, atol=1e-5, rtol=1e-4)
-    with pytest.raises(mechinterp.errors.MechinterpError, match="chunk="):
-        discover(toy_lm, task, method="exact", batch_size=3)
+    torch.testing.assert_close(sliced.scores, whole.scores, atol=1e-5, rtol=1e-4)
+    with pytest.raises(mechinterp.errors.MechinterpError, match="ACDC"):
+        discover(toy_lm, task, method="acdc", batch_size=3)

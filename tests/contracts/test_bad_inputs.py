@@ -144,6 +144,10 @@ ENTRIES: list[Entry] = [
     *[_attribute_entry(m) for m in sorted(T.METHODS)],
     E("attribution.ig_convergence", lambda c, **kw: T.ig_convergence(c.model, _g(kw, "prompt", c.t1), _g(kw, "target", 4), steps=(2, 4), **{k: v for k, v in kw.items() if k not in ("prompt", "target")}),
       tokens=T1, target="target", float="tolerance"),
+    E("attribution.attribute_many", lambda c, **kw: T.attribute_many(
+        c.model, [_g(kw, "prompt", c.t1)] * 2, target=_g(kw, "target", 4), method="ig", warn=False,
+        **{"n_steps": 4, **{k: v for k, v in kw.items() if k not in ("prompt", "target")}}),
+      tokens=T1, target="target", size="n_steps"),
     E("attribution.faithfulness", lambda c, **kw: T.faithfulness(c.model, _g(kw, "prompt", c.t1), 4, c.saliency, **{k: v for k, v in kw.items() if k != "prompt"}),
       tokens=T1, size="batch_size"),
     # patching
