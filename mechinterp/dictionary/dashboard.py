@@ -6,7 +6,8 @@ For each chosen latent of an SAE, the page shows what a Neuronpedia-style featur
   (:func:`mechinterp.features.max_activating_examples` with the latent as its target, reading
   one :class:`~mechinterp.core.cache.SharedCache` of the prompts: one forward pass in all);
 * how often it fires (fraction of tokens with a positive activation) and a histogram of its
-  positive activations (inline SVG);
+  positive activations (inline SVG), over the same tokens as the examples (BOS left out when
+  the model prepends one);
 * the tokens its decoder direction promotes and suppresses (:func:`logit_effects`).
 
 The HTML has no script and no external reference: it opens offline.
@@ -51,7 +52,8 @@ class LatentDashboard(AbstractResult):
         hook: the SAE's input hook.
         latents: the latents shown.
         examples: per latent, its max-activating contexts.
-        density: ``[latent]`` fraction of scanned tokens where the latent is positive.
+        density: ``[latent]`` fraction of scanned tokens where the latent is positive (BOS excluded
+            when the model prepends one, as for the examples).
         max_activation: ``[latent]`` its largest activation.
         hist_counts: ``[latent, bins]`` histogram of its positive activations.
         hist_edges: ``[latent, bins + 1]`` the bin edges.
@@ -179,7 +181,8 @@ def latent_dashboard(
         cache = SharedCache(model, inputs, positions="all", batch_size=batch_size, progress=False)
     cache.fetch([hook_in])
     examples = [max_activating_examples(model, cache, _target(sae, hook_in, i), k=k, batch_size=batch_size) for i in chosen]
-    density, peak, counts, edges, n_tokens = _statistics(cache, sae, hook_in, chosen, bins, batch_size)
+    skip_first = bool(model.cfg.default_prepend_bos)  # as max_activating_examples: BOS (the attention sink) is left out
+    density, peak, counts, edges, n_tokens = _statistics(cache, sae, hook_in, chosen, bins, batch_size, skip_first)
     residual = site_width(model, hook_out) == model.cfg.d_model and not hook_out.endswith(("hook_mlp_in", "hook_attn_in"))
     effects = logit_effects(model, sae, chosen, k=n_logits, hook_name=hook_name) if residual else None
     return LatentDashboard(hook=hook_in, latents=chosen, examples=examples, density=density, max_activation=peak,
@@ -194,10 +197,12 @@ def _target(sae: SparseAutoencoder, hook: str, latent: int) -> ActivationTarget:
 
 
 def _statistics(cache: SharedCache, sae: SparseAutoencoder, hook: str, chosen: list[int], bins: int,
-                batch_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+                batch_size: int, skip_first: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """Density, max and a histogram of positive activations per latent, over the real tokens of the cache."""
     acts = cache[hook]
-    mask = cache.attention_mask.bool()
+    mask = cache.attention_mask.bool().clone()
+    if skip_first:
+        mask[:, 0] = False
     values: list[Tensor] = []
     with torch.no_grad():
         for start in range(0, len(cache), batch_size):
