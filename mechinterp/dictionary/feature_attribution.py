@@ -57,7 +57,8 @@ def _prepare(model: Any, saes: Any, clean: Any, corrupted: Any, metric: Any, ans
              ablation: str | None, hook_name: Any, seed: int) -> tuple[list[Any], Any, LatentSources]:
     sae_list = as_sae_list(saes, "saes")
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
-    src = latent_sources(model, sae_list, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name)
+    src = latent_sources(model, sae_list, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name,
+                         name="saes")
     return sae_list, inputs, src
 
 
@@ -175,7 +176,9 @@ def latent_mask_metric(model: Any, saes: Any, src: LatentSources, metric: Any, m
 
     with model.hooks(fwd_hooks=[h for i in range(len(sae_list)) for h in make(i)]):
         logits = model(src.base_tokens)
-    return metric(logits).float().mean()
+    value = metric(logits)
+    metric_values(metric, logits.detach(), src.base_tokens.shape[0])  # one finite number per prompt, or a named error
+    return value.float().mean()
 
 
 @runs_synced

@@ -108,15 +108,17 @@ def _mean_over_real(x: Tensor, lengths: Tensor) -> Tensor:
 
 def latent_sources(
     model: Any, saes: Any, inputs: PatchInputs, *, direction: str, ablation: str | None, seed: int = 0,
-    hook_names: Any = None,
+    hook_names: Any = None, name: str = "sae",
 ) -> LatentSources:
-    """The base prompts and, per SAE, the base and source latents / errors of a feature experiment."""
+    """The base prompts and, per SAE, the base and source latents / errors of a feature experiment.
+
+    ``name`` is the argument the SAEs came in (for messages)."""
     check_mode(direction, ablation)
-    sae_list = as_sae_list(saes)
+    sae_list = as_sae_list(saes, name)
     names = hook_names if isinstance(hook_names, (list, tuple)) else [hook_names] * len(sae_list)
     if len(names) != len(sae_list):
         raise MechinterpError(f"hook_name: give one hook per SAE ({len(sae_list)}), got {len(names)}.")
-    hooks = [sae_hooks(model, sae, name) for sae, name in zip(sae_list, names)]
+    hooks = [sae_hooks(model, sae, hook, name) for sae, hook in zip(sae_list, names)]
     outs = [out for _, out in hooks]
     if len(set(outs)) != len(outs):
         raise MechinterpError(f"Two SAEs write the same hook ({outs}): splice one SAE per site.")
