@@ -58,7 +58,7 @@ def _prepare(model: Any, saes: Any, clean: Any, corrupted: Any, metric: Any, ans
     sae_list = as_sae_list(saes, "saes")
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
     src = latent_sources(model, sae_list, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name,
-                         name="saes")
+                         name="saes", with_base=False)
     return sae_list, inputs, src
 
 
@@ -135,8 +135,8 @@ def feature_attribution(
         g_e = torch.zeros_like(leaves[i][1]) if g_e is None else g_e
         if not (bool(torch.isfinite(g_f).all()) and bool(torch.isfinite(g_e).all())):
             raise NonFiniteError("The metric's gradient is not finite; check the model's outputs (fp16 overflow?).")
-        d_f = (src.source[i].latents - src.base[i].latents).float()
-        d_e = (src.source[i].error - src.base[i].error).float()
+        d_f = (src.source[i].latents - leaves[i][0].detach()).float()  # the leaves hold the base run's values
+        d_e = (src.source[i].error - leaves[i][1].detach()).float()
         scores.append((d_f * g_f.float()).sum(0).cpu())
         errors.append((d_e * g_e.float()).sum(-1).sum(0).cpu())
     return FeatureAttribution(

@@ -52,6 +52,8 @@ class LatentSources:
         base: per SAE, the base run's latents and error.
         source: per SAE, the values patched in (latents and error).
         target: mean metric of the run patched from (``None`` for an ablation without corrupted prompts).
+        base_metric: ``[batch]`` the base run's metric.
+        kept: activations of the base run at the ``keep`` hooks asked for.
     """
 
     base_tokens: Tensor
@@ -59,6 +61,8 @@ class LatentSources:
     base: list[SiteRun]
     source: list[SiteRun]
     target: float | None
+    base_metric: Tensor
+    kept: dict[str, Tensor]
 
 
 def check_mode(direction: str, ablation: str | None) -> None:
@@ -85,9 +89,10 @@ def metric_values(metric: Any, logits: Tensor, batch: int) -> Tensor:
 
 
 def site_run(model: Any, saes: list[SparseAutoencoder], hooks: list[tuple[str, str]], tokens: Tensor,
-             metric: Any = None) -> tuple[list[SiteRun], Tensor | None]:
-    """Every SAE's latents and error term on ``tokens`` (one forward pass, no edit), and the metric ``[batch]``."""
-    names = sorted({h for pair in hooks for h in pair})
+             metric: Any, keep: Any = ()) -> tuple[list[SiteRun], Tensor, dict[str, Tensor]]:
+    """Every SAE's latents and error term on ``tokens`` (one forward pass, no edit), the metric ``[batch]``
+    and the activations at the ``keep`` hooks."""
+    names = {h for pair in hooks for h in pair} | set(keep)
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
         runs = []
@@ -95,8 +100,7 @@ def site_run(model: Any, saes: list[SparseAutoencoder], hooks: list[tuple[str, s
             f = sae.encode(cache[hook_in])
             error = cache[hook_out].to(f.dtype) - sae.decode(f)
             runs.append(SiteRun(f.detach(), error.detach()))
-    value = metric_values(metric, logits, tokens.shape[0]) if metric is not None else None
-    return runs, value
+    return runs, metric_values(metric, logits, tokens.shape[0]), {name: cache[name] for name in keep}
 
 
 def _mean_over_real(x: Tensor, lengths: Tensor) -> Tensor:
@@ -108,11 +112,14 @@ def _mean_over_real(x: Tensor, lengths: Tensor) -> Tensor:
 
 def latent_sources(
     model: Any, saes: Any, inputs: PatchInputs, *, direction: str, ablation: str | None, seed: int = 0,
-    hook_names: Any = None, name: str = "sae",
+    hook_names: Any = None, name: str = "sae", keep: Any = (), with_base: bool = True,
 ) -> LatentSources:
     """The base prompts and, per SAE, the base and source latents / errors of a feature experiment.
 
-    ``name`` is the argument the SAEs came in (for messages)."""
+    ``name`` is the argument the SAEs came in (for messages); ``keep`` hooks whose base-run
+    activations to return too (a function of the hooks, called once they are known). Without
+    ``with_base`` the base run is not run where it need not be (``base`` is then empty and
+    ``base_metric`` has no entries): gradient methods compute the base run themselves."""
     check_mode(direction, ablation)
     sae_list = as_sae_list(saes, name)
     names = hook_names if isinstance(hook_names, (list, tuple)) else [hook_names] * len(sae_list)
@@ -122,16 +129,21 @@ def latent_sources(
     outs = [out for _, out in hooks]
     if len(set(outs)) != len(outs):
         raise MechinterpError(f"Two SAEs write the same hook ({outs}): splice one SAE per site.")
+    keep = list(keep(hooks)) if callable(keep) else list(keep)
     if ablation is None:
         base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
-        source, target = site_run(model, sae_list, hooks, source_tokens, inputs.metric)
-        base, _ = site_run(model, sae_list, hooks, base_tokens)
-        return LatentSources(base_tokens, hooks, base, source, float(target.mean()))  # type: ignore[union-attr]
+        source, target, _ = site_run(model, sae_list, hooks, source_tokens, inputs.metric)
+        base, base_metric, kept = site_run(model, sae_list, hooks, base_tokens, inputs.metric, keep) if with_base else ([], torch.empty(0), {})
+        return LatentSources(base_tokens, hooks, base, source, float(target.mean()), base_metric, kept)
     reference = inputs.corrupted if inputs.corrupted is not None else inputs.clean
     if ablation == "resample" and reference.shape[0] < 2:
         raise MechinterpError("Resample ablation needs at least 2 prompts (each takes another's latents).")
-    ref_runs, ref_metric = site_run(model, sae_list, hooks, reference, inputs.metric)
-    base, _ = site_run(model, sae_list, hooks, inputs.clean) if reference is not inputs.clean else (ref_runs, None)
+    if reference is inputs.clean:
+        ref_runs, ref_metric, kept = site_run(model, sae_list, hooks, reference, inputs.metric, keep)
+        base, base_metric = ref_runs, ref_metric
+    else:
+        ref_runs, ref_metric, _ = site_run(model, sae_list, hooks, reference, inputs.metric)
+        base, base_metric, kept = site_run(model, sae_list, hooks, inputs.clean, inputs.metric, keep) if with_base else ([], torch.empty(0), {})
     if ablation == "zero":
         source = [SiteRun(torch.zeros_like(r.latents[:1]), torch.zeros_like(r.error[:1])) for r in ref_runs]
     elif ablation == "mean":
@@ -139,5 +151,5 @@ def latent_sources(
     else:
         perm = resample_permutation(reference.shape[0], seed).to(reference.device)
         source = [SiteRun(r.latents[perm], r.error[perm]) for r in ref_runs]
-    target = float(ref_metric.mean()) if inputs.corrupted is not None else None  # type: ignore[union-attr]
-    return LatentSources(inputs.clean, hooks, base, source, target)
+    target = float(ref_metric.mean()) if inputs.corrupted is not None else None
+    return LatentSources(inputs.clean, hooks, base, source, target, base_metric, kept)

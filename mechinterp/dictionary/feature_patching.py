@@ -48,7 +48,7 @@ from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.errors import MechinterpError, NonFiniteError
 from mechinterp.patching import PatchResult, prepare_patch_inputs
 
-__all__ = ["feature_patch", "run_latent_deltas", "BY"]
+__all__ = ["feature_patch", "run_latent_deltas", "start_hook", "BY"]
 
 BY = ("latent", "latent_pos", "set")
 
@@ -76,19 +76,21 @@ def run_latent_deltas(
     *,
     chunk_size: int | None = None,
     memory_budget: int | str = "1GB",
+    resid: Tensor | None = None,
 ) -> Tensor:
     """The metric of ``len(deltas)`` runs on ``tokens``, run ``v`` adding ``deltas[v]`` at ``hook``.
 
     Each delta is ``[batch, pos, d]`` (what an edit of latents writes: ``Δf @ W_dec``). The
     runs are stacked along the batch and start at ``hook``'s block from the unedited run's
-    residual stream. Returns ``[len(deltas), batch]``.
+    residual stream there (``resid``: :func:`start_hook`'s activation, if already at hand).
+    Returns ``[len(deltas), batch]``.
     """
     batch, n_pos = tokens.shape
     layer = layer_of(hook)
     start = layer if layer is not None and layer > 0 else None
-    if start is not None:
+    if start is not None and resid is None:
         with torch.no_grad():
-            name = f"blocks.{start - 1}.hook_resid_post"  # = block start's resid_pre; the pass stops before block start
+            name = start_hook(hook)
             _, cache = model.run_with_cache(tokens, names_filter=name, stop_at_layer=start)
         resid = cache[name]
     if chunk_size is None:
@@ -110,6 +112,13 @@ def run_latent_deltas(
         for j in range(v):
             out[lo + j] = metric_values(metric, logits[j], batch).cpu()
     return out
+
+
+def start_hook(hook: str) -> str | None:
+    """The hook whose activation the patched runs start from: block ``L``'s input, read as block ``L - 1``'s
+    ``resid_post`` (``None`` when ``hook`` is in block 0 or outside the blocks: the runs start from the tokens)."""
+    layer = layer_of(hook)
+    return f"blocks.{layer - 1}.hook_resid_post" if layer is not None and layer > 0 else None
 
 
 @runs_synced
@@ -163,7 +172,8 @@ def feature_patch(
     parse_bytes(memory_budget)
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
     chosen = check_latents(sae, latents)
-    src = latent_sources(model, sae, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name)
+    src = latent_sources(model, sae, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name,
+                         keep=lambda hooks: [h for h in [start_hook(hooks[0][1])] if h is not None])
     hook = src.hooks[0][1]
     batch, n_pos = src.base_tokens.shape
     pos = _positions(positions, n_pos)
@@ -192,12 +202,12 @@ def feature_patch(
         return ((diff[..., ids] * mask[None, :, None].to(diff.dtype)) @ w_dec[ids]).to(model.cfg.dtype)
 
     deltas = _Lazy(delta, run_ids)
-    base_metric = metric_values(inputs.metric, _logits(model, src), batch)
-    base_value = float(base_metric.mean())
+    base_value = float(src.base_metric.mean())
     raw = torch.full((len(masks),), base_value, dtype=torch.float32)
     if deltas:
+        start = start_hook(hook)
         per_prompt = run_latent_deltas(model, src.base_tokens, hook, deltas, inputs.metric, chunk_size=chunk_size,
-                                       memory_budget=memory_budget)
+                                       memory_budget=memory_budget, resid=src.kept[start] if start else None)
         raw[run_ids] = per_prompt.mean(1)
     return _result(raw, by, chosen, pos, inputs, src, hook, base_value, direction, ablation, normalise)
 
@@ -215,11 +225,6 @@ class _Lazy(Sequence):  # type: ignore[type-arg]
         if isinstance(index, slice):
             return [self.make(k) for k in self.keys[index]]
         return self.make(self.keys[index])
-
-
-def _logits(model: Any, src: LatentSources) -> Tensor:
-    with torch.no_grad():
-        return model(src.base_tokens)
 
 
 def _result(raw: Tensor, by: str, chosen: list[int], pos: list[int], inputs: Any, src: LatentSources, hook: str,
