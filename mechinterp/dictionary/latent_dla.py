@@ -18,7 +18,7 @@ Like every DLA it is the *direct* path only: what later layers make of the laten
 with unit scale): the tokens a latent promotes and suppresses, the dashboard's logit table.
 
 Example:
-    >>> import mechinterp
+    >>> import mechinterp, torch
     >>> from mechinterp.dictionary import SparseAutoencoder, latent_dla, logit_effects
     >>> model = mechinterp.load("zoo:toy-lm")
     >>> sae = SparseAutoencoder(model.cfg.d_model, 64, "topk", k=8, hook_name="blocks.1.hook_mlp_out")
