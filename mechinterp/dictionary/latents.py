@@ -34,7 +34,7 @@ from mechinterp.errors import MechinterpError, ShapeMismatchError, UnknownSiteEr
 __all__ = ["sae_hooks", "site_width", "check_latents", "check_sae", "as_sae_list", "latent_label"]
 
 _D_MODEL = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "hook_embed",
-            "hook_pos_embed", "hook_mlp_in", "hook_attn_in", "ln_final.hook_normalized")
+            "hook_pos_embed", "hook_mlp_in", "hook_attn_in", "hook_normalized")
 _D_MLP = ("mlp.hook_pre", "mlp.hook_post", "mlp.hook_pre_linear")
 
 

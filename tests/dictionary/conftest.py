@@ -16,6 +16,12 @@ def make_sae(model, hook, d_sae=64, k=6, seed=0, **kw):
         return SparseAutoencoder(width, d_sae, "topk", k=k, hook_name=hook, **kw)
 
 
+def make_transcoder(model, layer=1, seed=2):
+    """A random TopK transcoder from block ``layer``'s MLP input (``ln2.hook_normalized``) to its output."""
+    return make_sae(model, f"blocks.{layer}.ln2.hook_normalized", seed=seed, d_out=model.cfg.d_model,
+                    hook_name_out=f"blocks.{layer}.hook_mlp_out")
+
+
 def identity_sae(model, hook):
     """A ReLU SAE that reconstructs exactly: latents relu(x) and relu(-x), decoder [I; -I] (error term 0)."""
     d = model.cfg.d_model

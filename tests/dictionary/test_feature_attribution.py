@@ -13,7 +13,7 @@ from mechinterp.dictionary.feature_inputs import latent_sources
 from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.patching import prepare_patch_inputs
 
-from .conftest import make_sae
+from .conftest import make_sae, make_transcoder
 
 
 def _close(a, b, rtol=1e-4):
@@ -26,9 +26,11 @@ def saes(tiny_model):
     return [make_sae(tiny_model, "blocks.0.hook_resid_post", seed=0), make_sae(tiny_model, "blocks.1.hook_mlp_out", seed=1)]
 
 
-@pytest.mark.parametrize("ablation", [None, "mean"])
-def test_feature_eap_equals_latent_mask_gradient_at_zero(tiny_model, pair, saes, ablation):
+@pytest.mark.parametrize(("ablation", "transcoder"), [(None, False), ("mean", False), (None, True)])
+def test_feature_eap_equals_latent_mask_gradient_at_zero(tiny_model, pair, saes, ablation, transcoder):
     clean, corrupted, metric = pair
+    if transcoder:  # an SAE upstream, a transcoder over the last MLP downstream
+        saes = [saes[0], make_transcoder(tiny_model)]
     eap = feature_attribution(tiny_model, saes, clean, corrupted, metric, ablation=ablation)
     grad = latent_mask_gradient(tiny_model, saes, clean, corrupted, metric, at=0.0, ablation=ablation)
     assert isinstance(eap, FeatureAttribution) and eap.hooks == ["blocks.0.hook_resid_post", "blocks.1.hook_mlp_out"]

@@ -11,7 +11,7 @@ from mechinterp.dictionary import feature_patch, splice
 from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.patching import PatchResult, activation_patch
 
-from .conftest import identity_sae, make_sae
+from .conftest import identity_sae, make_sae, make_transcoder
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -33,10 +33,10 @@ def _latents(model, sae, tokens):
     return state.latents
 
 
-@pytest.mark.parametrize("hook", [HOOK, "blocks.1.hook_mlp_out"])
+@pytest.mark.parametrize("hook", [HOOK, "blocks.1.hook_mlp_out", "transcoder"])
 def test_each_latent_equals_a_full_run_with_the_latent_edited(tiny_model, pair, hook):
     clean, corrupted, metric = pair
-    sae = make_sae(tiny_model, hook)
+    sae = make_transcoder(tiny_model) if hook == "transcoder" else make_sae(tiny_model, hook)
     latents = list(range(0, 64, 3))
     res = feature_patch(tiny_model, sae, clean, corrupted, metric, latents=latents, chunk_size=5)
     assert isinstance(res, PatchResult) and res.dims == ("latent",) and res.method == "feature"
