@@ -20,6 +20,8 @@ moves them ``α`` of the way to the source values (``f + α ⊙ (f_src - f)``) a
 (:func:`~mechinterp.circuits.mask_gradient`), tested the same way. At ``α = 1`` for one
 latent the objective is the patched run of :func:`~mechinterp.dictionary.feature_patch`.
 
+Both write through :class:`~mechinterp.core.intervention.Intervention` at each SAE's output hook.
+
 Example:
     >>> import mechinterp
     >>> from mechinterp.dictionary import SparseAutoencoder, feature_attribution
@@ -39,6 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core.intervention import Intervention
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.validation import check_finite
 from mechinterp.dictionary.feature_inputs import LatentSources, latent_sources, metric_values
@@ -108,18 +111,18 @@ def feature_attribution(
         sae = sae_list[i]
         hook_in, hook_out = src.hooks[i]
 
-        def write(act: Tensor, hook: Any) -> Tensor:  # act: [batch, pos, d_out]
+        def zero_with_gradients(act: Tensor) -> Tensor:  # act: [batch, pos, d_out] -> what to add (exactly 0)
             x_in = seen.pop(hook_in) if hook_in != hook_out else act
             f = sae.encode(x_in.detach()).detach()
             x_hat = sae.decode(f).detach()
             err = act.detach().to(x_hat.dtype) - x_hat
             f_leaf, e_leaf = f.clone().requires_grad_(True), err.clone().requires_grad_(True)
             leaves.append((f_leaf, e_leaf))
-            return act + ((sae.decode(f_leaf) - x_hat) + (e_leaf - err)).to(act.dtype)  # == act, bit for bit
+            return (sae.decode(f_leaf) - x_hat) + (e_leaf - err)  # act + this == act, bit for bit
 
-        hooks = [(hook_out, write)]
+        hooks = [Intervention(hook_out, None, zero_with_gradients, mode="add").fwd_hook()]
         if hook_in != hook_out:
-            hooks.insert(0, (hook_in, lambda act, hook: seen.__setitem__(hook.name, act)))
+            hooks.insert(0, (hook_in, lambda act, hook: seen.__setitem__(hook.name, act)))  # a transcoder's input: read only
         return hooks
 
     fwd = [h for i in range(len(sae_list)) for h in make(i)]
@@ -161,17 +164,17 @@ def latent_mask_metric(model: Any, saes: Any, src: LatentSources, metric: Any, m
     def make(i: int) -> list[tuple[str, Any]]:
         sae, (hook_in, hook_out), (a_f, a_e) = sae_list[i], src.hooks[i], masks[i]
 
-        def write(act: Tensor, hook: Any) -> Tensor:
+        def masked(act: Tensor) -> Tensor:  # act: [batch, pos, d_out] -> its replacement
             x_in = seen.pop(hook_in) if hook_in != hook_out else act
             f = sae.encode(x_in)
             err = act.to(f.dtype) - sae.decode(f)
             f2 = f + a_f * (src.source[i].latents - f)
             e2 = err + a_e[..., None] * (src.source[i].error - err)
-            return (sae.decode(f2) + e2).to(act.dtype)
+            return sae.decode(f2) + e2
 
-        hooks = [(hook_out, write)]
+        hooks = [Intervention(hook_out, None, masked, mode="replace").fwd_hook()]
         if hook_in != hook_out:
-            hooks.insert(0, (hook_in, lambda act, hook: seen.__setitem__(hook.name, act)))
+            hooks.insert(0, (hook_in, lambda act, hook: seen.__setitem__(hook.name, act)))  # a transcoder's input: read only
         return hooks
 
     with model.hooks(fwd_hooks=[h for i in range(len(sae_list)) for h in make(i)]):
