@@ -133,7 +133,8 @@ def latent_sources(
     if ablation is None:
         base_tokens, source_tokens = (inputs.corrupted, inputs.clean) if direction == "denoising" else (inputs.clean, inputs.corrupted)
         source, target, _ = site_run(model, sae_list, hooks, source_tokens, inputs.metric)
-        base, base_metric, kept = site_run(model, sae_list, hooks, base_tokens, inputs.metric, keep) if with_base else ([], torch.empty(0), {})
+        base, base_metric, kept = ([], torch.empty(0), {}) if not with_base else site_run(
+            model, sae_list, hooks, base_tokens, inputs.metric, keep)
         return LatentSources(base_tokens, hooks, base, source, float(target.mean()), base_metric, kept)
     reference = inputs.corrupted if inputs.corrupted is not None else inputs.clean
     if ablation == "resample" and reference.shape[0] < 2:
@@ -143,7 +144,8 @@ def latent_sources(
         base, base_metric = ref_runs, ref_metric
     else:
         ref_runs, ref_metric, _ = site_run(model, sae_list, hooks, reference, inputs.metric)
-        base, base_metric, kept = site_run(model, sae_list, hooks, inputs.clean, inputs.metric, keep) if with_base else ([], torch.empty(0), {})
+        base, base_metric, kept = ([], torch.empty(0), {}) if not with_base else site_run(
+            model, sae_list, hooks, inputs.clean, inputs.metric, keep)
     if ablation == "zero":
         source = [SiteRun(torch.zeros_like(r.latents[:1]), torch.zeros_like(r.error[:1])) for r in ref_runs]
     elif ablation == "mean":

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -56,12 +57,12 @@ BY = ("latent", "latent_pos", "set")
 def _positions(positions: Any, n_pos: int) -> list[int]:
     if positions is None:
         return list(range(n_pos))
-    items = [positions] if isinstance(positions, int) else list(positions)
+    items = [positions] if isinstance(positions, numbers.Integral) else list(positions)
     out = []
     for p in items:
-        if isinstance(p, bool) or not isinstance(p, int) or not -n_pos <= p < n_pos:
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not -n_pos <= p < n_pos:
             raise MechinterpError(f"positions: {p!r} is not a position of these {n_pos}-token prompts.")
-        out.append(p % n_pos)
+        out.append(int(p) % n_pos)
     if not out:
         raise MechinterpError("positions is empty: select at least one position (None selects all).")
     return sorted(set(out))

@@ -161,7 +161,8 @@ class LatentDLA(AbstractResult):
         return _bars([f"latent {i}" for i, _ in rows], [v for _, v in rows], f"latent DLA: {self.target_label}", ax)
 
     def to_html(self) -> str:
-        parts = [{"part": "reported latents", "mean": float(self.scores.sum(0).mean())}, {"part": "other latents", "mean": float(self.other.mean())},
+        parts = [{"part": "reported latents", "mean": float(self.scores.sum(0).mean())},
+                 {"part": "other latents", "mean": float(self.other.mean())},
                  {"part": "decoder bias", "mean": float(self.bias.mean())}, {"part": "error term", "mean": float(self.error.mean())},
                  {"part": "site total", "mean": float(self.site_total.mean())}]
         rows = [{"latent": i, "mean contribution": v} for i, v in self.top(15)]
