@@ -43,7 +43,7 @@ from torch import Tensor
 
 from mechinterp.core.intervention import Intervention
 from mechinterp.core.precision import runs_synced
-from mechinterp.core.validation import check_finite
+from mechinterp.core.validation import check_count, check_finite
 from mechinterp.dictionary.feature_inputs import LatentSources, latent_sources, metric_values
 from mechinterp.dictionary.feature_results import FeatureAttribution
 from mechinterp.dictionary.latents import as_sae_list
@@ -57,11 +57,11 @@ LatentMasks = Sequence[tuple[Tensor, Tensor]]
 
 
 def _prepare(model: Any, saes: Any, clean: Any, corrupted: Any, metric: Any, answers: Any, direction: str,
-             ablation: str | None, hook_name: Any, seed: int) -> tuple[list[Any], Any, LatentSources]:
+             ablation: str | None, hook_name: Any, seed: int, with_base: bool = False) -> tuple[list[Any], Any, LatentSources]:
     sae_list = as_sae_list(saes, "saes")
     inputs = prepare_patch_inputs(model, clean, corrupted, metric, answers=answers, need_corrupted=ablation is None)
     src = latent_sources(model, sae_list, inputs, direction=direction, ablation=ablation, seed=seed, hook_names=hook_name,
-                         name="saes", with_base=False)
+                         name="saes", with_base=with_base)
     return sae_list, inputs, src
 
 
@@ -86,6 +86,7 @@ def feature_attribution(
     answers: Any = None,
     hook_name: Any = None,
     seed: int = 0,
+    ig_steps: int | None = None,
 ) -> FeatureAttribution:
     """First-order effect of every latent (and error term) of ``saes``, at every position, on the metric.
 
@@ -97,13 +98,26 @@ def feature_attribution(
         ablation: ``"zero"``, ``"mean"`` or ``"resample"`` (base = clean) instead of corrupted prompts.
         hook_name: the hook of an SAE that names none (one per SAE for several).
         seed: the resample pairing.
+        ig_steps: integrated gradients over the latent masks (the midpoint rule with this many
+            points from 0 to 1, one forward and backward pass each) instead of the gradient at 0;
+            then the scores of all nodes sum to ``m(source) - m(base)`` up to the rule's error
+            (every node moved to the source is the source run).
 
     Returns:
         A :class:`FeatureAttribution`: per SAE ``scores [pos, d_sae]`` and ``error_scores [pos]``,
         in metric units (mean over prompts), next to the base and target metrics.
     """
-    sae_list, inputs, src = _prepare(model, saes, clean, corrupted, metric, answers, direction, ablation, hook_name, seed)
+    if ig_steps is not None:
+        check_count(ig_steps, "ig_steps")
+    sae_list, inputs, src = _prepare(model, saes, clean, corrupted, metric, answers, direction, ablation, hook_name, seed,
+                                     with_base=ig_steps is not None)
     _site_order(model, src)
+    if ig_steps is not None:
+        total: list[Tensor] | None = None
+        for k in range(ig_steps):
+            grads, _ = _mask_grads(model, sae_list, src, inputs.metric, (k + 0.5) / ig_steps)
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        return _result(src, inputs, [g / ig_steps for g in total], float(src.base_metric.mean()), ablation, direction)  # type: ignore[union-attr]
     leaves: list[tuple[Tensor, Tensor]] = []
     seen: dict[str, Tensor] = {}
 
@@ -207,16 +221,28 @@ def latent_mask_gradient(
     check_finite(at, "at")
     sae_list, inputs, src = _prepare(model, saes, clean, corrupted, metric, answers, direction, ablation, hook_name, seed)
     _site_order(model, src)
+    grads, value = _mask_grads(model, sae_list, src, inputs.metric, float(at))
+    return _result(src, inputs, grads, value if at == 0 else float("nan"), ablation, direction)
+
+
+def _mask_grads(model: Any, sae_list: list[Any], src: LatentSources, metric: Any, at: float) -> tuple[list[Tensor], float]:
+    """``[grad α_f, grad α_e]`` per SAE of :func:`latent_mask_metric` with every mask at ``at``, and its value."""
     n_pos = src.base_tokens.shape[1]
     dev = src.base_tokens.device
-    masks = [(torch.full((n_pos, s.d_sae), float(at), device=dev, requires_grad=True),
-              torch.full((n_pos,), float(at), device=dev, requires_grad=True)) for s in sae_list]
+    masks = [(torch.full((n_pos, s.d_sae), at, device=dev, requires_grad=True),
+              torch.full((n_pos,), at, device=dev, requires_grad=True)) for s in sae_list]
     with torch.enable_grad():
-        value = latent_mask_metric(model, sae_list, src, inputs.metric, masks)
+        value = latent_mask_metric(model, sae_list, src, metric, masks)
         grads = torch.autograd.grad(value, [t for pair in masks for t in pair])
+    if not all(bool(torch.isfinite(g).all()) for g in grads):
+        raise NonFiniteError("The metric's gradient is not finite; check the model's outputs (fp16 overflow?).")
+    return [g.detach().float().cpu() for g in grads], float(value.detach())
+
+
+def _result(src: LatentSources, inputs: Any, grads: list[Tensor], base_value: float, ablation: str | None,
+            direction: str) -> FeatureAttribution:
     return FeatureAttribution(
-        hooks=[out for _, out in src.hooks], scores=[g.detach().float().cpu() for g in grads[0::2]],
-        error_scores=torch.stack([g.detach().float().cpu() for g in grads[1::2]]), tokens=list(inputs.str_tokens),
-        metric=inputs.metric_name, direction="ablation" if ablation else direction, ablation=ablation,
-        base_value=float(value.detach()) if at == 0 else float("nan"), target_value=src.target,
+        hooks=[out for _, out in src.hooks], scores=list(grads[0::2]), error_scores=torch.stack(list(grads[1::2])),
+        tokens=list(inputs.str_tokens), metric=inputs.metric_name, direction="ablation" if ablation else direction,
+        ablation=ablation, base_value=base_value, target_value=src.target,
     )

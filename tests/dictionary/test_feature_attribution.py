@@ -100,6 +100,22 @@ def test_feature_eap_tracks_patching_where_effects_are_small(tiny_model, pair, s
     assert (torch.sign(eap[moved]) == torch.sign(effect[moved])).float().mean() > 0.8
 
 
+def test_integrated_gradients_over_the_masks_are_complete(tiny_model, pair, saes):
+    # Every node moved all the way to the source is the source run: the IG scores sum to m(clean) - m(corrupted).
+    clean, corrupted, metric = pair
+    res = feature_attribution(tiny_model, saes, clean, corrupted, metric, ig_steps=16)
+    gap = res.target_value - res.base_value
+    assert res.base_value == pytest.approx(float(metric(tiny_model(corrupted).detach()).mean()), abs=1e-5)
+    assert res.total() == pytest.approx(gap, rel=1e-2)
+    one = feature_attribution(tiny_model, saes, clean, corrupted, metric, ig_steps=1)  # the gradient at 1/2
+    half = latent_mask_gradient(tiny_model, saes, clean, corrupted, metric, at=0.5)
+    assert _close(one.scores[1], half.scores[1]) and _close(one.error_scores, half.error_scores)
+    eap = feature_attribution(tiny_model, saes, clean, corrupted, metric)
+    assert abs(res.total() - gap) < abs(eap.total() - gap)  # closer than the first-order estimate
+    with pytest.raises(MechinterpError, match="ig_steps"):
+        feature_attribution(tiny_model, saes, clean, corrupted, metric, ig_steps=0)
+
+
 def test_attribution_result_renders_and_bad_inputs(tiny_model, pair, saes):
     clean, corrupted, metric = pair
     res = feature_attribution(tiny_model, saes, clean, corrupted, metric)
