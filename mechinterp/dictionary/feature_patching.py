@@ -87,11 +87,10 @@ def run_latent_deltas(
     Returns ``[len(deltas), batch]``.
     """
     batch, n_pos = tokens.shape
-    layer = layer_of(hook)
-    start = layer if layer is not None and layer > 0 else None
+    name = start_hook(hook) if _can_start_inside(model) else None
+    start = layer_of(hook) if name is not None else None  # None: every run starts from the tokens
     if start is not None and resid is None:
         with torch.no_grad():
-            name = start_hook(hook)
             _, cache = model.run_with_cache(tokens, names_filter=name, stop_at_layer=start)
         resid = cache[name]
     if chunk_size is None:
@@ -113,6 +112,11 @@ def run_latent_deltas(
         for j in range(v):
             out[lo + j] = metric_values(metric, logits[j], batch).cpu()
     return out
+
+
+def _can_start_inside(model: Any) -> bool:
+    """A run may start at a block from the residual stream alone (shortformer models add positions inside attention)."""
+    return model.cfg.positional_embedding_type != "shortformer"
 
 
 def start_hook(hook: str) -> str | None:
