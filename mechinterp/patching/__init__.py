@@ -14,12 +14,14 @@ Example:
 
 from mechinterp.patching.activation import activation_patch, patch_block_every, patch_heads_by_pos_every, patch_heads_every
 from mechinterp.patching.attribution import AttributionComparison, attribution_patch, compare_with_exact
+from mechinterp.patching.inputs import PatchInputs, prepare_patch_inputs
 from mechinterp.patching.path import path_patch
 from mechinterp.patching.result import PatchResult
 from mechinterp.patching.tracing import causal_trace
 
 __all__ = [
     "AttributionComparison",
+    "PatchInputs",
     "PatchResult",
     "activation_patch",
     "attribution_patch",
@@ -29,4 +31,5 @@ __all__ = [
     "patch_block_every",
     "patch_heads_by_pos_every",
     "patch_heads_every",
+    "prepare_patch_inputs",
 ]

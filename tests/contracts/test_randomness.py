@@ -60,6 +60,16 @@ def _resample(model, seed):
                             normalise=False).values
 
 
+def _feature_resample(model, seed):
+    from mechinterp.dictionary import SparseAutoencoder, feature_patch
+
+    clean, _ = _pair()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(model.cfg.d_model, 32, "topk", k=4, hook_name="blocks.0.hook_resid_post")
+    return feature_patch(model, sae, clean, None, _metric, ablation="resample", seed=seed, normalise=False).values
+
+
 def _trace(model, seed):
     from mechinterp.patching import causal_trace
 
@@ -138,6 +148,7 @@ METHODS = {
     "kernel_shap": _kernel_shap,
     "activation_patch(ablation='resample')": _resample,
     "causal_trace": _trace,
+    "dictionary.feature_patch(ablation='resample')": _feature_resample,
     "head_scores (generated probes)": _head_scores,
     "probe_sequences": _probe_sequences,
     "probe_sweep (controls, random directions)": _probe_sweep,

@@ -60,6 +60,13 @@ def _patch_result(values=None, method="activation"):
                        normalised=True, base_value=0.1, target_value=NAN, tokens=["a", "b", "c"])
 
 
+def _logit_effects():
+    from mechinterp.dictionary import LogitEffects
+
+    return LogitEffects(hook="blocks.0.hook_resid_post", latents=[3], top_tokens=[["a", "b"]], top_values=torch.tensor([[NAN, 1.0]]),
+                        bottom_tokens=[["c", "d"]], bottom_values=torch.tensor([[-INF, -1.0]]))
+
+
 def _graph():
     from mechinterp.circuits import Graph
 
@@ -198,6 +205,18 @@ BUILDERS.update({
         mse=0.01, ce_clean=2.0, ce_spliced=2.1, ce_zero_ablation=2.0, ce_loss_recovered=NAN, kl_spliced=INF,
         dead_fraction=0.1, dense_fraction=0.0, dense_threshold=0.1, frequency=[0.0, 0.5, NAN], histogram_edges=[-3.0, -2.0, -1.0],
         histogram_counts=[1, 2]),
+    "FeatureAttribution": lambda: importlib.import_module("mechinterp.dictionary").FeatureAttribution(
+        hooks=["blocks.0.hook_resid_post", "blocks.1.hook_mlp_out"], scores=[torch.tensor([[0.5, NAN], [0.0, 1.0]]), torch.tensor([[INF, 0.0], [0.1, 0.2]])],
+        error_scores=torch.tensor([[0.1, -0.2], [NAN, 0.0]]), tokens=["a", "b"], metric="logit_diff", direction="denoising",
+        ablation=None, base_value=NAN, target_value=1.0),
+    "LatentDLA": lambda: importlib.import_module("mechinterp.dictionary").LatentDLA(
+        hook="blocks.0.hook_mlp_out", latents=[3, 7], scores=torch.tensor([[0.5, NAN], [INF, 0.0]]), other=torch.tensor([0.1, 0.2]),
+        bias=torch.tensor([0.0, NAN]), error=torch.tensor([0.3, 0.1]), site_total=torch.tensor([0.9, 0.4]), target_label="logit(' b')"),
+    "LogitEffects": lambda: _logit_effects(),
+    "LatentDashboard": lambda: importlib.import_module("mechinterp.dictionary").LatentDashboard(
+        hook="blocks.0.hook_resid_post", latents=[3], examples=[BUILDERS["MaxActivations"]()], density=torch.tensor([NAN]),
+        max_activation=torch.tensor([INF]), hist_counts=torch.tensor([[1.0, 0.0]]), hist_edges=torch.tensor([[0.0, 0.5, 1.0]]),
+        logit_effects=_logit_effects(), n_tokens=12),
     # lens (optional family)
     "LensResult": lambda: _lens("LensResult")(
         method="logit lens", rows=["resid_post 0", "final"], top_ids=torch.tensor([[[1, 2]], [[2, 1]]]),
