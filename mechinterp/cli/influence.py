@@ -12,6 +12,7 @@ that training set on ``--model`` instead.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from mechinterp.cli.common import add_model_args, check_out, load_model, steps, write_json
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 mark = " *planted*" if planted is not None and row["index"] in planted[q] else ""
                 print(f"  {name:<7} #{row['index']:<5} {row['score']:+.4g}  {' '.join(row['tokens'])}{mark}")
     if planted is not None:
-        cutoff = max(1, len(index.train_) // 100)
+        cutoff = math.ceil(len(index.train_) / 100)  # rows in the top 1%
         ranks = [[int(result.ranks(q)[i]) for i in planted[q]] for q in range(len(queries))]
         hits = sum(max(r) < cutoff for r in ranks)
         summary.update(planted_ranks=ranks, top_1pct_cutoff=cutoff, queries_with_all_planted_in_top_1pct=hits)
