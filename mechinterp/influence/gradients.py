@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 from mechinterp.errors import MechinterpError
 from mechinterp.core.validation import check_count, check_token_ids
@@ -109,7 +109,8 @@ def per_token_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"
     """Gradients of each next-token loss of one sequence: ``{name: [length - 1, *shape]}``.
 
     Row ``t`` is the gradient of the loss of predicting token ``t + 1``; the rows sum to the
-    sequence's :func:`per_example_grads` gradient.
+    sequence's :func:`per_example_grads` gradient. One forward pass (``torch.func.vjp``) and
+    a backward batched over positions, which only reaches as deep as ``names`` go.
     """
     check_token_ids(model, tokens, "tokens")
     check_count(length, "length", minimum=2, hint="(a sequence needs two tokens for one next-token loss.)")
@@ -118,10 +119,11 @@ def per_token_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"
     params = _params(model, names)
     dev = next(iter(params.values())).device
     toks = tokens[:length].to(dev)
-    eye = torch.eye(length - 1, device=dev)
 
-    def loss(p: dict[str, Tensor], onehot: Tensor) -> Tensor:
+    def losses(p: dict[str, Tensor]) -> Tensor:  # [length - 1] next-token losses
         logits = functional_call(model, p, (toks[None],))[0]
-        return train_loss(logits, toks, onehot)
+        return -logits[:-1].log_softmax(-1).gather(-1, toks[1:, None])[:, 0]
 
-    return vmap(grad(loss), in_dims=(None, 0))(params, eye)
+    # one forward; the backward is batched over one-hot cotangents (a row per position)
+    out, pullback = vjp(losses, params)
+    return vmap(lambda onehot: pullback(onehot)[0])(torch.eye(length - 1, device=dev, dtype=out.dtype))
