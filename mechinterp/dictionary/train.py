@@ -160,6 +160,7 @@ def train_sae(
     config: TrainConfig | None = None,
     *,
     site_out: SiteSpec | None = None,
+    head: int | None = None,
     **overrides: Any,
 ) -> SparseAutoencoder:
     """Train a sparse autoencoder (or, with ``site_out``, a transcoder) on a site's activations.
@@ -171,6 +172,8 @@ def train_sae(
         config: the hyper-parameters (default :class:`TrainConfig()`).
         site_out: the output site of a transcoder, e.g. ``("mlp_out", 1)`` with
             ``site=("mlp_in", 1)`` (or ``("resid_mid", 1)`` / ``("ln2_normalized")``...).
+        head: for a per-head site (``("z", 1)``...), train on this head only; by default a
+            per-head site is read with all heads flattened (SAELens's ``hook_z`` SAEs).
         **overrides: fields of :class:`TrainConfig` to override.
 
     Returns:
@@ -195,7 +198,7 @@ def train_sae(
         stream = source
     else:
         stream = ActivationStream(source, site, site_out=site_out, batch_size=config.batch_size,
-                                  buffer_size=config.buffer_size, seed=config.seed, device=device)
+                                  buffer_size=config.buffer_size, seed=config.seed, device=device, head=head)
     d_sae = config.d_sae or config.expansion_factor * stream.d_in
     is_topk = config.architecture in ("topk", "batchtopk")
     if is_topk and config.k > d_sae:
@@ -208,6 +211,8 @@ def train_sae(
         hook_name=stream.hook_name, hook_name_out=stream.hook_name_out,
         apply_b_dec_to_input=not transcoder,
         model_name=_model_name(source), device=device,
+        reshape_activations="hook_z" if stream.per_head and stream.head is None else "none",
+        hook_head_index=stream.head if stream.per_head else None,
     )
     # ---- scaling and bias init from a sample
     sample = stream.sample(min(stream.n_tokens, 8192))
