@@ -7,7 +7,8 @@
 * :func:`save_sae` / :func:`load_sae` — the SAELens 6 checkpoint format;
 * :func:`splice` — run the model with the SAE at its site (error term kept or dropped);
 * :func:`evaluate_sae` — L0, explained variance, CE loss recovered, KL, dead/dense latents;
-* :mod:`~mechinterp.dictionary.synthetic` — activations with known features.
+* :mod:`~mechinterp.dictionary.synthetic` — activations with known features, and the
+  compiled features of the zoo's tracr models (:func:`match_categorical_features`).
 
 Example:
     >>> import mechinterp
@@ -25,7 +26,12 @@ from mechinterp.dictionary.results import SAEEvaluation, TrainingLog
 from mechinterp.dictionary.sae import ARCHITECTURES, SparseAutoencoder
 from mechinterp.dictionary.saelens import load_sae, save_sae
 from mechinterp.dictionary.splice import SpliceState, splice
-from mechinterp.dictionary.synthetic import match_directions, superposition_data
+from mechinterp.dictionary.synthetic import (
+    match_categorical_features,
+    match_directions,
+    superposition_data,
+    tracr_residual_labels,
+)
 from mechinterp.dictionary.train import TrainConfig, geometric_median, train_sae
 
 __all__ = [
@@ -39,9 +45,11 @@ __all__ = [
     "evaluate_sae",
     "geometric_median",
     "load_sae",
+    "match_categorical_features",
     "match_directions",
     "save_sae",
     "splice",
     "superposition_data",
+    "tracr_residual_labels",
     "train_sae",
 ]
