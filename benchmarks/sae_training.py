@@ -134,7 +134,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--architectures", default="topk,standard")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.source == "toy-lm":
         x = toy_lm_activations(args.n_per_task, args.layer)
