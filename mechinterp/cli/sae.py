@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         )
     with progress.step("evaluating", f"{len(test)} held-out prompts"):
         result = dictionary.evaluate_sae(model, sae, test, batch_size=args.batch_size)
-    dictionary.save_sae(sae.cpu() if hasattr(sae, "cpu") else sae, folder)
+    dictionary.save_sae(sae, folder)
     sae.training_log.save(folder / "training.json")
     result.save(folder / "evaluation.json")
     write_text(folder / "evaluation.html", html_page(f"SAE on {sae.hook_name}", result.to_html() + sae.training_log.to_html()))
