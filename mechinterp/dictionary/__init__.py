@@ -7,7 +7,8 @@
 * :func:`save_sae` / :func:`load_sae` — the SAELens 6 checkpoint format;
 * :func:`splice` — run the model with the SAE at its site (error term kept or dropped);
 * :func:`evaluate_sae` — L0, explained variance, CE loss recovered, KL, dead/dense latents;
-* :mod:`~mechinterp.dictionary.synthetic` — activations with known features.
+* :mod:`~mechinterp.dictionary.synthetic` — activations with known features, and the
+  compiled features of the zoo's tracr models (:func:`match_categorical_features`).
 
 Feature-level methods (an SAE spliced at its site, error term kept):
 
@@ -45,7 +46,12 @@ from mechinterp.dictionary.results import SAEEvaluation, TrainingLog
 from mechinterp.dictionary.sae import ARCHITECTURES, SparseAutoencoder
 from mechinterp.dictionary.saelens import load_sae, save_sae
 from mechinterp.dictionary.splice import SpliceState, splice
-from mechinterp.dictionary.synthetic import match_directions, superposition_data
+from mechinterp.dictionary.synthetic import (
+    match_categorical_features,
+    match_directions,
+    superposition_data,
+    tracr_residual_labels,
+)
 from mechinterp.dictionary.train import TrainConfig, geometric_median, train_sae
 
 __all__ = [
@@ -71,10 +77,12 @@ __all__ = [
     "latent_steering_vector",
     "load_sae",
     "logit_effects",
+    "match_categorical_features",
     "match_directions",
     "save_sae",
     "splice",
     "steer_latent",
     "superposition_data",
+    "tracr_residual_labels",
     "train_sae",
 ]

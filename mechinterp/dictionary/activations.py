@@ -9,6 +9,10 @@ the cache's own ``memory_budget`` decides whether the site lives in memory or on
 With ``site_out`` the stream yields aligned pairs (input, output) for a transcoder, e.g.
 ``mlp_in`` → ``mlp_out`` of one layer.
 
+Per-head sites (``z``, ``q``, ``k``, ``v``, ``result``: ``[..., head_index, d_head]``) give one
+vector per token: all heads flattened (``n_heads × d_head``, SAELens's ``hook_z`` layout), or
+one head's ``d_head`` vector with ``head=``.
+
 Example:
     >>> import torch
     >>> from mechinterp.dictionary import ActivationStream
@@ -29,7 +33,15 @@ from mechinterp.core.cache import SharedCache
 from mechinterp.core.sites import SiteSpec, resolve
 from mechinterp.errors import EmptyInputError, MechinterpError, ShapeMismatchError
 
-__all__ = ["ActivationStream"]
+__all__ = ["ActivationStream", "PER_HEAD_HOOKS", "is_per_head"]
+
+#: hook-name endings whose activations carry a head dimension before the last one
+PER_HEAD_HOOKS = ("hook_z", "hook_q", "hook_k", "hook_v", "hook_result")
+
+
+def is_per_head(hook_name: str | None) -> bool:
+    """Whether the TransformerLens hook's activation is ``[..., head_index, d_head]``."""
+    return hook_name is not None and hook_name.endswith(PER_HEAD_HOOKS)
 
 
 class ActivationStream:
@@ -45,6 +57,7 @@ class ActivationStream:
         block_rows: prompts (or tensor rows) read from the source at a time.
         seed: shuffling seed (each epoch reshuffles).
         device: where batches go (e.g. the GPU the SAE trains on).
+        head: for a per-head site, train on this head only (default: all heads flattened).
 
     Attributes:
         hook_name, hook_name_out: the resolved hook names (``None`` for a tensor).
@@ -63,12 +76,14 @@ class ActivationStream:
         block_rows: int = 64,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        head: int | None = None,
     ) -> None:
         if batch_size < 1 or buffer_size < 1 or block_rows < 1:
             raise MechinterpError("batch_size, buffer_size and block_rows must be positive.")
         self.batch_size, self.buffer_size, self.block_rows = batch_size, buffer_size, block_rows
         self.seed, self.device, self.epoch = seed, torch.device(device), 0
         self.hook_name = self.hook_name_out = None
+        self.head, self.per_head = head, False
         self._mask: Tensor | None = None
         if isinstance(source, SharedCache):
             if site is None:
@@ -81,6 +96,9 @@ class ActivationStream:
                 self._y = source.get(self.hook_name_out)
             if source.positions == "all":
                 self._mask = source.attention_mask.bool()
+            self.per_head = is_per_head(self.hook_name)
+            if self.per_head and (site_out is not None):
+                raise MechinterpError("Transcoders read and write one vector per token; per-head sites are for SAEs.")
         elif isinstance(source, Tensor):
             if site_out is not None:
                 raise MechinterpError("site_out needs a SharedCache; for tensors pass ActivationStream((x, y)) instead.")
@@ -89,16 +107,24 @@ class ActivationStream:
             self._x, self._y = source
         else:
             raise MechinterpError(f"source must be a SharedCache, a tensor or an (input, output) tensor pair; got {type(source).__name__}.")
+        if head is not None and not self.per_head:
+            raise MechinterpError(f"head={head} needs a per-head site (z, q, k, v or result); {self.hook_name!r} has no heads.")
+        if self.per_head:
+            n_heads = int(self._x.shape[-2])
+            if head is not None and not (isinstance(head, int) and 0 <= head < n_heads):
+                raise MechinterpError(f"head must be an index in [0, {n_heads}), got {head!r}.")
         if self._x.ndim < 2 or self._x.shape[0] == 0:
             raise EmptyInputError(f"No activations to train on (shape {tuple(self._x.shape)}).")
         if self._y is not None and self._y.shape[:-1] != self._x.shape[:-1]:
             raise ShapeMismatchError(f"Input {tuple(self._x.shape)} and output {tuple(self._y.shape)} activations do not line up.")
-        if self._x.ndim > 3 or (self._mask is not None and self._x.ndim != 3):
+        token_ndim = self._x.ndim - (1 if self.per_head else 0)
+        if token_ndim > 3 or (self._mask is not None and token_ndim != 3):
             raise MechinterpError(
-                f"Site activations have shape {tuple(self._x.shape)}; SAEs read one vector per token. For per-head "
-                "sites (z, q, k, v, result) flatten the heads into one vector first."
+                f"Site activations have shape {tuple(self._x.shape)}; SAEs read one vector per token. Per-head "
+                "sites (z, q, k, v, result) are read as [..., head_index, d_head] (flattened, or one head with head=)."
             )
-        self.d_in = int(self._x.shape[-1])
+        width = int(self._x.shape[-1])
+        self.d_in = width if not self.per_head or head is not None else width * int(self._x.shape[-2])
         self.d_out = int(self._y.shape[-1]) if self._y is not None else self.d_in
         self.n_tokens = int(self._mask.sum()) if self._mask is not None else self._x[..., 0].numel()
         if self.n_tokens == 0:
@@ -114,6 +140,8 @@ class ActivationStream:
         for start in starts[torch.randperm(len(starts), generator=generator)].tolist():
             rows = slice(start, min(n, start + self.block_rows))
             x = torch.as_tensor(self._x[rows]).float()
+            if self.per_head:  # [..., head_index, d_head] -> one head, or all heads flattened
+                x = x[..., self.head, :] if self.head is not None else x.flatten(-2)
             y = torch.as_tensor(self._y[rows]).float() if self._y is not None else None
             if self._mask is not None:
                 keep = self._mask[rows, : x.shape[1]]

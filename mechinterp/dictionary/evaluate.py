@@ -100,15 +100,15 @@ def evaluate_sae(
             with splice(model, sae, keep_error=False) as state:
                 spliced = model(tokens)
 
-            def zero(act: Tensor, hook: Any) -> Tensor:
-                return torch.zeros_like(act)
+            def zero(act: Tensor, hook: Any) -> Tensor:  # the SAE's part of the site (one head, or all)
+                return sae.write_site(act, torch.zeros_like(sae.site_vectors(act)))
 
             with model.hooks(fwd_hooks=[(hook_out, zero)]):
                 zeroed = model(tokens)
             # site statistics over real tokens
-            y = seen[hook_out][mask].double()
+            y = sae.site_vectors(seen[hook_out])[mask].double()
             f = state.latents[mask]  # type: ignore[index]
-            y_hat = sae.decode(sae.encode(seen[hook_in][mask])).double()
+            y_hat = sae.decode(sae.encode(sae.site_vectors(seen[hook_in])[mask])).double()
             sums["sq_err"] += float((y - y_hat.to(y.dtype)).pow(2).sum())
             y_sum += y.sum(0).cpu()
             y_sq += float(y.pow(2).sum())

@@ -32,6 +32,7 @@ class TrainingLog(AbstractResult):
         lr: the learning rate used. scale_in, scale_out: the input scalings (folded into the
             saved weights).
         never_fired_fraction: latents that never fired during the whole run.
+        n_resampled: dead latents re-initialised during the run (``resample_every``).
         config: the :class:`~mechinterp.dictionary.TrainConfig` as a dict.
         step, tokens, loss, mse, l0, explained_variance, dead_fraction: one entry per
             ``log_every`` steps (MSE on scaled inputs; explained variance per batch).
@@ -50,6 +51,7 @@ class TrainingLog(AbstractResult):
     scale_in: float
     scale_out: float
     never_fired_fraction: float
+    n_resampled: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     step: list[float] = field(default_factory=list)
     tokens: list[float] = field(default_factory=list)

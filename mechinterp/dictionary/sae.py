@@ -15,6 +15,11 @@ The activation ``σ`` names the architecture, as in SAELens 6:
   al. 2024). A BatchTopK SAE (Bussmann et al. 2024) is trained with a batch-level top-k and
   runs, like SAELens's, as a JumpReLU with one global threshold.
 
+Per-head SAEs read an attention site ``[..., head_index, d_head]`` (``hook_z``...): with
+``reshape_activations="hook_z"`` all heads flattened into one ``n_heads × d_head`` vector
+(SAELens's layout), with ``hook_head_index=h`` head ``h`` alone; :meth:`site_vectors` and
+:meth:`write_site` convert between the site's shape and the SAE's vectors.
+
 Parameters carry SAELens's names and shapes (``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``,
 ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, ``threshold [d_sae]``), so a checkpoint loads
 in either library (:mod:`mechinterp.dictionary.saelens`).
@@ -56,6 +61,9 @@ class SparseAutoencoder(nn.Module):
         hook_name: the TransformerLens hook the SAE reads (and is spliced into).
         hook_name_out: a transcoder's output hook.
         model_name: the model it was trained on (metadata only).
+        reshape_activations: ``"none"`` or ``"hook_z"`` (the site is ``[..., head_index,
+            d_head]`` and the SAE reads all heads flattened).
+        hook_head_index: the SAE reads this head of a per-head site only.
         dtype, device: of the parameters.
 
     Attributes:
@@ -75,6 +83,8 @@ class SparseAutoencoder(nn.Module):
         hook_name: str | None = None,
         hook_name_out: str | None = None,
         model_name: str | None = None,
+        reshape_activations: str = "none",
+        hook_head_index: int | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -94,6 +104,14 @@ class SparseAutoencoder(nn.Module):
             raise MechinterpError("apply_b_dec_to_input needs d_out == d_in; pass apply_b_dec_to_input=False.")
         self.apply_b_dec_to_input = apply_b_dec_to_input
         self.hook_name, self.hook_name_out, self.model_name = hook_name, hook_name_out, model_name
+        if reshape_activations not in ("none", "hook_z"):
+            raise MechinterpError(f"reshape_activations must be 'none' or 'hook_z', got {reshape_activations!r}.")
+        if reshape_activations == "hook_z" and hook_head_index is not None:
+            raise MechinterpError("Pass reshape_activations='hook_z' (all heads) or hook_head_index (one head), not both.")
+        if hook_head_index is not None and (isinstance(hook_head_index, bool) or not isinstance(hook_head_index, int)
+                                            or hook_head_index < 0):
+            raise MechinterpError(f"hook_head_index must be a head index >= 0, got {hook_head_index!r}.")
+        self.reshape_activations, self.hook_head_index = reshape_activations, hook_head_index
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
         w_dec = torch.randn(d_sae, self.d_out, **kw)
         w_dec = w_dec / w_dec.norm(dim=-1, keepdim=True)
@@ -139,6 +157,34 @@ class SparseAutoencoder(nn.Module):
         """The reconstruction ``decode(encode(x))`` (error term dropped)."""
         return self.decode(self.encode(x))
 
+    # ------------------------------------------------------------------ site <-> vectors
+    @property
+    def per_head(self) -> bool:
+        """Whether the SAE reads a per-head site ``[..., head_index, d_head]``."""
+        return self.reshape_activations == "hook_z" or self.hook_head_index is not None
+
+    def site_vectors(self, act: Tensor) -> Tensor:
+        """The SAE's input vectors ``[..., d_in]`` from a site activation (per-head sites: flattened
+        heads, or the SAE's head)."""
+        if self.hook_head_index is not None:
+            if act.ndim < 2 or self.hook_head_index >= act.shape[-2]:
+                raise ShapeMismatchError(f"The SAE reads head {self.hook_head_index} of a [..., head_index, d_head] site; "
+                                         f"got shape {tuple(act.shape)}.")
+            return act[..., self.hook_head_index, :]
+        if self.reshape_activations == "hook_z":
+            return act.flatten(-2)
+        return act
+
+    def write_site(self, act: Tensor, vectors: Tensor) -> Tensor:
+        """``act`` with the SAE's part replaced by ``vectors`` (the inverse of :meth:`site_vectors`)."""
+        if self.hook_head_index is not None:
+            out = act.clone()
+            out[..., self.hook_head_index, :] = vectors.to(act.dtype)
+            return out
+        if self.reshape_activations == "hook_z":
+            return vectors.to(act.dtype).reshape(act.shape)
+        return vectors.to(act.dtype)
+
     # ------------------------------------------------------------------ helpers
     @torch.no_grad()
     def normalize_decoder(self) -> None:
@@ -157,9 +203,11 @@ class SparseAutoencoder(nn.Module):
             "d_in": self.d_in, "d_sae": self.d_sae, "architecture": self.architecture, "k": self.k,
             "d_out": self.d_out if self.is_transcoder else None, "apply_b_dec_to_input": self.apply_b_dec_to_input,
             "hook_name": self.hook_name, "hook_name_out": self.hook_name_out, "model_name": self.model_name,
+            "reshape_activations": self.reshape_activations, "hook_head_index": self.hook_head_index,
         }
 
     def extra_repr(self) -> str:
         kind = "transcoder" if self.is_transcoder else "SAE"
         k = f", k={self.k}" if self.architecture == "topk" else ""
-        return f"{kind}: {self.architecture}{k}, d_in={self.d_in}, d_sae={self.d_sae}, hook={self.hook_name}"
+        head = f", head={self.hook_head_index}" if self.hook_head_index is not None else (", all heads" if self.per_head else "")
+        return f"{kind}: {self.architecture}{k}, d_in={self.d_in}, d_sae={self.d_sae}, hook={self.hook_name}{head}"

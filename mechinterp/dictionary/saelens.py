@@ -11,8 +11,9 @@ transcoders) and a ``metadata`` dict (``sae_lens_version``, ``hook_name``, ``mod
 Architectures: ``standard``, ``topk``, ``jumprelu`` (a BatchTopK SAE is saved as JumpReLU,
 as SAELens does), ``transcoder`` and ``jumprelu_transcoder``. SAELens has no TopK
 transcoder: ours are written with ``architecture: "topk_transcoder"``, which this module
-reads and SAELens refuses. Old (pre-6) SAELens configs (``hook_point``, ``activation_fn_str``)
-are read too.
+reads and SAELens refuses. Per-head SAEs: all heads flattened is SAELens's
+``reshape_activations: "hook_z"``; one head is ``metadata.hook_head_index``. Old (pre-6)
+SAELens configs (``hook_point``, ``hook_point_head_index``, ``activation_fn_str``) are read too.
 
 Example:
     >>> import tempfile
@@ -65,7 +66,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict
     log = getattr(sae, "training_log", None)
     metadata: dict[str, Any] = {
         "sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": None, "model_name": sae.model_name,
-        "hook_name": sae.hook_name, "hook_head_index": None, "prepend_bos": None, "context_size": None,
+        "hook_name": sae.hook_name, "hook_head_index": sae.hook_head_index, "prepend_bos": None, "context_size": None,
         "trained_with": "mechinterp.dictionary" if log is not None else None,
     }
     if sae.is_transcoder:
@@ -76,7 +77,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict
     cfg: dict[str, Any] = {
         "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "device": "cpu",
         "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": "none",
-        "reshape_activations": "none", "metadata": metadata, "architecture": _architecture(sae),
+        "reshape_activations": sae.reshape_activations, "metadata": metadata, "architecture": _architecture(sae),
     }
     if sae.architecture == "topk":
         cfg.update(k=sae.k, rescale_acts_by_decoder_norm=False)
@@ -111,8 +112,9 @@ def load_sae(folder: str | Path, *, device: str | torch.device = "cpu", dtype: t
             f"normalize_activations={norm!r} is not supported; fold the normalisation into the weights with sae-lens "
             "(e.g. sae.fold_activation_norm_scaling_factor) and save again."
         )
-    if cfg.get("reshape_activations", "none") != "none":
-        raise MechinterpError("hook_z SAEs (reshape_activations='hook_z') are not supported yet; use an SAE on a [.., d] site.")
+    reshape = cfg.get("reshape_activations", "none") or "none"
+    if reshape not in ("none", "hook_z"):
+        raise MechinterpError(f"reshape_activations={reshape!r} is not supported (supported: 'none', 'hook_z').")
     state = load_file(str(weights_path))
     if "scaling_factor" in state:
         if not torch.allclose(state["scaling_factor"], torch.ones_like(state["scaling_factor"])):
@@ -126,6 +128,8 @@ def load_sae(folder: str | Path, *, device: str | torch.device = "cpu", dtype: t
         d_out=int(cfg["d_out"]) if transcoder else None, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", not transcoder)),
         hook_name=meta.get("hook_name", cfg.get("hook_name")), hook_name_out=meta.get("hook_name_out"),
         model_name=meta.get("model_name", cfg.get("model_name")), dtype=want_dtype, device=device,
+        reshape_activations=reshape,
+        hook_head_index=meta.get("hook_head_index", cfg.get("hook_head_index")) if reshape == "none" else None,
     )
     expected = {name for name, _ in sae.named_parameters()}
     if set(state) != expected:
@@ -155,7 +159,7 @@ def _upgrade(cfg: dict[str, Any]) -> dict[str, Any]:
     version = cfg.get("sae_lens_version") or (cfg.get("metadata") or {}).get("sae_lens_version")
     if version and not str(version).startswith(("0", "1", "2", "3", "4", "5")):
         return cfg
-    renames = {"hook_point": "hook_name", "activation_fn_str": "activation_fn"}
+    renames = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
     cfg = {renames.get(k, k): v for k, v in cfg.items()}
     cfg.setdefault("apply_b_dec_to_input", True)
     if "architecture" not in cfg:
@@ -164,7 +168,7 @@ def _upgrade(cfg: dict[str, Any]) -> dict[str, Any]:
         if cfg["architecture"] == "topk":
             cfg["k"] = kwargs["k"]
     meta = dict(cfg.get("metadata") or {})
-    for key in ("hook_name", "model_name", "context_size", "prepend_bos"):
+    for key in ("hook_name", "hook_head_index", "model_name", "context_size", "prepend_bos"):
         if key in cfg:
             meta.setdefault(key, cfg[key])
     cfg["metadata"] = meta

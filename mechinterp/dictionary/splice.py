@@ -108,8 +108,9 @@ def splice(
         return new
 
     if hook_out == hook_in:
-        def sae_hook(act: Tensor, hook: Any) -> Tensor:  # act: [batch, pos, d_in]
-            return reconstruct(act, act)
+        def sae_hook(act: Tensor, hook: Any) -> Tensor:  # act: [batch, pos, d_in] or [batch, pos, head_index, d_head]
+            vectors = sae.site_vectors(act)
+            return sae.write_site(act, reconstruct(vectors, vectors))
 
         hooks = [(hook_in, sae_hook)]
     else:

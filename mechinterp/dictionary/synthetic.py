@@ -7,6 +7,12 @@ activations ``x = Σ_i c_i · direction_i + noise`` with sparse non-negative coe
 :func:`match_directions` scores learned decoder rows against the true directions (mean max
 cosine similarity, the usual recovery metric).
 
+Compiled features: a tracr model's residual stream has one direction per value of each
+categorical RASP variable (``tokens:1``, ``indices:3``...; :func:`tracr_residual_labels`
+reads the layout from the zoo card). Exactly one value of each variable is on at every
+token; :func:`match_categorical_features` scores decoder rows against the compiled values
+where the data varies (see ``tests/dictionary/test_tracr.py`` for what SAEs do there).
+
 Example:
     >>> from mechinterp.dictionary.synthetic import superposition_data
     >>> x, directions, coefficients = superposition_data(1000, d=16, n_features=32, p=0.05)
@@ -16,14 +22,17 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.core.validation import check_count, check_positive
+from mechinterp.core.zoo_format import card
 from mechinterp.errors import MechinterpError
 
-__all__ = ["superposition_data", "match_directions"]
+__all__ = ["superposition_data", "match_directions", "tracr_residual_labels", "match_categorical_features"]
 
 
 def superposition_data(
@@ -62,3 +71,62 @@ def match_directions(true: Float[Tensor, "n_true d"], learned: Float[Tensor, "n_
     lr = learned / learned.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     best = (t @ lr.T).max(-1).values
     return float(best.mean()), best
+
+
+def tracr_residual_labels(name: str) -> list[str]:
+    """The residual-stream layout of a compiled (tracr) zoo model: one label per dimension, e.g. ``"tokens:1"``.
+
+    Example:
+        >>> tracr_residual_labels("tracr-reverse")[:2]
+        ['indices:0', 'indices:1']
+    """
+    found = re.search(r"Residual stream \(`d_model=(\d+)`[^\n]*\n`([^`]*)`", card(name))
+    if found is None:
+        raise MechinterpError(f"The card of zoo model {name!r} lists no compiled residual layout; pass a tracr model "
+                              "(e.g. 'tracr-reverse').")
+    labels = [s.strip() for s in found.group(2).split(",")]
+    if len(labels) != int(found.group(1)):
+        raise MechinterpError(f"The card of {name!r} lists {len(labels)} residual labels for d_model={found.group(1)}.")
+    return labels
+
+
+def match_categorical_features(
+    decoder: Float[Tensor, "d_sae d_model"], labels: list[str], activations: Float[Tensor, "n d_model"]
+) -> dict[str, float]:
+    """For each categorical compiled value, the best cosine of a decoder row with it, where the data varies.
+
+    Both the decoder rows and the value's basis vector ``e_v`` are projected onto the span
+    of the centred ``activations`` (a direction along which the data never varies, such as
+    the all-ones direction of a one-hot block, is invisible to any method that learns from
+    activations; it lives in the bias); the score is the largest cosine over decoder rows.
+    For a block of ``m`` equally frequent values, a row for another value of the same
+    variable scores ``-1/(m-1)`` and a row for the difference ``e_v - e_w`` (value ``w``
+    kept in the bias) ``sqrt(m/(2(m-1)))``: 0.87 for ``m = 3``, 0.79 for ``m = 5``.
+
+    Args:
+        decoder: the decoder rows (``sae.W_dec``) in the model's residual basis.
+        labels: the residual labels (:func:`tracr_residual_labels`); ``"name:value"`` are
+            categorical, others numerical (skipped).
+        activations: the activations the dictionary was trained on; values never on
+            (``> 0.5``) in them, or always on, are not scored.
+
+    Returns:
+        ``{label: best cosine}`` for every scored categorical value.
+    """
+    decoder, activations = decoder.detach().float(), activations.detach().float()
+    if decoder.shape[-1] != len(labels) or activations.shape[-1] != len(labels):
+        raise MechinterpError(f"decoder rows ({decoder.shape[-1]}) and activations ({activations.shape[-1]}) must both have "
+                              f"one entry per label ({len(labels)} labels).")
+    centred = activations - activations.mean(0)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    basis = vh[: int((s > 1e-4 * s[0]).sum())]  # [rank, d_model]: where the data varies
+    rows = decoder @ basis.T
+    rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    on = activations.abs() > 0.5
+    scores: dict[str, float] = {}
+    for j, label in enumerate(labels):
+        if ":" not in label or not bool(on[:, j].any()) or bool(on[:, j].all()):
+            continue
+        target = basis[:, j] / basis[:, j].norm().clamp_min(1e-12)
+        scores[label] = float((rows @ target).max())
+    return scores

@@ -22,6 +22,11 @@ The recipe (each a standard trick, see the docs page):
   a straight-through estimator (``"jumprelu"``);
 * dead latents (no activation for ``dead_window`` tokens) get the AuxK loss of Gao et al.
   (2024): the ``aux_k`` largest dead pre-activations must reconstruct the residual error;
+  and/or, every ``resample_every`` steps, they are re-initialised as in Anthropic's April
+  2023 update: each dead latent's decoder row becomes a (centred) input drawn with
+  probability proportional to its squared reconstruction loss, its encoder column that
+  direction scaled to ``resample_encoder_scale`` × the mean norm of the live encoder
+  columns, its bias 0, and its Adam moments are reset;
 * the learning rate decays linearly to 0 over the last 20% of the steps.
 """
 
@@ -73,6 +78,11 @@ class TrainConfig:
             (default: a quarter of the run, at most 10M).
         aux_k: dead latents used by the AuxK loss (default ``min(d_in // 2, d_sae)``);
             ``0`` switches the auxiliary loss off. aux_coefficient: its weight (1/32).
+        resample_every: every this many steps, re-initialise the dead latents from badly
+            reconstructed inputs (Anthropic, April 2023); ``None`` (default) never. Resampling
+            stops after 80% of the steps (the learning-rate decay).
+        resample_encoder_scale: norm of a resampled encoder column relative to the mean norm
+            of the live ones (0.2, as Anthropic).
         l1_warmup_fraction: share of the steps over which the L1/L0 weight ramps up.
         log_every: steps between entries of the training log. seed: initialisation seed.
         device: where to train (``"cuda"`` on a GPU).
@@ -96,6 +106,8 @@ class TrainConfig:
     dead_window: int | None = None
     aux_k: int | None = None
     aux_coefficient: float = 1 / 32
+    resample_every: int | None = None
+    resample_encoder_scale: float = 0.2
     l1_warmup_fraction: float = 0.05
     log_every: int = 10
     seed: int = 0
@@ -117,9 +129,11 @@ class TrainConfig:
             raise MechinterpError(f"b_dec_init must be 'geometric_median', 'mean' or 'zeros', got {self.b_dec_init!r}.")
         for name in ("n_epochs", "batch_size", "k", "buffer_size", "expansion_factor", "log_every"):
             check_count(getattr(self, name), name)
-        for name in ("d_sae", "dead_window", "aux_k"):
+        for name in ("d_sae", "dead_window", "resample_every"):
             check_count(getattr(self, name), name, none_ok=True)
-        for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient", "l1_warmup_fraction", "jumprelu_init_threshold"):
+        check_count(self.aux_k, "aux_k", none_ok=True, minimum=0, hint="0 switches the AuxK loss off.")
+        for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient", "l1_warmup_fraction", "jumprelu_init_threshold",
+                     "resample_encoder_scale"):
             check_positive(getattr(self, name), name, allow_zero=True)
         check_positive(self.jumprelu_bandwidth, "jumprelu_bandwidth")
         if self.lr is not None:
@@ -146,6 +160,7 @@ def train_sae(
     config: TrainConfig | None = None,
     *,
     site_out: SiteSpec | None = None,
+    head: int | None = None,
     **overrides: Any,
 ) -> SparseAutoencoder:
     """Train a sparse autoencoder (or, with ``site_out``, a transcoder) on a site's activations.
@@ -157,6 +172,8 @@ def train_sae(
         config: the hyper-parameters (default :class:`TrainConfig()`).
         site_out: the output site of a transcoder, e.g. ``("mlp_out", 1)`` with
             ``site=("mlp_in", 1)`` (or ``("resid_mid", 1)`` / ``("ln2_normalized")``...).
+        head: for a per-head site (``("z", 1)``...), train on this head only; by default a
+            per-head site is read with all heads flattened (SAELens's ``hook_z`` SAEs).
         **overrides: fields of :class:`TrainConfig` to override.
 
     Returns:
@@ -181,7 +198,7 @@ def train_sae(
         stream = source
     else:
         stream = ActivationStream(source, site, site_out=site_out, batch_size=config.batch_size,
-                                  buffer_size=config.buffer_size, seed=config.seed, device=device)
+                                  buffer_size=config.buffer_size, seed=config.seed, device=device, head=head)
     d_sae = config.d_sae or config.expansion_factor * stream.d_in
     is_topk = config.architecture in ("topk", "batchtopk")
     if is_topk and config.k > d_sae:
@@ -194,6 +211,8 @@ def train_sae(
         hook_name=stream.hook_name, hook_name_out=stream.hook_name_out,
         apply_b_dec_to_input=not transcoder,
         model_name=_model_name(source), device=device,
+        reshape_activations="hook_z" if stream.per_head and stream.head is None else "none",
+        hook_head_index=stream.head if stream.per_head else None,
     )
     # ---- scaling and bias init from a sample
     sample = stream.sample(min(stream.n_tokens, 8192))
@@ -226,6 +245,8 @@ def train_sae(
     fired_ever = torch.zeros(d_sae, dtype=torch.bool, device=device)
     batch_threshold = torch.zeros((), dtype=torch.float64, device=device)
     log: dict[str, list[float]] = {k: [] for k in ("step", "tokens", "loss", "mse", "l0", "explained_variance", "dead_fraction")}
+    n_resampled = 0
+    resample_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     warmup = max(1, int(config.l1_warmup_fraction * n_steps))
     bar = tqdm(total=n_steps, desc="training SAE", disable=not config.progress, leave=False)
     start, step, tokens = time.perf_counter(), 0, 0
@@ -267,6 +288,11 @@ def train_sae(
                     if config.architecture == "batchtopk" and bool(active.any()):
                         smallest = f[active].min().to(torch.float64)
                         batch_threshold.mul_(0.99).add_(0.01 * smallest) if step else batch_threshold.fill_(smallest)
+                if (config.resample_every and step and step % config.resample_every == 0 and step < decay_from
+                        and bool(dead.any())):
+                    n_resampled += _resample_dead(sae, optimizer, dead, x, y, err.detach(), config.resample_encoder_scale,
+                                                  resample_generator)
+                    since_fired[dead] = 0
                 tokens += len(x)
                 if step % config.log_every == 0 or step == n_steps - 1:
                     with torch.no_grad():
@@ -297,7 +323,7 @@ def train_sae(
         architecture=config.architecture, hook_name=stream.hook_name, hook_name_out=stream.hook_name_out,
         d_in=stream.d_in, d_sae=d_sae, n_steps=step, n_tokens=tokens, seconds=seconds,
         tokens_per_second=tokens / max(seconds, 1e-9), lr=lr, scale_in=s_in, scale_out=s_out,
-        never_fired_fraction=float((~fired_ever).float().mean()), config=config.to_dict(), **log,
+        never_fired_fraction=float((~fired_ever).float().mean()), n_resampled=n_resampled, config=config.to_dict(), **log,
     )
     return sae
 
@@ -320,6 +346,39 @@ def _aux_loss(sae: SparseAutoencoder, pre: Tensor, dead: Tensor, aux_k: int, res
     f_aux = torch.zeros_like(pre).scatter_(-1, indices, values.relu())
     recon = f_aux @ sae.W_dec
     return (recon - residual).pow(2).sum(-1).mean() / mse.clamp_min(1e-12)
+
+
+@torch.no_grad()
+def _resample_dead(sae: SparseAutoencoder, optimizer: torch.optim.Optimizer, dead: Tensor, x: Tensor, y: Tensor,
+                   err: Tensor, encoder_scale: float, generator: torch.Generator) -> int:
+    """Anthropic's resampling (April 2023 update) of the ``dead`` latents from the batch ``(x, y)``.
+
+    Inputs are drawn with probability ∝ their squared loss ``‖err‖²``; a dead latent's decoder
+    row becomes the drawn target minus ``b_dec``, normalised; its encoder column the drawn
+    input (minus ``b_dec`` when the SAE subtracts it) normalised and scaled to
+    ``encoder_scale`` × the mean norm of the live encoder columns; its encoder bias 0; Adam's
+    moments of all three are zeroed. Returns the number of latents resampled.
+    """
+    index = dead.nonzero().flatten()
+    weights = err.pow(2).sum(-1).pow(2)  # the squared loss of each input
+    if not bool((weights > 0).any()):
+        return 0
+    rows = torch.multinomial(weights, len(index), replacement=True, generator=generator)
+    direction = y[rows] - sae.b_dec
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    enc_in = x[rows] - sae.b_dec if sae.apply_b_dec_to_input else x[rows]
+    enc_in = enc_in / enc_in.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    alive = ~dead
+    scale = float(sae.W_enc[:, alive].norm(dim=0).mean()) if bool(alive.any()) else 1.0
+    sae.W_dec[index] = direction
+    sae.W_enc[:, index] = (encoder_scale * scale * enc_in).T
+    sae.b_enc[index] = 0.0
+    for param, where in ((sae.W_dec, (index,)), (sae.W_enc, (slice(None), index)), (sae.b_enc, (index,))):
+        state = optimizer.state.get(param, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][where] = 0.0
+    return len(index)
 
 
 @torch.no_grad()

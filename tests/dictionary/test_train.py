@@ -99,3 +99,67 @@ def test_transcoder_from_cache_sites(tiny_model):
     assert tc.is_transcoder and tc.hook_name == "blocks.1.ln2.hook_normalized" and tc.hook_name_out == "blocks.1.hook_mlp_out"
     ev = tc.training_log.explained_variance
     assert ev[-1] > 0.15 and ev[-1] > ev[0] + 0.1  # a dense random MLP: partial (measured 0.25 from -1.7), but learned
+
+
+# ----------------------------------------------------------------- dead latents: AuxK and resampling
+@pytest.fixture(scope="module")
+def rich():
+    """512 sparse features in 32 dimensions, 512 latents, k=3, a high learning rate: plain TopK leaves many dead."""
+    return superposition_data(16000, d=32, n_features=512, p=0.005, seed=0)
+
+
+DEAD = dict(architecture="topk", k=3, d_sae=512, lr=3e-2, batch_size=256, n_epochs=3, dead_window=2000)
+
+
+def _dead_and_ev(sae, x):
+    f = sae.encode(x)
+    ev = 1 - (sae(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    return float(((f > 0).sum(0) == 0).float().mean()), float(ev)
+
+
+def test_auxk_and_resampling_reduce_dead_latents(rich):
+    """Measured: plain 24% of the latents never fire on the data; AuxK 4.7% (and explained variance 0.666 vs 0.645,
+    direction match 0.92 vs 0.89); Anthropic-style resampling 16% (resampled latents start small and often lose the
+    top-k again: for TopK, AuxK is the better trick, as Gao et al. report)."""
+    x, directions, _ = rich
+    plain_dead, plain_ev = _dead_and_ev(train_sae(x, aux_k=0, **DEAD), x)
+    auxk = train_sae(x, **DEAD)
+    aux_dead, aux_ev = _dead_and_ev(auxk, x)
+    resampled = train_sae(x, aux_k=0, resample_every=25, **DEAD)
+    res_dead, _ = _dead_and_ev(resampled, x)
+    assert plain_dead > 0.15, plain_dead  # the case has many dead latents
+    assert aux_dead < plain_dead / 3 and aux_ev > plain_ev, (plain_dead, aux_dead, plain_ev, aux_ev)
+    assert res_dead < 0.8 * plain_dead and resampled.training_log.n_resampled > 0, (plain_dead, res_dead)
+    assert auxk.training_log.n_resampled == 0
+
+
+def test_resampling_sets_dead_latents_from_high_loss_inputs():
+    """White-box check of one resampling step: the dead latents' decoder rows become normalised centred inputs drawn
+    among the badly reconstructed ones, their encoder columns point the same way at 0.2x the live norm, biases 0,
+    and Adam's moments for them are zeroed; live latents are untouched."""
+    from mechinterp.dictionary import SparseAutoencoder
+    from mechinterp.dictionary.train import _resample_dead
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(6, 10, "standard")
+    x = torch.randn(50, 6)
+    err = torch.zeros(50, 6)
+    err[7] = 1.0  # only input 7 is badly reconstructed: every draw picks it
+    opt = torch.optim.Adam(sae.parameters())
+    sae(x).pow(2).sum().backward()
+    opt.step()
+    dead = torch.zeros(10, dtype=torch.bool)
+    dead[[2, 5]] = True
+    before = sae.W_dec.detach().clone()
+    live_norm = float(sae.W_enc.detach()[:, ~dead].norm(dim=0).mean())
+    n = _resample_dead(sae, opt, dead, x, x, err, 0.2, torch.Generator().manual_seed(0))
+    assert n == 2
+    target = (x[7] - sae.b_dec) / (x[7] - sae.b_dec).norm()
+    for i in (2, 5):
+        assert torch.allclose(sae.W_dec[i], target, atol=1e-6)
+        assert torch.allclose(sae.W_enc[:, i], 0.2 * live_norm * target, atol=1e-6)
+        assert float(sae.b_enc.detach()[i]) == 0.0
+        assert float(opt.state[sae.W_dec]["exp_avg"][i].abs().sum()) == 0.0
+        assert float(opt.state[sae.W_enc]["exp_avg_sq"][:, i].abs().sum()) == 0.0
+    assert torch.equal(sae.W_dec[~dead], before[~dead])
+    assert float(opt.state[sae.W_dec]["exp_avg"][0].abs().sum()) > 0
