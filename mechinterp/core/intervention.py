@@ -108,8 +108,6 @@ class Intervention:
             heads: head indices, or ``None`` (every head).
             mode: ``"replace"``, ``"add"`` or ``"scale"``.
         """
-        if mode not in MODES:
-            raise MechinterpError(f"mode must be one of {MODES}, got {mode!r}.")
         if positions is None and heads is None:
             return cls(hook, None, value, mode)
         per_prompt = None
