@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         with progress.step("tuned lens", f"{args.tuned_steps} steps"):
             train = load_task(args.task, model, n=max(args.n, 32), seed=args.seed, split="train")
             tuned = TunedLens(site=args.site, steps=args.tuned_steps, seed=args.seed).fit(model, train.clean_prompts)
-            cmp = compare_lenses(model, task.clean_prompts, {"tuned": tuned})
+            cmp = compare_lenses(model, task.clean_prompts, {"logit": None, "tuned": tuned})
         tuned.save(folder / "tuned_lens.safetensors")
         cmp.save(folder / "lens_comparison.json")
         body += cmp.to_html()

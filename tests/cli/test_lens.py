@@ -34,3 +34,10 @@ def test_lens_with_no_options(tmp_path, capsys, toy_lm):
     torch.testing.assert_close(dla.target, diff, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(dla.total(), diff, atol=1e-4, rtol=1e-5)
     assert summary["dla_sum_gap"] < 1e-4 and summary["mean_target"] > 0
+
+
+def test_lens_with_a_tuned_lens_beats_the_logit_lens(tmp_path):
+    assert main(["lens", "--n", "16", "--tuned-steps", "20", "--out", str(tmp_path)]) == 0
+    kl = json.loads((tmp_path / "summary.json").read_text())["tuned_kl"]
+    assert all(t < l for t, l in zip(kl["tuned"][:-1], kl["logit"][:-1])), kl  # held-out, every layer but the last
+    assert (tmp_path / "tuned_lens.safetensors").exists()
