@@ -61,8 +61,8 @@ ll.top_tokens(prompt=0)"""),
 Train one affine translator per layer on the `train` split (a short fit), then compare KL to the
 final distribution on the held-out prompts."""),
     ("code", """train = mechinterp.tasks.load("ioi", model, n=64, split="train")
-tuned = lens.TunedLens(steps=40, lr=3e-3).fit(model, train.clean_prompts)
-cmp = lens.compare_lenses(model, task.clean_prompts, {"logit": None, "tuned": tuned})
+tuned = lens.TunedLens(steps=40, lr=3e-3).fit(model, train.clean_prompts, batch_size=64)
+cmp = lens.compare_lenses(model, task.clean_prompts, {"logit": None, "tuned": tuned}, batch_size=64)
 for i, row in enumerate(cmp.rows):
     print(f"{row}: KL logit lens {float(cmp.kl['logit'][i]):.3f}   tuned lens {float(cmp.kl['tuned'][i]):.3f}")"""),
     ("code", """cmp.plot();"""),
@@ -77,13 +77,14 @@ dla.top_k(6)"""),
     ("md", """TransformerLens's own route on the same prompts (`stack_head_results` then the unembedding
 direction, scale frozen) gives the same per-head numbers:"""),
     ("code", """tokens = batch.tokens[:8]
-_, tl_cache = model.run_with_cache(tokens)
+with torch.no_grad():
+    _, tl_cache = model.run_with_cache(tokens)
 rows, last = torch.arange(8), batch.last_pos[:8]
 stack = tl_cache.stack_head_results(layer=-1)[:, rows, last]
 stack = stack - stack.mean(-1, keepdim=True)  # LNPre centres; its weight is folded
 dirs = model.tokens_to_residual_directions(correct[:8]) - model.tokens_to_residual_directions(
     mechinterp.answer_tokens(model, task.wrong_answers[:8]))
-tl_heads = ((stack / tl_cache["ln_final.hook_scale"][rows, last]) * dirs).sum(-1)
+tl_heads = ((stack / tl_cache["ln_final.hook_scale"][rows, last]) * dirs).sum(-1).detach()
 ours = dla.scores[[dla.components.index(f"L{l}H{h}") for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)], :8]
 print("max |ours - TL|:", float((ours - tl_heads).abs().max()))"""),
     ("md", """## 4. What makes the sentiment direction fire
@@ -112,7 +113,7 @@ to held-out *negative* reviews at every position. At some layer and scale it fli
 label to positive; a random vector of the same norm does not."""),
     ("code", """pos = [p for p, a in zip(senti_train.clean_prompts, senti_train.correct_answers) if a == "positive"]
 neg = [p for p, a in zip(senti_train.clean_prompts, senti_train.correct_answers) if a == "negative"]
-vectors = {l: lens.contrastive_vector(model, pos, neg, l) for l in range(model.cfg.n_layers)}
+vectors = {l: lens.contrastive_vector(model, pos, neg, l, batch_size=64) for l in range(model.cfg.n_layers)}
 held_out = [p for p, a in zip(senti_test.clean_prompts, senti_test.correct_answers) if a == "negative"]
 sweep = lens.steering_sweep(model, held_out, vectors, [1.0, 2.0, 4.0], target="positive", other="negative")
 layer, scale, success = sweep.best()
