@@ -164,16 +164,23 @@ class _Selected(Intervention):
         if self.prompt_positions is not None:
             mask = mask & _prompt_mask(act, position_dim(self.hook), self.prompt_positions)
         if self.heads is not None:  # [batch, head_index, q, k] patterns, else [batch, pos, head_index, ...]
-            mask = mask & _axis_mask(act, 1 if self.hook.endswith(("hook_pattern", "hook_attn_scores")) else 2, self.heads)
+            mask = mask & _axis_mask(act, 1 if self.hook.endswith(("hook_pattern", "hook_attn_scores")) else 2, self.heads,
+                                     strict=True)
         return mask
 
 
-def _axis_mask(act: Tensor, dim: int, index: Sequence[int]) -> Tensor:
-    """Boolean, true at ``index`` along ``dim`` of ``act``, size 1 along every other dimension."""
+def _axis_mask(act: Tensor, dim: int, index: Sequence[int], strict: bool = False) -> Tensor:
+    """Boolean, true at ``index`` along ``dim`` of ``act``, size 1 along every other dimension.
+
+    Indices outside the axis are skipped (positions a pass does not reach), or raise with ``strict`` (heads)."""
     shape = [1] * act.ndim
     shape[dim] = act.shape[dim]
     hit = torch.zeros(act.shape[dim], dtype=torch.bool, device=act.device)
-    hit[_in_range(index, act.shape[dim])] = True
+    kept = _in_range(index, act.shape[dim])
+    if strict and len(kept) != len(index):
+        raise MechinterpError(f"Index {sorted(set(index) - set(kept))} is outside this activation's axis of size "
+                              f"{act.shape[dim]} (heads run from 0 to {act.shape[dim] - 1}).")
+    hit[kept] = True
     return hit.view(shape)
 
 

@@ -95,3 +95,8 @@ def test_positions_a_pass_does_not_reach_are_skipped():
     assert torch.equal(Intervention.at("blocks.0.hook_resid_pre", 1.0, positions=[4, -1], mode="add").apply(act), act + 1)
     assert torch.equal(Intervention.at("blocks.0.hook_resid_pre", 1.0, positions=[[4], [0]], mode="add").apply(act),
                        torch.tensor([[[0.0] * 3], [[1.0] * 3]]))
+
+
+def test_a_head_outside_the_model_is_an_error():
+    with pytest.raises(MechinterpError, match="outside"):
+        Intervention.at("blocks.0.attn.hook_z", 0.0, heads=[7]).apply(torch.zeros(1, 3, 4, 2))
