@@ -6,7 +6,10 @@ pass and against TransformerLens 3.9's own route (``run_with_cache`` per batch, 
 Run:  .venv/bin/python benchmarks/lens_dla.py [--model zoo:toy-lm] [--n 1000] [--device cuda]
 Prints one table; copy it into benchmarks/results/lens.md.
 
-What is timed (median of ``--repeats``, after one warm-up):
+What is timed: one warm-up of each route, then ``--repeats`` rounds; each round runs every
+route once, in an order rotated from round to round (interleaved, so a burst of load on the
+shared machine hits all routes alike). Reported: the median wall and process-CPU seconds of
+each route, and the median over rounds of each round's ratio to that round's cached pass.
 
 * ``forward``: the model over every batch (``model(tokens)``), nothing kept: the floor;
 * ``cached pass``: one :class:`SharedCache` pass collecting every site the lens and DLA read
@@ -35,18 +38,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device: str, repeats: int) -> tuple[float, float, object]:
-    """Median wall seconds and median CPU seconds of this process (the steadier number on a shared CPU)."""
-    out = fn()  # warm-up
-    times, cpu = [], []
-    for _ in range(repeats):
-        _sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(times), statistics.median(cpu), out
+def _interleaved(routes: dict, device: str, repeats: int) -> tuple[dict, dict, dict]:
+    """Per route: wall seconds, process-CPU seconds (lists over rounds) and the last output."""
+    wall = {k: [] for k in routes}
+    cpu = {k: [] for k in routes}
+    out = {k: fn() for k, fn in routes.items()}  # warm-up
+    names = list(routes)
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            out[k] = routes[k]()
+            _sync(device)
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return wall, cpu, out
 
 
 def prompts_for(model, n: int) -> tuple[list[str], list[str]]:
@@ -67,8 +73,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import mechinterp
     from mechinterp.lens import direct_logit_attribution, dla_sites, logit_lens, residual_rows
@@ -97,6 +106,11 @@ def main() -> None:
         dla = direct_logit_attribution(model, cache, ids)
         return lens, dla
 
+    built = cached_pass()
+
+    def increment():  # the lens and DLA alone, on a cache already built: the cost they add to the pass
+        return logit_lens(model, built, answers=ids), direct_logit_attribution(model, built, ids)
+
     def tl_route():
         heads, lens_kl = [], []
         with torch.inference_mode():
@@ -122,20 +136,33 @@ def main() -> None:
                 ((centred / scale) * dirs).sum(-1)
         return torch.cat(heads, 1), torch.cat(lens_kl, 1)
 
-    t_fwd, c_fwd, _ = _timed(forward, dev, args.repeats)
-    t_pass, c_pass, _ = _timed(cached_pass, dev, args.repeats)
-    t_ours, c_ours, (lens, dla) = _timed(ours, dev, args.repeats)
-    t_tl, c_tl, (tl_heads, tl_kl) = _timed(tl_route, dev, args.repeats)
+    routes = {"forward (nothing kept)": forward, "one cached pass (lens + DLA sites)": cached_pass,
+              "ours: cached pass + logit lens + DLA": ours,
+              "logit lens + DLA alone (on a built cache)": increment, "TL 3.9 route": tl_route}
+    wall, cpu, out = _interleaved(routes, dev, args.repeats)
+    lens, dla = out["ours: cached pass + logit lens + DLA"]
+    tl_heads, tl_kl = out["TL 3.9 route"]
+    base = "one cached pass (lens + DLA sites)"
+    med = statistics.median
     head_rows = [i for i, c in enumerate(dla.components) if c.startswith("L") and "H" in c and " " not in c]
     gap = float((dla.scores[head_rows] - tl_heads.cpu()).abs().max())
     kl_gap = float((lens.kl - tl_kl.cpu()).abs().max())
-    print(f"model {args.model}, {len(prompts)} prompts, batch {bs}, device {dev} ({torch.cuda.get_device_name() if dev.startswith('cuda') else 'cpu'})")
-    print("| route | wall s | x cached pass (wall) | CPU s | x cached pass (CPU) |")
-    print("|---|---|---|---|---|")
-    for name, t, c in (("forward (nothing kept)", t_fwd, c_fwd), ("one cached pass (lens + DLA sites)", t_pass, c_pass),
-                       ("ours: cached pass + logit lens + DLA", t_ours, c_ours), ("TL 3.9 route", t_tl, c_tl)):
-        print(f"| {name} | {t:.3f} | {t / t_pass:.2f} | {c:.3f} | {c / c_pass:.2f} |")
-    print(f"TL / ours: {t_tl / t_ours:.2f}x wall, {c_tl / c_ours:.2f}x CPU; per-head DLA max |ours - TL| = {gap:.2e}; lens KL max gap = {kl_gap:.2e}; "
+    device_name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
+    print(f"model {args.model}, {len(prompts)} prompts, batch {bs}, device {dev} ({device_name}), torch threads "
+          f"{torch.get_num_threads()}, {args.repeats} interleaved rounds after a warm-up")
+    print("| route | wall s (median) | x cached pass (wall, median of rounds) | CPU s (median) | x cached pass (CPU, median of rounds) | wall s range |")
+    print("|---|---|---|---|---|---|")
+    for name in routes:
+        rw = med([a / b for a, b in zip(wall[name], wall[base])])
+        rc = med([a / b for a, b in zip(cpu[name], cpu[base])])
+        print(f"| {name} | {med(wall[name]):.3f} | {rw:.3f} | {med(cpu[name]):.3f} | {rc:.3f} | "
+              f"{min(wall[name]):.3f}-{max(wall[name]):.3f} |")
+    inc = "logit lens + DLA alone (on a built cache)"
+    print(f"cached pass + increment: 1 + {med(cpu[inc]):.3f} / {med(cpu[base]):.3f} = {1 + med(cpu[inc]) / med(cpu[base]):.3f}x "
+          f"(CPU), 1 + {med(wall[inc]):.3f} / {med(wall[base]):.3f} = {1 + med(wall[inc]) / med(wall[base]):.3f}x (wall)")
+    ours_name, tl_name = "ours: cached pass + logit lens + DLA", "TL 3.9 route"
+    print(f"TL / ours: {med(wall[tl_name]) / med(wall[ours_name]):.2f}x wall, {med(cpu[tl_name]) / med(cpu[ours_name]):.2f}x CPU; "
+          f"per-head DLA max |ours - TL| = {gap:.2e}; lens KL max gap = {kl_gap:.2e}; "
           f"DLA sum gap = {float((dla.total() - dla.target).abs().max()):.2e}")
 
 

@@ -55,8 +55,8 @@ def test_every_section_and_no_external_reference(report):
 
 def test_progress_has_a_start_and_an_end_line_per_section_in_order(report, logged):
     for i, title in enumerate(SECTIONS.values(), start=1):
-        start = [k for k, line in enumerate(logged) if f"] {i}/6 {title}:" in line and line.endswith("...")]
-        end = [k for k, line in enumerate(logged) if f"] {i}/6 {title} done in " in line]
+        start = [k for k, line in enumerate(logged) if f"] {i}/{len(SECTIONS)} {title}:" in line and line.endswith("...")]
+        end = [k for k, line in enumerate(logged) if f"] {i}/{len(SECTIONS)} {title} done in " in line]
         assert len(start) == 1 and len(end) == 1 and start[0] < end[0], (title, logged)
     assert logged[-1].split("] ", 1)[1].startswith("wrote ")
     stamps = [re.match(r"\[report\s+([\d.:]+)s?\]", line).group(1) for line in logged]
@@ -90,7 +90,7 @@ def test_a_failing_section_is_shown_in_the_page_and_the_cli_exits_1(tmp_path, mo
     # a 1-millisecond budget: the smallest plan whatever the machine's speed; the report still has every section
     assert main(["report", "--model", "zoo:toy-lm", "--n", "8", "--budget", "0.001", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "3/6 Discovered circuit FAILED after" in err and "1 section(s) failed" in err and "circuit: MechinterpError" in err
+    assert f"4/{len(SECTIONS)} Discovered circuit FAILED after" in err and "1 section(s) failed" in err and "circuit: MechinterpError" in err
     page = (tmp_path / "report.html").read_text()
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["errors"] == {"circuit": "MechinterpError: grouped key/value heads are not supported (test)"}
@@ -335,3 +335,30 @@ def test_direct_logit_attribution_of_the_heads_adds_up_to_the_logit_difference()
         others = sum(parts[i] for i, name in enumerate(labels) if not name.endswith("attn_out")) + biases.sum(0)
         unembed_bias = model.b_U[sub.correct_tokens] - model.b_U[sub.wrong_tokens]
     torch.testing.assert_close(heads + others + unembed_bias, sub.metric(logits).float(), atol=1e-3, rtol=1e-4)
+
+
+def test_lens_section_reads_the_model_and_adds_up(toy_lm):
+    """The lens section on ioi: the last lens row is the model's output, the DLA parts add up to the logit difference,
+    and the finding names where the answer appears."""
+    import torch
+
+    import mechinterp
+    from mechinterp.report.findings import findings
+    from mechinterp.report.lens_section import first_top_layer, lens_section
+
+    task = mechinterp.tasks.load("ioi", toy_lm, n=12)
+    data: dict = {}
+    html = lens_section(toy_lm, task, ReportPlan.full(toy_lm.cfg.n_layers, toy_lm.cfg.n_heads, 16, len(task)), data, {})
+    lens = data["lens"]
+    with torch.no_grad():
+        logits = toy_lm(task.clean_tokens)
+    rows = torch.arange(len(task))
+    p = logits[rows, task.answer_pos].softmax(-1)[rows, task.correct_tokens]
+    assert abs(lens["rows"][-1]["p(correct)"] - float(p.mean())) < 1e-5 and lens["rows"][-1]["KL to output"] < 1e-5
+    assert lens["dla_sum_gap"] < 1e-4 and abs(lens["mean_target"] - float(task.metric(logits).mean())) < 1e-4
+    assert abs(sum(r["mean"] for r in lens["dla"]) - lens["mean_target"]) < 1e-3  # heads, MLPs, embeddings, biases
+    assert "Logit lens" in html and "<img" in html
+    assert first_top_layer(torch.tensor([[3, 2], [0, 1], [0, 0]]), ["a", "b", "c"]) == "c"
+    assert first_top_layer(torch.tensor([[3, 2], [0, 0], [0, 0]]), ["a", "b", "c"]) == "b"
+    text = [f["text"] for f in findings({"lens": lens}, {}, {}) if f["section"] == "lens"][0]
+    assert text.startswith("Logit lens:") and lens["first_top_row"] in text

@@ -227,7 +227,7 @@ class SharedCache:
             The hook names, now all cached.
         """
         names = resolve_many(self.model, sites, layers) if not _all_hook_names(self.model, sites) else list(sites)  # type: ignore[arg-type]
-        missing = [n for n in names if n not in self._stores]
+        missing = list(dict.fromkeys(n for n in names if n not in self._stores))  # a site named twice is cached once
         if missing:
             self._collect(missing)
         return names

@@ -9,7 +9,8 @@
   to a logit or logit difference, with the final norm's scale frozen at the clean run; the
   parts plus the bias constant sum exactly to the logit.
 * :func:`contrastive_vector`, :func:`steering_hooks`, :func:`steered_generate`,
-  :func:`steering_sweep` — activation addition (Turner et al. 2023; Rimsky et al. 2024).
+  :func:`steering_sweep` — activation addition
+  (on :class:`~mechinterp.core.intervention.Intervention`, :func:`steering_intervention`) (Turner et al. 2023; Rimsky et al. 2024).
 
 All read activations from :class:`~mechinterp.core.cache.SharedCache`, so one cached
 pass serves the lens and DLA together.
@@ -27,7 +28,14 @@ from mechinterp.lens.dla import check_exact, direct_logit_attribution, dla_sites
 from mechinterp.lens.logit_lens import lens_readout, logit_lens
 from mechinterp.lens.readout import decode, norm_linear, residual_rows
 from mechinterp.lens.results import DLAResult, LensComparison, LensResult, SteeringSweep
-from mechinterp.lens.steering import SteeringVector, contrastive_vector, steered_generate, steering_hooks, steering_sweep
+from mechinterp.lens.steering import (
+    SteeringVector,
+    contrastive_vector,
+    steered_generate,
+    steering_hooks,
+    steering_intervention,
+    steering_sweep,
+)
 from mechinterp.lens.tuned import TunedLens, compare_lenses
 
 __all__ = [
@@ -49,5 +57,6 @@ __all__ = [
     "residual_rows",
     "steered_generate",
     "steering_hooks",
+    "steering_intervention",
     "steering_sweep",
 ]

@@ -198,14 +198,14 @@ def _target(model: Any, final: Tensor, direction: Tensor, bias: Tensor) -> Tenso
 
 
 def _label(model: Any, ans: Tensor, bad: Tensor | None) -> str:
-    def name(ids: Tensor) -> str:
+    def name(ids: Tensor, several: str) -> str:
         uniq = torch.unique(ids)
         if len(uniq) == 1 and model.tokenizer is not None:
             return repr(model.to_single_str_token(int(uniq[0])))
-        return "answer" if len(uniq) > 1 else str(int(uniq[0]))
+        return several if len(uniq) > 1 else str(int(uniq[0]))
 
-    text = f"logit({name(ans)})"
-    return text if bad is None else f"{text} - logit({name(bad)})"
+    text = f"logit({name(ans, 'answer')})"
+    return text if bad is None else f"{text} - logit({name(bad, 'wrong')})"
 
 
 def check_exact(result: DLAResult, atol: float = 1e-4) -> float:

@@ -8,8 +8,10 @@ probability and rank of given answers, and KL(final ‖ lens) to the model's own
 
 The residuals come from a :class:`~mechinterp.core.cache.SharedCache` (one cached pass for
 every layer, memory-bounded: spilled sites are read back through memory maps) and are
-decoded ``chunk_tokens`` token vectors at a time, so memory stays bounded by
-``chunk_tokens × d_vocab`` whatever the dataset size. The same code reads a tuned lens
+decoded ``chunk_tokens`` token vectors at a time (every layer's row of a chunk in one
+matrix product), so memory stays bounded by ``chunk_tokens × d_vocab`` whatever the
+dataset size. Only the final distribution is log-softmaxed in full; each row's KL, answer
+probability and rank come from its logits and their log-sum-exp. The same code reads a tuned lens
 (:class:`~mechinterp.lens.tuned.TunedLens`): pass ``lens=``.
 
 Example:
@@ -109,25 +111,37 @@ def lens_readout(
     ans_prob = torch.zeros(shape)
     ans_rank = torch.zeros(shape, dtype=torch.long)
     width = mask.shape[1] if per_pos else 1
-    step = max(1, chunk_tokens // width)
+    # every row of a chunk is decoded in one call; the last row is the final residual itself
+    # for the logit lens, so the model's own distribution is not decoded twice
+    reuse_final = lens is None and rows[-1][1] == final_hook
+    step = max(1, chunk_tokens // (width * len(rows)))
+    dev = model.cfg.device
     with torch.inference_mode():
         for start in range(0, n, step):
             sl = slice(start, min(n, start + step))
-            final_lp = decode(model, cache.get(final_hook)[sl].to(model.cfg.device)).float().log_softmax(-1)
-            target = ids[sl].to(final_lp.device) if ids is not None else final_lp.argmax(-1)
+            resid = [cache.get(hook)[sl].to(dev) for _, hook in rows]
+            if lens is not None:
+                resid = [lens.translate(r, x) for r, x in enumerate(resid)]
+            logits = decode(model, torch.stack(resid)).float()  # [row, m, (pos,) d_vocab]
+            lse = logits.logsumexp(-1)  # [row, m, (pos)]
+            if reuse_final:
+                final_logits, final_lse = logits[-1], lse[-1]
+            else:
+                final_logits = decode(model, cache.get(final_hook)[sl].to(dev)).float()
+                final_lse = final_logits.logsumexp(-1)
+            final_lp = final_logits - final_lse[..., None]
+            p_final = final_lp.exp()
+            # KL(final || row) = sum p_final (logits_final - logits) + lse - lse_final: no per-row
+            # log-softmax is materialised, and the final row's KL is exactly 0
+            kl[:, sl] = (((final_logits - logits) * p_final).sum(-1) + lse - final_lse).clamp_min(0.0).cpu()
+            target = ids[sl].to(dev) if ids is not None else final_lp.argmax(-1)
             if per_pos and target.ndim == 1:
                 target = target[:, None].expand(final_lp.shape[:-1])
-            for r, (_, hook) in enumerate(rows):
-                resid = cache.get(hook)[sl].to(model.cfg.device)
-                if lens is not None:
-                    resid = lens.translate(r, resid)
-                lp = decode(model, resid).float().log_softmax(-1)
-                kl[r, sl] = (final_lp.exp() * (final_lp - lp)).sum(-1).cpu()
-                values, index = lp.topk(k, dim=-1)
-                top_ids[r, sl], top_probs[r, sl] = index.cpu(), values.exp().cpu()
-                picked = lp.gather(-1, target[..., None])
-                ans_prob[r, sl] = picked.squeeze(-1).exp().cpu()
-                ans_rank[r, sl] = (lp > picked).sum(-1).cpu()
+            values, index = logits.topk(k, dim=-1)
+            top_ids[:, sl], top_probs[:, sl] = index.cpu(), (values - lse[..., None]).exp().cpu()
+            picked = logits.gather(-1, target[None, ..., None].expand(*logits.shape[:-1], 1))
+            ans_prob[:, sl] = (picked.squeeze(-1) - lse).exp().cpu()
+            ans_rank[:, sl] = (logits > picked).sum(-1).cpu()
     zero = ~mask
     for t in (kl, ans_prob, top_probs):
         t[:, zero] = 0.0
@@ -151,7 +165,11 @@ def lens_readout(
 def _answer_label(model: Any, answers: Any, ids: Tensor | None) -> list[str]:
     if ids is None:
         return []
-    return [model.to_single_str_token(int(i)) if model.tokenizer is not None else str(int(i)) for i in ids]
+    if model.tokenizer is None:
+        return [str(int(i)) for i in ids]
+    # as model.to_single_str_token, once per distinct id (a dataset repeats few answers)
+    text = {i: model.tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in set(ids.tolist())}
+    return [text[i] for i in ids.tolist()]
 
 
 def _vocab_strings(model: Any, top_ids: Tensor, ids: Tensor | None) -> dict[int, str]:

@@ -38,8 +38,14 @@ _WEIGHTED = ("LN", "RMS")
 def decode(model: Any, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
     """Logits of residual vectors through the live final norm and the unembedding (the logit lens)."""
     shape = resid.shape
-    flat = resid.reshape(-1, 1, shape[-1])
-    return unembed(model, flat).reshape(*shape[:-1], -1)
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        return unembed(model, resid.reshape(-1, 1, shape[-1])).reshape(*shape[:-1], -1)
+    flat = resid.reshape(-1, shape[-1])
+    if model.cfg.normalization_type is not None:
+        flat = model.ln_final(flat)
+    # one fused product plus bias (core.metrics.unembed's route, without a [n, d_vocab] temporary for the bias)
+    return torch.addmm(model.unembed.b_U, flat, model.unembed.W_U).reshape(*shape[:-1], -1)
 
 
 def norm_linear(

@@ -11,9 +11,10 @@ prediction reaches the target label, next to the same sweep with a random vector
 equal norm (the control: a vector that works only by its size moves predictions too).
 
 Hooks go through :func:`steering_hooks`, a context manager on TransformerLens's
-``model.hooks`` that removes them on exit, also on error.
-(Merge note: this is a family-local intervention; it should move onto core's shared
-intervention type once that exists.)
+``model.hooks`` that removes them on exit, also on error. Each vector is one ``add``
+:class:`~mechinterp.core.intervention.Intervention` (:func:`steering_intervention`): the
+value ``scale * vector`` (with a batch dimension for per-prompt scales) at every position,
+at positions shared by every prompt, or at each prompt's own positions.
 
 Example:
     >>> import mechinterp
@@ -37,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
+from mechinterp.core.intervention import Intervention
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.sites import resolve
 from mechinterp.core.tokens import tokenize
@@ -46,7 +48,7 @@ from mechinterp.lens.results import SteeringSweep
 from mechinterp.viz import escape, table_html
 from mechinterp.core.validation import check_count, check_finite, check_ids, check_token_ids
 
-__all__ = ["SteeringVector", "contrastive_vector", "steering_hooks", "steered_generate", "steering_sweep"]
+__all__ = ["SteeringVector", "contrastive_vector", "steering_hooks", "steering_intervention", "steered_generate", "steering_sweep"]
 
 
 @dataclass(frozen=True)
@@ -178,29 +180,30 @@ def steering_hooks(
     if isinstance(positions, str) and positions != "all":
         raise MechinterpError(f"positions must be 'all', a list of positions or per-prompt indices, got {positions!r}.")
 
-    def make(v: SteeringVector) -> Any:
-        def hook(act: Tensor, hook: Any) -> Tensor:  # act [batch, pos, d_model]
-            add = v.vector.to(act.device, torch.float32)
-            s = scale_t.to(act.device)
-            s = s.view(-1, 1, 1) if s.ndim == 1 else s
-            delta = (s * add).to(act.dtype)  # [batch or 1, 1, d_model] or [d_model]
-            if isinstance(positions, str):
-                return act + delta
-            idx = torch.as_tensor(positions, device=act.device).long()
-            if idx.ndim == 1 and isinstance(positions, Tensor) and idx.shape[0] == act.shape[0]:
-                rows = torch.arange(act.shape[0], device=act.device)
-                out = act.clone()
-                out[rows, idx] = out[rows, idx] + (delta.view(-1, act.shape[-1]) if delta.ndim == 3 else delta)
-                return out
-            out = act.clone()
-            keep = idx[(idx < act.shape[1]) & (idx >= -act.shape[1])]
-            out[:, keep] = out[:, keep] + (delta if delta.ndim != 3 else delta)
-            return out
-
-        return hook
-
-    with model.hooks(fwd_hooks=[(v.hook, make(v)) for v in vectors]):
+    if isinstance(positions, str):
+        where: Any = None
+    elif isinstance(positions, Tensor):  # one index per prompt
+        where = positions.long().reshape(-1, 1)
+    else:
+        where = [int(p) for p in positions]
+    interventions = [steering_intervention(v, scale_t, where) for v in vectors]
+    with model.hooks(fwd_hooks=[iv.fwd_hook() for iv in interventions]):
         yield model
+
+
+def steering_intervention(vector: SteeringVector, scale: float | Tensor = 1.0, positions: Any = None) -> Intervention:
+    """``scale * vector`` added at ``vector.hook`` as a :class:`~mechinterp.core.intervention.Intervention`.
+
+    Args:
+        vector: the steering vector.
+        scale: a number, or ``[batch]`` per-prompt scales (a value with a batch dimension).
+        positions: ``None`` (every position, also those generated later), indices shared by
+            every prompt, or per-prompt indices (``[batch, k]``); see
+            :meth:`Intervention.at <mechinterp.core.intervention.Intervention.at>`.
+    """
+    scale_t = torch.as_tensor(scale, dtype=torch.float32)
+    value = scale_t.view(-1, 1, 1) * vector.vector if scale_t.ndim == 1 else scale_t * vector.vector  # [batch, 1, d] or [d]
+    return Intervention.at(vector.hook, value, positions=positions, mode="add")
 
 
 def steered_generate(

@@ -4,12 +4,14 @@ Sections, each produced by a family's public API (see :mod:`mechinterp.report.se
 
 1. task and model — the model card's summary, configuration, accuracy and metric;
 2. patching — residual stream by layer × position and attention heads (activation patching);
-3. circuit — the top edges found by EAP-IG, drawn one row per used layer, and the
+3. lens — the logit lens by layer and the direct logit attribution of the embeddings, MLPs
+   and biases (the heads' own are in the patching section), from one cached pass;
+4. circuit — the top edges found by EAP-IG, drawn one row per used layer, and the
    faithfulness curve;
-4. attention — head detection scores (layer × head heatmaps, top heads per kind) and the
+5. attention — head detection scores (layer × head heatmaps, top heads per kind) and the
    patterns of the circuit's heads (circuitsvis, embedded offline);
-5. attribution — several attribution methods side by side on example prompts;
-6. probes — a probe sweep over layers for one of the task's concept labels.
+6. attribution — several attribution methods side by side on example prompts;
+7. probes — a probe sweep over layers for one of the task's concept labels.
 
 Before the sections run, one forward pass of the task's prompts is timed and
 :func:`~mechinterp.report.plan.plan_report` sizes every section to fit ``budget_s``; the
@@ -36,6 +38,7 @@ import torch
 
 from mechinterp.core.atomic import writable_folder, write_text
 from mechinterp.report import sections as S
+from mechinterp.report.lens_section import lens_section
 from mechinterp.report.findings import findings, findings_html, node_info
 from mechinterp.report.plan import DEFAULT_BUDGET_S, ReportPlan, plan_report
 from mechinterp.report.progress import Progress, format_seconds
@@ -47,6 +50,7 @@ __all__ = ["SECTIONS", "build_report", "measure_unit"]
 SECTIONS = {
     "task": "Task and model",
     "patching": "Activation patching",
+    "lens": "Logit lens and direct logit attribution",
     "circuit": "Discovered circuit",
     "attention": "Attention of the circuit heads",
     "attribution": "Input attribution on example prompts",
@@ -60,7 +64,7 @@ _STYLE = (".caption{color:#444;font-size:.88em;margin:.2rem 0 1rem;border-left:3
           "border-radius:6px} .card{font-size:.95em} .cgraph .cedge{cursor:pointer} .cgraph .cnode{cursor:pointer}")
 
 _BUILDERS = {
-    "task": S.task_section, "patching": S.patching_section, "circuit": S.circuit_section,
+    "task": S.task_section, "patching": S.patching_section, "lens": lens_section, "circuit": S.circuit_section,
     "attention": S.attention_section, "attribution": S.attribution_section, "probes": S.probes_section,
 }
 
@@ -84,6 +88,7 @@ def _details(key: str, plan: ReportPlan, model: Any) -> str:
         "task": f"n={plan.n}",
         "patching": f"{plan.patch_n} prompts, resid_pre on {len(plan.patch_layers)}/{plan.n_layers} layers × {plan.n_pos} positions, "
                     f"z on {plan.n_layers}×{plan.n_heads} heads",
+        "lens": f"{plan.n} prompts, {plan.n_layers} layers",
         "circuit": f"EAP-IG on {plan.circuit_n} prompts, {plan.circuit_steps} steps, top {plan.circuit_top_k} edges, "
                    f"{len(plan.circuit_fractions)} faithfulness points",
         "attention": f"{plan.head_probes} probe sequences",

@@ -54,6 +54,15 @@ def findings(data: dict[str, Any], store: dict[str, Any], errors: dict[str, str]
                 f"Components: patching one head's output from the clean run restores the most for {', '.join(parts)} "
                 f"(share of the clean − corrupted gap restored, mean over {p['prompts']} prompts; the direct effect on "
                 f"the logit difference with its 95% interval over prompts).")})
+    ln = data.get("lens")
+    if ln:
+        where = (f"the correct answer is the top token from {ln['first_top_row']} on" if ln["first_top_row"] else
+                 "the correct answer is not the top token at every late layer")
+        probs = ", ".join(f"{r['p(correct)']:.2f}" for r in ln["rows"])
+        parts = ", ".join(f"{r['component']} {r['mean']:+.2f}" for r in ln["dla"][:3])
+        out.append({"section": "lens", "text": (
+            f"Logit lens: {where} (mean probability of the correct answer by layer: {probs}). Direct logit "
+            f"attribution of {ln['dla_target']} (mean {ln['mean_target']:.2f}): the largest parts are {parts}.")})
     c = data.get("circuit")
     if c:
         reach = [k for k, f in zip(c["sizes"], c["size_faithfulness"]) if f >= 0.8]

@@ -93,6 +93,7 @@ class ReportPlan:
             "attention": 2.0 * self.head_probes + 1,
             "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
             "probes": self.n + 1.5 * self.n_layers,
+            "lens": 1.2 * self.n,  # one cached pass, then the lens and DLA read it (benchmarks/results/lens.md)
         }
 
     def estimate_s(self) -> dict[str, float]:

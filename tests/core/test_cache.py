@@ -159,3 +159,14 @@ def test_position_weights_reduce_per_batch(tiny_model, tmp_path):
     assert left["z", 0].shape == (len(RAGGED), 4, 8)  # heads kept, positions summed
     with pytest.raises(MechinterpError, match="zero at padding"):
         SharedCache(tiny_model, RAGGED, positions=torch.ones_like(weights))
+
+
+def test_fetch_caches_a_site_named_twice_once(tiny_model):
+    """The lens's rows and DLA's sites share the final resid_post: fetching both lists together must work."""
+    from mechinterp.core.cache import SharedCache
+
+    cache = SharedCache(tiny_model, torch.randint(3, 40, (3, 5), generator=torch.Generator().manual_seed(0)), positions="last")
+    names = cache.fetch(["blocks.0.hook_resid_post", "hook_embed", "blocks.0.hook_resid_post"])
+    assert names[0] == names[2] == "blocks.0.hook_resid_post"
+    _, ref = tiny_model.run_with_cache(cache.inputs.tokens)
+    torch.testing.assert_close(cache["blocks.0.hook_resid_post"], ref["blocks.0.hook_resid_post"][:, -1])

@@ -60,3 +60,43 @@ def test_write_rules():
     assert write(act, mask, None, "add") is act
     with pytest.raises(MechinterpError, match="mode"):
         Intervention("blocks.0.hook_resid_pre", None, 1.0, mode="multiply")
+
+
+def test_per_prompt_positions_and_values_equal_a_hand_written_hook(tiny_model):
+    """Each prompt's own positions (list of lists or [batch, k]) with a per-prompt value: what steering needs."""
+    tokens = torch.randint(3, 40, (3, 6), generator=torch.Generator().manual_seed(3))
+    value = torch.randn(3, 1, tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(4))
+    where = [[1, 4], [-1], [0]]
+
+    def by_hand(x, hook):
+        x = x.clone()
+        for b, ps in enumerate(where):
+            for p in ps:
+                x[b, p] = x[b, p] + value[b, 0]
+        return x
+
+    expect = _logits(tiny_model, tokens, "blocks.0.hook_resid_post", by_hand)
+    iv = Intervention.at("blocks.0.hook_resid_post", value, positions=where, mode="add")
+    torch.testing.assert_close(_logits(tiny_model, tokens, *iv.fwd_hook()), expect)
+    same = Intervention.at("blocks.0.hook_resid_post", value, positions=torch.tensor([[1, 4], [5, 5], [0, 0]]), mode="add")
+    torch.testing.assert_close(_logits(tiny_model, tokens, *same.fwd_hook()), expect)
+    assert not torch.allclose(expect, tiny_model(tokens))
+    with pytest.raises(MechinterpError, match="per prompt"):
+        _logits(tiny_model, tokens[:2], *iv.fwd_hook())
+    with pytest.raises(MechinterpError, match="integer"):
+        Intervention.at("blocks.0.hook_resid_post", 1.0, positions=torch.tensor([0.5]))
+    assert_no_hooks(tiny_model)
+
+
+def test_positions_a_pass_does_not_reach_are_skipped():
+    """A KV-cached generation step sees one position: a prompt position writes nothing there, -1 writes the new one."""
+    act = torch.zeros(2, 1, 3)
+    assert torch.equal(Intervention.at("blocks.0.hook_resid_pre", 1.0, positions=[4], mode="add").apply(act), act)
+    assert torch.equal(Intervention.at("blocks.0.hook_resid_pre", 1.0, positions=[4, -1], mode="add").apply(act), act + 1)
+    assert torch.equal(Intervention.at("blocks.0.hook_resid_pre", 1.0, positions=[[4], [0]], mode="add").apply(act),
+                       torch.tensor([[[0.0] * 3], [[1.0] * 3]]))
+
+
+def test_a_head_outside_the_model_is_an_error():
+    with pytest.raises(MechinterpError, match="outside"):
+        Intervention.at("blocks.0.attn.hook_z", 0.0, heads=[7]).apply(torch.zeros(1, 3, 4, 2))

@@ -8,7 +8,7 @@ import torch
 import mechinterp
 from mechinterp.core.hooks import assert_no_hooks
 from mechinterp.errors import MechinterpError
-from mechinterp.lens import SteeringSweep, SteeringVector, contrastive_vector, steered_generate, steering_hooks, steering_sweep
+from mechinterp.lens import SteeringSweep, SteeringVector, contrastive_vector, steered_generate, steering_hooks, steering_intervention, steering_sweep
 
 
 def test_contrastive_vector_flips_held_out_sentiment_and_random_does_not(toy_lm, sentiment_split):
@@ -51,6 +51,29 @@ def test_hook_adds_exactly_at_the_chosen_positions(toy_lm):
     assert torch.all(delta[0, :3] == 0) and torch.all(delta[0, 4:] == 0)
     with steering_hooks(toy_lm, v, scale=0.0):
         torch.testing.assert_close(toy_lm(tokens), toy_lm(tokens))
+    assert_no_hooks(toy_lm)
+
+
+def test_per_prompt_scales_and_positions(toy_lm):
+    """Per-prompt scales ([batch]) at each prompt's own position ([batch] indices): a hand-written hook's numbers."""
+    from mechinterp.core.intervention import Intervention
+
+    tokens = toy_lm.to_tokens(["Review : the food was terrible . Sentiment :", "Review : the room was dirty . Sentiment :"])
+    v = SteeringVector(torch.randn(toy_lm.cfg.d_model, generator=torch.Generator().manual_seed(0)), "blocks.1.hook_resid_post")
+    scale, where = torch.tensor([1.5, -2.0]), torch.tensor([2, 5])
+
+    def by_hand(x, hook):
+        x = x.clone()
+        for b in range(2):
+            x[b, where[b]] += scale[b] * v.vector
+        return x
+
+    with torch.no_grad():
+        expect = toy_lm.run_with_hooks(tokens, fwd_hooks=[(v.hook, by_hand)])
+        with steering_hooks(toy_lm, v, scale=scale, positions=where):
+            got = toy_lm(tokens)
+    torch.testing.assert_close(got, expect)
+    assert isinstance(steering_intervention(v, 2.0), Intervention)
     assert_no_hooks(toy_lm)
 
 
