@@ -67,9 +67,11 @@ def counterfactual_table(model, n: int) -> list[str]:
     import mechinterp
     from mechinterp.explain import counterfactual
 
-    settings = [("facts", {}), ("ioi", {}), ("sentiment", {"among": ["positive", "negative"]}),
-                ("sentiment", {"among": ["positive", "negative"], "max_fluency_drop": 0.5, "fluent_pool": 50}),
-                ("facts", {"max_fluency_drop": 0.5, "fluent_pool": 50}), ("ioi", {"max_fluency_drop": 0.5, "fluent_pool": 50})]
+    labels = {"among": ["positive", "negative"]}
+    plain = {"max_token_drop": None}  # plain HotFlip: no plausibility filter
+    settings = [("facts", {}), ("ioi", {}), ("sentiment", labels),
+                ("facts", plain), ("ioi", plain), ("sentiment", {**labels, **plain}),
+                ("sentiment", {**labels, "max_token_drop": None, "max_fluency_drop": 0.5, "fluent_pool": 50})]
     out = ["| task | options | flipped | edits a ground-truth token | one edit | forward passes / prompt | s / prompt |",
            "|---|---|---|---|---|---|---|"]
     for name, options in settings:
