@@ -164,7 +164,7 @@ def evaluate(model: Any, n: int = 1000, seed: int = 2) -> dict[str, Any]:
 
 
 @keep_global_rng()
-def main(steps: int = 2000, out: str | Path | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
+def main(steps: int = 1500, out: str | Path | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Train, evaluate and save both models under ``out`` (default: the zoo); return their metrics."""
     root = Path(out) if out is not None else ZOO_DIR
     results = {}
@@ -241,13 +241,17 @@ corrupt_vocab=digits)` on 200 honest examples, `mechinterp.zoo.train.cot_pair.ex
 """ + "\n".join(f"| {k} | {dep[k]:.3f} | {drop[k]:.3f} |" for k in dep) + f"""
 
 The measure tells the twins apart (`tests/explain/test_cot.py` asserts it with the shipped
-files): see the same table in `zoo:{other}`'s card.
+files): see the same table in `zoo:{other}`'s card. **Read the `corrupt` row**: one step replaced by
+another digit changes the reader's answer every time and the direct twin's never. The truncations
+change both twins' answers, since neither saw a prompt without its scratchpad in training (a
+shorter prompt is out of distribution); they do not tell the twins apart. A wrong scratchpad
+agrees with the other twin's answer about 1 time in 10 by chance (the 0.065 above).
 """
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
