@@ -18,7 +18,7 @@ from collections.abc import Sequence
 __all__ = ["ORDER", "commands", "main", "build_parser"]
 
 #: preferred help order of the subcommand modules
-ORDER = ["models", "tasks", "attention", "attribute", "patch", "circuit", "probe", "report", "demo"]
+ORDER = ["models", "tasks", "attention", "attribute", "patch", "circuit", "probe", "explain", "report", "demo"]
 
 
 def commands() -> list[str]:
