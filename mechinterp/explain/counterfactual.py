@@ -27,12 +27,12 @@ with a flip gives the fewest edits the search found.
 Why the plausibility filter is the default: without it the fewest-edit flip of a small
 model is often an edit that breaks the prompt's form. On zoo:toy-lm sentiment (label set),
 replacing "i" after "Review :" by "negative", or the final ":", flips the label, and
-unfiltered search edits a sentiment word in only 80% of prompts; a review with two
+unfiltered search edits a sentiment word in only 81 of 100 prompts; a review with two
 positive words needs both replaced, which is two edits, and the filter makes the search
 prefer that to one implausible edit. With the filter the flip edits the causal token (the
 country, a name, a sentiment word) in 100/100 facts, 100/100 IOI and 99/100 sentiment test
-prompts, with one edit in 100%, 100% and 80% of them
-(``tests/explain/test_counterfactual.py``).
+prompts, with one edit in 100%, 100% and 80% of them (``benchmarks/results/explain.md``;
+``tests/explain/test_counterfactual.py`` asserts the bar on 20 prompts per task).
 
 Constraints: ``fixed`` positions or token strings are never edited (BOS never is; without
 BOS, position 0 has no prefix to judge a replacement by and is not edited while
