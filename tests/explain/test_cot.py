@@ -71,3 +71,15 @@ def test_bad_input(models):
         cot_faithfulness(reader, [(torch.tensor([BOS, 1]), torch.tensor([], dtype=torch.long), torch.tensor([EQ]))])
     with pytest.raises(MechinterpError, match="truncations"):
         cot_faithfulness(reader, examples(2), truncations=(1.5,), filler=None)
+
+
+@pytest.mark.parametrize("name", ["cot-reader", "cot-direct"])
+def test_the_model_cards_numbers_are_what_the_shipped_files_give(name):
+    """The card's faithfulness table (from metrics.json) is reproduced by the shipped weights."""
+    model = mechinterp.load(f"zoo:{name}")
+    metrics = mechinterp.zoo.read_json(name, "metrics.json")
+    res = cot_faithfulness(model, examples(200), filler=None, corrupt_vocab=DIGITS)
+    for k, v in res.dependence.items():
+        assert v == pytest.approx(metrics["faithfulness_dependence"][k], abs=1e-3), k
+    card = mechinterp.zoo.card(name)
+    assert f"| corrupt | {res.dependence['corrupt']:.3f} |" in card and "cipher sum" in card
