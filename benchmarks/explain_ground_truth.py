@@ -7,13 +7,16 @@
   and gradient × input on the same prompts and the same contrast target.
 * **Counterfactuals**: per task, the share of prompts whose flip edits a ground-truth
   position (country / name / sentiment word), the share flipped with one edit, and the
-  forward passes per prompt (facts and ioi: defaults; sentiment: the label set and the
-  plausibility recipe ``max_fluency_drop=0.5, fluent_pool=50``).
+  forward passes per prompt: default options (the plausibility filter ``max_token_drop=3``)
+  against plain HotFlip (``max_token_drop=None``) and the fixed-pool recipe; sentiment reads
+  its label set. ``--smollm2``: the same on SmolLM2-135M-Instruct's fact prompts (the
+  country as ground truth).
 * **Surrogates**: held-out fidelity of a decision tree on token presence at several depths
   and of the sparse linear surrogate on sentiment (300 training-split prompts).
 
 Usage:
     python benchmarks/explain_ground_truth.py [--n 50] [--out benchmarks/results/explain.md]
+    python benchmarks/explain_ground_truth.py --smollm2 [--n 12]
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ def counterfactual_table(model, n: int) -> list[str]:
     import mechinterp
     from mechinterp.explain import counterfactual
 
-    settings = [("facts", {}), ("ioi", {}), ("sentiment", {"among": ["positive", "negative"]}),
-                ("sentiment", {"among": ["positive", "negative"], "max_fluency_drop": 0.5, "fluent_pool": 50}),
-                ("facts", {"max_fluency_drop": 0.5, "fluent_pool": 50}), ("ioi", {"max_fluency_drop": 0.5, "fluent_pool": 50})]
+    labels = {"among": ["positive", "negative"]}
+    plain = {"max_token_drop": None}  # plain HotFlip: no plausibility filter
+    settings = [("facts", {}), ("ioi", {}), ("sentiment", labels),
+                ("facts", plain), ("ioi", plain), ("sentiment", {**labels, **plain}),
+                ("sentiment", {**labels, "max_token_drop": None, "max_fluency_drop": 0.5, "fluent_pool": 50})]
     out = ["| task | options | flipped | edits a ground-truth token | one edit | forward passes / prompt | s / prompt |",
            "|---|---|---|---|---|---|---|"]
     for name, options in settings:
@@ -88,6 +93,34 @@ def counterfactual_table(model, n: int) -> list[str]:
             shown = "among labels, " + shown
         out.append(f"| {name} | {shown} | {flipped / k:.2f} | {hit / k:.2f} | {one / k:.2f} | {forward / k:.1f} | "
                    f"{(time.perf_counter() - start) / k:.2f} |")
+    return out
+
+
+def smollm2_counterfactual_table(n: int) -> list[str]:
+    """Counterfactuals away from the prediction on SmolLM2's fact prompts: does the edit hit the country?"""
+    import sys
+    from pathlib import Path
+
+    import mechinterp
+    from mechinterp.explain import counterfactual
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root / "tests"), str(root / "benchmarks")]
+    from attribution_real import fact_prompts
+    from conftest import smollm2_gguf_path
+
+    model = mechinterp.load(str(smollm2_gguf_path()))
+    facts = fact_prompts(model, n=n)
+    out = ["| options | edits the country | one edit | forward passes / prompt |", "|---|---|---|---|"]
+    for label, options in [("defaults (`max_token_drop=3`)", {}), ("plain HotFlip (`max_token_drop=None`)", {"max_token_drop": None})]:
+        hit = one = forward = 0
+        for fact in facts:
+            cf = counterfactual(model, fact["prompt"], **options)
+            print(f"  {label}: {cf.summary()}")
+            hit += cf.success and fact["subject"] in cf.positions
+            one += cf.success and cf.n_edits == 1
+            forward += cf.n_forward
+        out.append(f"| {label} | {hit}/{len(facts)} | {one}/{len(facts)} | {forward / len(facts):.1f} |")
     return out
 
 
@@ -111,8 +144,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--smollm2", action="store_true", help="only the SmolLM2 counterfactual table")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.smollm2:
+        print("\n".join(smollm2_counterfactual_table(args.n)))
+        return
     model = mechinterp.load("zoo:toy-lm")
     lines = [f"## Grad-CAM beside IG: top-1 hit rate on ground-truth positions (zoo:toy-lm, {args.n} test prompts per task)", ""]
     lines += grad_cam_table(model, ["facts", "sentiment", "greater-than"], args.n)

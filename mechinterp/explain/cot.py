@@ -16,7 +16,11 @@ Per example and intervention the result says whether the answer changed and how 
 probability the original answer lost; per intervention the **dependence** is the share of
 examples whose answer changed. A model whose answer reads its scratchpad has a high
 dependence under ``corrupt``; one that computes the answer from the question alone has a
-dependence near 0 (``tests/explain/test_cot.py`` trains one of each).
+dependence near 0. Ground truth: the zoo's scratchpad twins ``zoo:cot-reader`` (its answer
+reads its scratchpad) and ``zoo:cot-direct`` (same task, same scratchpad, answer computed from
+the question): ``corrupt`` changes the reader's answer on 100% of examples and the direct
+twin's on 0% (``tests/explain/test_cot.py``, the model cards). Truncation changes both: neither
+was trained without a scratchpad, so a shorter prompt is out of distribution for both.
 """
 
 from __future__ import annotations

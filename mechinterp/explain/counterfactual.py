@@ -12,19 +12,36 @@ and the prediction has flipped exactly when the margin is below 0.
 
 Candidates are ranked by HotFlip's first-order estimate (Ebrahimi et al., 2018): with
 ``g_i = ∂margin/∂e_i`` the gradient at the token embedding of position ``i``, replacing
-token ``x_i`` by ``v`` changes the margin by about ``(E[v] - E[x_i]) · g_i``. The ``top_k``
-most negative estimates at each editable position are then **verified** with batched forward passes
-(the estimate only orders candidates; every reported number is measured). A beam of the
-``beam`` best verified edits goes one edit deeper until a flip is found or ``max_edits``
-is reached, so the first depth with a flip gives the fewest edits the search found.
+token ``x_i`` by ``v`` changes the margin by about ``(E[v] - E[x_i]) · g_i``. The estimate
+ranks replacements only among **plausible** ones: ``v`` may replace ``x_i`` when the model
+itself, reading the prefix ``x_<i``, finds ``v`` at most ``max_token_drop`` nats less likely
+than ``x_i`` (``log p(v | x_<i) >= log p(x_i | x_<i) - max_token_drop``; default 3 nats, a
+factor of 20). The pool adapts to the position: after "The capital of" every country is
+about as likely as "France", so all of them compete, while a template word the model
+predicts with certainty admits almost nothing. The ``top_k`` best estimates at each editable
+position are then **verified** with batched forward passes (the estimate only orders
+candidates; every reported number is measured). A beam of the ``beam`` best verified edits
+goes one edit deeper until a flip is found or ``max_edits`` is reached, so the first depth
+with a flip gives the fewest edits the search found.
 
-Constraints: ``fixed`` positions or token strings are never edited (BOS never is);
-``allowed`` limits the replacement vocabulary (special tokens are always excluded);
-``max_fluency_drop`` rejects edited prompts whose mean per-token log-probability under the
-model itself falls by more than that many nats. Among the flips of the fewest edits the
-most fluent one is returned (``select="fluency"``); ``select="margin"`` returns the most
-confident flip instead, which is often an edit that breaks the prompt's form (on zoo:toy-lm
-sentiment: replacing the final ``:`` flips the label set's top-1 with a large margin).
+Why the plausibility filter is the default: without it the fewest-edit flip of a small
+model is often an edit that breaks the prompt's form. On zoo:toy-lm sentiment (label set),
+replacing "i" after "Review :" by "negative", or the final ":", flips the label, and
+unfiltered search edits a sentiment word in only 81 of 100 prompts; a review with two
+positive words needs both replaced, which is two edits, and the filter makes the search
+prefer that to one implausible edit. With the filter the flip edits the causal token (the
+country, a name, a sentiment word) in 100/100 facts, 100/100 IOI and 99/100 sentiment test
+prompts, with one edit in 100%, 100% and 80% of them (``benchmarks/results/explain.md``;
+``tests/explain/test_counterfactual.py`` asserts the bar on 20 prompts per task).
+
+Constraints: ``fixed`` positions or token strings are never edited (BOS never is; without
+BOS, position 0 has no prefix to judge a replacement by and is not edited while
+``max_token_drop`` is on); ``allowed`` limits the replacement vocabulary (special tokens
+are always excluded); ``fluent_pool`` keeps only the model's ``fluent_pool`` likeliest
+tokens at each position; ``max_fluency_drop`` rejects edited prompts whose mean per-token
+log-probability under the model itself falls by more than that many nats. Among the flips
+of the fewest edits the most fluent one is returned (``select="fluency"``);
+``select="margin"`` returns the most confident flip instead.
 """
 
 from __future__ import annotations
@@ -247,6 +264,7 @@ def counterfactual(
     beam: int = 4,
     deletions: bool = False,
     max_fluency_drop: float | None = None,
+    max_token_drop: float | None = 3.0,
     fluent_pool: int | None = None,
     select: str = "fluency",
     batch_size: int = 64,
@@ -270,13 +288,18 @@ def counterfactual(
             spend the budget on the positions with the largest gradients).
         beam: edited prompts kept per depth (the ones with the lowest verified margin).
         deletions: also try deleting each editable token (verified without ranking).
+        max_token_drop: plausibility of a replacement, in nats: ``v`` may replace ``x_i``
+            only if ``log p(v | x_<i) >= log p(x_i | x_<i) - max_token_drop`` under the
+            model (default 3: at most 20 times less likely than the token it replaces).
+            ``None``: any replacement (plain HotFlip, which on a small model often flips by
+            breaking the prompt's form).
         max_fluency_drop: reject edits whose mean per-token log-probability under the model
             falls by more than this (nats); ``None``: no fluency constraint.
         fluent_pool: replace the token at position ``i`` only by one of the model's own
             ``fluent_pool`` likeliest next tokens after position ``i - 1`` (position 0 is then
-            never edited); ``None``: the whole allowed vocabulary. HotFlip's first-order
-            estimate is noisy; inside a pool of plausible tokens it finds the edits a reader
-            would make (on zoo:toy-lm sentiment, an antonym in place of the sentiment word).
+            never edited); ``None``: no fixed-size pool. A fixed size can miss the word a flip
+            needs ("Italy" is not among toy-lm's 50 likeliest words after "The capital of");
+            ``max_token_drop`` sizes the pool per position instead.
         select: among the flips of the fewest edits, keep the most fluent one
             (``"fluency"``, the default: the most plausible edit under the model itself;
             ties by margin) or the one with the lowest margin (``"margin"``: the most
@@ -307,6 +330,9 @@ def counterfactual(
             raise MechinterpError(f"counterfactual: {name} must be an integer >= {low}, got {value!r}.")
     if max_fluency_drop is not None and not max_fluency_drop >= 0:
         raise MechinterpError(f"counterfactual: max_fluency_drop must be >= 0 nats or None, got {max_fluency_drop!r}.")
+    if max_token_drop is not None and (isinstance(max_token_drop, bool) or not isinstance(max_token_drop, (int, float))
+                                       or not max_token_drop >= 0):
+        raise MechinterpError(f"counterfactual: max_token_drop must be >= 0 nats or None, got {max_token_drop!r}.")
     if fluent_pool is not None and (isinstance(fluent_pool, bool) or not isinstance(fluent_pool, int) or fluent_pool < 1):
         raise MechinterpError(f"counterfactual: fluent_pool must be an integer >= 1 or None, got {fluent_pool!r}.")
     if select not in ("fluency", "margin"):
@@ -358,6 +384,11 @@ def counterfactual(
                 outside[1:].scatter_(1, pool.cpu(), False)
                 block |= outside
             cur = torch.tensor(state.tokens())
+            if max_token_drop is not None:  # only replacements about as likely as the token they replace
+                logp = logits[b, : len(index) - 1].log_softmax(-1).cpu()  # [pos-1, d_vocab]: log p(v | prefix)
+                own = logp.gather(1, cur[1:, None])  # [pos-1, 1]: log p(current token | prefix)
+                block[1:] |= logp < own - max_token_drop
+                block[0] = True  # no prefix to judge position 0 by (BOS is fixed anyway)
             block[torch.arange(len(index)), cur] = True
             est = est.masked_fill(block, float("inf"))
             k = min(top_k, est.shape[1])
@@ -391,7 +422,7 @@ def counterfactual(
     final_state = found if found is not None else best
     return _result(model, tokens, final_state, start, objective, among_ids, target, n_forward, n_backward, {
         "max_edits": max_edits, "top_k": top_k, "beam": beam, "deletions": deletions,
-        "max_fluency_drop": max_fluency_drop, "fluent_pool": fluent_pool, "select": select,
+        "max_fluency_drop": max_fluency_drop, "max_token_drop": max_token_drop, "fluent_pool": fluent_pool, "select": select,
         "fixed": [str(f) for f in fixed], "allowed": None if allowed is None else len(list(allowed)),
     })
 

@@ -23,7 +23,7 @@ def _help(command: str) -> str:
 
 
 def test_help_shows_the_defaults_and_an_accurate_seed():
-    for command in ("patch", "circuit", "attention", "attribute", "probe", "report", "demo"):
+    for command in ("patch", "circuit", "attention", "attribute", "probe", "report", "demo", "explain"):
         text = _help(command)
         assert "--model" in text and f"(default: {DEFAULT_MODEL})" in text, command
         assert "for generated prompts" not in text, command
@@ -67,7 +67,7 @@ def test_trace_window_is_sized_to_the_model(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and values
 
 
-@pytest.mark.parametrize("command", ["patch", "circuit", "attention", "attribute", "probe", "report", "demo"])
+@pytest.mark.parametrize("command", ["patch", "circuit", "attention", "attribute", "probe", "report", "demo", "explain"])
 def test_an_unwritable_out_fails_before_any_work(command, tmp_path, capsys, monkeypatch):
     import mechinterp
 

@@ -1,11 +1,10 @@
-"""Chain-of-thought faithfulness: the measure separates a model that reads its scratchpad from one that does not.
+"""Chain-of-thought faithfulness: the measure separates the zoo's scratchpad twins.
 
-Two tiny models are trained here on the same sequences ``BOS x y : s =`` (digits x, y; the
-scratchpad s restates x, and half the time is a random digit instead). The *reader* is
-trained to answer s (it must read the scratchpad); the *direct* model to answer x (the
-answer is computable from the question; the scratchpad is present but not needed). By
-construction, corrupting the scratchpad changes the reader's answer and not the direct
-model's.
+``zoo:cot-reader`` and ``zoo:cot-direct`` (trained by ``mechinterp.zoo.train.cot_pair``) both write
+the scratchpad of the cipher sum ``<bos> d1 d2 : s1 s2 = a`` and answer it correctly. The reader was
+trained to answer the sum of the steps *written* in its scratchpad, the direct twin the sum computed
+from the question (a wrong scratchpad ignored). By construction, corrupting one scratchpad step
+changes the reader's answer and not the direct twin's: the measure must say so.
 """
 
 from __future__ import annotations
@@ -13,66 +12,53 @@ from __future__ import annotations
 import pytest
 import torch
 
+import mechinterp
 from mechinterp.errors import MechinterpError
 from mechinterp.explain import CoTFaithfulness, cot_faithfulness
+from mechinterp.zoo.train.cot_pair import BOS, CIPHER, EQ, N_SPECIAL, examples
 
-BOS, COLON, EQ, DOT = 10, 11, 12, 13
-
-
-def _data(n, gen):
-    x, y = torch.randint(0, 10, (n,), generator=gen), torch.randint(0, 10, (n,), generator=gen)
-    noisy = torch.rand(n, generator=gen) < 0.5
-    s = torch.where(noisy, torch.randint(0, 10, (n,), generator=gen), x)
-    seq = torch.stack([torch.full_like(x, BOS), x, y, torch.full_like(x, COLON), s, torch.full_like(x, EQ)], 1)
-    return seq, x, s
-
-
-def _train(answer_is_scratchpad: bool, steps: int = 100):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, n_ctx=8, d_vocab=14, attn_only=True,
-                                  normalization_type="LN", seed=0, device="cpu")
-    model = HookedTransformer(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        seq, x, s = _data(128, gen)
-        loss = torch.nn.functional.cross_entropy(model(seq)[:, -1], s if answer_is_scratchpad else x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return model
+DIGITS = list(range(N_SPECIAL, N_SPECIAL + 10))
 
 
 @pytest.fixture(scope="module")
 def models():
-    return _train(True), _train(False)
+    return mechinterp.load("zoo:cot-reader"), mechinterp.load("zoo:cot-direct")
 
 
-def _examples(n=64):
-    seq, _, _ = _data(n, torch.Generator().manual_seed(1))
-    clean = seq.clone()
-    clean[:, 4] = clean[:, 1]  # an honest scratchpad: s = x
-    return [(row[:4], row[4:5], row[5:]) for row in clean]
+def test_both_twins_solve_the_task_with_an_honest_scratchpad(models):
+    pairs = examples(100)
+    rows = torch.stack([torch.cat(e) for e in pairs])
+    digits = rows[:, 1:3] - N_SPECIAL
+    truth = torch.tensor(CIPHER)[digits].sum(1) % 10
+    for model in models:
+        with torch.no_grad():
+            answers = model(rows)[:, -1].argmax(-1) - N_SPECIAL
+        assert (answers == truth).float().mean() >= 0.98
 
 
 def test_separates_reader_from_direct(models, tmp_path):
     reader, direct = models
-    examples = _examples()
-    for model in models:  # both solve the task with an honest scratchpad
-        with torch.no_grad():
-            answers = model(torch.stack([torch.cat(e) for e in examples]))[:, -1].argmax(-1)
-        assert (answers == torch.stack([e[0][1] for e in examples])).float().mean() >= 0.95
-    kw = {"filler": DOT, "corrupt_vocab": range(10)}
-    r, d = cot_faithfulness(reader, examples, **kw), cot_faithfulness(direct, examples, **kw)
-    assert r.dependence["corrupt"] >= 0.9 and d.dependence["corrupt"] <= 0.1, (r.dependence, d.dependence)
-    assert r.prob_drop[r.interventions.index("corrupt")].mean() > 0.5
-    assert r.interventions == ["truncate@0", "truncate@0.5", "corrupt", "filler"]
-    # one token of scratchpad: truncating to half keeps nothing, as truncating to 0
-    torch.testing.assert_close(r.changed[0], r.changed[1])
+    pairs = examples(100)
+    kw = {"filler": None, "corrupt_vocab": DIGITS}
+    r, d = cot_faithfulness(reader, pairs, **kw), cot_faithfulness(direct, pairs, **kw)
+    assert r.dependence["corrupt"] >= 0.95 and d.dependence["corrupt"] <= 0.05, (r.dependence, d.dependence)
+    k = r.interventions.index("corrupt")
+    assert float(r.prob_drop[k].mean()) > 0.9 and float(d.prob_drop[k].mean()) < 0.05
+    assert r.interventions == ["truncate@0", "truncate@0.5", "corrupt"]
     back = CoTFaithfulness.load(r.save(tmp_path / "cot.json"))
     assert back == r and r.plot() is not None and "corrupt" in r.to_html()
+
+
+def test_the_corruption_follows_the_written_step(models):
+    """The reader's answer after the corruption is the sum of the corrupted scratchpad (mechanism, not just change)."""
+    reader, _ = models
+    q, s, x = examples(1)[0]
+    for new in range(10):
+        pad = s.clone()
+        pad[0] = N_SPECIAL + new
+        with torch.no_grad():
+            answer = int(reader(torch.cat([q, pad, x])[None])[0, -1].argmax()) - N_SPECIAL
+        assert answer == (new + int(s[1]) - N_SPECIAL) % 10
 
 
 def test_bad_input(models):
@@ -84,4 +70,16 @@ def test_bad_input(models):
     with pytest.raises(MechinterpError, match="empty scratchpad"):
         cot_faithfulness(reader, [(torch.tensor([BOS, 1]), torch.tensor([], dtype=torch.long), torch.tensor([EQ]))])
     with pytest.raises(MechinterpError, match="truncations"):
-        cot_faithfulness(reader, _examples(2), truncations=(1.5,), filler=DOT)
+        cot_faithfulness(reader, examples(2), truncations=(1.5,), filler=None)
+
+
+@pytest.mark.parametrize("name", ["cot-reader", "cot-direct"])
+def test_the_model_cards_numbers_are_what_the_shipped_files_give(name):
+    """The card's faithfulness table (from metrics.json) is reproduced by the shipped weights."""
+    model = mechinterp.load(f"zoo:{name}")
+    metrics = mechinterp.zoo.read_json(name, "metrics.json")
+    res = cot_faithfulness(model, examples(200), filler=None, corrupt_vocab=DIGITS)
+    for k, v in res.dependence.items():
+        assert v == pytest.approx(metrics["faithfulness_dependence"][k], abs=1e-3), k
+    card = mechinterp.zoo.card(name)
+    assert f"| corrupt | {res.dependence['corrupt']:.3f} |" in card and "cipher sum" in card

@@ -2,9 +2,9 @@
 last-layer identity, and an explanation in words whose every number is cited.
 
 Measured here (fp32 CPU): "The capital of France is" → " Paris" (p=0.77); asked for " Berlin",
-the counterfactual with the plausibility pool replaces " France" by " Germany" (one edit, 17 forward
-passes; p(" Berlin") = 0.80). Without the pool it also edits the first word (SmolLM2 has no BOS,
-so position 0 is editable) and needs two edits.
+the counterfactual with its default options (the plausibility filter) replaces " France" by
+" Germany" (one edit, 13 forward passes; p(" Berlin") = 0.80). Plain HotFlip (``max_token_drop=None``)
+also edits the first word (SmolLM2 has no BOS, so position 0 is editable) and needs two edits.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def fact(smollm2):
 
 
 def test_counterfactual_swaps_the_country(smollm2, fact):
-    cf = counterfactual(smollm2, fact["prompt"], target=fact["wrong"], fluent_pool=50, max_edits=2)
+    cf = counterfactual(smollm2, fact["prompt"], target=fact["wrong"])
     assert cf.success and cf.new_prediction == fact["wrong"]
     assert cf.positions == [fact["subject"]]  # the country, and only it
     with torch.no_grad():
