@@ -11,7 +11,10 @@ Sections, each produced by a family's public API (see :mod:`mechinterp.report.se
 5. attention — head detection scores (layer × head heatmaps, top heads per kind) and the
    patterns of the circuit's heads (circuitsvis, embedded offline);
 6. attribution — several attribution methods side by side on example prompts;
-7. probes — a probe sweep over layers for one of the task's concept labels.
+7. explain — the first prediction in words (each sentence with the numbers it cites),
+   minimal counterfactuals (with whether they edit a ground-truth position) and, on a
+   two-label task, a surrogate tree's held-out fidelity;
+8. probes — a probe sweep over layers for one of the task's concept labels.
 
 Before the sections run, one forward pass of the task's prompts is timed and
 :func:`~mechinterp.report.plan.plan_report` sizes every section to fit ``budget_s``; the
@@ -38,6 +41,7 @@ import torch
 
 from mechinterp.core.atomic import writable_folder, write_text
 from mechinterp.report import sections as S
+from mechinterp.report.explain_section import explain_section
 from mechinterp.report.lens_section import lens_section
 from mechinterp.report.findings import findings, findings_html, node_info
 from mechinterp.report.plan import DEFAULT_BUDGET_S, ReportPlan, plan_report
@@ -54,6 +58,7 @@ SECTIONS = {
     "circuit": "Discovered circuit",
     "attention": "Attention of the circuit heads",
     "attribution": "Input attribution on example prompts",
+    "explain": "Explanations: in words, counterfactuals, surrogate",
     "probes": "Linear probes over layers",
 }
 
@@ -65,7 +70,8 @@ _STYLE = (".caption{color:#444;font-size:.88em;margin:.2rem 0 1rem;border-left:3
 
 _BUILDERS = {
     "task": S.task_section, "patching": S.patching_section, "lens": lens_section, "circuit": S.circuit_section,
-    "attention": S.attention_section, "attribution": S.attribution_section, "probes": S.probes_section,
+    "attention": S.attention_section, "attribution": S.attribution_section, "explain": explain_section,
+    "probes": S.probes_section,
 }
 
 
@@ -93,6 +99,7 @@ def _details(key: str, plan: ReportPlan, model: Any) -> str:
                    f"{len(plan.circuit_fractions)} faithfulness points",
         "attention": f"{plan.head_probes} probe sequences",
         "attribution": f"{plan.attribution_prompts} prompts, IG {plan.ig_steps} steps",
+        "explain": f"words with IG {plan.ig_steps} steps, counterfactuals on {plan.explain_prompts} prompts",
         "probes": f"{plan.n} prompts, {plan.n_layers} layers",
     }[key] + f" (estimated {format_seconds(plan.estimate_s()[key])})"
 
@@ -107,6 +114,7 @@ def _plan_html(plan: ReportPlan, timings: dict[str, float], where: str) -> str:
         {"setting": "faithfulness-curve points (edge fractions)", "value": ", ".join(map(str, plan.circuit_fractions))},
         {"setting": "head-detection probe sequences", "value": plan.head_probes},
         {"setting": "attribution prompts / IG steps", "value": f"{plan.attribution_prompts} / {plan.ig_steps}"},
+        {"setting": "counterfactual prompts", "value": plan.explain_prompts},
     ]
     why = (
         "<p><b>Reduced to fit the time budget:</b></p><ul>" + "".join(f"<li>{escape(r)}</li>" for r in plan.reasons) + "</ul>"

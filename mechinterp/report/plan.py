@@ -24,6 +24,10 @@ circuit            ``n × (1.5 × (6 × steps + 4) + 10 × (n_fractions + 2 + gr
 attention          ``n_probes × 2`` (probe sequences twice the prompt length)
 attribution        ``prompts × (1.2 × ig_steps + 9 + n_pos / 2)`` (IG, ∇×input, CP-LRP,
                    occlusion, batched)
+explain            ``1.2 × ig_steps + 3 + explain_prompts × (3 × n_pos + 10) + n`` (words: IG on
+                   one prompt; a counterfactual flipped in one edit verifies about ``1.5 × n_pos``
+                   plausible edits and takes one backward pass: 22 sequences on a 15-token ioi
+                   prompt of zoo:toy-lm; the surrogate: one forward of the task's prompts)
 probes             ``n + 1.5 × n_layers`` (one cached forward, then a probe and 5 random
                    controls per layer: 1–3 U per layer on SmolLM2 on the CPU)
 =================  ==============================================================
@@ -68,6 +72,7 @@ class ReportPlan:
     attribution_prompts: int
     ig_steps: int
     circuit_graph_points: int = 6
+    explain_prompts: int = 3
     unit_s: float = 0.0
     budget_s: float = DEFAULT_BUDGET_S
     reasons: list[str] = field(default_factory=list)
@@ -79,7 +84,7 @@ class ReportPlan:
             n_layers=n_layers, n_heads=n_heads, n_pos=n_pos, n=n, patch_n=min(n, 16), patch_layers=list(range(n_layers)),
             circuit_n=min(n, 24), circuit_steps=5, circuit_top_k=min(20, 4 * n_layers + 8),
             circuit_fractions=FULL_FRACTIONS, head_probes=32,
-            attribution_prompts=min(n, 2), ig_steps=64,
+            attribution_prompts=min(n, 2), ig_steps=64, explain_prompts=min(n, 3),
         )
 
     # ----- cost model, in prompt-forwards ---------------------------------------------------
@@ -94,6 +99,7 @@ class ReportPlan:
             "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
             "probes": self.n + 1.5 * self.n_layers,
             "lens": 1.2 * self.n,  # one cached pass, then the lens and DLA read it (benchmarks/results/lens.md)
+            "explain": 1.2 * self.ig_steps + 3 + self.explain_prompts * (3.0 * self.n_pos + 10) + self.n,
         }
 
     def estimate_s(self) -> dict[str, float]:
@@ -113,6 +119,7 @@ NAMES = {
     "circuit_steps": "EAP-IG steps", "head_probes": "head-detection probe sequences",
     "circuit_fractions": "faithfulness-curve points", "attribution_prompts": "attribution prompts",
     "circuit_graph_points": "circuit sizes on the graph's slider",
+    "explain_prompts": "counterfactual prompts",
 }
 
 
@@ -144,7 +151,7 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
             plan = candidate
     # 3. fewer faithfulness points, integration steps, head probes, then prompts again
     for attr, value in (("circuit_fractions", FEW_FRACTIONS), ("circuit_graph_points", 4), ("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
-                        ("attribution_prompts", 1), ("ig_steps", 16),
+                        ("attribution_prompts", 1), ("explain_prompts", 1), ("ig_steps", 16),
                         ("patch_n", 2), ("circuit_n", 2)):
         if over(plan) and _size(getattr(plan, attr)) > _size(value):
             note(plan, f"{NAMES[attr]}: {getattr(plan, attr)} → {value}")
