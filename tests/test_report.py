@@ -362,3 +362,57 @@ def test_lens_section_reads_the_model_and_adds_up(toy_lm):
     assert first_top_layer(torch.tensor([[3, 2], [0, 0], [0, 0]]), ["a", "b", "c"]) == "b"
     text = [f["text"] for f in findings({"lens": lens}, {}, {}) if f["section"] == "lens"][0]
     assert text.startswith("Logit lens:") and lens["first_top_row"] in text
+
+
+def test_explain_section_cites_its_numbers_and_edits_the_causal_word(toy_lm):
+    """The explain section on sentiment (two labels; the causal tokens are the sentiment words): every number of every
+    sentence is one of the evidence values it cites, the prediction sentence matches the model's output, each
+    counterfactual flips the label by editing a ground-truth position, the surrogate's fidelity is a measured share,
+    and the finding quotes the counts."""
+    import torch
+
+    import mechinterp
+    from mechinterp.explain.words import fmt, numbers_in
+    from mechinterp.report.explain_section import explain_section, two_labels
+    from mechinterp.report.findings import findings
+
+    task = mechinterp.tasks.load("sentiment", toy_lm, n=12)
+    assert two_labels(toy_lm, task) == sorted(["positive", "negative"], key=lambda s: toy_lm.to_single_token(s))
+    assert two_labels(toy_lm, mechinterp.tasks.load("facts", toy_lm, n=4)) is None
+    plan = replace(ReportPlan.full(toy_lm.cfg.n_layers, toy_lm.cfg.n_heads, 12, len(task)), explain_prompts=2, ig_steps=16)
+    data: dict = {}
+    html = explain_section(toy_lm, task, plan, data, {})
+    e = data["explain"]
+    for s in e["words"]["sentences"]:
+        shown = {fmt(k, e["words"]["evidence"][k]) for k in s["cites"]}
+        assert numbers_in(s["text"]) and set(numbers_in(s["text"])) <= shown, s
+    with torch.no_grad():
+        probs = toy_lm(task.clean_tokens[:1, : int(task.lengths[0])])[0, -1].softmax(-1)
+    assert toy_lm.to_single_str_token(int(probs.argmax())) == e["words"]["evidence"]["prediction.token"]
+    assert abs(float(probs.max()) - e["words"]["evidence"]["prediction.prob"]) < 1e-5
+    cf = e["counterfactual"]
+    assert cf["prompts"] == 2 and cf["flipped"] == 2 and cf["ground_truth_prompts"] == 2 and cf["ground_truth_hits"] == 2
+    for r in cf["records"]:
+        assert r["ground_truth_hit"] == bool(set(r["positions"]) & set(task.ground_truth.positions[r["prompt"]]))
+    sur = e["surrogate"]
+    assert sur["n_train"] + sur["n_test"] == 12 and sur["fidelity_test"] * sur["n_test"] == round(sur["fidelity_test"] * sur["n_test"])
+    assert "Minimal counterfactuals" in html and "Surrogate decision tree" in html
+    text = [f["text"] for f in findings({"explain": e}, {}, {}) if f["section"] == "explain"][0]
+    assert text.startswith("Counterfactuals:") and "2 of 2 prompts" in text and "2 of 2 edit a ground-truth" in text
+
+
+def test_explain_section_skips_the_surrogate_without_two_labels_and_scales_with_the_plan(toy_lm):
+    """ioi's answers are names: no surrogate, said in the page; a tight budget cuts counterfactual prompts to 1."""
+    import mechinterp
+    from mechinterp.report.explain_section import explain_section
+    from mechinterp.report.plan import plan_report
+
+    task = mechinterp.tasks.load("ioi", toy_lm, n=4)
+    plan = replace(ReportPlan.full(toy_lm.cfg.n_layers, toy_lm.cfg.n_heads, 15, len(task)), explain_prompts=1, ig_steps=8)
+    data: dict = {}
+    html = explain_section(toy_lm, task, plan, data, {})
+    assert "skipped" in data["explain"]["surrogate"] and "Surrogate skipped" in html
+    assert data["explain"]["counterfactual"]["prompts"] == 1
+    tight = plan_report(30, 9, 15, n=32, unit_s=0.3, budget_s=420)
+    assert tight.explain_prompts == 1 and any("counterfactual prompts" in r for r in tight.reasons)
+    assert ReportPlan.full(2, 4, 8, 16).explain_prompts == 3

@@ -106,6 +106,18 @@ def findings(data: dict[str, Any], store: dict[str, Any], errors: dict[str, str]
                    f"{len(agree)} of {len(first)} methods put the largest attribution on {lead!r}; "
                    + ", ".join(f"{m} on {tok!r}" for m, tok in first.items() if tok != lead))
         out.append({"section": "attribution", "text": f"Attribution: on the first prompt, {verdict}."})
+    e = data.get("explain")
+    if e and e["counterfactual"]["prompts"]:
+        cf = e["counterfactual"]
+        text = (f"Counterfactuals: the smallest token edit flips the prediction on {cf['flipped']} of {cf['prompts']} "
+                f"prompts ({cf['one_edit']} with one edit)")
+        if cf["ground_truth_prompts"]:
+            text += f"; {cf['ground_truth_hits']} of {cf['ground_truth_prompts']} edit a ground-truth causal position"
+        sur = e.get("surrogate") or {}
+        if "fidelity_test" in sur:
+            text += (f"; a surrogate tree agrees with the model on {100 * sur['fidelity_test']:.0f}% of "
+                     f"{sur['n_test']} held-out prompts (constant answer: {100 * sur['majority_test']:.0f}%)")
+        out.append({"section": "explain", "text": text + "."})
     v = store.get("probe_verdict")
     if v:
         out.append({"section": "probes", "text": f"Probe: the label {v['label']!r} is {v['sentence']}."})
