@@ -51,6 +51,8 @@ def test_every_section_and_no_external_reference(report):
     assert data["plan"]["reasons"] == [] and data["plan"]["patch_layers"] == [0, 1, 2, 3]
     assert "Nothing was reduced" in page
     assert data["circuit"]["edges"] and "<h3>Top edges</h3>" in page
+    assert data["explain"]["counterfactual"]["prompts"] == 3 and data["explain"]["words"]["sentences"]
+    assert any(f["section"] == "explain" for f in data["findings"])
 
 
 def test_progress_has_a_start_and_an_end_line_per_section_in_order(report, logged):
@@ -402,7 +404,8 @@ def test_explain_section_cites_its_numbers_and_edits_the_causal_word(toy_lm):
 
 
 def test_explain_section_skips_the_surrogate_without_two_labels_and_scales_with_the_plan(toy_lm):
-    """ioi's answers are names: no surrogate, said in the page; a tight budget cuts counterfactual prompts to 1."""
+    """ioi's answers are names: no surrogate, said in the page; IG's warnings are shown; a tight budget cuts
+    counterfactual prompts to 1."""
     import mechinterp
     from mechinterp.report.explain_section import explain_section
     from mechinterp.report.plan import plan_report
@@ -412,6 +415,8 @@ def test_explain_section_skips_the_surrogate_without_two_labels_and_scales_with_
     data: dict = {}
     html = explain_section(toy_lm, task, plan, data, {})
     assert "skipped" in data["explain"]["surrogate"] and "Surrogate skipped" in html
+    # 8 IG steps miss completeness on this prompt: the warning is in the page, not lost on stderr
+    assert any("completeness" in w for w in data["explain"]["words"]["warnings"]) and "Warning: Integrated gradients" in html
     assert data["explain"]["counterfactual"]["prompts"] == 1
     tight = plan_report(30, 9, 15, n=32, unit_s=0.3, budget_s=420)
     assert tight.explain_prompts == 1 and any("counterfactual prompts" in r for r in tight.reasons)

@@ -14,6 +14,7 @@ Three views from :mod:`mechinterp.explain`, on the report's task:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from mechinterp.report.plan import ReportPlan
@@ -37,10 +38,13 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
     out: dict[str, Any] = {"labels": labels}
     # 1. the first prediction in words
     first = task.clean_tokens[0, : int(task.lengths[0])]
-    words = explain_in_words(model, first, method="integrated_gradients", n_steps=plan.ig_steps)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. IG's completeness gap: shown in the page, not on stderr
+        warnings.simplefilter("always")
+        words = explain_in_words(model, first, method="integrated_gradients", n_steps=plan.ig_steps)
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
     sentences = [{"sentence": s["text"], "cites": "; ".join(f"{k} = {fmt(k, words.evidence[k])}" for k in s["cites"])}
                  for s in words.sentences]
-    out["words"] = {"sentences": words.sentences, "evidence": words.evidence}
+    out["words"] = {"sentences": words.sentences, "evidence": words.evidence, "warnings": notes}
     # 2. minimal counterfactuals
     k = min(plan.explain_prompts, len(task))
     truth = task.ground_truth.positions
@@ -92,6 +96,7 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
             f"Written from measured numbers only (no language model): the prediction on prompt 1 and integrated "
             f"gradients ({plan.ig_steps} steps) to it. Each sentence's numbers are the evidence values beside it.") + "</p>"
         + table_html(sentences)
+        + "".join(f"<p class='muted'>Warning: {escape(n)}</p>" for n in notes)
         + "<h3>Minimal counterfactuals</h3><p class='caption'>" + escape(
             f"The smallest token edit (default search: up to 3 edits, plausible replacements only) that changes the "
             f"prediction" + (f" among {labels}" if labels else "") + f", on the first {k} of the {len(task)} prompts: "
