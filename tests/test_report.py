@@ -421,3 +421,30 @@ def test_explain_section_skips_the_surrogate_without_two_labels_and_scales_with_
     tight = plan_report(30, 9, 15, n=32, unit_s=0.3, budget_s=420)
     assert tight.explain_prompts == 1 and any("counterfactual prompts" in r for r in tight.reasons)
     assert ReportPlan.full(2, 4, 8, 16).explain_prompts == 3
+
+
+def test_a_failing_counterfactual_is_shown_and_the_other_prompts_still_run(toy_lm, monkeypatch):
+    """One prompt's counterfactual raises: the section keeps the others, shows the error box, records it in errors."""
+    import mechinterp
+    import mechinterp.explain
+    from mechinterp.errors import MechinterpError
+    from mechinterp.report.explain_section import explain_section
+
+    real = mechinterp.explain.counterfactual
+    calls = []
+
+    def flaky(model, prompt, *args, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise MechinterpError("nothing left to edit (test)")
+        return real(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(mechinterp.explain, "counterfactual", flaky)
+    task = mechinterp.tasks.load("facts", toy_lm, n=4)
+    plan = replace(ReportPlan.full(toy_lm.cfg.n_layers, toy_lm.cfg.n_heads, 8, len(task)), explain_prompts=2, ig_steps=8)
+    data: dict = {}
+    html = explain_section(toy_lm, task, plan, data, {})
+    assert data["errors"]["explain"] == [{"prompt": 1, "error": "MechinterpError: nothing left to edit (test)"}]
+    cf = data["explain"]["counterfactual"]
+    assert cf["prompts"] == 1 and cf["records"][0]["prompt"] == 1 and cf["flipped"] == 1 and cf["ground_truth_hits"] == 1
+    assert "class='error'" in html and "nothing left to edit" in html and "1 failed" in html

@@ -48,9 +48,15 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
     # 2. minimal counterfactuals
     k = min(plan.explain_prompts, len(task))
     truth = task.ground_truth.positions
-    rows, records = [], []
+    rows, records, failures = [], [], []
     for i in range(k):
-        cf = counterfactual(model, task.clean_tokens[i, : int(task.lengths[i])], among=labels)
+        try:
+            cf = counterfactual(model, task.clean_tokens[i, : int(task.lengths[i])], among=labels)
+        except Exception as err:  # shown in the page and in report.json; the other prompts still run
+            failures.append({"prompt": i + 1, "error": f"{type(err).__name__}: {err}"})
+            if "progress" in store:
+                store["progress"].note(f"  counterfactual on prompt {i + 1} FAILED: {type(err).__name__}: {err}")
+            continue
         hit = bool(set(cf.positions) & set(truth[i])) if truth and truth[i] else None
         edits = ", ".join(f"{e['old']!r}→{e['new']!r} @{e['position']}" if e["kind"] == "substitute" else
                           f"delete {e['old']!r} @{e['position']}" for e in cf.edits) or "none"
@@ -60,9 +66,11 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
                      "forward passes": cf.n_forward})
         records.append({"prompt": i, "positions": cf.positions, "n_edits": cf.n_edits, "success": cf.success,
                         "ground_truth_hit": hit, "n_forward": cf.n_forward, "summary": cf.summary()})
+    if failures:
+        data.setdefault("errors", {})["explain"] = failures
     flipped = [r for r in records if r["success"]]
     judged = [r for r in records if r["ground_truth_hit"] is not None]
-    out["counterfactual"] = {"prompts": k, "records": records, "flipped": len(flipped),
+    out["counterfactual"] = {"prompts": len(records), "records": records, "flipped": len(flipped),
                              "one_edit": sum(r["n_edits"] == 1 for r in flipped),
                              "ground_truth_prompts": len(judged), "ground_truth_hits": sum(bool(r["ground_truth_hit"]) for r in judged)}
     # 3. a surrogate, on a two-label task only
@@ -89,8 +97,8 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
                 + "<ul>" + "".join(f"<li><code>{escape(r)}</code></li>" for r in sur.rules[:8]) + "</ul>")
     data["explain"] = out
     c = out["counterfactual"]
-    gt = (f" {c['ground_truth_hits']} of the {c['ground_truth_prompts']} flips judged edit a position the task's ground truth "
-          "marks as causal." if c["ground_truth_prompts"] else " The task has no ground-truth positions to judge the edits by.")
+    gt = (f" On {c['ground_truth_hits']} of the {c['ground_truth_prompts']} prompts with ground truth, the edit touches a "
+          "position the task marks as causal." if c["ground_truth_prompts"] else " The task has no ground-truth positions to judge the edits by.")
     return (
         "<h3>The first prediction in words</h3><p class='caption'>" + escape(
             f"Written from measured numbers only (no language model): the prediction on prompt 1 and integrated "
@@ -99,8 +107,11 @@ def explain_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, Any
         + "".join(f"<p class='muted'>Warning: {escape(n)}</p>" for n in notes)
         + "<h3>Minimal counterfactuals</h3><p class='caption'>" + escape(
             f"The smallest token edit (default search: up to 3 edits, plausible replacements only) that changes the "
-            f"prediction" + (f" among {labels}" if labels else "") + f", on the first {k} of the {len(task)} prompts: "
+            f"prediction" + (f" among {labels}" if labels else "") + f", on the first {k} of the {len(task)} prompts"
+            + (f" ({len(failures)} failed, see below)" if failures else "") + ": "
             f"{len(flipped)} flipped, {c['one_edit']} with one edit.{gt}") + "</p>"
+        + (f"<div class='error'><b>The counterfactual search failed on {len(failures)} prompt(s):</b>"
+           f"{table_html(failures)}</div>" if failures else "")
         + table_html(rows)
         + surrogate_html
     )
