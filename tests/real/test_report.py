@@ -41,7 +41,7 @@ def report(smollm2, tmp_path_factory):
     plan = replace(
         ReportPlan.full(n_layers, smollm2.cfg.n_heads, 0, 8),
         patch_n=2, patch_layers=list(range(0, n_layers, 10)) + [n_layers - 1], circuit_n=2, circuit_steps=1,
-        circuit_fractions=FEW_FRACTIONS, head_probes=4, attribution_prompts=1, ig_steps=8,
+        circuit_fractions=FEW_FRACTIONS, head_probes=4, attribution_prompts=1, ig_steps=8, explain_prompts=1,
     )
     lines: list[str] = []
     page = build_report(smollm2, "ioi", tmp_path_factory.mktemp("report"), n=8, plan=plan, log=lines.append)
