@@ -24,11 +24,11 @@ circuit            ``n × (1.5 × (6 × steps + 4) + 10 × (n_fractions + 2 + gr
 attention          ``n_probes × 2`` (probe sequences twice the prompt length)
 attribution        ``prompts × (1.2 × ig_steps + 9 + n_pos / 2)`` (IG, ∇×input, CP-LRP,
                    occlusion, batched)
-explain            ``1.2 × ig_steps + 3 + explain_prompts × (4 × n_pos + 20) + n`` (words: IG on
-                   one prompt; a counterfactual verifies 21–23 edited prompts and takes one
-                   backward pass when one edit flips it, 195 and 5 when it needs two — zoo:toy-lm
-                   ioi and sentiment, measured; the allowance is the mean of one such search in
-                   three; the surrogate: one forward of the task's prompts)
+explain            ``1.2 × ig_steps + 3 + explain_prompts × (10 × n_pos + 20) + n`` (words: IG on
+                   one prompt; a counterfactual verifies 21–76 edited prompts with their
+                   fluency (log-softmax at every position) and takes backward passes: 119 and
+                   225 U per prompt measured on SmolLM2 ioi and sentiment, 32 prompts, CPU;
+                   the surrogate: one forward of the task's prompts)
 probes             ``n + 1.5 × n_layers`` (one cached forward, then a probe and 5 random
                    controls per layer: 1–3 U per layer on SmolLM2 on the CPU)
 =================  ==============================================================
@@ -100,7 +100,7 @@ class ReportPlan:
             "attribution": self.attribution_prompts * (1.2 * self.ig_steps + 9 + self.n_pos / 2),
             "probes": self.n + 1.5 * self.n_layers,
             "lens": 1.2 * self.n,  # one cached pass, then the lens and DLA read it (benchmarks/results/lens.md)
-            "explain": 1.2 * self.ig_steps + 3 + self.explain_prompts * (4.0 * self.n_pos + 20) + self.n,
+            "explain": 1.2 * self.ig_steps + 3 + self.explain_prompts * (10.0 * self.n_pos + 20) + self.n,
         }
 
     def estimate_s(self) -> dict[str, float]:
