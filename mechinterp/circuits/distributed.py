@@ -20,8 +20,6 @@ run on the partners' tokens.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import torch
 
 from mechinterp.core.ablation import resample_permutation
-from mechinterp.core.distributed import Shard, combine_means, gather_objects, gather_results, local, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_objects, gather_results, local, shard_entry_point
 from mechinterp.core.validation import check_task
 from mechinterp.circuits.engine import ABLATIONS, prepare_edge_patching, sender_outputs
 from mechinterp.circuits.graph import Graph
@@ -145,18 +143,5 @@ def _sharded_discover(fn: Callable[..., Any], ctx: Shard, args: dict[str, Any]) 
 def shards_task(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make ``discover`` shard its task's prompts inside an open :func:`mechinterp.distributed` context (several ranks,
     or a ``batch_size``); otherwise it is ``discover``."""
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = sharding()
-        if ctx is None:
-            return fn(*args, **kwargs)
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as err:
-            raise DistributedError(f"{fn.__name__}: {err}") from None
-        return _sharded_discover(fn, ctx, dict(bound.arguments))
-
-    return wrapper
+    return shard_entry_point(_sharded_discover)(fn)
 

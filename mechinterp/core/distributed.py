@@ -41,6 +41,8 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime
+import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,7 +57,7 @@ from mechinterp.errors import DistributedError
 
 __all__ = [
     "Shard", "distributed", "sharding", "current", "local", "shard_bounds", "shard_rows", "gather_rows",
-    "gather_objects", "gather_results", "combine_means", "batch_independent", "ENV_VARS",
+    "gather_objects", "gather_results", "combine_means", "batch_independent", "shard_entry_point", "ENV_VARS",
 ]
 
 #: torchrun's variables, read by :func:`distributed`.
@@ -352,3 +354,28 @@ def batch_independent(metric: Any) -> Any:
             return self
 
     return _Independent(metric)
+
+
+def shard_entry_point(run_sharded: Callable[[Callable[..., Any], Shard, dict[str, Any]], Any]) -> Callable[..., Any]:
+    """A decorator factory: the decorated function runs as itself outside a :func:`sharding` context,
+    and as ``run_sharded(fn, ctx, bound_arguments)`` inside one (a family's sharded route).
+
+    Arguments that do not bind to the function's signature raise a :class:`DistributedError`.
+    """
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = sharding()
+            if ctx is None:
+                return fn(*args, **kwargs)
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise DistributedError(f"{fn.__name__}: {err}") from None
+            return run_sharded(fn, ctx, dict(bound.arguments))
+
+        return wrapper
+
+    return decorate

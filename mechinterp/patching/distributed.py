@@ -20,8 +20,6 @@ ablation need activations of the whole set and raise :class:`~mechinterp.errors.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +27,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core import metrics
-from mechinterp.core.distributed import Shard, combine_means, gather_results, local, sharding
+from mechinterp.core.distributed import Shard, combine_means, gather_results, local, shard_entry_point
 from mechinterp.core.tokens import Tokenized, tokenize
 from mechinterp.errors import DistributedError, NonFiniteError
 
@@ -154,17 +152,4 @@ def shards_prompts(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make a patching sweep (``fn(model, clean, corrupted, metric, ..., normalise=True)`` -> ``PatchResult``) shard
     its prompts inside an open :func:`mechinterp.distributed` context (several ranks, or a ``batch_size``); otherwise
     it is ``fn``."""
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = sharding()
-        if ctx is None:
-            return fn(*args, **kwargs)
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as err:
-            raise DistributedError(f"{fn.__name__}: {err}") from None
-        return _sharded(fn, ctx, dict(bound.arguments))
-
-    return wrapper
+    return shard_entry_point(_sharded)(fn)
