@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ from mechinterp.core.precision import runs_synced
 from mechinterp.core.validation import check_task
 from mechinterp.circuits.circuit import Circuit
 from mechinterp.circuits.distributed import LINEAR_SCORERS, shards_task
-from mechinterp.core.distributed import distributed
+from mechinterp.core.distributed import current, distributed
 from mechinterp.circuits.engine import PatchSetup, prepare_edge_patching
 from mechinterp.circuits.gradients import node_attribution
 from mechinterp.circuits.scorers import get_scorer
@@ -92,7 +93,9 @@ def discover(
     scorer = get_scorer(method)
     if batch_size is not None:
         _check_batch_size(scorer.name, batch_size)
-        if setup is None and node_first_pass is None:  # prepare and score batch by batch: bounded memory end to end
+        # prepare and score batch by batch (bounded memory end to end); under torchrun without an open
+        # mechinterp.distributed() context this process stays unsharded and slices one prepared setup
+        if setup is None and node_first_pass is None and (current() is not None or os.environ.get("WORLD_SIZE", "1") in ("", "1")):
             with distributed(batch_size=batch_size):
                 return discover(model, task, method, ablation, top_n=top_n, seed=seed, **options)
     start = time.perf_counter()
