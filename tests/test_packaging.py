@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: as in tests/core/test_zoo_format.py: every model the wheel must ship.
-SHIPPED = ["attn-only-2l", "cot-direct", "cot-reader", "toy-lm", "tracr-frac-prevs", "tracr-reverse"]
+SHIPPED = ["attn-only-2l", "cot-direct", "cot-reader", "toy-lm", "tracr-frac-prevs", "tracr-prev-tokens", "tracr-reverse"]
 
 
 @pytest.fixture(scope="module")

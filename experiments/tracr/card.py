@@ -37,6 +37,26 @@ _ABOUT = {
             "does not change them. Position 0 (BOS) carries no answer."
         ),
     ),
+    "tracr-prev-tokens": (
+        (
+            "The token two positions back: the output at position i (after BOS) is input token i-2, "
+            "computed as two one-position shifts (`prev_1` = the previous token, then `prev_2` = "
+            "`prev_1` one position back). Positions 1 and 2 have no answer (tracr's `None`). Built "
+            "for the sparse-dictionary tests: its residual variables (`tokens`, `indices`, "
+            "`prev_1`, `prev_2`) are independent for i.i.d. tokens."
+        ),
+        (
+            'model = mechinterp.load("zoo:tracr-prev-tokens")\n'
+            'logits = model("a b c d e")\n'
+            "print(model.to_str_tokens(logits[0, 3:].argmax(-1)))  # ['a', 'b', 'c']"
+        ),
+        (
+            "Categorical. `d_vocab_out == d_vocab`: the unembedding copies the output space "
+            "`prev_2:v` to the logit of the token `v` of the model's own tokenizer, so "
+            "`logits.argmax(-1)` at positions 3..n is the input shifted by two. Positions 0-2 carry "
+            "no answer (all logits 0 before `center_unembed`)."
+        ),
+    ),
 }
 
 
@@ -80,6 +100,20 @@ def make_card(name: str, meta: dict[str, Any], circuit: dict[str, Any], results:
         if extra
         else "The two sets are equal."
     )
+    acdc = name in ("tracr-reverse", "tracr-frac-prevs")
+    settings = (
+        "the settings ACDC used (Conmy et al.\n2023, `acdc/tracr_task/utils.py`)"
+        if acdc
+        else "ACDC's settings (Conmy et al. 2023) but\nits own vocabulary and length"
+    )
+    reference = (
+        f"These are ACDC's reference edges (`get_tracr_{'reverse' if name == 'tracr-reverse' else 'proportion'}_edges`)"
+        if acdc
+        else "ACDC defines no circuit for this program; these are the edges derived from the compiled weights,"
+    )
+    exhaustive = "every input" if meta["vocab"] and len(meta["vocab"]) ** meta["max_seq_len"] <= 4096 else (
+        "every input (a seeded sample of 4096 for lengths with more)"
+    )
     checks = "\n".join(f"- **{k}**: {v}" for k, v in results.items())
     words = [str(v) for v in meta["vocab"]]
     return f"""# {name}
@@ -87,8 +121,7 @@ def make_card(name: str, meta: dict[str, Any], circuit: dict[str, Any], results:
 {about}
 
 A transformer **compiled, not trained**: the RASP program below was compiled to weights by
-tracr (`tracr-pypi` 1.0.0, Lindner et al. 2023) with the settings ACDC used (Conmy et al.
-2023, `acdc/tracr_task/utils.py`), then converted to a TransformerLens `HookedTransformer`
+tracr (`tracr-pypi` 1.0.0, Lindner et al. 2023) with {settings}, then converted to a TransformerLens `HookedTransformer`
 by `experiments/tracr/convert.py` (from the numpy dump of `experiments/tracr/compile_tracr.py`;
 no JAX at run time). Its mechanism is known by construction.
 
@@ -137,14 +170,14 @@ Residual stream (`d_model={mc["d_model"]}`, one direction per value, as tracr la
 Nodes {", ".join(f"`{n}`" for n in circuit["nodes"])}; edges (sender → receiver):
 {", ".join(f"`{a} → {b}`" for a, b in circuit["edges"])}.
 
-These are ACDC's reference edges (`get_tracr_{"reverse" if name == "tracr-reverse" else "proportion"}_edges`)
+{reference}
 in mechinterp's node names (`embed` = token + position embedding). `weight_edges` in the same
 file lists every edge along which a component writes a residual direction that a later one
 reads ({len(circuit["weight_edges"])} edges, which contain all of `edges`). {extra_text}
 
 ## Verification
 
-Against tracr's own outputs on every input of length 1 to {meta["max_seq_len"]} (all
+Against tracr's own outputs on {exhaustive} of length 1 to {meta["max_seq_len"]} (all
 `positions` below are output positions after BOS; categorical: argmax equality, and
 `max_margin_shortfall` = 1 − (top logit − runner-up) ≤ 0 means one-hot logits;
 numerical: |value − tracr| < 1e-4). `circuit_only` runs the model with only the circuit's

@@ -61,6 +61,18 @@ def reverse_program() -> rasp.SOp:
     return lib.make_reverse(rasp.tokens)
 
 
+def prev_tokens_program() -> rasp.SOp:
+    """The token two positions back, by two one-position shifts: ``prev_2 = shift(shift(tokens))``.
+
+    Built for the sparse-dictionary bar (#22): the residual stream's compiled variables
+    (``tokens``, ``indices``, ``prev_1``, ``prev_2``) are independent for i.i.d. tokens, unlike
+    ``reverse``'s, where ``length``, ``indices`` and ``opp_idx`` are all functions of one
+    (length, index) pair.
+    """
+    prev_1 = lib.shift_by(1, rasp.tokens).named("prev_1")
+    return lib.shift_by(1, prev_1).named("prev_2")
+
+
 def frac_prevs_program() -> rasp.SOp:
     """Fraction of the tokens so far (inclusive) equal to ``"x"``."""
     return lib.make_frac_prevs((rasp.tokens == "x").named("is_x"))
@@ -81,7 +93,16 @@ PROGRAMS = {
         "source": inspect.getsource(lib.make_frac_prevs)
         + '\nprogram = make_frac_prevs((rasp.tokens == "x").named("is_x"))\n',
     },
+    "prev_tokens": {
+        "build": prev_tokens_program,
+        "vocab": {"a", "b", "c", "d", "e"},
+        "max_seq_len": 8,
+        "source": inspect.getsource(lib.shift_by)
+        + '\nprev_1 = shift_by(1, rasp.tokens).named("prev_1")\nprogram = shift_by(1, prev_1).named("prev_2")\n',
+    },
 }
+# Exhaustive tests up to this many inputs per length; a seeded sample of this many above it.
+MAX_TESTS_PER_LENGTH = 4096
 
 
 def _labels(space: bases.VectorSpaceWithBasis) -> list[str]:
@@ -94,6 +115,11 @@ def _describe(expr: rasp.RASPExpr) -> str:
     enc = "numerical" if rasp.is_numerical(expr) else "categorical"
     if isinstance(expr, rasp.Aggregate):
         sel = expr.selector
+        if not hasattr(sel.predicate, "name"):  # a lambda, as in lib.shift_by: "q == k + 1"
+            pred = inspect.getsource(sel.predicate).split("lambda", 1)[1].split(":", 1)[1].strip().rstrip(")")
+            for var, value in inspect.getclosurevars(sel.predicate).nonlocals.items():
+                pred = pred.replace(var, repr(value))
+            return f"{enc} Aggregate({sel.label}=Select(keys={sel.keys.label}, queries={sel.queries.label}, {pred}), {expr.sop.label})"
         return (
             f"{enc} Aggregate({sel.label}=Select(keys={sel.keys.label}, queries={sel.queries.label}, "
             f"{sel.predicate.name}), {expr.sop.label})"
@@ -108,7 +134,9 @@ def _describe(expr: rasp.RASPExpr) -> str:
     return f"{enc} {kind}({children})"
 
 
-def compile_with_graph(program: rasp.SOp, vocab: set[Any]) -> tuple[Any, list[dict[str, Any]]]:
+def compile_with_graph(
+    program: rasp.SOp, vocab: set[Any], max_seq_len: int = MAX_SEQ_LEN
+) -> tuple[Any, list[dict[str, Any]]]:
     """``compiling.compile_rasp_to_model``, step by step, keeping the op → component map.
 
     Returns:
@@ -118,7 +146,7 @@ def compile_with_graph(program: rasp.SOp, vocab: set[Any]) -> tuple[Any, list[di
     """
     extracted = rasp_to_graph.extract_rasp_graph(program)
     graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
-    basis_inference.infer_bases(graph, sink, vocab, MAX_SEQ_LEN)
+    basis_inference.infer_bases(graph, sink, vocab, max_seq_len)
     expr_to_craft_graph.add_craft_components_to_rasp_graph(
         graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=MLP_EXACTNESS
     )
@@ -128,7 +156,7 @@ def compile_with_graph(program: rasp.SOp, vocab: set[Any]) -> tuple[Any, list[di
         craft_model=craft_model,
         graph=graph,
         sink=sink,
-        max_seq_len=MAX_SEQ_LEN,
+        max_seq_len=max_seq_len,
         causal=False,
         compiler_bos=BOS,
         compiler_pad=PAD,
@@ -186,13 +214,18 @@ def compile_with_graph(program: rasp.SOp, vocab: set[Any]) -> tuple[Any, list[di
     return assembled, records
 
 
-def test_outputs(model: Any, vocab: set[Any]) -> dict[str, np.ndarray]:
-    """tracr's outputs on every input of length 1..MAX_SEQ_LEN (BOS prepended)."""
+def test_outputs(model: Any, vocab: set[Any], max_seq_len: int = MAX_SEQ_LEN) -> dict[str, np.ndarray]:
+    """tracr's outputs on every input of length 1..max_seq_len (BOS prepended); a seeded sample
+    of ``MAX_TESTS_PER_LENGTH`` inputs for lengths with more."""
     forward = jax.jit(model.forward)
     enc = model.input_encoder.encoding_map
     arrays: dict[str, np.ndarray] = {}
-    for length in range(1, MAX_SEQ_LEN + 1):
-        seqs = list(itertools.product(sorted(vocab), repeat=length))
+    rng = np.random.default_rng(0)
+    for length in range(1, max_seq_len + 1):
+        if len(vocab) ** length <= MAX_TESTS_PER_LENGTH:
+            seqs = list(itertools.product(sorted(vocab), repeat=length))
+        else:
+            seqs = [tuple(s) for s in rng.choice(sorted(vocab), size=(MAX_TESTS_PER_LENGTH, length))]
         ids = np.array([[enc[BOS]] + [enc[t] for t in s] for s in seqs], dtype=np.int32)
         out = forward(model.params, ids)
         arrays[f"inputs_{length}"] = ids
@@ -216,7 +249,8 @@ def test_outputs(model: Any, vocab: set[Any]) -> dict[str, np.ndarray]:
 def dump(name: str) -> None:
     spec = PROGRAMS[name]
     start = time.perf_counter()
-    model, records = compile_with_graph(spec["build"](), spec["vocab"])
+    max_seq_len = spec.get("max_seq_len", MAX_SEQ_LEN)
+    model, records = compile_with_graph(spec["build"](), spec["vocab"], max_seq_len)
     compile_s = time.perf_counter() - start
     cfg = model.model_config
     params = {
@@ -233,7 +267,7 @@ def dump(name: str) -> None:
         "name": name,
         "program_source": spec["source"],
         "vocab": sorted(spec["vocab"]),
-        "max_seq_len": MAX_SEQ_LEN,
+        "max_seq_len": max_seq_len,
         "compiler_bos": BOS,
         "compiler_pad": PAD,
         "causal": False,
@@ -261,7 +295,7 @@ def dump(name: str) -> None:
         "components": records,
         "param_shapes": {k: list(v.shape) for k, v in params.items()},
     }
-    tests = test_outputs(model, spec["vocab"])
+    tests = test_outputs(model, spec["vocab"], max_seq_len)
     OUT.mkdir(exist_ok=True)
     np.savez_compressed(OUT / f"{name}.npz", **params, **tests)
     (OUT / f"{name}.json").write_text(json.dumps(meta, indent=2))
@@ -275,5 +309,7 @@ def dump(name: str) -> None:
 
 
 if __name__ == "__main__":
-    for program_name in PROGRAMS:
+    import sys
+
+    for program_name in sys.argv[1:] or PROGRAMS:
         dump(program_name)

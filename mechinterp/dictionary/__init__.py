@@ -8,7 +8,8 @@
 * :func:`splice` — run the model with the SAE at its site (error term kept or dropped);
 * :func:`evaluate_sae` — L0, explained variance, CE loss recovered, KL, dead/dense latents;
 * :mod:`~mechinterp.dictionary.synthetic` — activations with known features, and the
-  compiled features of the zoo's tracr models (:func:`match_categorical_features`).
+  compiled features of the zoo's tracr models (:func:`match_categorical_features`,
+  :func:`detect_categorical_features`).
 
 Feature-level methods (an SAE spliced at its site, error term kept):
 
@@ -47,6 +48,7 @@ from mechinterp.dictionary.sae import ARCHITECTURES, SparseAutoencoder
 from mechinterp.dictionary.saelens import load_sae, save_sae
 from mechinterp.dictionary.splice import SpliceState, splice
 from mechinterp.dictionary.synthetic import (
+    detect_categorical_features,
     match_categorical_features,
     match_directions,
     superposition_data,
@@ -78,6 +80,7 @@ __all__ = [
     "load_sae",
     "logit_effects",
     "match_categorical_features",
+    "detect_categorical_features",
     "match_directions",
     "save_sae",
     "splice",

@@ -11,7 +11,9 @@ Compiled features: a tracr model's residual stream has one direction per value o
 categorical RASP variable (``tokens:1``, ``indices:3``...; :func:`tracr_residual_labels`
 reads the layout from the zoo card). Exactly one value of each variable is on at every
 token; :func:`match_categorical_features` scores decoder rows against the compiled values
-where the data varies (see ``tests/dictionary/test_tracr.py`` for what SAEs do there).
+where the data varies, and :func:`detect_categorical_features` scores latents as detectors of
+each value (best F1 of "latent active" against "value on", the coverage metric of Karvonen et
+al. 2024). See ``tests/dictionary/test_tracr.py`` for what SAEs do on each tracr model.
 
 Example:
     >>> from mechinterp.dictionary.synthetic import superposition_data
@@ -32,7 +34,13 @@ from mechinterp.core.validation import check_count, check_positive
 from mechinterp.core.zoo_format import card
 from mechinterp.errors import MechinterpError
 
-__all__ = ["superposition_data", "match_directions", "tracr_residual_labels", "match_categorical_features"]
+__all__ = [
+    "superposition_data",
+    "match_directions",
+    "tracr_residual_labels",
+    "match_categorical_features",
+    "detect_categorical_features",
+]
 
 
 def superposition_data(
@@ -129,4 +137,43 @@ def match_categorical_features(
             continue
         target = basis[:, j] / basis[:, j].norm().clamp_min(1e-12)
         scores[label] = float((rows @ target).max())
+    return scores
+
+
+def detect_categorical_features(
+    codes: Float[Tensor, "n d_sae"], labels: list[str], activations: Float[Tensor, "n d_model"]
+) -> dict[str, float]:
+    """For each categorical compiled value, the best F1 of one latent as a detector of it.
+
+    A latent "detects" value ``v`` on a token when it is active (``> 0``); F1 compares that
+    with "``v`` is on" (its residual entry ``> 0.5``) over the tokens. Unlike decoder cosines,
+    this does not change when a dictionary moves a shared shift between its decoder rows and
+    its bias, so it says whether a latent *fires* for the value and only for it.
+
+    Args:
+        codes: the latent activations on ``activations`` (``sae.encode(activations)``).
+        labels: the residual labels (:func:`tracr_residual_labels`).
+        activations: the residual activations, one row per token.
+
+    Returns:
+        ``{label: best F1}`` for every categorical value that is on for some tokens but not all.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> detect_categorical_features(x, ["a:0", "a:1"], x)
+        {'a:0': 1.0, 'a:1': 1.0}
+    """
+    if codes.shape[0] != activations.shape[0] or activations.shape[-1] != len(labels):
+        raise MechinterpError(f"codes ({codes.shape[0]} rows) and activations ({activations.shape[0]} rows, "
+                              f"{activations.shape[-1]} columns) must cover the same tokens, one column per label "
+                              f"({len(labels)} labels).")
+    active = (codes.detach() > 0).float()
+    scores: dict[str, float] = {}
+    for j, label in enumerate(labels):
+        on = (activations[:, j].detach() > 0.5).float()
+        if ":" not in label or not bool(on.any()) or bool(on.all()):
+            continue
+        hits = on @ active  # [d_sae]
+        precision, recall = hits / active.sum(0).clamp_min(1), hits / on.sum()
+        scores[label] = float((2 * precision * recall / (precision + recall).clamp_min(1e-12)).max())
     return scores

@@ -13,9 +13,9 @@ from mechinterp.core import zoo_format
 from mechinterp.errors import ModelLoadError
 
 #: every model the package ships; tests that use them do not skip, so this list is the contract.
-SHIPPED = ["attn-only-2l", "cot-direct", "cot-reader", "toy-lm", "tracr-frac-prevs", "tracr-reverse"]
+SHIPPED = ["attn-only-2l", "cot-direct", "cot-reader", "toy-lm", "tracr-frac-prevs", "tracr-prev-tokens", "tracr-reverse"]
 #: the ones with a reference circuit (the CoT twins' mechanism is their scratchpad dependence, in metrics.json)
-WITH_CIRCUIT = ["attn-only-2l", "toy-lm", "tracr-frac-prevs", "tracr-reverse"]
+WITH_CIRCUIT = ["attn-only-2l", "toy-lm", "tracr-frac-prevs", "tracr-prev-tokens", "tracr-reverse"]
 
 
 def test_every_shipped_model_is_present():

@@ -1,28 +1,41 @@
-"""Known features on a compiled model: what an SAE on tracr-reverse's residual stream recovers, and what it cannot.
+"""Known features on compiled models: an SAE recovers every compiled residual feature of tracr-prev-tokens, and
+what it cannot recover on tracr-reverse, and why.
 
-Site ``blocks.1.hook_resid_post`` (after MLP1 wrote ``opp_idx``): at every token after BOS exactly one value of
-each of 4 categorical variables is on: ``tokens`` (3 values), ``indices`` (5), ``length`` (5), ``opp_idx`` (5),
-18 compiled features, plus the constant ``one`` and a numerical attention output. Data: every input of length
-1-5, each length equally weighted (shorter inputs repeated), 3645 tokens.
+**The bar (tracr-prev-tokens).** ``zoo:tracr-prev-tokens`` (compiled for this test by
+``experiments/tracr/compile_tracr.py``) computes ``prev_1`` (the previous token) and ``prev_2`` (``prev_1`` one
+position back). At ``blocks.1.hook_resid_post`` each token after BOS carries one value of ``tokens`` (5), ``indices``
+(8), ``prev_1`` (5) and ``prev_2`` (5, none at the first positions): 23 compiled values, independent for i.i.d.
+tokens, 780 distinct residual vectors over 2,000 random inputs of length 8. A ReLU + L1 SAE (32 latents,
+λ 0.05, 30 epochs) matches **every one of the 23** at decoder cosine >= 0.9 (measured min 0.995 and 0.997 for
+seeds 0 and 1) and has, for each, a latent that detects it at F1 >= 0.9 (measured min 0.985, 0.983).
 
-Metric (:func:`match_categorical_features`): best cosine of a decoder row with a compiled direction, both
-projected onto where the data varies (the all-ones direction of each one-hot block never varies: it is bias).
-Threshold 0.9: a row for the difference ``e_v - e_w`` (value ``w`` kept in the bias) scores sqrt(m / 2(m-1)),
-0.87 for 3 values, 0.79 for 5, so >= 0.9 means the value has a latent of its own.
+Thresholds: cosine 0.9 (:func:`match_categorical_features`): a row for the difference ``e_v - e_w`` (value ``w``
+kept in the bias) scores sqrt(m / 2(m-1)), 0.87 for 3 values and 0.79 for 5, so >= 0.9 means the value has a
+latent of its own. F1 0.9 (:func:`detect_categorical_features`): the latent fires on at least ~90% of the value's
+tokens and mostly only there; a latent for a combination of two values (a (token, index) pair) scores
+2/(1 + m) for each, m the number of values of the other variable (0.33 for 5).
 
-Measured (64 latents, 10 epochs, explained variance 0.996-0.999): the 3 ``tokens`` values are matched (>= 0.9);
-``indices``, ``length`` and ``opp_idx`` are not (mean over the 18 values 0.74-0.78 for ReLU + L1, 0.69-0.70 for
-TopK k = 4; an untrained SAE 0.61). **The issue's bar "every compiled feature matched" is not met, and the
-reasons are structural, not a training failure:**
+Measured on the same data, what does *not* recover the features: TopK at the true k = 4 reconstructs better
+(explained variance 0.9997) but matches only 0-8 of the 23 (min cosine 0.51-0.75): with real-valued magnitudes and
+few distinct inputs, exact codes other than the compiled one exist at the same L0. Shorter training (10 epochs) or
+λ 0.2 with 64 latents also miss 2-6 values.
+
+**Where recovery is impossible (tracr-reverse).** Site ``blocks.1.hook_resid_post`` (after MLP1 wrote
+``opp_idx``): one value of each of ``tokens`` (3), ``indices`` (5), ``length`` (5), ``opp_idx`` (5), 18 compiled
+features. Data: every input of length 1-5, each length equally weighted (3645 tokens). Measured (64 latents, 10
+epochs, explained variance 0.996-0.999): the 3 ``tokens`` values are matched (>= 0.9); ``indices``, ``length``
+and ``opp_idx`` are not (mean over the 18 values 0.74-0.78 for ReLU + L1, 0.69-0.70 for TopK k = 4; an untrained
+SAE 0.61), and neither 16-64 latents nor TopK at the true k change that. The reasons are structural:
 
 * ``length``, ``indices`` and ``opp_idx`` are all functions of the (length, index) pair: 15 latents, one per
-  pair, reconstruct exactly at L0 2, sparser than the 15 compiled ones at L0 3. Sparsity prefers the pairs.
+  pair, reconstruct exactly at L0 2, sparser than the 15 compiled ones at L0 3. Sparsity prefers the pairs
+  (the "composed features" of Anders et al. 2024).
 * One value of each variable is always on, so a dictionary can keep one value in the bias and code the others
   as differences (sparser again), and can move a shared shift between a variable's latents and the bias.
 * From layer 2 on, ``opp_idx-1:v-1`` is on exactly when ``opp_idx:v`` is: no method that learns from
   activations can separate them (asserted below).
 
-``tokens`` is independent of the rest, and its values are recovered: that is what is asserted.
+``tokens`` is independent of the rest, and its values are recovered: that is what is asserted there.
 """
 
 from __future__ import annotations
@@ -33,7 +46,13 @@ import pytest
 import torch
 
 import mechinterp
-from mechinterp.dictionary import SparseAutoencoder, match_categorical_features, tracr_residual_labels, train_sae
+from mechinterp.dictionary import (
+    SparseAutoencoder,
+    detect_categorical_features,
+    match_categorical_features,
+    tracr_residual_labels,
+    train_sae,
+)
 from mechinterp.errors import MechinterpError
 
 SITES = ("blocks.1.hook_resid_post", "blocks.2.hook_resid_post")
@@ -50,6 +69,50 @@ def activations():
             for site in SITES:  # positions after BOS; each length weighted equally
                 rows[site].append(cache[site][:, 1:].reshape(-1, model.cfg.d_model).repeat(3 ** (5 - n), 1))
     return {site: torch.cat(r) for site, r in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def prev_tokens_activations():
+    """``blocks.1.hook_resid_post`` of tracr-prev-tokens on 2,000 random inputs of length 8, BOS dropped."""
+    model = mechinterp.load("zoo:tracr-prev-tokens")
+    words = torch.tensor(model.tokenizer.convert_tokens_to_ids(list("abcde")))
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.cat([torch.full((2000, 1), model.tokenizer.bos_token_id),
+                        words[torch.randint(len(words), (2000, 8), generator=g)]], dim=1)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.1.hook_resid_post")
+    return cache["blocks.1.hook_resid_post"][:, 1:].reshape(-1, model.cfg.d_model)
+
+
+def test_sae_recovers_every_compiled_feature_of_prev_tokens(prev_tokens_activations):
+    x = prev_tokens_activations
+    labels = tracr_residual_labels("tracr-prev-tokens")
+    sae = train_sae(x, architecture="standard", l1_coefficient=0.05, d_sae=32, batch_size=256, n_epochs=30, lr=3e-3)
+    assert sae.training_log.explained_variance[-1] > 0.99
+    cosines = match_categorical_features(sae.W_dec, labels, x)
+    with torch.no_grad():
+        f1 = detect_categorical_features(sae.encode(x), labels, x)
+    assert len(cosines) == len(f1) == 23 and {k.split(":")[0] for k in cosines} == {
+        "tokens", "indices", "prev_1_3", "prev_2_1"}
+    assert min(cosines.values()) >= 0.9, cosines  # measured 0.995
+    assert min(f1.values()) >= 0.9, f1  # measured 0.985
+    torch.manual_seed(0)
+    untrained = SparseAutoencoder(len(labels), 32, "standard")
+    assert min(match_categorical_features(untrained.W_dec, labels, x).values()) < 0.9
+    with torch.no_grad():
+        assert min(detect_categorical_features(untrained.encode(x), labels, x).values()) < 0.9
+
+
+def test_detection_metric_on_known_codes():
+    """One latent per value scores F1 1; a latent for a pair of values (a: 2 values, b: 2 values) scores 2/3 for
+    each value of it (recall 1/2, precision 1)."""
+    labels = ["a:0", "a:1", "b:0", "b:1"]
+    x = torch.tensor([[1.0, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 0, 1]])
+    assert detect_categorical_features(x, labels, x) == {label: 1.0 for label in labels}
+    pairs = torch.eye(4)  # one latent per (a, b) combination
+    assert all(abs(v - 2 / 3) < 1e-6 for v in detect_categorical_features(pairs, labels, x).values())
+    with pytest.raises(MechinterpError, match="same tokens"):
+        detect_categorical_features(pairs[:3], labels, x)
 
 
 def test_sae_recovers_the_independent_compiled_variable(activations):

@@ -1,4 +1,4 @@
-"""zoo:tracr-reverse and zoo:tracr-frac-prevs: offline loading, outputs against pure-Python
+"""zoo:tracr-reverse, zoo:tracr-frac-prevs and zoo:tracr-prev-tokens: offline loading, outputs against pure-Python
 references of the RASP programs, size, and a well-formed ground-truth circuit."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import mechinterp
 from mechinterp.testing import offline
 
-NAMES = ("tracr-reverse", "tracr-frac-prevs")
+NAMES = ("tracr-reverse", "tracr-frac-prevs", "tracr-prev-tokens")
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def loaded():
     return models, seconds
 
 
-def _random_inputs(words: list[str], n: int = 100, seed: int = 0) -> list[list[str]]:
+def _random_inputs(words: list[str], n: int = 100, seed: int = 0, max_len: int = 5) -> list[list[str]]:
     rng = random.Random(seed)
-    return [[rng.choice(words) for _ in range(rng.randint(1, 5))] for _ in range(n)]
+    return [[rng.choice(words) for _ in range(rng.randint(1, max_len))] for _ in range(n)]
 
 
 def test_reverse_matches_python(loaded):
@@ -54,11 +54,22 @@ def test_frac_prevs_matches_python(loaded):
         assert torch.allclose(value, torch.tensor(expected), atol=1e-4), (seq, value, expected)
 
 
+def test_prev_tokens_matches_python(loaded):
+    """Output position p (BOS at 0) is input token p - 2 where it exists; positions 1-2 have none."""
+    model = loaded[0]["tracr-prev-tokens"]
+    for seq in _random_inputs(list("abcde"), seed=2, max_len=8):
+        with torch.no_grad():
+            logits = model(" ".join(seq))
+        assert model.to_str_tokens(logits[0, 3:].argmax(-1)) == seq[:-2]
+
+
 def test_architecture(loaded):
     reverse, frac = loaded[0]["tracr-reverse"], loaded[0]["tracr-frac-prevs"]
     assert (reverse.cfg.n_layers, reverse.cfg.n_ctx, reverse.cfg.d_vocab_out) == (4, 6, reverse.cfg.d_vocab)
     assert (frac.cfg.n_layers, frac.cfg.n_ctx, frac.cfg.d_vocab_out) == (2, 6, 2)
-    for model in (reverse, frac):
+    prev = loaded[0]["tracr-prev-tokens"]
+    assert (prev.cfg.n_layers, prev.cfg.n_ctx, prev.cfg.d_vocab_out) == (2, 9, prev.cfg.d_vocab)
+    for model in (reverse, frac, prev):
         assert model.cfg.normalization_type is None and model.cfg.act_fn == "relu"
         assert model.cfg.attention_dir == "bidirectional"
 
