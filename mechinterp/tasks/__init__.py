@@ -13,6 +13,6 @@ from mechinterp.tasks.base import GroundTruth, Task, load, logit_diff_metric, na
 from mechinterp.tasks.custom import from_pairs
 from mechinterp.tasks import induction  # noqa: F401  (registers "induction")
 from mechinterp.tasks import language  # noqa: F401  (registers ioi, facts, sentiment, greater-than)
-from mechinterp.tasks import tracr  # noqa: F401  (registers "tracr-reverse", "tracr-frac-prevs")
+from mechinterp.tasks import tracr  # noqa: F401  (registers "tracr-reverse", "tracr-frac-prevs", "tracr-prev-tokens")
 
 __all__ = ["GroundTruth", "Task", "from_pairs", "load", "logit_diff_metric", "names", "register"]

@@ -1,8 +1,9 @@
-"""The tracr tasks ``tracr-reverse`` and ``tracr-frac-prevs``, for the compiled zoo models.
+"""The tracr tasks ``tracr-reverse``, ``tracr-frac-prevs`` and ``tracr-prev-tokens``, for the compiled zoo models.
 
 ``zoo:tracr-reverse`` and ``zoo:tracr-frac-prevs`` are RASP programs compiled to weights by
-tracr (the two tracr benchmarks of ACDC, Conmy et al. 2023), so their circuits are known
-by construction; see their model cards. Both answer at *every* position after BOS:
+tracr (the two tracr benchmarks of ACDC, Conmy et al. 2023), and ``zoo:tracr-prev-tokens``
+one compiled the same way, so their circuits are known by construction; see their model
+cards. Reverse and frac-prevs answer at *every* position after BOS:
 
 * **tracr-reverse**: the output at token position ``p`` (BOS at 0, inputs at
   ``1..L``) is the input token at position ``L + 1 - p`` (RASP: output ``i`` reads
@@ -10,6 +11,8 @@ by construction; see their model cards. Both answer at *every* position after BO
 * **tracr-frac-prevs**: the output at position ``p`` is the fraction of the inputs at
   ``1..p`` equal to ``"x"``; the model gives it as ``logits[..., 0]`` (``logits[..., 1]``
   is its negation).
+* **tracr-prev-tokens**: the output at position ``p >= 3`` is the input token at ``p - 2``
+  (positions 1 and 2 have no answer; the metric and accuracy skip them).
 
 Clean prompts are random sequences of ``seq_len`` tokens (default: the compiled maximum,
 ``n_ctx - 1``); corrupted prompts are different random sequences of the same length, as
@@ -17,7 +20,7 @@ in ACDC (whose reference circuit was found with zero ablation and an L2 metric).
 
 Metric (``task.metric``, linear in the logits so gradient methods apply; 1 on clean logits):
 
-* reverse: the logit of the clean answer minus the logit of the corrupted answer, averaged
+* reverse and prev-tokens: the logit of the clean answer minus the logit of the corrupted answer, averaged
   over the output positions where the two answers differ (-1 on corrupted logits);
 * frac-prevs: ``(v - v_corrupted) / (v_clean - v_corrupted)`` for the predicted fraction
   ``v``, averaged over the output positions where the clean and corrupted fractions differ
@@ -30,7 +33,7 @@ columns ``0`` / ``1`` (frac-prevs: ``logit_diff_metric`` then gives ``2 v``).
 ``task.accuracy`` asks for every output position to be right (frac-prevs: within 1e-3).
 
 Ground truth: ``positions`` (for the answer at the last position) is ``[1]`` for reverse
-(the first input token) and the positions of the ``"x"`` tokens for frac-prevs (each adds
+(the first input token), ``[seq_len - 2]`` for prev-tokens and the positions of the ``"x"`` tokens for frac-prevs (each adds
 ``1/L``; the other tokens add nothing); ``labels`` holds per-position targets (BOS first);
 ``circuit`` is the zoo model's ``circuit.json``.
 
@@ -57,10 +60,10 @@ from mechinterp.core.zoo_format import read_json
 from mechinterp.errors import MechinterpError
 from mechinterp.tasks.base import GroundTruth, Task, register
 
-__all__ = ["frac_prevs_targets", "reverse_targets", "tracr_frac_prevs", "tracr_reverse"]
+__all__ = ["frac_prevs_targets", "reverse_targets", "tracr_frac_prevs", "tracr_prev_tokens", "tracr_reverse"]
 
 _SPECIAL = ("<pad>", "<bos>", "<unk>")
-_ZOO = {"tracr-reverse": "tracr-reverse", "tracr-frac-prevs": "tracr-frac-prevs"}
+_ZOO = {"tracr-reverse": "tracr-reverse", "tracr-frac-prevs": "tracr-frac-prevs", "tracr-prev-tokens": "tracr-prev-tokens"}
 
 
 def reverse_targets(tokens: Int[Tensor, "batch pos"]) -> Int[Tensor, "batch pos"]:
@@ -131,6 +134,60 @@ def _with_bos(model: Any, seqs: Int[Tensor, "batch seq"]) -> Int[Tensor, "batch 
     return torch.cat([bos, seqs], dim=1)
 
 
+def _copy_task(model: Any, name: str, n: int, seed: int, seq_len: int, source: list[int]) -> Task:
+    """A task whose output at position ``p`` is the input token at position ``source[p]`` (-1: no answer)."""
+    words = torch.tensor(_words(model, name))
+    defined = torch.tensor([s >= 0 for s in source])  # [pos]
+    src = torch.tensor([max(s, 0) for s in source])
+    copied = sorted({s for s in source if s >= 0})
+    clean_seq, corr_seq = _draw(words, n, seq_len, seed,
+                                lambda a, b: (a[:, [c - 1 for c in copied]] == b[:, [c - 1 for c in copied]]).all(-1))
+    clean, corrupted = _with_bos(model, clean_seq), _with_bos(model, corr_seq)
+    target, corr_target = clean[:, src], corrupted[:, src]  # [n, pos]; meaningless where not defined
+    differs = (target != corr_target) & defined
+    gen = torch.Generator().manual_seed(seed + 1)
+    wrong = corr_target[:, -1].clone()
+    for i in torch.nonzero(wrong == target[:, -1]).flatten().tolist():
+        others = words[words != target[i, -1]]
+        wrong[i] = others[torch.randint(len(others), (1,), generator=gen)].item()
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
+        right = logits.gather(-1, target.to(logits.device)[..., None])[..., 0]
+        other = logits.gather(-1, corr_target.to(logits.device)[..., None])[..., 0]
+        mask = differs.to(logits.device).float()
+        return ((right - other) * mask).sum(-1) / mask.sum(-1)
+
+    def accuracy(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
+        hit = logits.argmax(-1) == target.to(logits.device)
+        return (hit | ~defined.to(logits.device)).all(-1)
+
+    tok = model.tokenizer
+    return Task(
+        name=name,
+        clean_prompts=_prompts(model, clean_seq),
+        corrupted_prompts=_prompts(model, corr_seq),
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        lengths=torch.full((n,), seq_len + 1, dtype=torch.long),
+        correct_answers=tok.convert_ids_to_tokens(target[:, -1].tolist()),
+        wrong_answers=tok.convert_ids_to_tokens(wrong.tolist()),
+        correct_tokens=target[:, -1].clone(),
+        wrong_tokens=wrong,
+        ground_truth=GroundTruth(
+            positions=[[source[-1]] for _ in range(n)],
+            labels={
+                "copied": [[t if d else -1 for t, d in zip(row, defined.tolist())] for row in target.tolist()],
+                "source_position": [source] * n,
+            },
+            circuit=_circuit(model, name),
+        ),
+        metric_fn=metric,
+        accuracy_fn=accuracy,
+        meta={"seq_len": seq_len, "source_position": source, "targets": target, "corrupted_targets": corr_target,
+              "answered": defined},
+    )
+
+
 @register("tracr-reverse")
 def tracr_reverse(model: Any, n: int = 64, seed: int = 0, seq_len: int | None = None) -> Task:
     """Generate ``n`` reverse prompts of ``seq_len`` tokens (default ``n_ctx - 1``) after BOS.
@@ -150,54 +207,36 @@ def tracr_reverse(model: Any, n: int = 64, seed: int = 0, seq_len: int | None = 
         MechinterpError: a model without the tracr output layout, or a bad ``seq_len``.
     """
     seq_len = _check(model, "tracr-reverse", seq_len, model.cfg.d_vocab)
-    words = torch.tensor(_words(model, "tracr-reverse"))
-    clean_seq, corr_seq = _draw(words, n, seq_len, seed, lambda a, b: (a == b).all(-1))
-    clean, corrupted = _with_bos(model, clean_seq), _with_bos(model, corr_seq)
-    target, corr_target = reverse_targets(clean), reverse_targets(corrupted)
-    differs = target != corr_target  # [n, pos]; False at BOS
-    gen = torch.Generator().manual_seed(seed + 1)
-    wrong = corr_target[:, -1].clone()
-    for i in torch.nonzero(wrong == target[:, -1]).flatten().tolist():
-        others = words[words != target[i, -1]]
-        wrong[i] = others[torch.randint(len(others), (1,), generator=gen)].item()
+    task = _copy_task(model, "tracr-reverse", n, seed, seq_len, [-1] + [seq_len + 1 - p for p in range(1, seq_len + 1)])
+    task.ground_truth.labels["reversed"] = task.ground_truth.labels.pop("copied")
+    return task
 
-    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
-        right = logits.gather(-1, target.to(logits.device)[..., None])[..., 0]
-        other = logits.gather(-1, corr_target.to(logits.device)[..., None])[..., 0]
-        mask = differs.to(logits.device).float()
-        return ((right - other) * mask).sum(-1) / mask.sum(-1)
 
-    def accuracy(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
-        return (logits[:, 1:].argmax(-1) == target[:, 1:].to(logits.device)).all(-1)
+@register("tracr-prev-tokens")
+def tracr_prev_tokens(model: Any, n: int = 64, seed: int = 0, seq_len: int | None = None) -> Task:
+    """Generate ``n`` prev-tokens prompts of ``seq_len`` tokens (default ``n_ctx - 1``) after BOS.
 
-    pos = list(range(seq_len + 1))
-    source = [-1] + [seq_len + 1 - p for p in pos[1:]]
-    tok = model.tokenizer
-    return Task(
-        name="tracr-reverse",
-        clean_prompts=_prompts(model, clean_seq),
-        corrupted_prompts=_prompts(model, corr_seq),
-        clean_tokens=clean,
-        corrupted_tokens=corrupted,
-        lengths=torch.full((n,), seq_len + 1, dtype=torch.long),
-        correct_answers=tok.convert_ids_to_tokens(target[:, -1].tolist()),
-        wrong_answers=tok.convert_ids_to_tokens(wrong.tolist()),
-        correct_tokens=target[:, -1].clone(),
-        wrong_tokens=wrong,
-        ground_truth=GroundTruth(
-            positions=[[1] for _ in range(n)],
-            labels={"reversed": [[-1, *row[1:]] for row in target.tolist()], "source_position": [source] * n},
-            circuit=_circuit(model, "tracr-reverse"),
-        ),
-        metric_fn=metric,
-        accuracy_fn=accuracy,
-        meta={
-            "seq_len": seq_len,
-            "source_position": source,
-            "targets": target,
-            "corrupted_targets": corr_target,
-        },
-    )
+    The answer at position ``p >= 3`` is the input token at ``p - 2``; positions 1 and 2 have
+    none and are left out of the metric and the accuracy.
+
+    Args:
+        model: ``zoo:tracr-prev-tokens``.
+        n: number of prompts.
+        seed: seed of the random draw; the same seed gives the same task.
+        seq_len: input tokens per prompt, 3 to ``n_ctx - 1``.
+
+    Returns:
+        A :class:`Task` (see the module docstring); ``meta["answered"]`` marks the positions
+        with an answer.
+
+    Raises:
+        MechinterpError: a model without the tracr output layout, or a bad ``seq_len``.
+    """
+    seq_len = _check(model, "tracr-prev-tokens", seq_len, model.cfg.d_vocab)
+    if seq_len < 3:
+        raise MechinterpError(f"The tracr-prev-tokens task needs seq_len >= 3 (the first answer is at position 3); "
+                              f"got {seq_len}.")
+    return _copy_task(model, "tracr-prev-tokens", n, seed, seq_len, [-1, -1, -1] + list(range(1, seq_len - 1)))
 
 
 @register("tracr-frac-prevs")

@@ -26,6 +26,13 @@ def reverse():
 
 
 @pytest.fixture(scope="session")
+def prev_tokens():
+    model = mechinterp.load("zoo:tracr-prev-tokens")
+    task = mechinterp.tasks.load("tracr-prev-tokens", model, n=12, seed=1)
+    return model, task, setup_for(model, task, "zero")
+
+
+@pytest.fixture(scope="session")
 def tiny_setup(tiny_model):
     """The random LayerNorm+MLP model with clean/corrupted token batches and a logit-diff metric."""
     gen = torch.Generator().manual_seed(0)

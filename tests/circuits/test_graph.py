@@ -22,7 +22,7 @@ def test_edge_count_closed_form():
     assert not Graph.build(1, 1, parallel=True).real[Graph.build(1, 1).sender_index("L0H0"), 3]
 
 
-@pytest.mark.parametrize("name", ["tracr-reverse", "tracr-frac-prevs"])
+@pytest.mark.parametrize("name", ["tracr-reverse", "tracr-frac-prevs", "tracr-prev-tokens"])
 def test_zoo_circuit_names_resolve(name):
     import mechinterp
 

@@ -10,7 +10,7 @@ import mechinterp.tasks
 from mechinterp.errors import MechinterpError
 from mechinterp.tasks.tracr import frac_prevs_targets, reverse_targets
 
-NAMES = ("tracr-reverse", "tracr-frac-prevs")
+NAMES = ("tracr-reverse", "tracr-frac-prevs", "tracr-prev-tokens")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_metric_and_accuracy(tasks, models, name):
     with torch.no_grad():
         clean, corrupted = model(task.clean_tokens), model(task.corrupted_tokens)
     assert torch.allclose(task.metric(clean), torch.ones(64), atol=1e-4)
-    low = -1.0 if name == "tracr-reverse" else 0.0
+    low = 0.0 if name == "tracr-frac-prevs" else -1.0
     assert torch.allclose(task.metric(corrupted), torch.full((64,), low), atol=1e-4)
     assert task.accuracy(clean) == 1.0 and task.accuracy(corrupted) == 0.0
 
@@ -80,3 +80,17 @@ def test_bad_input(models):
         mechinterp.tasks.load("tracr-reverse", models["tracr-frac-prevs"], n=4)
     short = mechinterp.tasks.load("tracr-reverse", models["tracr-reverse"], n=4, seq_len=3)
     assert short.clean_tokens.shape == (4, 4)
+
+
+def test_prev_tokens_answers_and_ground_truth(tasks, models):
+    task = tasks["tracr-prev-tokens"]
+    tokens, answered = task.clean_tokens, task.meta["answered"]
+    assert answered.tolist() == [False] * 3 + [True] * (tokens.shape[1] - 3)
+    assert torch.equal(task.meta["targets"][:, answered], tokens[:, 1:-2])  # position p answers token p - 2
+    assert torch.equal(task.correct_tokens, tokens[:, -3]) and (task.correct_tokens != task.wrong_tokens).all()
+    assert all(p == [tokens.shape[1] - 3] for p in task.ground_truth.positions)
+    assert task.ground_truth.circuit == mechinterp.zoo.read_json("tracr-prev-tokens", "circuit.json")
+    # Only the copied inputs (1 .. seq_len - 2) are drawn to differ; the last two may agree.
+    assert (task.clean_tokens[:, 1:-2] != task.corrupted_tokens[:, 1:-2]).any(-1).all()
+    with pytest.raises(MechinterpError, match="seq_len >= 3"):
+        mechinterp.tasks.load("tracr-prev-tokens", models["tracr-prev-tokens"], n=4, seq_len=2)
