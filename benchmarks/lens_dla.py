@@ -75,12 +75,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--skip-tl", action="store_true", help="leave out TL's route (slow on real models)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     import mechinterp
-    from mechinterp.lens import direct_logit_attribution, dla_sites, logit_lens, residual_rows
+    from mechinterp.lens import answer_lens, direct_logit_attribution, dla_sites, logit_lens, residual_rows
 
     model = mechinterp.load(args.model, device=args.device)
     prompts, answers = prompts_for(model, args.n)
@@ -105,6 +106,10 @@ def main() -> None:
         lens = logit_lens(model, cache, answers=ids)
         dla = direct_logit_attribution(model, cache, ids)
         return lens, dla
+
+    def ours_answers():  # the answer lens: the answer's logit per layer, no vocabulary decode
+        cache = cached_pass()
+        return answer_lens(model, cache, ids), direct_logit_attribution(model, cache, ids)
 
     built = cached_pass()
 
@@ -138,15 +143,15 @@ def main() -> None:
 
     routes = {"forward (nothing kept)": forward, "one cached pass (lens + DLA sites)": cached_pass,
               "ours: cached pass + logit lens + DLA": ours,
+              "ours: cached pass + answer lens + DLA": ours_answers,
               "logit lens + DLA alone (on a built cache)": increment, "TL 3.9 route": tl_route}
+    if args.skip_tl:
+        del routes["TL 3.9 route"]
     wall, cpu, out = _interleaved(routes, dev, args.repeats)
     lens, dla = out["ours: cached pass + logit lens + DLA"]
-    tl_heads, tl_kl = out["TL 3.9 route"]
+    answers_res, _ = out["ours: cached pass + answer lens + DLA"]
     base = "one cached pass (lens + DLA sites)"
     med = statistics.median
-    head_rows = [i for i, c in enumerate(dla.components) if c.startswith("L") and "H" in c and " " not in c]
-    gap = float((dla.scores[head_rows] - tl_heads.cpu()).abs().max())
-    kl_gap = float((lens.kl - tl_kl.cpu()).abs().max())
     device_name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
     print(f"model {args.model}, {len(prompts)} prompts, batch {bs}, device {dev} ({device_name}), torch threads "
           f"{torch.get_num_threads()}, {args.repeats} interleaved rounds after a warm-up")
@@ -160,6 +165,14 @@ def main() -> None:
     inc = "logit lens + DLA alone (on a built cache)"
     print(f"cached pass + increment: 1 + {med(cpu[inc]):.3f} / {med(cpu[base]):.3f} = {1 + med(cpu[inc]) / med(cpu[base]):.3f}x "
           f"(CPU), 1 + {med(wall[inc]):.3f} / {med(wall[base]):.3f} = {1 + med(wall[inc]) / med(wall[base]):.3f}x (wall)")
+    # the answer lens's last row is the model's own answer logit, which DLA's target also is
+    print(f"answer lens last row vs DLA target: max gap {float((answers_res.values[-1] - dla.target).abs().max()):.2e}")
+    if args.skip_tl:
+        return
+    tl_heads, tl_kl = out["TL 3.9 route"]
+    head_rows = [i for i, c in enumerate(dla.components) if c.startswith("L") and "H" in c and " " not in c]
+    gap = float((dla.scores[head_rows] - tl_heads.cpu()).abs().max())
+    kl_gap = float((lens.kl - tl_kl.cpu()).abs().max())
     ours_name, tl_name = "ours: cached pass + logit lens + DLA", "TL 3.9 route"
     print(f"TL / ours: {med(wall[tl_name]) / med(wall[ours_name]):.2f}x wall, {med(cpu[tl_name]) / med(cpu[ours_name]):.2f}x CPU; "
           f"per-head DLA max |ours - TL| = {gap:.2e}; lens KL max gap = {kl_gap:.2e}; "

@@ -1,7 +1,8 @@
 """Inside the residual stream: logit lens, tuned lens, direct logit attribution, steering.
 
 * :func:`logit_lens` — every layer's residual through the final norm and unembedding:
-  top-k tokens, answer probability and rank, KL to the final distribution, per layer.
+  top-k tokens, answer probability and rank, KL to the final distribution, per layer;
+  :func:`answer_lens` reads only the answer logit (difference), without decoding the vocabulary.
 * :class:`TunedLens` — Belrose et al. (2023): one affine (or bias-only) translator per
   layer, trained on cached residuals to minimise KL to the final logits;
   :func:`compare_lenses` scores lenses on held-out text (KL and perplexity per layer).
@@ -24,6 +25,7 @@ Example:
     'resid_post 3'
 """
 
+from mechinterp.lens.answer_lens import AnswerLensResult, answer_lens
 from mechinterp.lens.dla import check_exact, direct_logit_attribution, dla_sites
 from mechinterp.lens.logit_lens import lens_readout, logit_lens
 from mechinterp.lens.readout import decode, norm_linear, residual_rows
@@ -39,12 +41,14 @@ from mechinterp.lens.steering import (
 from mechinterp.lens.tuned import TunedLens, compare_lenses
 
 __all__ = [
+    "AnswerLensResult",
     "DLAResult",
     "LensComparison",
     "LensResult",
     "SteeringSweep",
     "SteeringVector",
     "TunedLens",
+    "answer_lens",
     "check_exact",
     "compare_lenses",
     "contrastive_vector",

@@ -7,7 +7,7 @@ import torch
 
 import mechinterp
 from mechinterp.core.hooks import assert_no_hooks
-from mechinterp.lens import TunedLens, check_exact, compare_lenses, direct_logit_attribution, logit_lens
+from mechinterp.lens import TunedLens, answer_lens, check_exact, compare_lenses, direct_logit_attribution, logit_lens
 
 pytestmark = pytest.mark.real
 
@@ -56,6 +56,26 @@ def test_dla_sums_exactly_and_matches_transformer_lens(smollm2):
         theirs = tl.logit_attrs(stack, tokens=torch.tensor([paris] * 2), incorrect_tokens=torch.tensor([london] * 2))
     ours = torch.stack([res[label] for label in labels])
     torch.testing.assert_close(ours, theirs.float(), atol=1e-4, rtol=1e-4)
+    assert_no_hooks(smollm2)
+
+
+def test_answer_lens_is_the_logit_lens_at_the_answer_and_steps_by_dla(smollm2):
+    """Live norm: each row equals the full logit lens's logit difference (RMSPre); frozen norm: consecutive rows
+    differ by exactly the DLA of the layer in between."""
+    prompts = [EIFFEL, "The capital of France is"]
+    cache = mechinterp.SharedCache(smollm2, prompts, positions="last")
+    live = answer_lens(smollm2, cache, " Paris", wrong=" London")
+    paris, london = smollm2.to_single_token(" Paris"), smollm2.to_single_token(" London")
+    with torch.inference_mode():
+        rows = torch.stack([mechinterp.lens.decode(smollm2, cache.get(f"blocks.{l}.hook_resid_post")) for l in range(30)])
+    torch.testing.assert_close(live.values, rows[..., paris] - rows[..., london], atol=2e-3, rtol=1e-4)
+    assert live.first_row_above(0.0) is not None and int(live.first_row_above(0.0).split()[-1]) >= 15
+    frozen = answer_lens(smollm2, cache, " Paris", wrong=" London", norm="frozen")
+    dla = direct_logit_attribution(smollm2, cache, " Paris", wrong=" London")
+    for l in range(1, 30):
+        layer = sum(dla[c] for c in dla.components if c.startswith(f"L{l}H") or c in (f"L{l} attn bias", f"MLP{l}"))
+        torch.testing.assert_close(frozen.values[l] - frozen.values[l - 1], layer, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(frozen.values[-1], live.values[-1], atol=1e-3, rtol=1e-4)
     assert_no_hooks(smollm2)
 
 
