@@ -19,33 +19,7 @@ import torch
 
 import mechinterp
 from mechinterp.circuits import Circuit, eap_ig_inputs_scores, eap_scores, faithfulness, prepare_edge_patching
-
-NAMES = [" Mary", " John", " Tom", " James", " Anna", " Sarah", " David", " Emma", " Paul", " Lucy", " Mark", " Kate"]
-TEMPLATES = [
-    "When{A} and{B} went to the store,{S} gave a drink to",
-    "When{A} and{B} went to the park,{S} gave a ball to",
-    "After{A} and{B} went to the shop,{S} handed a book to",
-]
-
-
-def ioi_prompts(model, n, seed=0):
-    ids = [model.to_single_token(name) for name in NAMES]
-    gen = torch.Generator().manual_seed(seed)
-    clean, corrupted, answers = [], [], []
-    for i in range(n):
-        a, b, c = torch.randperm(len(NAMES), generator=gen)[:3].tolist()
-        t = TEMPLATES[i % len(TEMPLATES)]
-        clean.append(model.to_tokens(t.format(A=NAMES[a], B=NAMES[b], S=NAMES[b]))[0])
-        corrupted.append(model.to_tokens(t.format(A=NAMES[a], B=NAMES[b], S=NAMES[c]))[0])
-        answers.append((ids[a], ids[b]))
-    answers = torch.tensor(answers)
-
-    def metric(logits):
-        last = logits[:, -1]
-        return last.gather(1, answers[:, :1])[:, 0] - last.gather(1, answers[:, 1:])[:, 0]
-
-    return torch.stack(clean), torch.stack(corrupted), metric
-
+from real_prompts import ioi_abc_prompts as ioi_prompts
 
 def timed(fn):
     start = time.perf_counter()

@@ -30,6 +30,7 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
+from real_prompts import ioi_swap_pairs as _ioi_bpe  # noqa: E402
 
 
 def _gpt2_sized(device: str):
@@ -41,33 +42,6 @@ def _gpt2_sized(device: str):
     )
     return HookedTransformer(cfg).eval()
 
-
-IOI_NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Paul", "Mark", "Peter", "Alice", "Robert"]
-IOI_TEMPLATES = [
-    "When {A} and {B} went to the store, {B} gave a drink to",
-    "When {A} and {B} went to the park, {B} handed a ball to",
-    "After {A} and {B} arrived at the house, {B} gave a book to",
-    "When {A} and {B} got to the school, {B} passed a note to",
-]
-
-
-def _ioi_bpe(model, batch: int):
-    """IOI pairs for a BPE tokenizer: names swapped in the corrupted prompt; metric logit(IO) - logit(S)."""
-    clean, corrupted, io, s = [], [], [], []
-    for i in range(batch):
-        a, b = IOI_NAMES[(2 * i) % len(IOI_NAMES)], IOI_NAMES[(2 * i + 1) % len(IOI_NAMES)]
-        template = IOI_TEMPLATES[i % len(IOI_TEMPLATES)]
-        clean.append(template.format(A=a, B=b))
-        corrupted.append(template.format(A=b, B=a))
-        io.append(model.to_single_token(" " + a))
-        s.append(model.to_single_token(" " + b))
-    device = model.cfg.device
-    rows, io_t, s_t = torch.arange(batch, device=device), torch.tensor(io, device=device), torch.tensor(s, device=device)
-
-    def metric(logits):
-        return logits[rows, -1, io_t] - logits[rows, -1, s_t]
-
-    return model.to_tokens(clean).to(device), model.to_tokens(corrupted).to(device), metric
 
 
 def _inputs(model, batch: int, n_pos: int, task_name: str | None, seed: int = 0):

@@ -1,12 +1,14 @@
 """The real-model tier for circuits: SmolLM2-135M-Instruct (30 layers, 9 heads, 3 key/value heads: GQA).
 
-An IOI-style prompt set built here from single-token names (clean "When Mary and John went to
+An IOI-style prompt set (``benchmarks/real_prompts.py``, shared with the benchmark) from single-token names (clean "When Mary and John went to
 the store, John gave a drink to" -> " Mary"; corrupted: the second " John" replaced by a third
 name, ABC style); metric: logit(indirect object) - logit(subject).
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,35 +17,17 @@ import torch
 from mechinterp.circuits import discover, eap_scores, exact_scores, faithfulness, patch_edges, prepare_edge_patching
 from mechinterp.core.hooks import assert_no_hooks
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from real_prompts import ioi_abc_prompts  # noqa: E402
+
 pytestmark = pytest.mark.real
 
-NAMES = [" Mary", " John", " Tom", " James", " Anna", " Sarah", " David", " Emma", " Paul", " Lucy", " Mark", " Kate"]
-TEMPLATES = [
-    "When{A} and{B} went to the store,{S} gave a drink to",
-    "When{A} and{B} went to the park,{S} gave a ball to",
-    "After{A} and{B} went to the shop,{S} handed a book to",
-]
 N = 4
 
 
 def ioi_prompts(model, n=N, seed=0):
-    """Clean/corrupted ``[n, 14]`` tokens, the (indirect object, subject) ids, and the logit-difference metric."""
-    ids = [model.to_single_token(name) for name in NAMES]
-    gen = torch.Generator().manual_seed(seed)
-    clean, corrupted, answers = [], [], []
-    for i in range(n):
-        a, b, c = torch.randperm(len(NAMES), generator=gen)[:3].tolist()
-        t = TEMPLATES[i % len(TEMPLATES)]
-        clean.append(model.to_tokens(t.format(A=NAMES[a], B=NAMES[b], S=NAMES[b]))[0])
-        corrupted.append(model.to_tokens(t.format(A=NAMES[a], B=NAMES[b], S=NAMES[c]))[0])
-        answers.append((ids[a], ids[b]))
-    answers = torch.tensor(answers)
-
-    def metric(logits):  # [batch, pos, d_vocab] -> [batch]
-        last = logits[:, -1]
-        return last.gather(1, answers[:, :1])[:, 0] - last.gather(1, answers[:, 1:])[:, 0]
-
-    return torch.stack(clean), torch.stack(corrupted), metric
+    """Clean/corrupted ``[n, 14]`` tokens and the logit-difference metric (``benchmarks/real_prompts.py``)."""
+    return ioi_abc_prompts(model, n, seed)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
 """Patching on SmolLM2-135M-Instruct (30 layers, 9 heads, 3 key/value heads) with IOI prompts.
 
-The prompts are built here (until ``mechinterp.tasks``' IOI is BPE-aware): eight clean /
+The prompts come from ``benchmarks/real_prompts.py`` (shared with the patching benchmark): eight clean /
 corrupted pairs written with natural punctuation, single-token names, the corrupted prompt
 swapping the two names everywhere (so positions 1, 3 and 9 differ and the answer flips).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,34 +18,17 @@ from mechinterp.patching import activation_patch
 
 pytestmark = pytest.mark.real
 
-NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Paul", "Mark", "Peter", "Alice", "Robert"]
-TEMPLATES = [
-    "When {A} and {B} went to the store, {B} gave a drink to",
-    "When {A} and {B} went to the park, {B} handed a ball to",
-    "After {A} and {B} arrived at the house, {B} gave a book to",
-    "When {A} and {B} got to the school, {B} passed a note to",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from real_prompts import ioi_swap_pairs  # noqa: E402
+
 NAME_POSITIONS = (1, 3, 9)  # IO, S1, S2 (no BOS: SmolLM2's tokenizer adds none)
 
 
 def ioi_pairs(model, n: int = 8):
-    """``(clean, corrupted, metric)``: logit(IO) - logit(S) at the last position."""
-    clean, corrupted, io, s = [], [], [], []
-    for i in range(n):
-        a, b = NAMES[(2 * i) % len(NAMES)], NAMES[(2 * i + 1) % len(NAMES)]
-        template = TEMPLATES[i % len(TEMPLATES)]
-        clean.append(template.format(A=a, B=b))
-        corrupted.append(template.format(A=b, B=a))
-        io.append(model.to_single_token(" " + a))
-        s.append(model.to_single_token(" " + b))
-    ct, xt = model.to_tokens(clean), model.to_tokens(corrupted)
+    """``(clean, corrupted, metric)``: logit(IO) - logit(S) at the last position (``benchmarks/real_prompts.py``)."""
+    ct, xt, metric = ioi_swap_pairs(model, n)
     assert ct.shape == xt.shape == (n, 14)
     assert torch.equal((ct != xt).any(0).nonzero().flatten(), torch.tensor(NAME_POSITIONS))
-    rows, io_t, s_t = torch.arange(n), torch.tensor(io), torch.tensor(s)
-
-    def metric(logits):
-        return logits[rows, -1, io_t] - logits[rows, -1, s_t]
-
     return ct, xt, metric
 
 
