@@ -14,7 +14,10 @@ Sections, each produced by a family's public API (see :mod:`mechinterp.report.se
 7. explain — the first prediction in words (each sentence with the numbers it cites),
    minimal counterfactuals (with whether they edit a ground-truth position) and, on a
    two-label task, a surrogate tree's held-out fidelity;
-8. probes — a probe sweep over layers for one of the task's concept labels.
+8. dictionary — a TopK SAE trained on the task's train split at the middle layer: its quality,
+   the latents the metric depends on (feature attribution, checked by patching each), and
+   their max-activating contexts and promoted tokens;
+9. probes — a probe sweep over layers for one of the task's concept labels.
 
 Before the sections run, one forward pass of the task's prompts is timed and
 :func:`~mechinterp.report.plan.plan_report` sizes every section to fit ``budget_s``; the
@@ -41,6 +44,7 @@ import torch
 
 from mechinterp.core.atomic import writable_folder, write_text
 from mechinterp.report import sections as S
+from mechinterp.report.dictionary_section import dictionary_section
 from mechinterp.report.explain_section import explain_section
 from mechinterp.report.lens_section import lens_section
 from mechinterp.report.findings import findings, findings_html, node_info
@@ -59,6 +63,7 @@ SECTIONS = {
     "attention": "Attention of the circuit heads",
     "attribution": "Input attribution on example prompts",
     "explain": "Explanations: in words, counterfactuals, surrogate",
+    "dictionary": "Sparse features (SAE) the task depends on",
     "probes": "Linear probes over layers",
 }
 
@@ -71,7 +76,7 @@ _STYLE = (".caption{color:#444;font-size:.88em;margin:.2rem 0 1rem;border-left:3
 _BUILDERS = {
     "task": S.task_section, "patching": S.patching_section, "lens": lens_section, "circuit": S.circuit_section,
     "attention": S.attention_section, "attribution": S.attribution_section, "explain": explain_section,
-    "probes": S.probes_section,
+    "dictionary": dictionary_section, "probes": S.probes_section,
 }
 
 
@@ -100,6 +105,7 @@ def _details(key: str, plan: ReportPlan, model: Any) -> str:
         "attention": f"{plan.head_probes} probe sequences",
         "attribution": f"{plan.attribution_prompts} prompts, IG {plan.ig_steps} steps",
         "explain": f"words with IG {plan.ig_steps} steps, counterfactuals on {plan.explain_prompts} prompts",
+        "dictionary": f"TopK SAE on {plan.sae_prompts} train prompts, {plan.sae_epochs} epochs; feature attribution on {plan.n} prompts",
         "probes": f"{plan.n} prompts, {plan.n_layers} layers",
     }[key] + f" (estimated {format_seconds(plan.estimate_s()[key])})"
 
@@ -115,6 +121,7 @@ def _plan_html(plan: ReportPlan, timings: dict[str, float], where: str) -> str:
         {"setting": "head-detection probe sequences", "value": plan.head_probes},
         {"setting": "attribution prompts / IG steps", "value": f"{plan.attribution_prompts} / {plan.ig_steps}"},
         {"setting": "counterfactual prompts", "value": plan.explain_prompts},
+        {"setting": "SAE training prompts / epochs", "value": f"{plan.sae_prompts} / {plan.sae_epochs}"},
     ]
     why = (
         "<p><b>Reduced to fit the time budget:</b></p><ul>" + "".join(f"<li>{escape(r)}</li>" for r in plan.reasons) + "</ul>"

@@ -118,6 +118,16 @@ def findings(data: dict[str, Any], store: dict[str, Any], errors: dict[str, str]
             text += (f"; a surrogate tree agrees with the model on {100 * sur['fidelity_test']:.0f}% of "
                      f"{sur['n_test']} held-out prompts (constant answer: {100 * sur['majority_test']:.0f}%)")
         out.append({"section": "explain", "text": text + "."})
+    d = data.get("dictionary")
+    if d and d["top_latents"]:
+        q = d["quality"]
+        lead = ", ".join(f"{r['latent']} ({r['patched effect']:+.2f} patched alone)" for r in d["top_latents"][:3])
+        total = abs(d["latent_total"]) + abs(d["error_total"])
+        share = abs(d["error_total"]) / total if total else 0.0
+        out.append({"section": "dictionary", "text": (
+            f"Sparse features: an SAE at {d['site']} (explained variance {q['explained variance']:.2f}, CE loss recovered "
+            f"{q['CE loss recovered']:.2f}) puts the metric's first-order dependence most on latents {lead}; its error term "
+            f"carries {100 * share:.0f}% of the total.")})
     v = store.get("probe_verdict")
     if v:
         out.append({"section": "probes", "text": f"Probe: the label {v['label']!r} is {v['sentence']}."})

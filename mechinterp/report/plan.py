@@ -50,6 +50,9 @@ __all__ = ["ReportPlan", "plan_report", "DEFAULT_BUDGET_S"]
 #: seconds the sections may take together (model loading excluded)
 DEFAULT_BUDGET_S = 420.0
 
+#: SAE training cost per train prompt and epoch, in prompt-forwards (measured; see the module docstring)
+SAE_EPOCH_U = 0.3
+
 #: the faithfulness-curve points: MIB's ten, and five when the budget is tight
 FULL_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 FEW_FRACTIONS = (0.001, 0.01, 0.1, 0.5, 1.0)
@@ -74,6 +77,8 @@ class ReportPlan:
     ig_steps: int
     circuit_graph_points: int = 6
     explain_prompts: int = 3
+    sae_prompts: int = 256
+    sae_epochs: int = 10
     unit_s: float = 0.0
     budget_s: float = DEFAULT_BUDGET_S
     reasons: list[str] = field(default_factory=list)
@@ -101,6 +106,7 @@ class ReportPlan:
             "probes": self.n + 1.5 * self.n_layers,
             "lens": 1.2 * self.n,  # one cached pass, then the lens and DLA read it (benchmarks/results/lens.md)
             "explain": 1.2 * self.ig_steps + 3 + self.explain_prompts * (10.0 * self.n_pos + 20) + self.n,
+            "dictionary": self.sae_prompts * (1.0 + SAE_EPOCH_U * self.sae_epochs) + 12.0 * self.n,
         }
 
     def estimate_s(self) -> dict[str, float]:
@@ -121,6 +127,7 @@ NAMES = {
     "circuit_fractions": "faithfulness-curve points", "attribution_prompts": "attribution prompts",
     "circuit_graph_points": "circuit sizes on the graph's slider",
     "explain_prompts": "counterfactual prompts",
+    "sae_prompts": "SAE training prompts", "sae_epochs": "SAE training epochs",
 }
 
 
@@ -152,7 +159,8 @@ def _shrink(plan: ReportPlan, budget_s: float) -> ReportPlan:
             plan = candidate
     # 3. fewer faithfulness points, integration steps, head probes, then prompts again
     for attr, value in (("circuit_fractions", FEW_FRACTIONS), ("circuit_graph_points", 4), ("ig_steps", 32), ("circuit_steps", 3), ("head_probes", 16), ("patch_n", 4), ("circuit_n", 4),
-                        ("attribution_prompts", 1), ("explain_prompts", 1), ("ig_steps", 16),
+                        ("attribution_prompts", 1), ("explain_prompts", 1), ("sae_prompts", 128), ("sae_epochs", 5),
+                        ("ig_steps", 16), ("sae_prompts", 64),
                         ("patch_n", 2), ("circuit_n", 2)):
         if over(plan) and _size(getattr(plan, attr)) > _size(value):
             note(plan, f"{NAMES[attr]}: {getattr(plan, attr)} → {value}")
