@@ -585,7 +585,7 @@ SKIP = {"core.load", "core.load_local_checkpoint", "zoo.save_model", "attention.
         "circuits.circuit_report"}  # circuit_report: a rendering of the entry points above (slow: figures)
 #: families whose entry points are in the bad-input table but not yet under the precision rule (issue #16 follow-up:
 #: lens, features, explain, influence, dictionary were added to the table first; most fail on model.half() today)
-PRECISION_PENDING = ("lens", "features", "explain", "influence", "dictionary")
+PRECISION_PENDING = ("features", "explain", "influence", "dictionary")
 MODEL_ENTRIES = [e for e in ENTRIES if e.name not in SKIP and e.name.split(".")[0] not in PRECISION_PENDING]
 
 
@@ -607,6 +607,10 @@ def _leaves(value, out):
     elif dataclasses.is_dataclass(value):
         for f in dataclasses.fields(value):
             _leaves(getattr(value, f.name), out)
+    elif isinstance(value, torch.nn.Module):  # e.g. a trained dictionary
+        _leaves(dict(value.state_dict()), out)
+    elif hasattr(value, "__dict__"):  # a fitted estimator: its learned attributes (names ending in "_")
+        _leaves({k: v for k, v in vars(value).items() if k.endswith("_") and not k.startswith("_")}, out)
     return out
 
 
@@ -633,8 +637,10 @@ def test_a_torch_cast_model_runs_as_model_to(casts, entry):
     cast, reference, dtype = casts
     got = entry.call(cast)
     want = entry.call(reference)
-    if isinstance(got, str):  # an HTML report
+    if isinstance(got, str) and got.lstrip().startswith("<"):  # an HTML report
         assert got and want and len(got) > 100
+    elif isinstance(got, str):  # generated text: the same tokens
+        assert got == want
     else:
         a, b = _leaves(got, []), _leaves(want, [])
         assert len(a) == len(b) and a, f"{entry.name}: results differ in structure"
