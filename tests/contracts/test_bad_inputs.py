@@ -266,10 +266,10 @@ def _sae_folder(c: Ctx) -> str:
 
 
 def _ckpt_folder(c: Ctx) -> str:
-    folder = c.tmp / "run"
+    folder = c.tmp / "run" / "checkpoints"  # as the zoo script's keep_checkpoints writes them
     if not folder.exists():
-        (folder / "checkpoints").mkdir(parents=True)
-        torch.save({"state_dict": c.model.state_dict(), "lr": 0.1, "step": 1}, folder / "checkpoints" / "step-1.pt")
+        folder.mkdir(parents=True)
+        torch.save({"state_dict": c.model.state_dict(), "lr": 0.1, "step": 1}, folder / "step-1.pt")
     return str(folder)
 
 
@@ -583,10 +583,11 @@ def test_every_public_entry_point_is_in_the_table():
 SKIP = {"core.load", "core.load_local_checkpoint", "zoo.save_model", "attention.save_figure", "circuits.Circuit.save_figure",
         "probes.probe_sweep", "probes.LogisticProbe", "probes.RidgeProbe", "probes.MassMeanProbe", "core.answer_tokens",
         "core.tokenize", "tasks.from_pairs",
-        "circuits.circuit_report"}  # circuit_report: a rendering of the entry points above (slow: figures)
+        "circuits.circuit_report",  # circuit_report: a rendering of the entry points above (slow: figures)
+        "influence.load_checkpoints"}
 #: families whose entry points are in the bad-input table but not yet under the precision rule (issue #16 follow-up:
 #: lens, features, explain, influence, dictionary were added to the table first; most fail on model.half() today)
-PRECISION_PENDING = ("influence", "dictionary")
+PRECISION_PENDING = ("dictionary",)
 MODEL_ENTRIES = [e for e in ENTRIES if e.name not in SKIP and e.name.split(".")[0] not in PRECISION_PENDING]
 
 
@@ -610,8 +611,10 @@ def _leaves(value, out):
             _leaves(getattr(value, f.name), out)
     elif isinstance(value, torch.nn.Module):  # e.g. a trained dictionary
         _leaves(dict(value.state_dict()), out)
-    elif hasattr(value, "__dict__"):  # a fitted estimator: its learned attributes (names ending in "_")
-        _leaves({k: v for k, v in vars(value).items() if k.endswith("_") and not k.startswith("_")}, out)
+    elif type(value).__module__.startswith("mechinterp.") and hasattr(value, "__dict__"):
+        # a fitted estimator: its learned attributes (names ending in "_"); an object it holds: its public attributes
+        public = {k: v for k, v in vars(value).items() if not k.startswith("_")}
+        _leaves({k: v for k, v in public.items() if k.endswith("_")} or public, out)
     return out
 
 
@@ -647,7 +650,9 @@ def test_a_torch_cast_model_runs_as_model_to(casts, entry):
         assert got == want
     else:
         a, b = _leaves(got, []), _leaves(want, [])
-        assert len(a) == len(b) and a, f"{entry.name}: results differ in structure"
+        if not a and not b:  # a result without numbers (parameter names, layer descriptions): the same result
+            assert got and got == want, f"{entry.name}: {got!r} != {want!r}"
+        assert len(a) == len(b), f"{entry.name}: results differ in structure"
         for x, y in zip(a, b):  # the same computation in the same dtype (up to summation order)
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7, equal_nan=True)
     assert cast.model.cfg.dtype == torch.float32, "cfg.dtype must be restored after the call"
