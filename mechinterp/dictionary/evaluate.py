@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.tokens import Prompts, Tokenized, tokenize
 from mechinterp.dictionary.results import SAEEvaluation
 from mechinterp.dictionary.sae import SparseAutoencoder
@@ -40,6 +41,7 @@ from mechinterp.core.validation import check_count, check_positive, check_token_
 __all__ = ["evaluate_sae"]
 
 
+@runs_synced
 def evaluate_sae(
     model: Any,
     sae: SparseAutoencoder,

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from mechinterp.core.intervention import Intervention
+from mechinterp.core.precision import synced_dtype
 from mechinterp.core.validation import check_finite
 from mechinterp.dictionary.latents import check_latents, latent_label, sae_hooks
 from mechinterp.dictionary.sae import SparseAutoencoder
@@ -119,8 +120,9 @@ def steer_latent(
 ) -> Iterator[Any]:
     """Run the model steered by one latent inside the ``with`` block (hooks removed on exit, also on error).
 
-    Arguments as :func:`latent_intervention`; yields the model.
+    Arguments as :func:`latent_intervention`; yields the model. Inside the block a model cast with
+    ``model.half()`` runs as after ``model.to(torch.float16)`` (:func:`~mechinterp.core.precision.synced_dtype`).
     """
     edit = latent_intervention(model, sae, latent, value, mode=mode, positions=positions, hook_name=hook_name)
-    with model.hooks(fwd_hooks=[edit.fwd_hook()]):
+    with synced_dtype(model), model.hooks(fwd_hooks=[edit.fwd_hook()]):
         yield model

@@ -33,6 +33,7 @@ from typing import Any
 
 from torch import Tensor
 
+from mechinterp.core.precision import synced_dtype
 from mechinterp.dictionary.sae import SparseAutoencoder
 from mechinterp.errors import MechinterpError, ShapeMismatchError, UnknownSiteError
 
@@ -80,6 +81,9 @@ def splice(
 
     Yields:
         A :class:`SpliceState` with the latest pass's latents and error term.
+
+    Inside the block a model cast with ``model.half()`` runs as after ``model.to(torch.float16)``
+    (:func:`~mechinterp.core.precision.synced_dtype`).
     """
     hook_in = hook_name or sae.hook_name
     hook_out = hook_name_out or sae.hook_name_out or hook_in
@@ -125,5 +129,5 @@ def splice(
             return reconstruct(seen.pop("x"), act)
 
         hooks = [(hook_in, read_hook), (hook_out, write_hook)]
-    with model.hooks(fwd_hooks=hooks):
+    with synced_dtype(model), model.hooks(fwd_hooks=hooks):
         yield state

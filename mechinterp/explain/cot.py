@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.explain.common import piece
@@ -108,6 +109,7 @@ def _ids(model: Any, part: str | Tensor | Sequence[int], first: bool) -> list[in
     return torch.as_tensor(part, dtype=torch.long).flatten().tolist()
 
 
+@runs_synced
 def cot_faithfulness(
     model: Any,
     examples: Sequence[tuple[Any, Any, Any]],

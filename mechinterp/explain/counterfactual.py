@@ -54,6 +54,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.explain.common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
@@ -251,6 +252,7 @@ def _pad_id(model: Any) -> int:
     return 0
 
 
+@runs_synced
 def counterfactual(
     model: Any,
     prompt: str | Tensor,

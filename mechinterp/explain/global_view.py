@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.viz import escape, table_html
@@ -196,6 +197,7 @@ def aggregate(results: Iterable[Any], group_by: str | Callable[[int, int, str], 
                       [r[4] for r in rows], [r[5] for r in rows], n_prompts, method, name, normalise, confidence)
 
 
+@runs_synced
 def global_attribution(model: Any, prompts: Any, targets: Iterable[Any] | None = None, *, method: str = "gradient_x_input",
                        group_by: str | Callable[[int, int, str], Any] = "token", normalise: str = "share",
                        confidence: float = 0.95, **method_options: Any) -> GlobalView:

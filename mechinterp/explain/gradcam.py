@@ -38,6 +38,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError, NonFiniteError, UnknownSiteError
 from mechinterp.explain.common import one_prompt, token_strs
@@ -144,6 +145,7 @@ def _hook_names(model: Any, site: str, layers: Sequence[int] | None) -> tuple[li
     return layers, names
 
 
+@runs_synced
 def grad_cam(model: Any, prompt: str | Tensor, target: Any, *, layers: int | Sequence[int] | None = None,
              site: str = "resid_post", variant: str = "gradcam") -> GradCam:
     """Grad-CAM of ``target`` at a layer's token activations, per layer and combined.

@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.tokens import tokenize
 from mechinterp.errors import EmptyInputError, MechinterpError, UnknownSiteError
@@ -219,6 +220,7 @@ def _activation_features(model: Any, spec: ActivationFeatures, tokens: Tensor, l
     return torch.cat(rows).numpy(), list(names)
 
 
+@runs_synced
 def fit_surrogate(
     model: Any,
     prompts: Any,
@@ -403,6 +405,7 @@ def _rules(tree: dict[str, Any]) -> list[str]:
     return out
 
 
+@runs_synced
 def local_surrogate(model: Any, prompt: str | Tensor, target: Any, **lime_options: Any) -> Any:
     """A sparse linear surrogate around one prompt: LIME from :mod:`mechinterp.attribution`.
 

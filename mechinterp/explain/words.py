@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.errors import MechinterpError
 from mechinterp.explain.common import bos_position, one_prompt, piece, token_id, token_strs
@@ -109,6 +110,7 @@ class _Writer:
         self.sentences.append({"text": text, "cites": list(dict.fromkeys(self._cites))})
 
 
+@runs_synced
 def explain_in_words(
     model: Any,
     prompt: str | Tensor,

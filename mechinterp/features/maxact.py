@@ -27,6 +27,7 @@ from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
 from mechinterp.core.tokens import Tokenized, tokenize
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import EmptyInputError, MechinterpError
 from mechinterp.features.result import MaxActivations
 from mechinterp.features.targets import ActivationTarget
@@ -35,6 +36,7 @@ from mechinterp.core.validation import check_count, check_token_ids
 __all__ = ["max_activating_examples"]
 
 
+@runs_synced
 def max_activating_examples(
     model: Any,
     inputs: Any,

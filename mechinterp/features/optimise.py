@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.features.result import MaxActivations, OptimisedInput
 from mechinterp.features.targets import ActivationTarget
@@ -38,6 +39,7 @@ from mechinterp.core.validation import check_count, check_ids
 __all__ = ["optimise_input"]
 
 
+@runs_synced
 def optimise_input(
     model: Any,
     target: ActivationTarget,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.influence.data import Query, TrainingSet, as_queries, as_training_set
 from mechinterp.influence.ekfac import EKFAC
 from mechinterp.influence.gradients import per_example_grads, per_token_grads, query_grads, select_params
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 
+@runs_synced
 def influence(
     model: Any,
     train: Any,

@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import synced_dtype
 from mechinterp.errors import MechinterpError
 from mechinterp.influence.data import TrainingSet
 from mechinterp.influence.layers import KroneckerLayer, kronecker_layers
@@ -144,6 +145,10 @@ class EKFAC:
 
     def fit(self, model: Any, train: TrainingSet, names: Sequence[str]) -> EKFAC:
         """Estimate the factors (one pass) and, for EK-FAC, the corrected eigenvalues (a second)."""
+        with synced_dtype(model):
+            return self._fit(model, train, names)
+
+    def _fit(self, model: Any, train: TrainingSet, names: Sequence[str]) -> EKFAC:
         self.layers_ = kronecker_layers(model, list(names))
         self.shapes_ = {n: tuple(p.shape) for n, p in model.named_parameters() if n in set(names)}
         a_cov: dict[str, Tensor] = {}

@@ -21,6 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.func import functional_call, grad, vjp, vmap
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.core.validation import check_count, check_token_ids
 
@@ -73,6 +74,7 @@ def _params(model: Any, names: Sequence[str]) -> dict[str, Tensor]:
     return {n: own[n].detach() for n in names}
 
 
+@runs_synced
 def per_example_grads(
     model: Any, names: Sequence[str], tokens: Int[Tensor, "batch pos"], mask: Float[Tensor, "batch pos_minus_1"]
 ) -> dict[str, Tensor]:
@@ -88,6 +90,7 @@ def per_example_grads(
     return vmap(grad(loss), in_dims=(None, 0, 0))(params, tokens.to(dev), mask.to(dev))
 
 
+@runs_synced
 def query_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"], measure: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
     """The gradient of a query's measurement ``m(logits)``: ``{name: param.shape}``."""
     check_token_ids(model, tokens, "tokens")
@@ -105,6 +108,7 @@ def query_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"], m
     return grad(m)(params)
 
 
+@runs_synced
 def per_token_grads(model: Any, names: Sequence[str], tokens: Int[Tensor, " pos"], length: int) -> dict[str, Tensor]:
     """Gradients of each next-token loss of one sequence: ``{name: [length - 1, *shape]}``.
 

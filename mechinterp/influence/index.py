@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced_method
 from mechinterp.errors import MechinterpError
 from mechinterp.influence.data import Query, TrainingSet, as_queries, as_training_set
 from mechinterp.influence.ekfac import EKFAC
@@ -83,6 +84,7 @@ class InfluenceIndex:
     def _transform(self, grads: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.hessian_.whiten(grads) if self.hessian_ is not None else grads
 
+    @runs_synced_method
     def fit(self, train: Any) -> InfluenceIndex:
         """Fit the Hessian (EK-FAC/K-FAC), then compute, transform, project and store every
         training sequence's gradient."""
@@ -111,11 +113,13 @@ class InfluenceIndex:
         if not hasattr(self, "store_"):
             raise MechinterpError("This InfluenceIndex has no training set yet: call .fit(train) first.")
 
+    @runs_synced_method
     def query_gradients(self, queries: list[Query]) -> dict[str, Tensor]:
         """``∇m`` of every query: ``{name: [q, *shape]}``."""
         per_query = [query_grads(self.model, self.names, q.tokens, q.measure) for q in queries]
         return {n: torch.stack([g[n] for g in per_query]).detach() for n in self.names}
 
+    @runs_synced_method
     def raw_scores(self, queries: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """``[n_queries, n_train]`` scores, and ``H⁻¹∇m`` in parameter space (for per-token scores)."""
         self._check_fitted()
@@ -130,6 +134,7 @@ class InfluenceIndex:
         pre = self.hessian_.precondition(grads) if self.hessian_ is not None else grads
         return scores.detach(), {n: v.detach() for n, v in pre.items()}
 
+    @runs_synced_method
     def token_scores(self, pre: dict[str, Tensor], query: int, index: int) -> Tensor:
         """``[length]`` influence of each next-token loss of training sequence ``index`` (exact,
         unprojected), placed on the predicted token (position 0 gets 0)."""
@@ -138,6 +143,7 @@ class InfluenceIndex:
         total = sum((g[n].reshape(length - 1, -1).float() @ pre[n][query].reshape(-1).float()) for n in self.names)
         return torch.cat([torch.zeros(1), -total.detach().cpu()])
 
+    @runs_synced_method
     def score(self, queries: Any, top_k: int = 10, per_token: bool = True) -> Any:
         """Score every training sequence for each query: an :class:`InfluenceResult`.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.influence.data import as_queries, as_training_set
 from mechinterp.influence.index import InfluenceIndex, listings
@@ -37,6 +38,7 @@ def load_checkpoints(folder: str | Path) -> list[tuple[dict[str, Any], float]]:
     return out
 
 
+@runs_synced
 def tracin(
     model: Any,
     checkpoints: Sequence[tuple[Any, float]],

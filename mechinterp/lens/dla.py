@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.lens.readout import answer_ids, as_cache, check_linear_head, norm_bias
 from mechinterp.lens.results import DLAResult
@@ -70,6 +71,7 @@ def _check_model(model: Any, neurons: bool) -> None:
         raise MechinterpError("neurons=True is not supported for mixture-of-experts MLPs; use neurons=False.")
 
 
+@runs_synced
 def direct_logit_attribution(
     model: Any,
     inputs: Any,

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mechinterp.core.precision import runs_synced
 from mechinterp.errors import MechinterpError
 from mechinterp.lens.readout import answer_ids, as_cache, decode, residual_rows
 from mechinterp.lens.results import LensResult
@@ -39,6 +40,7 @@ from mechinterp.core.validation import check_count, check_token_ids
 __all__ = ["logit_lens", "lens_readout"]
 
 
+@runs_synced
 def logit_lens(
     model: Any,
     inputs: Any,
@@ -73,6 +75,7 @@ def logit_lens(
                         batch_size=batch_size, chunk_tokens=chunk_tokens)
 
 
+@runs_synced
 def lens_readout(
     model: Any,
     inputs: Any,

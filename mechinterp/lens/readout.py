@@ -51,7 +51,7 @@ def decode(model: Any, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "..
 def norm_linear(
     model: Any, x: Float[Tensor, "... d_model"], scale: Float[Tensor, "... 1"] | None
 ) -> Float[Tensor, "... d_model"]:
-    """The final norm with its scale frozen (a linear map of ``x``), without its bias.
+    """The final norm with its scale frozen (a linear map of ``x``), without its bias, in ``x``'s dtype.
 
     Args:
         model: a ``HookedTransformer``.
@@ -71,7 +71,7 @@ def norm_linear(
         raise MechinterpError(f"Unsupported normalization_type {kind!r} for the final norm.")
     x = x / scale
     if kind in _WEIGHTED:
-        x = x * model.ln_final.w
+        x = x * model.ln_final.w.to(x.dtype)  # x's dtype, also when the model's weights are in another
     return x
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from mechinterp.core.cache import SharedCache
 from mechinterp.core.intervention import Intervention
+from mechinterp.core.precision import runs_synced, synced_dtype
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.sites import resolve
 from mechinterp.core.tokens import tokenize
@@ -106,6 +107,7 @@ class SteeringVector(AbstractResult):
         return f"<section><h3>Steering vector {escape(self.label)}</h3>{table_html(rows)}</section>"
 
 
+@runs_synced
 def contrastive_vector(
     model: Any,
     positive: Any,
@@ -164,7 +166,8 @@ def steering_hooks(
             pass ``use_past_kv_cache=False`` so every pass sees the whole sequence), or a
             ``[batch]`` tensor of per-prompt indices (e.g. each prompt's last real token).
 
-    Hooks are removed on exit, also when the block raises.
+    Hooks are removed on exit, also when the block raises. Inside the block a model cast with
+    ``model.half()`` runs as after ``model.to(torch.float16)`` (:func:`~mechinterp.core.precision.synced_dtype`).
     """
     vectors = [vector] if isinstance(vector, SteeringVector) else list(vector)
     if not vectors:
@@ -187,7 +190,7 @@ def steering_hooks(
     else:
         where = [int(p) for p in positions]
     interventions = [steering_intervention(v, scale_t, where) for v in vectors]
-    with model.hooks(fwd_hooks=[iv.fwd_hook() for iv in interventions]):
+    with synced_dtype(model), model.hooks(fwd_hooks=[iv.fwd_hook() for iv in interventions]):
         yield model
 
 
@@ -206,6 +209,7 @@ def steering_intervention(vector: SteeringVector, scale: float | Tensor = 1.0, p
     return Intervention.at(vector.hook, value, positions=positions, mode="add")
 
 
+@runs_synced
 def steered_generate(
     model: Any, prompt: str, vector: SteeringVector | Sequence[SteeringVector], scale: float = 1.0,
     max_new_tokens: int = 20, **generate_kwargs: Any,
@@ -220,6 +224,7 @@ def steered_generate(
         return model.generate(prompt, max_new_tokens=max_new_tokens, **generate_kwargs)
 
 
+@runs_synced
 def steering_sweep(
     model: Any,
     prompts: Sequence[str],

@@ -42,7 +42,7 @@ from mechinterp.errors import MechinterpError, ShapeMismatchError
 from mechinterp.lens.logit_lens import lens_readout
 from mechinterp.lens.readout import as_cache, decode, residual_rows
 from mechinterp.lens.results import LensComparison, LensResult
-from mechinterp.core.validation import check_count, check_token_ids
+from mechinterp.core.precision import runs_synced, synced_dtype
 from mechinterp.core.validation import check_count, check_positive, check_token_ids
 
 __all__ = ["TunedLens", "compare_lenses"]
@@ -93,6 +93,10 @@ class TunedLens:
 
     def fit(self, model: Any, inputs: Any, *, batch_size: int = 32, **cache_kwargs: Any) -> TunedLens:
         """Train the translators on ``inputs`` (prompts or a ``positions="all"`` SharedCache)."""
+        with synced_dtype(model):
+            return self._fit(model, inputs, batch_size=batch_size, **cache_kwargs)
+
+    def _fit(self, model: Any, inputs: Any, *, batch_size: int, **cache_kwargs: Any) -> TunedLens:
         self._check_params()
         check_count(batch_size, "batch_size")
         if isinstance(inputs, Tensor):
@@ -225,6 +229,7 @@ class TunedLens:
         return f"TunedLens(kind={self.kind!r}, site={self.site!r}{fitted})"
 
 
+@runs_synced
 def compare_lenses(
     model: Any, inputs: Any, lenses: dict[str, TunedLens | None], *, site: str | None = None, layers: list[int] | None = None,
     batch_size: int = 32, chunk_tokens: int = 2048,
