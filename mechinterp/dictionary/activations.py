@@ -58,6 +58,10 @@ class ActivationStream:
         seed: shuffling seed (each epoch reshuffles).
         device: where batches go (e.g. the GPU the SAE trains on).
         head: for a per-head site, train on this head only (default: all heads flattened).
+        skip_first: leave position 0 of every prompt out: BOS, or in a model without one the
+            first token, which acts as the attention sink with a residual norm tens to
+            thousands of times the others' (SAELens leaves BOS out too). Needs activations with
+            a position axis (a cache with ``positions="all"`` or a ``[batch, pos, d]`` tensor).
 
     Attributes:
         hook_name, hook_name_out: the resolved hook names (``None`` for a tensor).
@@ -77,6 +81,7 @@ class ActivationStream:
         seed: int = 0,
         device: str | torch.device = "cpu",
         head: int | None = None,
+        skip_first: bool = False,
     ) -> None:
         if batch_size < 1 or buffer_size < 1 or block_rows < 1:
             raise MechinterpError("batch_size, buffer_size and block_rows must be positive.")
@@ -84,6 +89,7 @@ class ActivationStream:
         self.seed, self.device, self.epoch = seed, torch.device(device), 0
         self.hook_name = self.hook_name_out = None
         self.head, self.per_head = head, False
+        self.skip_first = bool(skip_first)
         self._mask: Tensor | None = None
         if isinstance(source, SharedCache):
             if site is None:
@@ -123,6 +129,14 @@ class ActivationStream:
                 f"Site activations have shape {tuple(self._x.shape)}; SAEs read one vector per token. Per-head "
                 "sites (z, q, k, v, result) are read as [..., head_index, d_head] (flattened, or one head with head=)."
             )
+        if self.skip_first:
+            if token_ndim != 3:
+                raise MechinterpError("skip_first needs activations with a position axis: a SharedCache built with "
+                                      "positions='all' or a [batch, pos, d] tensor.")
+            if self._mask is None:
+                self._mask = torch.ones(self._x.shape[:2], dtype=torch.bool)
+            self._mask = self._mask.clone()
+            self._mask[:, 0] = False
         width = int(self._x.shape[-1])
         self.d_in = width if not self.per_head or head is not None else width * int(self._x.shape[-2])
         self.d_out = int(self._y.shape[-1]) if self._y is not None else self.d_in

@@ -151,6 +151,7 @@ def latent_dashboard(
     bins: int = 20,
     batch_size: int = 32,
     hook_name: str | None = None,
+    skip_first: bool | None = None,
 ) -> LatentDashboard:
     """Feature cards for ``latents``: max-activating examples, density, histogram, logit effects.
 
@@ -164,6 +165,8 @@ def latent_dashboard(
         bins: histogram bins.
         batch_size: prompts per forward pass.
         hook_name: the SAE's hook when it does not name one.
+        skip_first: leave position 0 out of the examples and statistics (default: when the
+            model prepends BOS; pass ``True`` for a model whose first token is an attention sink).
     """
     check_count(k, "k")
     check_count(n_logits, "n_logits")
@@ -180,8 +183,10 @@ def latent_dashboard(
     else:
         cache = SharedCache(model, inputs, positions="all", batch_size=batch_size, progress=False)
     cache.fetch([hook_in])
-    examples = [max_activating_examples(model, cache, _target(sae, hook_in, i), k=k, batch_size=batch_size) for i in chosen]
-    skip_first = bool(model.cfg.default_prepend_bos)  # as max_activating_examples: BOS (the attention sink) is left out
+    if skip_first is None:
+        skip_first = bool(model.cfg.default_prepend_bos)  # as max_activating_examples: BOS (the attention sink) is left out
+    examples = [max_activating_examples(model, cache, _target(sae, hook_in, i), k=k, batch_size=batch_size, skip_first=skip_first)
+                for i in chosen]
     density, peak, counts, edges, n_tokens = _statistics(cache, sae, hook_in, chosen, bins, batch_size, skip_first)
     residual = site_width(model, hook_out) == model.cfg.d_model and not hook_out.endswith(("hook_mlp_in", "hook_attn_in"))
     effects = logit_effects(model, sae, chosen, k=n_logits, hook_name=hook_name) if residual else None

@@ -50,6 +50,7 @@ def evaluate_sae(
     batch_size: int = 16,
     dense_threshold: float = 0.1,
     n_bins: int = 30,
+    skip_first: bool = False,
 ) -> SAEEvaluation:
     """Sparsity, reconstruction quality and downstream loss of ``sae`` spliced into ``model``.
 
@@ -61,6 +62,9 @@ def evaluate_sae(
         batch_size: prompts per forward pass.
         dense_threshold: a latent firing on more than this fraction of tokens is dense.
         n_bins: bins of the log10-frequency histogram.
+        skip_first: for an SAE trained without position 0 (BOS or a first-token attention
+            sink): position 0 is left out of the site statistics (L0, explained variance,
+            frequencies) and passes through unchanged when the SAE is spliced or zero-ablated.
     """
     check_count(batch_size, "batch_size")
     check_count(n_bins, "n_bins")
@@ -99,15 +103,22 @@ def evaluate_sae(
 
             with model.hooks(fwd_hooks=[(hook_in, grab), (hook_out, grab)]):
                 clean = model(tokens)
-            with splice(model, sae, keep_error=False) as state:
+            with splice(model, sae, keep_error=False, skip_first=skip_first) as state:
                 spliced = model(tokens)
 
             def zero(act: Tensor, hook: Any) -> Tensor:  # the SAE's part of the site (one head, or all)
-                return sae.write_site(act, torch.zeros_like(sae.site_vectors(act)))
+                vectors = sae.site_vectors(act)
+                zeros = torch.zeros_like(vectors)
+                if skip_first:
+                    zeros[:, :1] = vectors[:, :1]
+                return sae.write_site(act, zeros)
 
             with model.hooks(fwd_hooks=[(hook_out, zero)]):
                 zeroed = model(tokens)
-            # site statistics over real tokens
+            # site statistics over real tokens (position 0 left out with skip_first)
+            if skip_first:
+                mask = mask.clone()
+                mask[:, 0] = False
             y = sae.site_vectors(seen[hook_out])[mask].double()
             f = state.latents[mask]  # type: ignore[index]
             y_hat = sae.decode(sae.encode(sae.site_vectors(seen[hook_in])[mask])).double()
@@ -119,7 +130,8 @@ def evaluate_sae(
             sums["n_tok"] += len(y)
             fires += active.sum(0).double().cpu()
             # next-token losses over real (position, next position) pairs
-            pred = mask[:, :-1] & mask[:, 1:]
+            real = inputs.attention_mask[rows, :width].to(device).bool()
+            pred = real[:, :-1] & real[:, 1:]
             target = tokens[:, 1:]
             logp = {k: torch.log_softmax(v[:, :-1].double(), -1) for k, v in (("c", clean), ("s", spliced), ("z", zeroed))}
             for key, name in (("c", "ce_clean"), ("s", "ce_spliced"), ("z", "ce_zero")):

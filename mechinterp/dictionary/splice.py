@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from mechinterp.core.precision import synced_dtype
@@ -67,6 +68,7 @@ def splice(
     keep_error: bool = True,
     edit: LatentEdit | None = None,
     hook_name_out: str | None = None,
+    skip_first: bool = False,
 ) -> Iterator[SpliceState]:
     """Run ``model`` with ``sae`` at its site while the block is open.
 
@@ -78,6 +80,8 @@ def splice(
         edit: a function of the latents ``[batch, pos, d_sae]`` returning edited latents
             (e.g. zero one latent to ablate it); applied before decoding.
         hook_name_out: a transcoder's output hook (default ``sae.hook_name_out``).
+        skip_first: leave position 0 as the model computes it (for an SAE trained without
+            it: BOS or a first-token attention sink); its latents are still reported.
 
     Yields:
         A :class:`SpliceState` with the latest pass's latents and error term.
@@ -109,6 +113,8 @@ def splice(
             new = out.detach() + (x_hat_edit - x_hat.detach()).to(out.dtype)
         else:
             new = x_hat_edit.to(out.dtype)
+        if skip_first and new.shape[1] > 0:  # [batch, pos, d]: position 0 passes through
+            new = torch.cat([out[:, :1].to(new.dtype), new[:, 1:]], dim=1)
         return new
 
     if hook_out == hook_in:

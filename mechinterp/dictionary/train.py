@@ -87,6 +87,8 @@ class TrainConfig:
         log_every: steps between entries of the training log. seed: initialisation seed.
         device: where to train (``"cuda"`` on a GPU).
         progress: show a progress bar.
+        skip_first: leave position 0 of every prompt out of training (BOS, or a first-token
+            attention sink; see :class:`ActivationStream`).
     """
 
     architecture: str = "topk"
@@ -113,6 +115,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
+    skip_first: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,7 +201,8 @@ def train_sae(
         stream = source
     else:
         stream = ActivationStream(source, site, site_out=site_out, batch_size=config.batch_size,
-                                  buffer_size=config.buffer_size, seed=config.seed, device=device, head=head)
+                                  buffer_size=config.buffer_size, seed=config.seed, device=device, head=head,
+                                  skip_first=config.skip_first)
     d_sae = config.d_sae or config.expansion_factor * stream.d_in
     is_topk = config.architecture in ("topk", "batchtopk")
     if is_topk and config.k > d_sae:

@@ -4,7 +4,10 @@ Following task-specific SAE evaluations (Makelov et al. 2024, on IOI) and sparse
 circuits (Marks et al. 2024): a TopK SAE (k = 8, 4 × d_model latents, the ``mechinterp sae``
 defaults) is trained on ``resid_post`` of the middle layer over the *train* split of the
 report's task (the report's own prompts, the held-out split, are not seen in training; a task
-without a train split trains on its own prompts, and the caption says so). Then:
+without a train split trains on its own prompts, and the caption says so). Position 0 is left
+out of training, evaluation and the examples and passes through the splice unchanged: it is BOS,
+or in a model without one (SmolLM2) the first token, the attention sink, whose residual is
+hundreds of times larger than the others' and would otherwise take most latents. Then:
 
 1. quality on the report's prompts: L0, explained variance, CE loss recovered, KL, dead
    latents, and the check that the SAE spliced *with* its error term reproduces the logits;
@@ -57,25 +60,27 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     cache = mechinterp.SharedCache(model, train, progress=False)
     sae = dictionary.train_sae(cache, ("resid_post", layer), architecture="topk", k=8, expansion_factor=4,
                                n_epochs=plan.sae_epochs, lr=3e-3, batch_size=256, seed=int(data.get("seed", 0)),
-                               device=str(model.cfg.device), progress=False)
+                               device=str(model.cfg.device), progress=False, skip_first=True)
     mask = (torch.arange(task.clean_tokens.shape[1])[None] < task.lengths[:, None]).long()
     held_out = Tokenized(task.clean_tokens, mask, task.lengths, "right")
-    quality = dictionary.evaluate_sae(model, sae, held_out)
+    quality = dictionary.evaluate_sae(model, sae, held_out, skip_first=True)
     with torch.no_grad():
         own = model(task.clean_tokens[:8])
-        with dictionary.splice(model, sae, keep_error=True):
+        with dictionary.splice(model, sae, keep_error=True, skip_first=True):
             spliced = model(task.clean_tokens[:8])
     splice_gap = float((spliced - own).abs().max())
 
     attribution = dictionary.feature_attribution(model, sae, task)
-    by_latent = attribution.by_latent(0)
+    by_latent = attribution.scores[0][1:].sum(0)  # positions 1.. (position 0 is outside the SAE's training data)
     top = [int(i) for i in by_latent.abs().argsort(descending=True)[:TOP_LATENTS]]
-    patched = dictionary.feature_patch(model, sae, task, latents=top, by="latent", normalise=False)
+    patched = dictionary.feature_patch(model, sae, task, latents=top, by="latent", normalise=False,
+                                       positions=list(range(1, task.clean_tokens.shape[1])))
     effects = (patched.raw.flatten() - patched.base_value).tolist()  # metric change when that latent alone is patched
     base, target = attribution.base_value, attribution.target_value
     gap = (target - base) if target is not None else float("nan")
-    board = dictionary.latent_dashboard(model, sae, held_out, top, k=3, n_logits=5)
-    error_total, latent_total = float(attribution.error_scores.sum()), float(sum(float(s.sum()) for s in attribution.scores))
+    board = dictionary.latent_dashboard(model, sae, held_out, top, k=3, n_logits=5, skip_first=True)
+    error_total = float(attribution.error_scores.sum()) + float(attribution.scores[0][0].sum())  # position 0: unexplained
+    latent_total = float(attribution.scores[0][1:].sum())
 
     quality_rows = [{"L0": quality.l0, "explained variance": quality.explained_variance,
                      "CE loss recovered": quality.ce_loss_recovered, "KL (spliced, no error term)": quality.kl_spliced,
@@ -96,16 +101,19 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     return (
         "<p class='caption'>" + escape(
             f"A TopK SAE (k = 8, {sae.d_sae} latents) trained on {sae.hook_name} over {source} "
-            f"({int(train.lengths.sum())} tokens, {plan.sae_epochs} epochs), evaluated on the report's "
+            f"({int(train.lengths.sum() - len(train))} tokens, position 0 left out: BOS or the first-token attention "
+            f"sink; {plan.sae_epochs} epochs), evaluated on the report's "
             f"{len(task)} prompts. With its error term spliced in, the model's logits are unchanged (max gap "
             f"{splice_gap:.1e}); without it, the reconstruction alone keeps the CE-loss share shown.") + "</p>"
         + table_html(quality_rows)
         + "<h3>Latents the metric depends on</h3><p class='caption'>" + escape(
             f"Attribution patching over latents (Marks et al. 2024): corrupted run ({base:.3g}), each latent's clean "
-            f"value patched in, first-order effect on the metric summed over positions. The clean run scores "
+            f"value patched in, first-order effect on the metric summed over positions 1 and on (position 0 counts "
+            f"with the error term). The clean run scores "
             f"{target:.3g}; latents carry {latent_total:.3g} and the error term {error_total:.3g} of the first-order "
             f"total ({share:.0%} in the error term: what this SAE does not explain). 'Patched effect' is the exact "
-            f"change when that latent alone is patched at every position (metric units, target minus base = {gap:.3g}).")
+            f"change when that latent alone is patched at every position from 1 on (metric units, target minus base = "
+            f"{gap:.3g}).")
         + "</p>" + table_html(latent_rows)
         + "<details><summary>Latent cards (max-activating contexts in the report's prompts, activation histogram, "
         "logit effects)</summary>" + "".join(board.card(i) for i in top) + "</details>"

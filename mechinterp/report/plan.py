@@ -29,6 +29,11 @@ explain            ``1.2 × ig_steps + 3 + explain_prompts × (10 × n_pos + 20)
                    fluency (log-softmax at every position) and takes backward passes: 119 and
                    225 U per prompt measured on SmolLM2 ioi and sentiment, 32 prompts, CPU;
                    the surrogate: one forward of the task's prompts)
+dictionary         ``sae_prompts × (1 + 0.2 × sae_epochs) + 8n`` (one cached pass of the SAE's
+                   train prompts; training: 0.2 U per prompt and epoch on toy-lm, where a
+                   4 × d_model SAE is large against the model, less on real models; then the
+                   evaluation's three passes, feature attribution, patching the top latents
+                   and their examples over the report's prompts)
 probes             ``n + 1.5 × n_layers`` (one cached forward, then a probe and 5 random
                    controls per layer: 1–3 U per layer on SmolLM2 on the CPU)
 =================  ==============================================================
@@ -51,7 +56,7 @@ __all__ = ["ReportPlan", "plan_report", "DEFAULT_BUDGET_S"]
 DEFAULT_BUDGET_S = 420.0
 
 #: SAE training cost per train prompt and epoch, in prompt-forwards (measured; see the module docstring)
-SAE_EPOCH_U = 0.3
+SAE_EPOCH_U = 0.2
 
 #: the faithfulness-curve points: MIB's ten, and five when the budget is tight
 FULL_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -106,7 +111,7 @@ class ReportPlan:
             "probes": self.n + 1.5 * self.n_layers,
             "lens": 1.2 * self.n,  # one cached pass, then the lens and DLA read it (benchmarks/results/lens.md)
             "explain": 1.2 * self.ig_steps + 3 + self.explain_prompts * (10.0 * self.n_pos + 20) + self.n,
-            "dictionary": self.sae_prompts * (1.0 + SAE_EPOCH_U * self.sae_epochs) + 12.0 * self.n,
+            "dictionary": self.sae_prompts * (1.0 + SAE_EPOCH_U * self.sae_epochs) + 8.0 * self.n,
         }
 
     def estimate_s(self) -> dict[str, float]:

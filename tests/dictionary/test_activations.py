@@ -49,3 +49,21 @@ def test_bad_sources():
         ActivationStream([1, 2, 3])
     with pytest.raises(MechinterpError):
         ActivationStream(torch.randn(0, 4))
+
+
+def test_skip_first_drops_position_0_of_every_prompt():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    stream = ActivationStream(x, batch_size=100, skip_first=True)
+    assert stream.n_tokens == 8
+    rows = torch.cat(list(stream))
+    assert rows.shape == (8, 3)
+    firsts = {tuple(x[b, 0].tolist()) for b in range(2)}
+    assert not firsts & {tuple(r.tolist()) for r in rows}
+    with pytest.raises(mechinterp.errors.MechinterpError, match="position axis"):
+        ActivationStream(torch.randn(10, 3), skip_first=True)
+
+
+def test_skip_first_with_a_cache_keeps_padding_out(toy_lm):
+    cache = mechinterp.SharedCache(toy_lm, ["the cat sat on the mat", "a dog"], positions="all", progress=False)
+    stream = ActivationStream(cache, ("resid_post", 0), batch_size=64, skip_first=True)
+    assert stream.n_tokens == int(cache.attention_mask.sum()) - 2

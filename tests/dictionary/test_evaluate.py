@@ -81,3 +81,18 @@ def test_result_serialises_and_renders(tiny_model, tokens, tmp_path):
     assert back == result
     html = result.to_html()
     assert "CE loss recovered" in html and "http" not in html.replace("http://www.w3.org", "")
+
+
+def test_skip_first_leaves_position_0_out_of_the_statistics(tiny_model, tokens):
+    """With skip_first the site statistics cover positions 1.. only (27 of 36 tokens) and an SAE that reconstructs
+    everything but position 0 scores as perfect: position 0 passes through the splice and the zero ablation."""
+    d = tiny_model.cfg.d_model
+    sae = _identity_sae(d)
+    skipped = evaluate_sae(tiny_model, sae, tokens, skip_first=True)
+    assert skipped.n_tokens == 4 * 8 and skipped.explained_variance == pytest.approx(1.0, abs=1e-9)
+    assert skipped.kl_spliced == pytest.approx(0.0, abs=1e-9)
+    full = evaluate_sae(tiny_model, sae, tokens)
+    assert full.n_tokens == 36 and full.ce_clean == pytest.approx(skipped.ce_clean)
+    # the zero-ablation baseline keeps position 0: a different (smaller) loss than zeroing every position
+    assert skipped.ce_zero_ablation != pytest.approx(full.ce_zero_ablation)
+    assert_no_hooks(tiny_model)

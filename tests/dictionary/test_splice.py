@@ -111,3 +111,24 @@ def test_hooks_removed_on_error_and_bad_input(tiny_model, sae, tokens):
     with pytest.raises(MechinterpError, match="hook_name"):
         with splice(tiny_model, SparseAutoencoder(tiny_model.cfg.d_model, 8, "standard")):
             pass
+
+
+def test_skip_first_leaves_position_0_as_the_model_computes_it(tiny_model, sae, tokens):
+    seen = {}
+    with tiny_model.hooks(fwd_hooks=[(HOOK, lambda act, hook: seen.__setitem__("x", act.clone()))]):
+        tiny_model(tokens)
+
+    def expected_site(act, hook):  # reconstruction everywhere but position 0
+        out = sae(act)
+        out[:, 0] = act[:, 0]
+        return out
+
+    with tiny_model.hooks(fwd_hooks=[(HOOK, expected_site)]):
+        expected = tiny_model(tokens)
+    with splice(tiny_model, sae, keep_error=False, skip_first=True) as state:
+        spliced = tiny_model(tokens)
+    torch.testing.assert_close(spliced, expected, atol=1e-6, rtol=0)
+    assert state.latents.shape == (3, 10, 64)  # position 0's latents are still reported
+    with splice(tiny_model, sae, keep_error=False):
+        assert not torch.allclose(tiny_model(tokens), expected, atol=1e-4)
+    assert_no_hooks(tiny_model)
