@@ -62,6 +62,10 @@ class ActivationStream:
             first token, which acts as the attention sink with a residual norm tens to
             thousands of times the others' (SAELens leaves BOS out too). Needs activations with
             a position axis (a cache with ``positions="all"`` or a ``[batch, pos, d]`` tensor).
+        max_norm: leave out tokens whose (input) vector has a larger norm: the "massive
+            activations" of real models (a first-token sink, a first delimiter), which would
+            otherwise take most of an SAE's latents; :func:`train_sae` then sets the SAE's
+            ``max_input_norm`` so that it encodes none of them.
 
     Attributes:
         hook_name, hook_name_out: the resolved hook names (``None`` for a tensor).
@@ -82,6 +86,7 @@ class ActivationStream:
         device: str | torch.device = "cpu",
         head: int | None = None,
         skip_first: bool = False,
+        max_norm: float | None = None,
     ) -> None:
         if batch_size < 1 or buffer_size < 1 or block_rows < 1:
             raise MechinterpError("batch_size, buffer_size and block_rows must be positive.")
@@ -90,6 +95,7 @@ class ActivationStream:
         self.hook_name = self.hook_name_out = None
         self.head, self.per_head = head, False
         self.skip_first = bool(skip_first)
+        self.max_norm = max_norm
         self._mask: Tensor | None = None
         if isinstance(source, SharedCache):
             if site is None:
@@ -140,7 +146,8 @@ class ActivationStream:
         width = int(self._x.shape[-1])
         self.d_in = width if not self.per_head or head is not None else width * int(self._x.shape[-2])
         self.d_out = int(self._y.shape[-1]) if self._y is not None else self.d_in
-        self.n_tokens = int(self._mask.sum()) if self._mask is not None else self._x[..., 0].numel()
+        self.n_tokens = sum(len(x) for x, _ in self._blocks(torch.Generator().manual_seed(0))) if max_norm is not None else (
+            int(self._mask.sum()) if self._mask is not None else self._x[..., 0].numel())
         if self.n_tokens == 0:
             raise EmptyInputError("The site holds no real (non-padding) tokens.")
 
@@ -162,6 +169,9 @@ class ActivationStream:
                 x, y = x[keep], (y[keep] if y is not None else None)
             else:
                 x, y = x.reshape(-1, self.d_in), (y.reshape(-1, self.d_out) if y is not None else None)
+            if self.max_norm is not None:
+                small = x.norm(dim=-1) <= self.max_norm
+                x, y = x[small], (y[small] if y is not None else None)
             yield x, y
 
     def __iter__(self) -> Iterator[Any]:

@@ -167,6 +167,8 @@ def latent_dashboard(
         hook_name: the SAE's hook when it does not name one.
         skip_first: leave position 0 out of the examples and statistics (default: when the
             model prepends BOS; pass ``True`` for a model whose first token is an attention sink).
+
+    Tokens above the SAE's ``max_input_norm`` are left out of the examples and statistics.
     """
     check_count(k, "k")
     check_count(n_logits, "n_logits")
@@ -185,8 +187,8 @@ def latent_dashboard(
     cache.fetch([hook_in])
     if skip_first is None:
         skip_first = bool(model.cfg.default_prepend_bos)  # as max_activating_examples: BOS (the attention sink) is left out
-    examples = [max_activating_examples(model, cache, _target(sae, hook_in, i), k=k, batch_size=batch_size, skip_first=skip_first)
-                for i in chosen]
+    examples = [max_activating_examples(model, cache, _target(sae, hook_in, i), k=k, batch_size=batch_size,
+                                        skip_first=skip_first) for i in chosen]
     density, peak, counts, edges, n_tokens = _statistics(cache, sae, hook_in, chosen, bins, batch_size, skip_first)
     residual = site_width(model, hook_out) == model.cfg.d_model and not hook_out.endswith(("hook_mlp_in", "hook_attn_in"))
     effects = logit_effects(model, sae, chosen, k=n_logits, hook_name=hook_name) if residual else None
@@ -195,7 +197,7 @@ def latent_dashboard(
 
 
 def _target(sae: SparseAutoencoder, hook: str, latent: int) -> ActivationTarget:
-    def reduce(act: Tensor) -> Tensor:  # [batch, pos, d_in] -> [batch, pos]
+    def reduce(act: Tensor) -> Tensor:  # [batch, pos, d_in] -> [batch, pos] (0 above the SAE's max_input_norm)
         return sae.encode(act.to(sae.W_enc.device))[..., latent]
 
     return ActivationTarget(hook, reduce, f"latent {latent_label(sae, latent)}")
@@ -211,8 +213,12 @@ def _statistics(cache: SharedCache, sae: SparseAutoencoder, hook: str, chosen: l
     values: list[Tensor] = []
     with torch.no_grad():
         for start in range(0, len(cache), batch_size):
-            f = sae.encode(acts[start : start + batch_size].to(sae.W_enc.device))[..., chosen].float().cpu()
-            values.append(f[mask[start : start + batch_size]])  # [real tokens, n]
+            block = acts[start : start + batch_size].to(sae.W_enc.device)
+            f = sae.encode(block)[..., chosen].float().cpu()
+            keep = mask[start : start + batch_size]
+            if sae.max_input_norm is not None:  # massive activations: not this SAE's tokens
+                keep = keep & sae.in_range(block).cpu()
+            values.append(f[keep])  # [real tokens, n]
     f = torch.cat(values)
     n_tokens = f.shape[0]
     positive = f > 0

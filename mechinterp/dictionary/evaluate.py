@@ -65,6 +65,8 @@ def evaluate_sae(
         skip_first: for an SAE trained without position 0 (BOS or a first-token attention
             sink): position 0 is left out of the site statistics (L0, explained variance,
             frequencies) and passes through unchanged when the SAE is spliced or zero-ablated.
+
+    Tokens above the SAE's ``max_input_norm`` are treated like position 0 with ``skip_first``.
     """
     check_count(batch_size, "batch_size")
     check_count(n_bins, "n_bins")
@@ -111,6 +113,9 @@ def evaluate_sae(
                 zeros = torch.zeros_like(vectors)
                 if skip_first:
                     zeros[:, :1] = vectors[:, :1]
+                if sae.max_input_norm is not None:
+                    big = ~sae.in_range(seen[hook_in] if hook_in != hook_out else vectors)
+                    zeros[big] = vectors[big]
                 return sae.write_site(act, zeros)
 
             with model.hooks(fwd_hooks=[(hook_out, zero)]):
@@ -119,6 +124,8 @@ def evaluate_sae(
             if skip_first:
                 mask = mask.clone()
                 mask[:, 0] = False
+            if sae.max_input_norm is not None:
+                mask = mask & sae.in_range(sae.site_vectors(seen[hook_in]))
             y = sae.site_vectors(seen[hook_out])[mask].double()
             f = state.latents[mask]  # type: ignore[index]
             y_hat = sae.decode(sae.encode(sae.site_vectors(seen[hook_in])[mask])).double()

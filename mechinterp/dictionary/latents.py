@@ -136,3 +136,4 @@ def latent_label(sae: SparseAutoencoder, latent: int) -> str:
     hook = sae.hook_name or "sae"
     short = hook.replace("blocks.", "L").replace(".hook_", ".").replace("hook_", "")
     return f"{short}/{latent}"
+

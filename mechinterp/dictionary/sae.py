@@ -122,6 +122,9 @@ class SparseAutoencoder(nn.Module):
         if architecture == "jumprelu":
             self.threshold = nn.Parameter(torch.zeros(d_sae, **kw))
         self.training_log: Any = None  # set by train_sae
+        #: tokens whose input norm exceeds this ("massive activations", e.g. a first-token attention sink) get no
+        #: latents: :meth:`encode` returns zeros there and :func:`splice` passes them through (``None``: every token)
+        self.max_input_norm: float | None = None
 
     # ------------------------------------------------------------------ forward
     def pre_activations(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
@@ -146,8 +149,17 @@ class SparseAutoencoder(nn.Module):
         return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        """The latent activations of ``x``."""
-        return self.activate(self.pre_activations(x))
+        """The latent activations of ``x`` (zero for tokens above :attr:`max_input_norm`)."""
+        f = self.activate(self.pre_activations(x))
+        if self.max_input_norm is not None:
+            f = f * self.in_range(x)[..., None].to(f.dtype)
+        return f
+
+    def in_range(self, x: Float[Tensor, "... d_in"]) -> Tensor:
+        """``[...]`` True for the tokens this SAE encodes (input norm at most :attr:`max_input_norm`)."""
+        if self.max_input_norm is None:
+            return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+        return x.float().norm(dim=-1) <= self.max_input_norm
 
     def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
         """``f @ W_dec + b_dec``."""

@@ -73,6 +73,8 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, *, extra_metadata: dict
         metadata["hook_name_out"] = sae.hook_name_out
     if log is not None:
         metadata["mechinterp_train_config"] = log.config
+    if sae.max_input_norm is not None:
+        metadata["mechinterp_max_input_norm"] = float(sae.max_input_norm)
     metadata.update(extra_metadata or {})
     cfg: dict[str, Any] = {
         "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "device": "cpu",
@@ -142,6 +144,8 @@ def load_sae(folder: str | Path, *, device: str | torch.device = "cpu", dtype: t
         if base == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
             _fold_decoder_norm_topk(sae)
     sae.requires_grad_(False)
+    if meta.get("mechinterp_max_input_norm") is not None:
+        sae.max_input_norm = float(meta["mechinterp_max_input_norm"])
     return sae
 
 

@@ -83,6 +83,9 @@ def splice(
         skip_first: leave position 0 as the model computes it (for an SAE trained without
             it: BOS or a first-token attention sink); its latents are still reported.
 
+    Tokens above the SAE's ``max_input_norm`` (massive activations it was trained without) get no
+    latents and pass through unchanged.
+
     Yields:
         A :class:`SpliceState` with the latest pass's latents and error term.
 
@@ -115,6 +118,8 @@ def splice(
             new = x_hat_edit.to(out.dtype)
         if skip_first and new.shape[1] > 0:  # [batch, pos, d]: position 0 passes through
             new = torch.cat([out[:, :1].to(new.dtype), new[:, 1:]], dim=1)
+        if sae.max_input_norm is not None:  # massive activations pass through
+            new = torch.where(sae.in_range(x_in)[..., None], new, out.to(new.dtype))
         return new
 
     if hook_out == hook_in:

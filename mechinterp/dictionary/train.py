@@ -89,6 +89,9 @@ class TrainConfig:
         progress: show a progress bar.
         skip_first: leave position 0 of every prompt out of training (BOS, or a first-token
             attention sink; see :class:`ActivationStream`).
+        max_norm: leave tokens whose input norm is larger out of training (massive
+            activations; see :class:`ActivationStream`); the trained SAE's
+            ``max_input_norm`` is set to it, so it encodes none of them.
     """
 
     architecture: str = "topk"
@@ -116,6 +119,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = False
     skip_first: bool = False
+    max_norm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -202,7 +206,7 @@ def train_sae(
     else:
         stream = ActivationStream(source, site, site_out=site_out, batch_size=config.batch_size,
                                   buffer_size=config.buffer_size, seed=config.seed, device=device, head=head,
-                                  skip_first=config.skip_first)
+                                  skip_first=config.skip_first, max_norm=config.max_norm)
     d_sae = config.d_sae or config.expansion_factor * stream.d_in
     is_topk = config.architecture in ("topk", "batchtopk")
     if is_topk and config.k > d_sae:
@@ -323,6 +327,7 @@ def train_sae(
         if sae.architecture == "jumprelu":
             sae.threshold.div_(s_out)
     sae.requires_grad_(False)
+    sae.max_input_norm = stream.max_norm
     sae.training_log = TrainingLog(
         architecture=config.architecture, hook_name=stream.hook_name, hook_name_out=stream.hook_name_out,
         d_in=stream.d_in, d_sae=d_sae, n_steps=step, n_tokens=tokens, seconds=seconds,

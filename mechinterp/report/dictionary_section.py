@@ -6,8 +6,11 @@ defaults) is trained on ``resid_post`` of the middle layer over the *train* spli
 report's task (the report's own prompts, the held-out split, are not seen in training; a task
 without a train split trains on its own prompts, and the caption says so). Position 0 is left
 out of training, evaluation and the examples and passes through the splice unchanged: it is BOS,
-or in a model without one (SmolLM2) the first token, the attention sink, whose residual is
-hundreds of times larger than the others' and would otherwise take most latents. Then:
+or in a model without one (SmolLM2) the first token, the attention sink. So are the other
+"massive activations" (Sun et al. 2024: tokens whose residual norm is over ten times the
+median, hundreds of times on SmolLM2, e.g. the second token of some prompts): the SAE's
+``max_input_norm`` gives them no latents and they pass through the splice. Without this, most
+latents go to those few tokens. Then:
 
 1. quality on the report's prompts: L0, explained variance, CE loss recovered, KL, dead
    latents, and the check that the SAE spliced *with* its error term reproduces the logits;
@@ -31,6 +34,8 @@ __all__ = ["dictionary_section"]
 
 #: latents patched and shown with their examples
 TOP_LATENTS = 5
+#: a token whose residual norm exceeds this multiple of the median is a "massive activation" (Sun et al. 2024)
+MASSIVE = 10.0
 
 
 def _train_tokens(model: Any, task: Any, n: int, seed: int) -> tuple[Any, str]:
@@ -58,9 +63,14 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     train, source = _train_tokens(model, task, plan.sae_prompts, int(data.get("seed", 0)))
     progress.note(f"  SAE data: {source}, {int(train.lengths.sum())} tokens at blocks.{layer}.hook_resid_post")
     cache = mechinterp.SharedCache(model, train, progress=False)
+    hook = f"blocks.{layer}.hook_resid_post"
+    cache.fetch([hook])
+    norms = cache.get(hook).float().norm(dim=-1)[cache.attention_mask.bool()]
+    max_norm = MASSIVE * float(norms.median())
+    n_massive = int((norms > max_norm).sum())
     sae = dictionary.train_sae(cache, ("resid_post", layer), architecture="topk", k=8, expansion_factor=4,
                                n_epochs=plan.sae_epochs, lr=3e-3, batch_size=256, seed=int(data.get("seed", 0)),
-                               device=str(model.cfg.device), progress=False, skip_first=True)
+                               device=str(model.cfg.device), progress=False, skip_first=True, max_norm=max_norm)
     mask = (torch.arange(task.clean_tokens.shape[1])[None] < task.lengths[:, None]).long()
     held_out = Tokenized(task.clean_tokens, mask, task.lengths, "right")
     quality = dictionary.evaluate_sae(model, sae, held_out, skip_first=True)
@@ -94,6 +104,7 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
                             "promotes": ", ".join(repr(t) for t in promoted)})
     data["dictionary"] = {
         "site": sae.hook_name, "d_sae": sae.d_sae, "train": source, "train_tokens": int(train.lengths.sum()),
+        "max_input_norm": max_norm, "massive_tokens_left_out": n_massive,
         "quality": quality_rows[0], "metric_base": base, "metric_target": target, "latent_total": latent_total,
         "error_total": error_total, "top_latents": latent_rows,
     }
@@ -101,8 +112,9 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     return (
         "<p class='caption'>" + escape(
             f"A TopK SAE (k = 8, {sae.d_sae} latents) trained on {sae.hook_name} over {source} "
-            f"({int(train.lengths.sum() - len(train))} tokens, position 0 left out: BOS or the first-token attention "
-            f"sink; {plan.sae_epochs} epochs), evaluated on the report's "
+            f"({sae.training_log.n_tokens // max(plan.sae_epochs, 1)} tokens; position 0 (BOS or the first-token attention "
+            f"sink) and {n_massive} massive activations (norm over {MASSIVE:.0f}x the median) left out, and passed "
+            f"through the splice; {plan.sae_epochs} epochs), evaluated on the report's "
             f"{len(task)} prompts. With its error term spliced in, the model's logits are unchanged (max gap "
             f"{splice_gap:.1e}); without it, the reconstruction alone keeps the CE-loss share shown.") + "</p>"
         + table_html(quality_rows)

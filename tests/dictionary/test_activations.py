@@ -67,3 +67,20 @@ def test_skip_first_with_a_cache_keeps_padding_out(toy_lm):
     cache = mechinterp.SharedCache(toy_lm, ["the cat sat on the mat", "a dog"], positions="all", progress=False)
     stream = ActivationStream(cache, ("resid_post", 0), batch_size=64, skip_first=True)
     assert stream.n_tokens == int(cache.attention_mask.sum()) - 2
+
+
+def test_max_norm_drops_massive_activations_and_the_sae_encodes_none_of_them(tmp_path):
+    """Two tokens 1000x larger than the rest (a first-token sink, say): the stream leaves them out, the trained SAE
+    gets max_input_norm and encodes them as all-zero latents, and the value survives a save / load round trip."""
+    from mechinterp.dictionary import load_sae, save_sae, train_sae
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, 8, generator=g)
+    x[:, 0] *= 1000.0
+    stream = ActivationStream(x, batch_size=64, max_norm=100.0)
+    assert stream.n_tokens == 40 * 5 and all(float(b.norm(dim=-1).max()) <= 100.0 for b in stream)
+    sae = train_sae(x, architecture="topk", k=2, d_sae=16, batch_size=64, n_epochs=2, max_norm=100.0)
+    assert sae.max_input_norm == 100.0
+    f = sae.encode(x)
+    assert not f[:, 0].any() and f[:, 1:].any()
+    assert load_sae(save_sae(sae, tmp_path / "sae")).max_input_norm == 100.0

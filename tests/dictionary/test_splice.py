@@ -132,3 +132,30 @@ def test_skip_first_leaves_position_0_as_the_model_computes_it(tiny_model, sae, 
     with splice(tiny_model, sae, keep_error=False):
         assert not torch.allclose(tiny_model(tokens), expected, atol=1e-4)
     assert_no_hooks(tiny_model)
+
+
+def test_tokens_above_max_input_norm_pass_through(tiny_model, sae, tokens):
+    seen = {}
+    with tiny_model.hooks(fwd_hooks=[(HOOK, lambda act, hook: seen.__setitem__("x", act.clone()))]):
+        clean = tiny_model(tokens)
+    norms = seen["x"].detach().norm(dim=-1)
+    sae.max_input_norm = float(norms.median().detach())  # about half the tokens count as "massive"
+    try:
+        big = norms > sae.max_input_norm
+
+        def expected_site(act, hook):
+            out = sae(act)
+            out[big] = act[big]
+            return out
+
+        with tiny_model.hooks(fwd_hooks=[(HOOK, expected_site)]):
+            expected = tiny_model(tokens)
+        with splice(tiny_model, sae, keep_error=False) as state:
+            spliced = tiny_model(tokens)
+        torch.testing.assert_close(spliced, expected, atol=1e-6, rtol=0)
+        assert not state.latents[big].any() and state.latents[~big].any()
+        with splice(tiny_model, sae) as state:  # with the error term: exact
+            assert torch.equal(tiny_model(tokens), clean)
+    finally:
+        sae.max_input_norm = None
+    assert_no_hooks(tiny_model)

@@ -42,6 +42,7 @@ def report(smollm2, tmp_path_factory):
         ReportPlan.full(n_layers, smollm2.cfg.n_heads, 0, 8),
         patch_n=2, patch_layers=list(range(0, n_layers, 10)) + [n_layers - 1], circuit_n=2, circuit_steps=1,
         circuit_fractions=FEW_FRACTIONS, head_probes=4, attribution_prompts=1, ig_steps=8, explain_prompts=1,
+        sae_prompts=48, sae_epochs=3,
     )
     lines: list[str] = []
     page = build_report(smollm2, "ioi", tmp_path_factory.mktemp("report"), n=8, plan=plan, log=lines.append)
@@ -60,6 +61,9 @@ def test_every_section_runs_on_smollm2(report, smollm2):
     # the caller's plan is used as given and the page says so
     assert data["plan"]["patch_n"] == 2 and "given by the caller" in section(page, "plan")
     assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in smollm2.hook_dict.values())
+    d = data["dictionary"]  # the SAE leaves the first-token sink out; with its error term the model is unchanged
+    assert d["site"] == "blocks.15.hook_resid_post" and d["quality"]["max |logit gap| with error term"] < 1e-4
+    assert d["train"] == "48 prompts of the task's train split" and len(d["top_latents"]) == 5
 
 
 def test_figures_are_sized_for_30_layers(report, smollm2):
