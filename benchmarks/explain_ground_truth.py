@@ -96,6 +96,53 @@ def counterfactual_table(model, n: int) -> list[str]:
     return out
 
 
+ALL_EDITS = ("substitute", "delete", "insert")
+EDIT_SETTINGS = [(("substitute",), {}), (("substitute", "delete"), {}), (("substitute", "insert"), {}), (ALL_EDITS, {}),
+                 (("substitute",), {"max_token_drop": None}), (ALL_EDITS, {"max_token_drop": None})]
+
+
+def counterfactual_edits_table(model, n: int, tasks=("facts", "ioi", "sentiment"), settings=EDIT_SETTINGS) -> list[str]:
+    """Default options, with and without deletions and insertions (``edits=``): per task, the
+    share flipped, the share whose flip substitutes or deletes a ground-truth token (an
+    insertion edits no original token), the mean number of edits of a flip, the share of flips
+    that use a deletion / an insertion, and the cost."""
+    import mechinterp
+    from mechinterp.explain import counterfactual
+
+    out = ["| task | edits | flipped | edits a ground-truth token | mean edits (flips) | one edit | flips with a deletion "
+           "| flips with an insertion | forward / prompt | backward / prompt | s / prompt |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    examples = []
+    for name in tasks:
+        task = mechinterp.tasks.load(name, model, n=n)
+        options = {"among": ["positive", "negative"]} if name == "sentiment" else {}
+        for kinds, extra in settings:
+            flipped = hit = one = n_edits = dele = ins = fwd = bwd = 0
+            start = time.perf_counter()
+            for i in range(len(task)):
+                cf = counterfactual(model, task.clean_tokens[i, : int(task.lengths[i])], edits=kinds, **options, **extra)
+                fwd, bwd = fwd + cf.n_forward, bwd + cf.n_backward
+                if not cf.success:
+                    continue
+                flipped += 1
+                hit += bool(set(cf.positions) & set(task.ground_truth.positions[i]))
+                one += cf.n_edits == 1
+                n_edits += cf.n_edits
+                dele += "delete" in cf.kinds
+                ins += "insert" in cf.kinds
+                if not extra and ("delete" in cf.kinds or "insert" in cf.kinds) and sum(e[0] == name for e in examples) < 3:
+                    examples.append((name, cf.summary()))
+            k = len(task)
+            shown = ", ".join(kinds) + "".join(f"; {a}={b}" for a, b in extra.items())
+            out.append(f"| {name} | {shown} | {flipped / k:.2f} | {hit / k:.2f} | {n_edits / max(flipped, 1):.2f} | "
+                       f"{one / k:.2f} | {dele / max(flipped, 1):.2f} | {ins / max(flipped, 1):.2f} | {fwd / k:.1f} | "
+                       f"{bwd / k:.1f} | {(time.perf_counter() - start) / k:.2f} |")
+            print(out[-1], flush=True)
+    out += ["", "Flips that use a deletion or an insertion (first three per task):", ""]
+    out += [f"* {name}: {text}" for name, text in examples]
+    return out
+
+
 def smollm2_counterfactual_table(n: int) -> list[str]:
     """Counterfactuals away from the prediction on SmolLM2's fact prompts: does the edit hit the country?"""
     import sys
@@ -145,16 +192,28 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--out", default=None)
     parser.add_argument("--smollm2", action="store_true", help="only the SmolLM2 counterfactual table")
+    parser.add_argument("--edits", action="store_true", help="only the counterfactual edit-kinds table (zoo:toy-lm)")
+    parser.add_argument("--tasks", default="facts,ioi,sentiment", help="--edits: tasks, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.smollm2:
         print("\n".join(smollm2_counterfactual_table(args.n)))
         return
     model = mechinterp.load("zoo:toy-lm")
+    if args.edits:
+        text = "\n".join(counterfactual_edits_table(model, args.n, tuple(args.tasks.split(",")))) + "\n"
+        print(text)
+        if args.out:
+            from pathlib import Path
+
+            Path(args.out).write_text(text)
+        return
     lines = [f"## Grad-CAM beside IG: top-1 hit rate on ground-truth positions (zoo:toy-lm, {args.n} test prompts per task)", ""]
     lines += grad_cam_table(model, ["facts", "sentiment", "greater-than"], args.n)
     lines += ["", f"## Counterfactuals (zoo:toy-lm, {args.n} test prompts per task)", ""]
     lines += counterfactual_table(model, args.n)
+    lines += ["", f"## Counterfactuals with deletions and insertions (zoo:toy-lm, {args.n} test prompts per task)", ""]
+    lines += counterfactual_edits_table(model, args.n)
     lines += ["", "## Surrogates on sentiment (zoo:toy-lm, 300 training-split prompts, 30% held out)", ""]
     lines += surrogate_table(model)
     text = "\n".join(lines) + "\n"
