@@ -86,7 +86,7 @@ def test_only_an_insertion_flips_and_the_search_finds_exactly_it(copy_prev):
     # one pass: 3 substitutions (a, b, end -> d), 3 deletions (a, b, end), 4 gaps x 1 allowed token
     assert cf.n_forward == 1 + 3 + 3 + 4
     assert cf.n_backward == 1 + 4  # the prompt, and each gap with its anchor (d) inserted
-    assert "insert 'd' before @4" in cf.summary() and "rgba(39,174,96" in cf.to_html()
+    assert "insert 'd' before @4" in cf.summary() and "rgba(39,174,96" in cf.to_html() and cf.plot() is not None
     # with one edit, no substitution or deletion flips it (two can: "a d c", b -> d and end deleted)
     assert not counterfactual(copy_prev, "a b c end", edits=("substitute", "delete"), max_edits=1, **options).success
 
