@@ -15,8 +15,9 @@ being edited, so a second edit is judged with the first one applied).
   place holds it and every plausible deletion is verified (no estimate is needed to choose
   among one). Plausible when the token that moves into position ``i`` is about as likely
   without ``x_i`` as with it: ``log p(x_{i+1} | x_<i) ≥ log p(x_{i+1} | x_≤i) − max_token_drop``.
-  With the filter on, the last token (the one the answer is read after) and, without BOS,
-  the first token are not deleted: nothing would judge them.
+  The last token is never deleted (the answer is read after it; deleting it asks another
+  question, as appending would), and with the filter on, without BOS, neither is the first
+  (no prefix would judge the token that moves there).
 * **insert** ``v`` before ``x_i`` — the prompt with the model's own likeliest (allowed)
   next token ``v*`` inserted is run forward and backward once per gap, and
   ``(E[v] − E[v*]) · g`` (``g`` the gradient at the inserted position) ranks the rest: HotFlip
@@ -193,10 +194,10 @@ def propose(state: EditState, logits: Float[Tensor, "pos d_vocab"], grad: Float[
         logp = logits[: n - 1].log_softmax(-1).cpu() if rules.max_token_drop is not None else None  # row r: log p(· | tokens ≤ r)
         for j in free:
             i = origins[j]
-            if i in state.inserts or (i + 1) in state.inserts:
-                continue
+            if j == n - 1 or i in state.inserts or (i + 1) in state.inserts:
+                continue  # the answer is read after the last token: it stays
             if logp is not None:  # the next token must stay about as likely without x_i as with it
-                if not 1 <= j <= n - 2:
+                if j == 0:
                     continue
                 nxt = tokens[j + 1]
                 if float(logp[j - 1, nxt]) < float(logp[j, nxt]) - rules.max_token_drop:

@@ -74,8 +74,9 @@ def test_only_a_deletion_flips_and_the_search_finds_exactly_it(copy_prev):
 
 def test_only_an_insertion_flips_and_the_search_finds_exactly_it(copy_prev):
     """``a b c end`` with ``c`` fixed and ``d`` the only allowed new token: no substitution
-    changes the token before the last, deleting ``end`` leaves a tie (not a flip), and of the four
-    insertion gaps only ``d`` before ``end`` makes ``d`` the token before the last."""
+    changes the token before the last (``end`` → ``d`` leaves ``c`` there), the last token is never
+    deleted, and of the four insertion gaps only ``d`` before ``end`` makes ``d`` the token before
+    the last."""
     options = {"among": ["c", "d"], "allowed": ["d"], "fixed": ["c"], "max_token_drop": None}
     cf = counterfactual(copy_prev, "a b c end", edits=ALL, **options)
     assert cf.success and cf.n_edits == 1 and cf.kinds == ["insert"] and cf.positions == []
@@ -83,12 +84,12 @@ def test_only_an_insertion_flips_and_the_search_finds_exactly_it(copy_prev):
     assert (e["position"], e["new"], e["old"], e["edited_position"]) == (4, "d", None, 4)
     assert cf.edited_tokens == ["<bos>", "a", "b", "c", "d", "end"] and cf.new_prediction == "d"
     assert cf.edited_text == "a b c d end" and cf.retokenizes
-    # one pass: 3 substitutions (a, b, end -> d), 3 deletions (a, b, end), 4 gaps x 1 allowed token
-    assert cf.n_forward == 1 + 3 + 3 + 4
+    # one pass: 3 substitutions (a, b, end -> d), 2 deletions (a, b), 4 gaps x 1 allowed token
+    assert cf.n_forward == 1 + 3 + 2 + 4
     assert cf.n_backward == 1 + 4  # the prompt, and each gap with its anchor (d) inserted
     assert "insert 'd' before @4" in cf.summary() and "rgba(39,174,96" in cf.to_html() and cf.plot() is not None
-    # with one edit, no substitution or deletion flips it (two can: "a d c", b -> d and end deleted)
-    assert not counterfactual(copy_prev, "a b c end", edits=("substitute", "delete"), max_edits=1, **options).success
+    # without insertions nothing flips, within any number of edits
+    assert not counterfactual(copy_prev, "a b c end", edits=("substitute", "delete"), **options).success
 
 
 def test_insertion_never_goes_between_fixed_tokens_or_after_the_last(copy_prev):
