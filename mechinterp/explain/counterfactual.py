@@ -337,7 +337,10 @@ def counterfactual(
             these tokens only. ``None``: the whole vocabulary.
         edits: the kinds of edit searched, any of ``"substitute"``, ``"delete"`` and
             ``"insert"`` (see :mod:`mechinterp.explain.edits` for how each is ranked and
-            judged). Default ``EDITS_DEFAULT_DOC``.
+            judged). Default ``("substitute",)``, the recommended search: on zoo:toy-lm's facts,
+            IOI and sentiment prompts deletions and insertions flip nothing more and, away
+            from the prediction, let a flip change the question instead of the answer
+            ("The capital city of Finland is" → "called"; module docstring).
         fixed: positions (ints, negative counts from the end) or token strings that must not
             be edited (substituted or deleted; an insertion may go next to a fixed token, not
             between two). BOS is always fixed.
