@@ -43,7 +43,8 @@ kind, its position in the original prompt and its tokens. The default searches s
 only: on the same 100 prompts per task, adding deletions and insertions flips no more prompts
 and needs no fewer edits; on facts 38% of the flips become an insertion that changes the
 question instead of the answer ("The capital city of Finland is" → "called"), so the country
-is edited in 62% instead of 100% (``benchmarks/results/explain.md``).
+is edited in 62% instead of 100% (on SmolLM2's 12 fact prompts: 8 instead of 11;
+``benchmarks/results/explain.md``).
 
 Constraints: ``fixed`` positions or token strings are never edited (BOS never is; without
 BOS, position 0 has no prefix to judge a replacement by and is not edited while
