@@ -45,7 +45,8 @@ from torch import Tensor
 
 from mechinterp.errors import MechinterpError
 
-__all__ = ["EDIT_KINDS", "EditRules", "EditState", "check_edit_kinds", "plausibility_block", "propose"]
+__all__ = ["EDIT_KINDS", "EditRules", "EditState", "check_edit_kinds", "insertion_anchor", "insertion_gaps", "plausibility_block",
+           "propose"]
 
 EDIT_KINDS = ("substitute", "delete", "insert")
 
