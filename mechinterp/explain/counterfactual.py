@@ -1,9 +1,9 @@
 """Counterfactual explanations: the smallest edit of a prompt that changes the model's prediction.
 
 The search edits tokens (substitutions by default; ``edits=("substitute", "delete",
-"insert")`` adds deletions and insertions) until the prediction leaves the current answer (``target=None``) or becomes ``target``. The prediction is the top-1
-token over the vocabulary, or over ``among`` (a label set such as ``["positive",
-"negative"]``) when given. Its distance to flipping is the **margin**
+"insert")`` adds deletions and insertions) until the prediction leaves the current answer
+(``target=None``) or becomes ``target``. The prediction is the top-1 token over the
+vocabulary, or over ``among`` (a label set such as ``["positive", "negative"]``) when given. Its distance to flipping is the **margin**
 
 * away from the current answer ``y``: ``logit(y) - max_{j != y} logit(j)``;
 * towards ``target`` ``t``: ``max_{j != t} logit(j) - logit(t)``;

@@ -58,7 +58,8 @@ def check_edit_kinds(edits: Sequence[str] | str) -> tuple[str, ...]:
     try:
         kinds = list(edits)
     except TypeError:
-        raise MechinterpError(f"counterfactual: edits must be a tuple of edit kinds from {EDIT_KINDS}, got {edits!r}.") from None
+        raise MechinterpError(f"counterfactual: edits must be a tuple of edit kinds from {EDIT_KINDS}, "
+                              f"got {edits!r}.") from None
     bad = [k for k in kinds if k not in EDIT_KINDS]
     if bad:
         raise MechinterpError(f"counterfactual: unknown edit kind {bad[0]!r}; choose from {', '.join(EDIT_KINDS)} "
@@ -75,7 +76,8 @@ class EditState:
     slots: list[int | None]  # token id per original position; None = deleted
     edits: list[tuple[int, str]]  # (original position, kind); an insertion's position is the token it precedes
     inserts: dict[int, int] = field(default_factory=dict)  # original position -> token id inserted before it
-    checks: list[tuple[int, float]] = field(default_factory=list)  # (j, least log p(token j+1 | tokens ≤ j)), read after verifying
+    # (j, least log p(token j+1 | tokens ≤ j)), checked on the candidate's own verification pass
+    checks: list[tuple[int, float]] = field(default_factory=list)
     margin: float = float("inf")
     fluency: float = float("nan")
     plausible: bool = True
@@ -192,7 +194,8 @@ def propose(state: EditState, logits: Float[Tensor, "pos d_vocab"], grad: Float[
                 slots[origins[j]] = v
                 out.append(EditState(slots, state.edits + [(origins[j], "substitute")], dict(state.inserts)))
     if "delete" in rules.kinds and n > 2:
-        logp = logits[: n - 1].log_softmax(-1).cpu() if rules.max_token_drop is not None else None  # row r: log p(· | tokens ≤ r)
+        # row r: log p(· | tokens ≤ r)
+        logp = logits[: n - 1].log_softmax(-1).cpu() if rules.max_token_drop is not None else None
         for j in free:
             i = origins[j]
             if j == n - 1 or i in state.inserts or (i + 1) in state.inserts:
