@@ -3,7 +3,8 @@
 The search edits tokens (substitutions by default; ``edits=("substitute", "delete",
 "insert")`` adds deletions and insertions) until the prediction leaves the current answer
 (``target=None``) or becomes ``target``. The prediction is the top-1 token over the
-vocabulary, or over ``among`` (a label set such as ``["positive", "negative"]``) when given. Its distance to flipping is the **margin**
+vocabulary, or over ``among`` (a label set such as ``["positive", "negative"]``) when given.
+Its distance to flipping is the **margin**
 
 * away from the current answer ``y``: ``logit(y) - max_{j != y} logit(j)``;
 * towards ``target`` ``t``: ``max_{j != t} logit(j) - logit(t)``;
@@ -37,8 +38,9 @@ prompts, with one edit in 100%, 100% and 80% of them (``benchmarks/results/expla
 Deletions and insertions (``edits=``, :mod:`mechinterp.explain.edits`) are ranked and judged
 the same way: a first-order estimate shortlists the ``top_k`` best at each place (an insertion
 is linearised at the model's own likeliest token inserted there), forward passes verify them,
-and ``max_token_drop`` holds every token an edit moves (the token after a deletion, the
-inserted token and the one it displaces) to the substitution rule. An edit record names its
+and ``max_token_drop`` holds every token an edit puts into a new context (the token after a
+deletion, the inserted token and the one it displaces) to the substitution's bound: at most
+that many nats less likely than what it stands in for. An edit record names its
 kind, its position in the original prompt and its tokens. The default searches substitutions
 only: on the same 100 prompts per task, adding deletions and insertions flips no more prompts
 and needs no fewer edits; on facts 38% of the flips become an insertion that changes the
