@@ -4,6 +4,7 @@
 
 * ``counterfactual`` (default): the smallest plausible edit that flips each of ``--n`` task
   prompts (or ``--prompt``); with a task, the share of flips that edit a ground-truth token;
+  ``--edits substitute,delete,insert`` also searches deletions and insertions;
 * ``surrogate``: a decision tree (``--kind linear``: sparse logistic) imitating the model on
   ``--n`` training prompts of ``--task``, with held-out fidelity and its rules;
 * ``gradcam``: Grad-CAM per layer and combined for ``--prompt`` and ``--target``;
@@ -45,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="prompts: counterfactual 8, surrogate 200 (training split); cot examples 64")
     parser.add_argument("--max-edits", type=int, default=3, help="counterfactual: most edits tried")
     parser.add_argument("--max-token-drop", type=float, default=3.0,
-                        help="counterfactual: plausibility of a replacement in nats (negative: off, plain HotFlip)")
+                        help="counterfactual: plausibility of an edit in nats (negative: off, plain HotFlip)")
+    parser.add_argument("--edits", default="substitute",
+                        help="counterfactual: edit kinds searched, comma-separated from substitute,delete,insert "
+                             "(default: substitute, the recommended search; see docs/howto/explain.md)")
     parser.add_argument("--kind", default="tree", choices=["tree", "linear"], help="surrogate model")
     parser.add_argument("--max-depth", type=int, default=16, help="surrogate tree depth")
     parser.add_argument("--method", default="integrated_gradients", help="words: the attribution method")
@@ -59,6 +63,12 @@ def _labels(args: argparse.Namespace, model: Any) -> list[str] | None:
     probe = load_task(args.task, model, n=32, seed=args.seed)
     answers = sorted(set(probe.correct_answers) | set(probe.wrong_answers))
     return answers if len(answers) <= 2 else None
+
+
+def _edit_kinds(args: argparse.Namespace) -> tuple[str, ...]:
+    from mechinterp.explain.edits import check_edit_kinds
+
+    return check_edit_kinds([k.strip() for k in args.edits.split(",") if k.strip()])
 
 
 def _target(text: str) -> Any:
@@ -77,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise MechinterpError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+    if args.what == "counterfactual":
+        _edit_kinds(args)  # bad kinds fail before the model loads
     folder = check_out(args.out)
     if args.what == "cot":
         return _cot(args, folder)
@@ -100,7 +112,8 @@ def _counterfactual(args: argparse.Namespace, model: Any, task: Any, folder: Pat
     from mechinterp.explain import counterfactual
 
     among = _labels(args, model)
-    options = {"among": among, "max_edits": args.max_edits,
+    kinds = _edit_kinds(args)
+    options = {"among": among, "edits": list(kinds), "max_edits": args.max_edits,
                "max_token_drop": None if args.max_token_drop < 0 else args.max_token_drop}
     if args.prompt is not None:
         prompts, truth = [args.prompt], [None]

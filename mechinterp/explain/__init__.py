@@ -1,7 +1,8 @@
 """Explanations beyond attribution: counterfactuals, surrogates, Grad-CAM, global views, words, CoT.
 
-* :func:`counterfactual` — the smallest token edit that changes the prediction (HotFlip-ranked
-  candidates, verified by batched forward passes; fixed tokens, allowed vocabulary, fluency).
+* :func:`counterfactual` — the smallest token edit that changes the prediction (substitutions;
+  ``edits=`` adds deletions and insertions, :mod:`mechinterp.explain.edits`): HotFlip-ranked
+  candidates, verified by batched forward passes; fixed tokens, allowed vocabulary, fluency.
 * :func:`fit_surrogate` — a decision tree or sparse linear model imitating the LM on a task
   distribution, with held-out fidelity; :func:`local_surrogate` is LIME (from
   :mod:`mechinterp.attribution`).
@@ -23,13 +24,16 @@ Example:
 """
 
 from mechinterp.explain.cot import CoTFaithfulness, cot_faithfulness
-from mechinterp.explain.counterfactual import Counterfactual, counterfactual
+from mechinterp.explain.counterfactual import DEFAULT_EDITS, Counterfactual, counterfactual
+from mechinterp.explain.edits import EDIT_KINDS
 from mechinterp.explain.global_view import GlobalView, aggregate, global_attribution
 from mechinterp.explain.gradcam import GradCam, grad_cam, grad_cam_map
 from mechinterp.explain.surrogate import ActivationFeatures, Surrogate, fit_surrogate, local_surrogate
 from mechinterp.explain.words import WordExplanation, explain_in_words
 
 __all__ = [
+    "DEFAULT_EDITS",
+    "EDIT_KINDS",
     "ActivationFeatures",
     "CoTFaithfulness",
     "Counterfactual",

@@ -1,9 +1,10 @@
 """Counterfactual explanations: the smallest edit of a prompt that changes the model's prediction.
 
-The search edits tokens (substitutions, optionally deletions) until the prediction leaves
-the current answer (``target=None``) or becomes ``target``. The prediction is the top-1
-token over the vocabulary, or over ``among`` (a label set such as ``["positive",
-"negative"]``) when given. Its distance to flipping is the **margin**
+The search edits tokens (substitutions by default; ``edits=("substitute", "delete",
+"insert")`` adds deletions and insertions) until the prediction leaves the current answer
+(``target=None``) or becomes ``target``. The prediction is the top-1 token over the
+vocabulary, or over ``among`` (a label set such as ``["positive", "negative"]``) when given.
+Its distance to flipping is the **margin**
 
 * away from the current answer ``y``: ``logit(y) - max_{j != y} logit(j)``;
 * towards ``target`` ``t``: ``max_{j != t} logit(j) - logit(t)``;
@@ -34,6 +35,19 @@ country, a name, a sentiment word) in 100/100 facts, 100/100 IOI and 99/100 sent
 prompts, with one edit in 100%, 100% and 80% of them (``benchmarks/results/explain.md``;
 ``tests/explain/test_counterfactual.py`` asserts the bar on 20 prompts per task).
 
+Deletions and insertions (``edits=``, :mod:`mechinterp.explain.edits`) are ranked and judged
+the same way: a first-order estimate shortlists the ``top_k`` best at each place (an insertion
+is linearised at the model's own likeliest token inserted there), forward passes verify them,
+and ``max_token_drop`` holds every token an edit puts into a new context (the token after a
+deletion, the inserted token and the one it displaces) to the substitution's bound: at most
+that many nats less likely than what it stands in for. An edit record names its
+kind, its position in the original prompt and its tokens. The default searches substitutions
+only: on the same 100 prompts per task, adding deletions and insertions flips no more prompts
+and needs no fewer edits; on facts 38% of the flips become an insertion that changes the
+question instead of the answer ("The capital city of Finland is" → "called"), so the country
+is edited in 62% instead of 100% (on SmolLM2's 12 fact prompts: 8 instead of 11;
+``benchmarks/results/explain.md``).
+
 Constraints: ``fixed`` positions or token strings are never edited (BOS never is; without
 BOS, position 0 has no prefix to judge a replacement by and is not edited while
 ``max_token_drop`` is on); ``allowed`` limits the replacement vocabulary (special tokens
@@ -46,6 +60,7 @@ of the fewest edits the most fluent one is returned (``select="fluency"``);
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,12 +71,16 @@ from torch import Tensor
 
 from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
+from mechinterp.core.tokens import tokenize
+from mechinterp.core.validation import check_ids
 from mechinterp.errors import MechinterpError
 from mechinterp.explain.common import bos_position, one_prompt, piece, special_ids, token_id, token_ids, token_strs
+from mechinterp.explain.edits import EditRules, EditState, check_edit_kinds, insertion_anchor, insertion_gaps, propose
 from mechinterp.viz import escape, table_html
-from mechinterp.core.validation import check_ids
 
-__all__ = ["Counterfactual", "counterfactual"]
+__all__ = ["DEFAULT_EDITS", "Counterfactual", "counterfactual"]
+
+DEFAULT_EDITS: tuple[str, ...] = ("substitute",)
 
 
 @dataclass(frozen=True)
@@ -70,11 +89,13 @@ class Counterfactual(AbstractResult):
 
     Attributes:
         tokens: the original prompt's token strings.
-        edited_tokens: the edited prompt's token strings.
+        edited_tokens: the edited prompt's token strings (what was evaluated).
         edited_text: the edited prompt as text (decoded; BOS left out).
-        edits: one dict per edit: ``position`` (in the original prompt), ``kind``
-            (``"substitute"`` or ``"delete"``), ``old``, ``new`` (``None`` for a deletion),
-            ``old_id``, ``new_id``.
+        edits: one dict per edit, by position: ``kind`` (``"substitute"``, ``"delete"`` or
+            ``"insert"``), ``position`` (in the original prompt; an insertion's is the token it
+            is inserted before), ``old``/``old_id`` (``None`` for an insertion),
+            ``new``/``new_id`` (``None`` for a deletion), ``edited_position`` (where the new
+            token is in ``edited_tokens``; ``None`` for a deletion).
         success: whether the prediction flipped (margin below 0).
         original_prediction / new_prediction: the top-1 token (over ``among`` if given).
         original_prob / new_prob: their probabilities (softmax over ``among`` if given,
@@ -82,10 +103,13 @@ class Counterfactual(AbstractResult):
         margin_before / margin_after: the margin (see the module docstring); below 0 = flipped.
         fluency_before / fluency_after: mean log-probability per prompt token under the model.
         n_forward: sequences run forward to verify candidates (the prompt itself included).
-        n_backward: gradient passes (one per beam state and depth).
+        n_backward: sequences run forward and backward for gradients (one per beam state and
+            depth, plus one per insertion gap searched).
         target: the target answer, or ``None`` (move away from the current prediction).
         among: the label set, or ``None`` (the whole vocabulary).
         options: the search options.
+        retokenizes: whether ``edited_text`` tokenizes back to ``edited_tokens`` (the search
+            keeps it so whenever the original prompt does).
     """
 
     tokens: list[str]
@@ -106,6 +130,7 @@ class Counterfactual(AbstractResult):
     target: str | None = None
     among: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    retokenizes: bool = True
 
     @property
     def n_edits(self) -> int:
@@ -113,20 +138,36 @@ class Counterfactual(AbstractResult):
 
     @property
     def positions(self) -> list[int]:
-        """The edited positions (original prompt coordinates)."""
-        return [int(e["position"]) for e in self.edits]
+        """The original tokens edited (substituted or deleted; an insertion edits none)."""
+        return [int(e["position"]) for e in self.edits if e["kind"] != "insert"]
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kind of each edit, in the order of :attr:`edits`."""
+        return [e["kind"] for e in self.edits]
+
+    @staticmethod
+    def _describe(e: dict[str, Any]) -> str:
+        if e["kind"] == "substitute":
+            return f"{e['old']!r}→{e['new']!r}@{e['position']}"
+        if e["kind"] == "delete":
+            return f"delete {e['old']!r}@{e['position']}"
+        return f"insert {e['new']!r} before @{e['position']}"
 
     def summary(self) -> str:
         """One line: the edits and the prediction change."""
-        parts = [f"{e['old']!r}→{e['new']!r}@{e['position']}" if e["kind"] == "substitute" else f"delete {e['old']!r}@{e['position']}"
-                 for e in self.edits]
+        parts = [self._describe(e) for e in self.edits]
         state = "flips" if self.success else "does not flip"
         return (f"{', '.join(parts) or 'no edit'} {state} the prediction {self.original_prediction!r} "
                 f"(p={self.original_prob:.3f}) → {self.new_prediction!r} (p={self.new_prob:.3f}); "
                 f"{self.n_forward} forward passes")
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def plot(self, ax: Any = None) -> Any:
-        """The original tokens with edited positions marked, and the prediction change in the title."""
+        """The original tokens with edits marked (red: substituted, struck: deleted, green: inserted
+        between two tokens), and the prediction change in the title."""
         from mechinterp.viz import pyplot
 
         plt = pyplot()
@@ -134,7 +175,7 @@ class Counterfactual(AbstractResult):
             fig, ax = plt.subplots(figsize=(min(14, 1.5 + 0.6 * len(self.tokens)), 1.8))
         else:
             fig = ax.figure
-        edited = {e["position"]: e for e in self.edits}
+        edited = {e["position"]: e for e in self.edits if e["kind"] != "insert"}
         for i, tok in enumerate(self.tokens):
             e = edited.get(i)
             ax.text(i, 1, tok, ha="center", va="center", fontsize=9,
@@ -142,6 +183,12 @@ class Counterfactual(AbstractResult):
             if e:
                 ax.text(i, 0, "∅" if e["new"] is None else e["new"], ha="center", va="center", fontsize=9, color="#c0392b",
                         bbox={"fc": "white", "ec": "#c0392b"})
+        for e in self.edits:
+            if e["kind"] == "insert":
+                x = e["position"] - 0.5
+                ax.annotate("", xy=(x, 0.75), xytext=(x, 0.25), arrowprops={"arrowstyle": "->", "color": "#1e8449"})
+                ax.text(x, 0, "+" + e["new"], ha="center", va="center", fontsize=9, color="#1e8449",
+                        bbox={"fc": "white", "ec": "#1e8449"})
         ax.set_xlim(-0.7, len(self.tokens) - 0.3)
         ax.set_ylim(-0.6, 1.6)
         ax.axis("off")
@@ -152,37 +199,27 @@ class Counterfactual(AbstractResult):
 
     def to_html(self) -> str:
         """The original and edited prompts with edits highlighted, then the numbers (offline)."""
-        edited = {e["position"] for e in self.edits}
+        colour = {"substitute": "rgba(220,50,47,.35)", "delete": "rgba(220,50,47,.35)", "insert": "rgba(39,174,96,.35)"}
+        before = {e["position"]: e["kind"] for e in self.edits if e["kind"] != "insert"}
+        after = {e["edited_position"]: e["kind"] for e in self.edits if e.get("edited_position") is not None}
 
-        def row(tokens: list[str], marks: set[int]) -> str:
+        def row(tokens: list[str], marks: dict[int, str]) -> str:
             return "<div>" + "".join(
-                f"<span class='tok' style='background:{'rgba(220,50,47,.35)' if i in marks else 'transparent'}'>{escape(t)}</span>"
+                f"<span class='tok' title='{marks[i] if i in marks else ''}' style='background:"
+                f"{colour[marks[i]] if i in marks else 'transparent'}"
+                f"{';text-decoration:line-through' if marks.get(i) == 'delete' else ''}'>{escape(t)}</span>"
                 for i, t in enumerate(tokens)) + "</div>"
 
         rows = [{"": "prediction", "before": self.original_prediction, "after": self.new_prediction},
                 {"": "probability", "before": self.original_prob, "after": self.new_prob},
                 {"": "margin", "before": self.margin_before, "after": self.margin_after},
                 {"": "fluency (mean log-prob)", "before": self.fluency_before, "after": self.fluency_after}]
-        return (f"<section><h3>counterfactual</h3><p>{escape(self.summary())}</p>{row(self.tokens, edited)}"
-                f"<div class='muted'>edited:</div><div>{escape(self.edited_text)}</div>{table_html(rows)}</section>")
+        return (f"<section><h3>counterfactual</h3><p>{escape(self.summary())}</p>{row(self.tokens, before)}"
+                f"<div class='muted'>edited: {escape(self.edited_text)}</div>{row(self.edited_tokens, after)}"
+                f"{table_html(rows)}</section>")
 
 
 # --- the search ---------------------------------------------------------------------------
-
-
-@dataclass
-class _State:
-    slots: list[int | None]  # token id per original position; None = deleted
-    edits: list[tuple[int, str]]  # (original position, "substitute" | "delete")
-    margin: float = float("inf")
-    fluency: float = float("nan")
-
-    def tokens(self) -> list[int]:
-        return [t for t in self.slots if t is not None]
-
-    def index(self) -> list[int]:
-        """Original position of each current token."""
-        return [i for i, t in enumerate(self.slots) if t is not None]
 
 
 class _Objective:
@@ -202,18 +239,20 @@ class _Objective:
 
 
 def _final_logits(model: Any, tokens: Int[Tensor, "batch pos"], lengths: Tensor, need_fluency: bool
-                  ) -> tuple[Tensor, Tensor | None]:
+                  ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The logits at each row's last real token; with ``need_fluency``, the mean log-probability of
+    each row's tokens and the per-token ``[batch, pos-1]`` log-probabilities (right padding)."""
     logits = model(tokens.to(model.cfg.device))  # [batch, pos, d_vocab]
     rows = torch.arange(len(tokens))
     final = logits[rows, (lengths - 1).to(logits.device)].float()
     if not need_fluency:
-        return final, None
+        return final, None, None
     logp = logits.float().log_softmax(-1)[:, :-1]  # [batch, pos-1, d_vocab]
     nxt = tokens[:, 1:].to(logits.device)
     lp = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)  # [batch, pos-1]
     mask = (torch.arange(tokens.shape[1] - 1)[None, :] < (lengths - 1)[:, None]).to(lp.device)
     fluency = (lp * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-    return final, fluency.cpu()
+    return final, fluency.cpu(), lp.cpu()
 
 
 def _pad(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
@@ -224,10 +263,11 @@ def _pad(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
     return out, lengths
 
 
-def _gradients(model: Any, states: list[_State], objective: _Objective
+def _gradients(model: Any, rows: list[list[int]], objective: _Objective
                ) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_vocab"]]:
-    """∂margin/∂embedding for each state (one batched forward + backward), the embeddings, the logits."""
-    tokens, lengths = _pad([s.tokens() for s in states], _pad_id(model))
+    """∂margin/∂embedding for each row of tokens (one batched forward + backward, right padding),
+    the token embeddings, the logits."""
+    tokens, lengths = _pad(rows, _pad_id(model))
     store: dict[str, Tensor] = {}
 
     def leaf(act: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor:  # hook_embed: [batch, pos, d_model]
@@ -241,6 +281,25 @@ def _gradients(model: Any, states: list[_State], objective: _Objective
         margin = objective(final)
         (grad,) = torch.autograd.grad(margin.sum(), store["embed"])
     return grad.detach().float(), store["embed"].detach().float(), logits.detach().float()
+
+
+def _insertion_gradients(model: Any, beams: list[EditState], logits: Tensor, objective: _Objective, rules: EditRules,
+                         batch_size: int) -> tuple[list[dict[int, tuple[int, Tensor]]], int]:
+    """Per beam state, ``{gap j: (v*, ∂margin/∂e at the inserted position)}`` with ``v*`` the model's
+    likeliest allowed token there, inserted; and the number of sequences run backward."""
+    jobs = []  # (beam index, gap, anchor, tokens with the anchor inserted)
+    for b, state in enumerate(beams):
+        toks = state.tokens()
+        for j in insertion_gaps(state, rules):
+            anchor = insertion_anchor(logits[b], j, rules)
+            jobs.append((b, j, anchor, toks[:j] + [anchor] + toks[j:]))
+    out: list[dict[int, tuple[int, Tensor]]] = [{} for _ in beams]
+    for lo in range(0, len(jobs), batch_size):
+        chunk = jobs[lo: lo + batch_size]
+        grads, _, _ = _gradients(model, [row for *_, row in chunk], objective)
+        for r, (b, j, anchor, _) in enumerate(chunk):
+            out[b][j] = (anchor, grads[r, j].cpu())
+    return out, len(jobs)
 
 
 def _pad_id(model: Any) -> int:
@@ -259,17 +318,18 @@ def counterfactual(
     target: str | int | None = None,
     *,
     among: Sequence[str | int] | None = None,
+    edits: Sequence[str] | str = DEFAULT_EDITS,
     fixed: Sequence[int | str] = (),
     allowed: Sequence[str | int] | None = None,
     max_edits: int = 3,
     top_k: int = 4,
     beam: int = 4,
-    deletions: bool = False,
     max_fluency_drop: float | None = None,
     max_token_drop: float | None = 3.0,
     fluent_pool: int | None = None,
     select: str = "fluency",
     batch_size: int = 64,
+    deletions: bool | None = None,
 ) -> Counterfactual:
     """Find a small token edit of ``prompt`` that changes the model's prediction.
 
@@ -280,42 +340,52 @@ def counterfactual(
             current top-1 prediction.
         among: a label set (``["positive", "negative"]``): the prediction is the top-1 over
             these tokens only. ``None``: the whole vocabulary.
+        edits: the kinds of edit searched, any of ``"substitute"``, ``"delete"`` and
+            ``"insert"`` (see :mod:`mechinterp.explain.edits` for how each is ranked and
+            judged). Default ``("substitute",)``, the recommended search: on zoo:toy-lm's facts,
+            IOI and sentiment prompts deletions and insertions flip nothing more and, away
+            from the prediction, let a flip change the question instead of the answer
+            ("The capital city of Finland is" → "called"; module docstring).
         fixed: positions (ints, negative counts from the end) or token strings that must not
-            be edited. BOS is always fixed.
-        allowed: the replacement vocabulary (token strings or ids); ``None``: every token
-            except special tokens.
+            be edited (substituted or deleted; an insertion may go next to a fixed token, not
+            between two). BOS is always fixed.
+        allowed: the vocabulary of substituted and inserted tokens (strings or ids);
+            ``None``: every token except special tokens.
         max_edits: the most edits tried (depth of the beam search).
-        top_k: replacements verified per editable position, beam state and depth (the
-            ``top_k`` best by HotFlip's estimate at each position: a global top-k would
-            spend the budget on the positions with the largest gradients).
+        top_k: candidates verified per editable position (and per insertion gap), beam state
+            and depth (the ``top_k`` best by HotFlip's estimate at each place: a global top-k
+            would spend the budget on the positions with the largest gradients).
         beam: edited prompts kept per depth (the ones with the lowest verified margin).
-        deletions: also try deleting each editable token (verified without ranking).
-        max_token_drop: plausibility of a replacement, in nats: ``v`` may replace ``x_i``
-            only if ``log p(v | x_<i) >= log p(x_i | x_<i) - max_token_drop`` under the
-            model (default 3: at most 20 times less likely than the token it replaces).
-            ``None``: any replacement (plain HotFlip, which on a small model often flips by
-            breaking the prompt's form).
+        max_token_drop: plausibility of an edit, in nats: ``v`` may replace ``x_i`` only if
+            ``log p(v | x_<i) >= log p(x_i | x_<i) - max_token_drop`` under the model
+            (default 3: at most 20 times less likely than the token it replaces); deletions
+            and insertions are judged by the same rule on the tokens they move
+            (:mod:`mechinterp.explain.edits`). ``None``: any edit (plain HotFlip, which on a
+            small model often flips by breaking the prompt's form).
         max_fluency_drop: reject edits whose mean per-token log-probability under the model
             falls by more than this (nats); ``None``: no fluency constraint.
-        fluent_pool: replace the token at position ``i`` only by one of the model's own
+        fluent_pool: substitute or insert at position ``i`` only one of the model's own
             ``fluent_pool`` likeliest next tokens after position ``i - 1`` (position 0 is then
-            never edited); ``None``: no fixed-size pool. A fixed size can miss the word a flip
-            needs ("Italy" is not among toy-lm's 50 likeliest words after "The capital of");
-            ``max_token_drop`` sizes the pool per position instead.
+            never substituted); ``None``: no fixed-size pool. A fixed size can miss the word a
+            flip needs ("Italy" is not among toy-lm's 50 likeliest words after "The capital
+            of"); ``max_token_drop`` sizes the pool per position instead.
         select: among the flips of the fewest edits, keep the most fluent one
             (``"fluency"``, the default: the most plausible edit under the model itself;
             ties by margin) or the one with the lowest margin (``"margin"``: the most
             confident flip, often an edit that breaks the prompt's form).
-        batch_size: sequences per verification forward pass.
+        batch_size: sequences per verification (and insertion-gradient) forward pass.
+        deletions: deprecated; ``deletions=True`` is ``edits=("substitute", "delete")``.
 
     Returns:
         A :class:`Counterfactual` with the edits, the new prediction and its probability,
         and the number of forward passes used. ``success`` is ``False`` when no flip was
-        found within ``max_edits`` (the best edit found is returned).
+        found within ``max_edits`` (the best edit found is returned). When the prompt's text
+        tokenizes back to its tokens, so does every edited prompt the search considers
+        (``edited_text`` is the prompt that was evaluated; ``retokenizes`` says so).
 
     Raises:
-        MechinterpError: bad options, a target that is not in ``among``, a target that is
-            already the prediction, or nothing left to edit.
+        MechinterpError: bad options (an unknown edit kind among them), a target that is not
+            in ``among``, a target that is already the prediction, or nothing left to edit.
 
     Example:
         >>> import mechinterp
@@ -324,7 +394,16 @@ def counterfactual(
         >>> cf = counterfactual(model, "The capital of France is", target="Rome")
         >>> cf.success, cf.edits[0]["old"], cf.edits[0]["new"]  # doctest: +SKIP
         (True, 'France', 'Italy')
+        >>> cf = counterfactual(model, "The capital of France is", edits=("delete", "insert"))  # doctest: +SKIP
     """
+    kinds = check_edit_kinds(edits)
+    if deletions is not None:
+        warnings.warn("counterfactual(deletions=...) is deprecated: pass edits=('substitute', 'delete') instead.",
+                      DeprecationWarning, stacklevel=2)
+        if not isinstance(deletions, bool):
+            raise MechinterpError(f"counterfactual: deletions must be True or False, got {deletions!r}; use edits= instead.")
+        if deletions:
+            kinds = check_edit_kinds((*kinds, "delete"))
     if target is not None and not isinstance(target, str):
         check_ids(target, model.cfg.d_vocab, "target")
     for name, value, low in (("max_edits", max_edits, 1), ("top_k", top_k, 1), ("beam", beam, 1), ("batch_size", batch_size, 1)):
@@ -345,7 +424,7 @@ def counterfactual(
     n = len(tokens)
     among_ids = token_ids(model, among, "among")
     with torch.no_grad():
-        final0, flu0 = _final_logits(model, tokens[None], torch.tensor([n]), True)
+        final0, flu0, _ = _final_logits(model, tokens[None], torch.tensor([n]), True)
     top = int(final0[0].argmax()) if among_ids is None else among_ids[int(final0[0, among_ids].argmax())]
     if target is None:
         objective = _Objective(top, True, among_ids)
@@ -359,58 +438,33 @@ def counterfactual(
         objective = _Objective(t, False, among_ids)
     fluency0 = float(flu0[0])
 
-    editable = _editable(model, tokens, fixed)
-    vocab_ok = _vocab_mask(model, allowed)
-    W_E = model.W_E.detach().float()  # [d_vocab, d_model]
+    rules = EditRules(kinds=kinds, editable=_editable(model, tokens, fixed), vocab_ok=_vocab_mask(model, allowed),
+                      max_token_drop=max_token_drop, fluent_pool=fluent_pool, top_k=top_k, n_ctx=int(model.cfg.n_ctx))
+    W_E = model.W_E.detach().float().cpu()  # [d_vocab, d_model]
+    bos = bos_position(model, tokens)
+    text_check = _retokenizes(model, tokens.tolist(), bos)  # hold every candidate to it when the prompt itself passes
 
-    start = _State(tokens.tolist(), [], float(objective(final0)[0]), fluency0)
+    start = EditState(tokens.tolist(), [], margin=float(objective(final0)[0]), fluency=fluency0)
     n_forward, n_backward = 1, 0
     beams, best, found = [start], start, None
     for _ in range(max_edits):
-        grads, embeds, logits = _gradients(model, beams, objective)
+        grads, embeds, logits = _gradients(model, [s.tokens() for s in beams], objective)
         n_backward += len(beams)
-        seen, cands = set(), []
+        logits = logits.cpu()
+        inserts, n_insert = _insertion_gradients(model, beams, logits, objective, rules, batch_size)
+        n_backward += n_insert
+        seen: set[tuple] = set()
+        cands: list[EditState] = []
         for b, state in enumerate(beams):
-            index = state.index()
-            free = [j for j, i in enumerate(index) if editable[i] and all(i != p for p, _ in state.edits)]
-            if not free:
-                continue
-            g, e = grads[b, : len(index)], embeds[b, : len(index)]
-            est = g @ W_E.T - (g * e).sum(-1, keepdim=True)  # [pos, d_vocab]: first-order change of the margin
-            block = torch.ones_like(est, dtype=torch.bool)
-            block[free] = False
-            block |= ~vocab_ok[None, :]
-            if fluent_pool is not None:  # only the model's own likeliest tokens at each position
-                pool = logits[b, : len(index) - 1].topk(min(fluent_pool, est.shape[1]), dim=-1).indices  # [pos-1, pool]
-                outside = torch.ones_like(block)
-                outside[1:].scatter_(1, pool.cpu(), False)
-                block |= outside
-            cur = torch.tensor(state.tokens())
-            if max_token_drop is not None:  # only replacements about as likely as the token they replace
-                logp = logits[b, : len(index) - 1].log_softmax(-1).cpu()  # [pos-1, d_vocab]: log p(v | prefix)
-                own = logp.gather(1, cur[1:, None])  # [pos-1, 1]: log p(current token | prefix)
-                block[1:] |= logp < own - max_token_drop
-                block[0] = True  # no prefix to judge position 0 by (BOS is fixed anyway)
-            block[torch.arange(len(index)), cur] = True
-            est = est.masked_fill(block, float("inf"))
-            k = min(top_k, est.shape[1])
-            best_v = est[free].topk(k, dim=-1, largest=False)  # the top_k estimates of every free position
-            for row, j in enumerate(free):
-                for v, score in zip(best_v.indices[row].tolist(), best_v.values[row].tolist()):
-                    if score == float("inf"):
-                        break
-                    slots = list(state.slots)
-                    slots[index[j]] = v
-                    _add(cands, seen, _State(slots, state.edits + [(index[j], "substitute")]))
-            if deletions and len(index) > 2:
-                for j in free:
-                    slots = list(state.slots)
-                    slots[index[j]] = None
-                    _add(cands, seen, _State(slots, state.edits + [(index[j], "delete")]))
+            m = len(state.tokens())
+            for cand in propose(state, logits[b, :m], grads[b, :m].cpu(), embeds[b, :m].cpu(), W_E, inserts[b], rules):
+                _add(cands, seen, cand)
+        if text_check:
+            cands = [c for c in cands if _retokenizes(model, c.tokens(), bos)]
         if not cands:
             break
         n_forward += _verify(model, cands, objective, batch_size)
-        ok = [c for c in cands if max_fluency_drop is None or fluency0 - c.fluency <= max_fluency_drop]
+        ok = [c for c in cands if c.plausible and (max_fluency_drop is None or fluency0 - c.fluency <= max_fluency_drop)]
         flips = [c for c in ok if c.margin < 0]
         if flips:
             found = min(flips, key=(lambda c: (-c.fluency, c.margin)) if select == "fluency" else (lambda c: (c.margin, -c.fluency)))
@@ -422,31 +476,40 @@ def counterfactual(
         if beams[0].margin < best.margin:
             best = beams[0]
     final_state = found if found is not None else best
-    return _result(model, tokens, final_state, start, objective, among_ids, target, n_forward, n_backward, {
-        "max_edits": max_edits, "top_k": top_k, "beam": beam, "deletions": deletions,
+    return _result(model, tokens, final_state, start, among_ids, target, n_forward, n_backward, {
+        "edits": list(kinds), "max_edits": max_edits, "top_k": top_k, "beam": beam,
         "max_fluency_drop": max_fluency_drop, "max_token_drop": max_token_drop, "fluent_pool": fluent_pool, "select": select,
         "fixed": [str(f) for f in fixed], "allowed": None if allowed is None else len(list(allowed)),
     })
 
 
-def _add(cands: list[_State], seen: set[tuple], state: _State) -> None:
+def _add(cands: list[EditState], seen: set[tuple], state: EditState) -> None:
     key = tuple(state.tokens())
     if key not in seen:
         seen.add(key)
         cands.append(state)
 
 
-def _verify(model: Any, cands: list[_State], objective: _Objective, batch_size: int) -> int:
-    """Measure margin and fluency of every candidate; returns the number of sequences run."""
+def _retokenizes(model: Any, ids: list[int], bos: bool) -> bool:
+    """Whether the decoded text of ``ids`` (BOS left out) tokenizes back to ``ids``."""
+    text = model.tokenizer.decode(ids[1:] if bos else ids)
+    if not text.strip():
+        return False
+    return tokenize(model, text, name="counterfactual").tokens[0].tolist() == ids
+
+
+def _verify(model: Any, cands: list[EditState], objective: _Objective, batch_size: int) -> int:
+    """Measure margin and fluency of every candidate, and its insertion checks; returns the sequences run."""
     pad = _pad_id(model)
     with torch.no_grad():
         for lo in range(0, len(cands), batch_size):
             chunk = cands[lo: lo + batch_size]
             tokens, lengths = _pad([c.tokens() for c in chunk], pad)
-            final, flu = _final_logits(model, tokens, lengths, True)
+            final, flu, lp = _final_logits(model, tokens, lengths, True)
             margin = objective(final).cpu()
-            for c, m, f in zip(chunk, margin.tolist(), flu.tolist()):
+            for r, (c, m, f) in enumerate(zip(chunk, margin.tolist(), flu.tolist())):
                 c.margin, c.fluency = m, f
+                c.plausible = all(float(lp[r, j]) >= least for j, least in c.checks)
     return len(cands)
 
 
@@ -496,12 +559,12 @@ def _vocab_mask(model: Any, allowed: Sequence[str | int] | None) -> Tensor:
     return mask
 
 
-def _result(model: Any, tokens: Tensor, state: _State, start: _State, objective: _Objective, among_ids: list[int] | None,
+def _result(model: Any, tokens: Tensor, state: EditState, start: EditState, among_ids: list[int] | None,
             target: Any, n_forward: int, n_backward: int, options: dict[str, Any]) -> Counterfactual:
     new = torch.tensor(state.tokens())
     with torch.no_grad():  # the reported predictions (not counted: the search measured both already)
-        before, _ = _final_logits(model, tokens[None], torch.tensor([len(tokens)]), False)
-        after, _ = _final_logits(model, new[None], torch.tensor([len(new)]), False)
+        before, _, _ = _final_logits(model, tokens[None], torch.tensor([len(tokens)]), False)
+        after, _, _ = _final_logits(model, new[None], torch.tensor([len(new)]), False)
     finals = torch.cat([before, after]).cpu()
 
     def pred(final: Tensor) -> tuple[str, float]:
@@ -514,17 +577,24 @@ def _result(model: Any, tokens: Tensor, state: _State, start: _State, objective:
         return piece(model, among_ids[i]), float(probs[i])
 
     (p0, q0), (p1, q1) = pred(finals[0]), pred(finals[1])
+    origins = state.origins()
     edits = []
-    for pos, kind in sorted(state.edits):
-        old = int(tokens[pos])
-        new_id = state.slots[pos]
-        edits.append({"position": pos, "kind": kind, "old": piece(model, old), "new": None if new_id is None else piece(model, new_id),
-                      "old_id": old, "new_id": new_id})
-    text_ids = new[1:] if bos_position(model, tokens) else new
+    for pos, kind in sorted(state.edits):  # by position; an insertion before the token it precedes
+        if kind == "insert":
+            old, new_id, at = None, state.inserts[pos], origins.index(pos) - 1
+        else:
+            old, new_id = int(tokens[pos]), state.slots[pos]
+            at = None if new_id is None else origins.index(pos)
+        edits.append({"position": pos, "kind": kind, "old": None if old is None else piece(model, old),
+                      "new": None if new_id is None else piece(model, new_id), "old_id": old, "new_id": new_id,
+                      "edited_position": at})
+    bos = bos_position(model, tokens)
+    text_ids = new[1:] if bos else new
     return Counterfactual(
         tokens=token_strs(model, tokens), edited_tokens=token_strs(model, new), edited_text=model.tokenizer.decode(text_ids.tolist()),
         edits=edits, success=bool(state.margin < 0), original_prediction=p0, new_prediction=p1, original_prob=q0, new_prob=q1,
         margin_before=start.margin, margin_after=state.margin, fluency_before=start.fluency, fluency_after=state.fluency,
         n_forward=n_forward, n_backward=n_backward, target=None if target is None else piece(model, token_id(model, target)),
         among=None if among_ids is None else [piece(model, i) for i in among_ids], options=options,
+        retokenizes=_retokenizes(model, new.tolist(), bos),
     )

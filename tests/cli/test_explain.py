@@ -33,6 +33,18 @@ def test_counterfactual_on_sentiment_uses_the_label_set(tmp_path):
     assert summary["edits_ground_truth"] is None  # a free prompt has no ground truth
 
 
+def test_counterfactual_edit_kinds(tmp_path):
+    """``--edits`` reaches the search: on "The capital of Finland is" the fewest-edit, most fluent
+    flip away from "Helsinki" with insertions allowed is "city" inserted before "of"."""
+    argv = ["explain", "--task", "facts", "--prompt", "The capital of Finland is", "--edits", "substitute, delete,insert"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "counterfactuals.json").read_text())
+    assert summary["options"]["edits"] == ["substitute", "delete", "insert"]
+    (cf,) = summary["counterfactuals"]
+    assert cf["success"] and [(e["kind"], e["new"], e["position"]) for e in cf["edits"]] == [("insert", "city", 3)]
+    assert build_parser().parse_args(["explain"]).edits == "substitute"
+
+
 def test_surrogate_gradcam_and_words(tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["explain", "surrogate", "--task", "sentiment", "--n", "80", "--out", str(out)]) == 0
@@ -72,6 +84,7 @@ def test_cot_examples_file(tmp_path):
     (["cot", "--model", "zoo:attn-only-2l"], "pass --examples"),
     (["--n", "0"], "--n must be >= 1"),
     (["gradcam", "--prompt", "The capital of France is"], "--prompt without --target"),
+    (["counterfactual", "--edits", "substitute,swap"], "unknown edit kind 'swap'"),
 ])
 def test_bad_input(argv, message, tmp_path, capsys):
     assert main(["explain", *argv, "--out", str(tmp_path)]) == 2

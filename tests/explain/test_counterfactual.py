@@ -100,7 +100,7 @@ def test_constraints(toy_lm):
     cf = counterfactual(toy_lm, prompt, allowed=allowed)
     assert cf.success and all(e["new"] in allowed for e in cf.edits)
     assert cf.new_prediction in ("Madrid", "Lima", "Tokyo")
-    cf = counterfactual(toy_lm, prompt, target="Rome", deletions=True, allowed=["the"])
+    cf = counterfactual(toy_lm, prompt, target="Rome", edits=("substitute", "delete"), allowed=["the"])
     assert all(e["kind"] == "delete" or e["new"] == "the" for e in cf.edits)
 
 

@@ -94,3 +94,19 @@ def test_global_view_shares(smollm2, fact):
         shares.append(float(row[-1] / row.abs().sum()))  # SmolLM2 has no BOS: every token counts
     assert view.get("-1")["mean"] == pytest.approx(sum(shares) / 2, abs=1e-5)
     assert view.n_prompts == 2 and view.get("-1")["count"] == 2
+
+
+def test_counterfactual_with_deletions_and_insertions_on_a_bpe_model(smollm2, fact):
+    """All three edit kinds on SmolLM2 (BPE, no BOS): away from " Paris" the fewest-edit flip is one
+    edit whose text tokenizes back to exactly the tokens evaluated; every insertion gap was run
+    backward once (one gradient sequence per gap beside the prompt's own)."""
+    cf = counterfactual(smollm2, fact["prompt"], edits=("substitute", "delete", "insert"))
+    assert cf.success and cf.n_edits == 1 and cf.retokenizes
+    ids = smollm2.to_tokens(cf.edited_text)[0].tolist()
+    assert [smollm2.to_string([i]) for i in ids] == cf.edited_tokens
+    with torch.no_grad():
+        logits = smollm2(torch.tensor([ids]))[0, -1]
+    assert smollm2.to_string([int(logits.argmax())]) == cf.new_prediction != fact["answer"]
+    n = len(cf.tokens)
+    assert cf.n_backward == 1 + (n - 1)  # the prompt, and each of its n - 1 gaps with its anchor inserted
+    assert active_hooks(smollm2) == []
