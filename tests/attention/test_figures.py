@@ -31,3 +31,19 @@ def test_grid_of_a_30_layer_model_stays_bounded():
     assert height <= 30.0 + 1e-6 and width <= 10.0  # 2.2-inch panels would make it 66 inches tall
     assert all(not ax.get_yticklabels() for ax in fig.axes if ax.get_title())  # panels too small for labels
     plt.close("all")
+
+
+def test_grid_titles_and_token_labels_do_not_overlap():
+    # Before: every panel carried rotated token labels, so each title sat on the labels of the
+    # panel above and each row's y labels ran into the panel to its left.
+    import matplotlib.pyplot as plt
+
+    from mechinterp.viz.checks import layout_problems
+
+    tokens = "<bos> When Martin and Peter went to the school , Martin gave a computer to".split()
+    fig = plot_pattern_grid(torch.softmax(torch.randn(3, 2, 15, 15), -1), tokens)
+    assert layout_problems(fig) == []
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [t.get_text() for t in panels[-1].get_xticklabels()] == tokens  # bottom row keeps the token labels
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == [""] * 15
+    plt.close(fig)

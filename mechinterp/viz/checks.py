@@ -1,0 +1,121 @@
+"""Programmatic checks of a drawn figure: overlapping text, text over other panels, colour limits.
+
+Used by the tests of every ``plot()`` (a figure that a reader would find cluttered fails them),
+and usable on your own figures. All checks draw the figure first (``fig.canvas.draw()``) and
+compare window extents in display pixels.
+
+Example:
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from mechinterp.viz import heatmap
+    >>> from mechinterp.viz.checks import overlapping_texts
+    >>> overlapping_texts(heatmap([[1.0, -1.0]], ["a"], ["x", "y"]))
+    []
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["drawn_texts", "layout_problems", "overlapping_texts", "texts_over_other_axes", "is_centred_at_zero"]
+
+
+def _visible(text: Any) -> bool:
+    return bool(text.get_visible() and text.get_text().strip() and text.get_alpha() != 0)
+
+
+def _tick_labels(ax: Any) -> list[Any]:
+    """The tick labels matplotlib actually draws (ticks inside the view limits)."""
+    out = []
+    for axis in (ax.xaxis, ax.yaxis):
+        if not axis.get_visible():
+            continue
+        lo, hi = sorted(axis.get_view_interval())
+        span = (hi - lo) or 1.0
+        for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+            if not tick.get_visible() or not (lo - 1e-9 * span <= tick.get_loc() <= hi + 1e-9 * span):
+                continue
+            out += [label for label in (tick.label1, tick.label2) if label.get_visible() and _visible(label)]
+    return out
+
+
+def drawn_texts(fig: Any) -> list[tuple[Any, Any]]:
+    """Every visible, non-empty text of the figure as ``(text, axes or None)``, after drawing it."""
+    fig.canvas.draw()
+    out: list[tuple[Any, Any]] = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        own = [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        legend = ax.get_legend()
+        if legend is not None:
+            own += legend.get_texts()
+        out += [(t, ax) for t in own + _tick_labels(ax) if _visible(t)]
+    extra = [*fig.texts, *(getattr(fig, name, None) for name in ("_suptitle", "_supxlabel", "_supylabel"))]
+    seen: set[int] = set()
+    for t in extra:  # suptitle and the sup-labels are also in fig.texts on recent matplotlib
+        if t is not None and id(t) not in seen and _visible(t):
+            seen.add(id(t))
+            out.append((t, None))
+    return out
+
+
+def layout_problems(fig: Any, pad: float = 0.5) -> list[str]:
+    """Both checks below on one drawing: one readable line per overlap (empty when the layout is clean)."""
+    texts = drawn_texts(fig)
+    return ([f"text {a!r} overlaps text {b!r}" for a, b in overlapping_texts(fig, pad, texts)]
+            + [f"text {t!r} lies over panel {k}" for t, k in texts_over_other_axes(fig, pad, texts)])
+
+
+def _extent(text: Any, renderer: Any) -> Any:
+    return text.get_window_extent(renderer)
+
+
+def _overlap(a: Any, b: Any, pad: float) -> bool:
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > pad) and (min(a.y1, b.y1) - max(a.y0, b.y0) > pad)
+
+
+def overlapping_texts(fig: Any, pad: float = 0.5, texts: list[tuple[Any, Any]] | None = None) -> list[tuple[str, str]]:
+    """Pairs of drawn texts whose boxes overlap by more than ``pad`` pixels each way.
+
+    Crammed tick labels, a title over the tick labels of the panel above, two edge labels on
+    top of each other: all show up here as ``(text, text)`` pairs.
+    """
+    texts = drawn_texts(fig) if texts is None else texts
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t, _extent(t, renderer)) for t, _ in texts]
+    found = []
+    for i, (ta, a) in enumerate(boxes):
+        for tb, b in boxes[i + 1:]:
+            if _overlap(a, b, pad):
+                found.append((ta.get_text(), tb.get_text()))
+    return found
+
+
+def texts_over_other_axes(fig: Any, pad: float = 0.5, texts: list[tuple[Any, Any]] | None = None) -> list[tuple[str, int]]:
+    """Texts that overlap the plotting area of a panel they do not belong to, as ``(text, panel index)``."""
+    texts = drawn_texts(fig) if texts is None else texts
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for text, owner in texts:
+        box = _extent(text, renderer)
+        for k, ax in enumerate(fig.axes):
+            if ax is owner or not ax.get_visible() or not ax.axison and not ax.images and not ax.collections:
+                continue
+            if owner is not None and _colorbar_of(owner) is ax:
+                continue
+            if _overlap(box, ax.get_window_extent(renderer), pad):
+                found.append((text.get_text(), k))
+    return found
+
+
+def _colorbar_of(ax: Any) -> Any:
+    return getattr(getattr(ax, "_colorbar", None), "ax", None)
+
+
+def is_centred_at_zero(mappable: Any, rtol: float = 1e-6) -> bool:
+    """Whether an image/collection's colour limits are symmetric about 0 (``vmin == -vmax``)."""
+    lo, hi = mappable.get_clim()
+    return bool(np.isclose(lo, -hi, rtol=rtol, atol=1e-12 + rtol * abs(hi)))
