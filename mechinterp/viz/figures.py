@@ -39,8 +39,12 @@ def heatmap(
     cmap: str | None = None,
     center: bool = True,
     colorbar: bool = True,
+    cbar_label: str = "",
 ) -> Any:
     """A labelled heatmap; diverging and centred at 0 when ``center`` (the default).
+
+    Args:
+        cbar_label: what the colours mean (the colour bar's label).
 
     Returns:
         The matplotlib figure.
@@ -48,7 +52,7 @@ def heatmap(
     plt = pyplot()
     data = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=float)
     if ax is None:
-        height = max(2.5, 0.3 * data.shape[0] + 1.2)
+        height = max(3.0 if cbar_label else 2.5, 0.3 * data.shape[0] + 1.2)
         width = max(3.5, 0.4 * data.shape[1] + 1.5)
         fig, ax = plt.subplots(figsize=(min(width, 14), min(height, 12)))
     else:
@@ -68,7 +72,7 @@ def heatmap(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if colorbar:
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(cbar_label, fontsize=8)
     fig.tight_layout()
     return fig
 
