@@ -321,7 +321,7 @@ class HeadScores(AbstractResult):
                              fontsize=6 if small else 5.5, color="white" if v < 0.6 else "black")
                 if not small:
                     axes[i].add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=1.0))
-        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.02)
+        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.02, label="score")
         note = self.sink_note()
         if note and ax is None:
             fig.suptitle(note, fontsize=8, wrap=True)

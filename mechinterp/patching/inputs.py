@@ -31,7 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.core.deprecation import deprecated_alias
-from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, prob
+from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, metric_label, prob
 from mechinterp.core.precision import fp16_hint
 from mechinterp.core.storage import parse_bytes
 from mechinterp.core.validation import check_task
@@ -216,16 +216,11 @@ def prepare_patch_inputs(
     Example:
         >>> inputs = prepare_patch_inputs(model, task)  # doctest: +SKIP
     """
-    task_metric_name = None
     if _is_task(clean):
         task = clean
         check_task(model, task, "clean")
         corrupted = task.corrupted_tokens if corrupted is None else corrupted
-        if metric is None:  # named for labels: the bound method's own name would be "metric"
-            task_metric = task.metric_fn
-            name = "logit_diff" if task_metric is None else getattr(task_metric, "__name__", "")
-            task_metric_name = name if name and name not in ("metric", "<lambda>") else f"{task.name} metric"
-            metric = task.metric
+        metric = task.metric if metric is None else metric
         clean_tok = Tokenized(task.clean_tokens, (torch.arange(task.clean_tokens.shape[1]) < task.lengths[:, None]).long(), task.lengths)
         answers = (task.correct_tokens, task.wrong_tokens) if answers is None else answers
     else:
@@ -254,9 +249,7 @@ def prepare_patch_inputs(
             f"{list(METRIC_NAMES)} with answers=..., or a Task (its metric is used)."
         )
     last = clean_tok.lengths - 1
-    name = metric if isinstance(metric, str) else getattr(metric, "__name__", type(metric).__name__)
-    if task_metric_name is not None:
-        name = task_metric_name
+    name = metric_label(metric)  # a task's metric is named by what it computes, not "metric"
     if isinstance(metric, str):
         if metric not in METRIC_NAMES:
             raise MechinterpError(f"Unknown metric {metric!r}: use one of {list(METRIC_NAMES)} or a callable.")

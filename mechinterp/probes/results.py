@@ -86,7 +86,8 @@ class SweepResult(AbstractResult):
         s = np.asarray(self.score, dtype=float)
         if len(self.positions) > 6:
             return heatmap(s, [f"L{l}" for l in self.layers], self.positions, ax=ax, center=False,
-                           title=f"{self.probe} probe {self.metric} ({self.split})", xlabel="position", ylabel="layer")
+                           title=f"{self.probe} probe {self.metric} ({self.split})", xlabel="position", ylabel="layer",
+                           cbar_label=self.metric)
         fig, ax = plt.subplots(figsize=(6, 3.6)) if ax is None else (ax.figure, ax)
         x = np.arange(len(self.layers))
         for j, pos in enumerate(self.positions):

@@ -53,7 +53,8 @@ def heatmap(
     data = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=float)
     if ax is None:
         height = max(3.0 if cbar_label else 2.5, 0.3 * data.shape[0] + 1.2)
-        width = max(3.5, 0.4 * data.shape[1] + 1.5)
+        # wide enough that the title stays over its own axes (not over the colour bar's ticks)
+        width = max(3.5, 0.4 * data.shape[1] + 1.5, 0.085 * max(map(len, title.splitlines() or [""])) + 2.4)
         fig, ax = plt.subplots(figsize=(min(width, 14), min(height, 12)))
     else:
         fig = ax.figure
