@@ -133,11 +133,11 @@ class ReferenceComparison(_ReadOnlyMapping, AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """Bars of the AUC(s), precision, recall and F1."""
-        fig, ax = _figure(ax, (4.0, 3.0))
         names = [k for k, v in self._mapping().items() if not k.startswith("n_")]
-        ax.bar(names, [float(self[k]) for k in names])
+        fig, ax = _figure(ax, (max(4.0, 1.0 * len(names) + 1.2), 3.0))
+        ax.bar(range(len(names)), [float(self[k]) for k in names])
         ax.set_ylim(0, 1.05)
-        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xticks(range(len(names)), labels=names, fontsize=8)  # horizontal: slanted labels ran into each other
         ax.set_ylabel("score (1 = matches the reference)")
         ax.set_title("circuit vs the reference circuit", fontsize=9)
         fig.tight_layout()

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["drawn_texts", "layout_problems", "overlapping_texts", "texts_over_other_axes", "is_centred_at_zero"]
+__all__ = ["drawn_texts", "layout_problems", "legends_over_data", "overlapping_texts", "texts_over_other_axes",
+           "is_centred_at_zero"]
 
 
 def _visible(text: Any) -> bool:
@@ -63,10 +64,11 @@ def drawn_texts(fig: Any) -> list[tuple[Any, Any]]:
 
 
 def layout_problems(fig: Any, pad: float = 0.5) -> list[str]:
-    """Both checks below on one drawing: one readable line per overlap (empty when the layout is clean)."""
+    """The checks below on one drawing: one readable line per problem (empty when the layout is clean)."""
     texts = drawn_texts(fig)
     return ([f"text {a!r} overlaps text {b!r}" for a, b in overlapping_texts(fig, pad, texts)]
-            + [f"text {t!r} lies over panel {k}" for t, k in texts_over_other_axes(fig, pad, texts)])
+            + [f"text {t!r} lies over panel {k}" for t, k in texts_over_other_axes(fig, pad, texts)]
+            + [f"legend covers data of panel {k}" for k in legends_over_data(fig, draw=False)])
 
 
 def _extent(text: Any, renderer: Any) -> Any:
@@ -108,6 +110,56 @@ def texts_over_other_axes(fig: Any, pad: float = 0.5, texts: list[tuple[Any, Any
                 continue
             if _overlap(box, ax.get_window_extent(renderer), pad):
                 found.append((text.get_text(), k))
+    return found
+
+
+def _data_points(ax: Any) -> Any:
+    """Display coordinates of the data drawn in ``ax``: line vertices (segments sampled), markers, bar corners."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    points = [np.zeros((0, 2))]
+    for line in ax.get_lines():
+        if not isinstance(line, Line2D) or not line.get_visible():
+            continue
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        xy = xy[np.isfinite(xy).all(1)]
+        if not len(xy):
+            continue
+        xy = line.get_transform().transform(xy)  # display space first: log axes draw straight segments there
+        if len(xy) > 1 and line.get_linestyle() not in ("None", "", " "):
+            t = np.linspace(0, 1, 25)[:, None]
+            xy = np.concatenate([a + t * (b - a) for a, b in zip(xy[:-1], xy[1:])])
+        points.append(xy)
+    for coll in ax.collections:
+        offsets = np.asarray(coll.get_offsets(), dtype=float)
+        if offsets.size and coll.get_visible():
+            points.append(coll.get_offset_transform().transform(offsets[np.isfinite(offsets).all(1)]))
+    for patch in ax.patches:
+        if isinstance(patch, Rectangle) and patch.get_visible() and patch.get_height() and patch.get_width():
+            box = patch.get_window_extent()
+            points.append(np.array([[box.x0, box.y0], [box.x1, box.y1], [box.x0, box.y1], [box.x1, box.y0]]))
+    return np.concatenate(points)
+
+
+def legends_over_data(fig: Any, draw: bool = True) -> list[int]:
+    """Indices of the panels whose drawn data (of the panel or any panel sharing its area) a legend covers."""
+    if draw:
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        box = legend.get_window_extent(renderer)
+        for k, other in enumerate(fig.axes):
+            if not other.get_window_extent(renderer).overlaps(box):
+                continue
+            pts = _data_points(other)
+            inside = (pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)
+            if inside.any():
+                found.append(k)
     return found
 
 
