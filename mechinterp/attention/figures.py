@@ -67,6 +67,9 @@ def plot_pattern_grid(
         fig.subplots_adjust(left=0.6 / (cell * n_heads + 1.2), right=1 - 1.0 / (cell * n_heads + 1.2),
                             bottom=0.5 / (cell * n_layers + 0.8), top=1 - 0.5 / (cell * n_layers + 0.8), wspace=0.1, hspace=0.25)
     title_size = 9 if cell >= 1.2 else 6
+    tokens = list(tokens)
+    fit = max(2, int(cell / 0.085))  # 5-point labels need ~0.085 in each: past that, every k-th token is labelled
+    kx, qy = _every(min(n_k, len(tokens)), fit), _every(min(n_q, len(tokens)), fit)
     image = None
     for li in range(n_layers):
         for hi in range(n_heads):
@@ -74,8 +77,8 @@ def plot_pattern_grid(
             image = ax.imshow(data[li, hi], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal")
             ax.set_title(f"L{layer_names[li]}H{head_names[hi]}", fontsize=title_size, pad=2)
             if labels:
-                ax.set_xticks(range(n_k), labels=list(tokens)[:n_k] if li == n_layers - 1 else [], fontsize=5, rotation=90)
-                ax.set_yticks(range(n_q), labels=list(tokens)[:n_q] if hi == 0 else [], fontsize=5)
+                ax.set_xticks(kx, labels=[tokens[i] for i in kx] if li == n_layers - 1 else [], fontsize=5, rotation=90)
+                ax.set_yticks(qy, labels=[tokens[i] for i in qy] if hi == 0 else [], fontsize=5)
                 ax.tick_params(length=1.5)
             else:
                 ax.set_xticks([])
@@ -89,6 +92,11 @@ def plot_pattern_grid(
         fig.suptitle(f"token labels omitted ({why}); pass layers=/heads= for a closer look", fontsize=7,
                      y=1 - 0.08 / (cell * n_layers + 0.8), va="top")
     return fig
+
+
+def _every(n: int, most: int) -> list[int]:
+    """Every position up to ``most`` of them, else every k-th (from 0) so that at most ``most`` are labelled."""
+    return list(range(0, n, max(1, -(-n // most))))
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:

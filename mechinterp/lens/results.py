@@ -97,11 +97,18 @@ class LensResult(AbstractResult):
             n_pos = int(self.mask[prompt].sum())
             fig = heatmap(self.answer_probs[:, prompt, :n_pos], row_labels=self.rows,
                           col_labels=(self.prompts[prompt][:n_pos] if prompt < len(self.prompts) else None),
-                          ax=ax, title=f"{self.method}: answer probability", center=False, cbar_label="answer probability")
+                          ax=ax, title=f"{self.method}: answer probability (cells: top-1 token)", center=False,
+                          cbar_label="answer probability", vmin=0.0, vmax=1.0)
             axis = fig.axes[0]
+            fig.canvas.draw()  # the cell width, for how many characters of a token fit
+            cell = axis.get_window_extent().width / fig.dpi / max(n_pos, 1)
+            chars = max(1, min(8, int(cell / 0.05)))  # 6-point characters are ~0.05 in wide
+            probs = self.answer_probs[:, prompt, :n_pos]
             for r in range(len(self.rows)):
                 for p in range(n_pos):
-                    axis.text(p, r, self.vocab.get(int(self.top_ids[r, prompt, p, 0]), "?")[:8], ha="center", va="center", fontsize=6)
+                    token = self.vocab.get(int(self.top_ids[r, prompt, p, 0]), "?")
+                    axis.text(p, r, token[:chars], ha="center", va="center", fontsize=6,  # readable on dark cells too
+                              color="white" if float(probs[r, p]) < 0.5 else "black")
             return fig
         plt = pyplot()
         if ax is None:

@@ -40,11 +40,14 @@ def heatmap(
     center: bool = True,
     colorbar: bool = True,
     cbar_label: str = "",
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Any:
     """A labelled heatmap; diverging and centred at 0 when ``center`` (the default).
 
     Args:
         cbar_label: what the colours mean (the colour bar's label).
+        vmin, vmax: colour limits when not ``center`` (e.g. 0 and 1 for probabilities; default: the data's).
 
     Returns:
         The matplotlib figure.
@@ -62,7 +65,7 @@ def heatmap(
         bound = float(np.nanmax(np.abs(data))) if data.size else 1.0
         image = ax.imshow(data, cmap=cmap or "RdBu_r", vmin=-bound or -1, vmax=bound or 1, aspect="auto")
     else:
-        image = ax.imshow(data, cmap=cmap or "viridis", aspect="auto")
+        image = ax.imshow(data, cmap=cmap or "viridis", aspect="auto", vmin=vmin, vmax=vmax)
     if row_labels is not None:
         ticks = _thinned(len(row_labels))
         ax.set_yticks(ticks, labels=[str(row_labels[i]) for i in ticks], fontsize=8)
