@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["drawn_texts", "layout_problems", "legends_over_data", "overlapping_texts", "texts_over_other_axes",
-           "is_centred_at_zero"]
+__all__ = ["drawn_texts", "edge_clearances", "layout_problems", "legends_over_data", "overlapping_texts",
+           "texts_over_other_axes", "is_centred_at_zero"]
 
 
 def _visible(text: Any) -> bool:
@@ -171,3 +171,27 @@ def is_centred_at_zero(mappable: Any, rtol: float = 1e-6) -> bool:
     """Whether an image/collection's colour limits are symmetric about 0 (``vmin == -vmax``)."""
     lo, hi = mappable.get_clim()
     return bool(np.isclose(lo, -hi, rtol=rtol, atol=1e-12 + rtol * abs(hi)))
+
+
+def edge_clearances(fig: Any) -> list[float]:
+    """Per drawn graph edge: how close it passes to a node it does not join, in node radii.
+
+    Reads the first axes of a graph figure (nodes: its first scatter collection; edges: its
+    ``FancyArrowPatch`` es). A value below 1 means the edge runs through a node's circle; the two
+    nodes an edge joins are those nearest its ends.
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    nodes = ax.collections[0]
+    centres = ax.transData.transform(nodes.get_offsets())
+    radius = float(np.sqrt(nodes.get_sizes()[0]) / 2 * fig.dpi / 72)
+    out = []
+    for patch in (p for p in ax.patches if isinstance(p, FancyArrowPatch)):
+        line = ax.transData.transform(np.concatenate(patch.get_path().to_polygons(closed_only=False)))
+        ends = {int(np.argmin(np.linalg.norm(centres - line[i], axis=1))) for i in (0, -1)}
+        others = np.delete(centres, sorted(ends), axis=0)
+        gap = float(np.min(np.linalg.norm(line[:, None] - others[None], axis=-1))) if len(others) else float("inf")
+        out.append(gap / radius)
+    return out

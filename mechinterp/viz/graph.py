@@ -189,24 +189,18 @@ def edge_graph_figure(
     # rows of one node zigzag left/right so edges that skip rows do not run over the nodes between them
     pos = {n: (i - (len(ns) - 1) / 2 + (0.35 * (-1) ** r if len(ns) == 1 else 0.0), r)
            for r, ns in by_row.items() for i, n in enumerate(ns)}
-    top = max((abs(d["score"]) for _, _, d in dg.edges(data=True)), default=1.0) or 1.0
     data = list(dg.edges(data=True))
     nx.draw_networkx_nodes(dg, pos, ax=ax, node_color="#f5f5f7", edgecolors="#333", node_size=700)
     nx.draw_networkx_labels(dg, pos, ax=ax, font_size=7)
-    nx.draw_networkx_edges(
-        dg, pos, ax=ax, edgelist=[(u, v) for u, v, _ in data],
-        width=[0.6 + 3.5 * abs(d["score"]) / top for _, _, d in data],
-        edge_color=["#c0392b" if d["score"] < 0 else "#2c7fb8" for _, _, d in data],
-        arrows=True, arrowsize=10, connectionstyle="arc3,rad=0.1", node_size=700,
-    )
-    labels = {(u, v): d["input"] for u, v, d in data if d["input"]}
-    if labels:
-        nx.draw_networkx_edge_labels(dg, pos, edge_labels=labels, ax=ax, font_size=6)
     ax.set_yticks(range(len(rows)), labels=[label for _, label in rows], fontsize=8)
     ax.tick_params(left=False, bottom=False, labelbottom=False, labelleft=True)  # networkx hides them
     for side in ax.spines.values():
         side.set_visible(False)
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout()  # layout first: the edges are routed around the nodes in display space
+    draw_routed_edges(ax, pos, [(u, v, d["score"], d["input"]) for u, v, d in data], node_diameter=700**0.5,
+                      arrowsize=10, label_size=6)
     return fig

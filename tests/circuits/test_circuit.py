@@ -64,36 +64,17 @@ def test_plot_of_a_30_layer_9_head_circuit_is_readable():
     assert "3 edges" in small.plot().axes[0].get_title()
 
 
-def _edge_clearances(fig):
-    """Per drawn edge, the distance (pixels) from its curve to the nearest node it does not join, over the node radius."""
-    import numpy as np
-    from matplotlib.patches import FancyArrowPatch
-
-    fig.canvas.draw()
-    ax = fig.axes[0]
-    nodes = ax.collections[0]
-    centres = ax.transData.transform(nodes.get_offsets())
-    radius = np.sqrt(nodes.get_sizes()[0]) / 2 * fig.dpi / 72
-    out = []
-    for patch in (p for p in ax.patches if isinstance(p, FancyArrowPatch)):
-        line = ax.transData.transform(np.concatenate(patch.get_path().to_polygons(closed_only=False)))
-        ends = {int(np.argmin(np.linalg.norm(centres - line[i], axis=1))) for i in (0, -1)}
-        others = np.delete(centres, sorted(ends), axis=0)
-        out.append(float(np.min(np.linalg.norm(line[:, None] - others[None], axis=-1))) / radius)
-    return out
-
-
 def test_edges_go_around_the_nodes_they_do_not_join():
     # Before: every edge was drawn with the same slight curve, so an edge that skips a row (L0H0 -> L2H0,
     # embed -> MLP2) ran straight through the nodes between (clearance 0.32 node radii; 11 label overlaps).
     from mechinterp.circuits import Graph
-    from mechinterp.viz.checks import layout_problems
+    from mechinterp.viz.checks import edge_clearances, layout_problems
 
     g = Graph.build(3, 3, has_mlp=True)
     scores = torch.randn(g.real.shape, generator=torch.Generator().manual_seed(0)) * g.real
     c = Circuit(graph=g, scores=scores, selected=g.real.clone(), method="eap", task="t").top_n(40)
     fig = c.plot()
-    clearance = _edge_clearances(fig)
+    clearance = edge_clearances(fig)
     assert len(clearance) == len(c.to_networkx().edges) and min(clearance) > 1.0, clearance
     assert layout_problems(fig) == []  # q/k/v labels overlap neither each other nor node names
     import matplotlib.pyplot as plt
