@@ -7,8 +7,8 @@ suffix and closes the figure.
 Example:
     >>> import torch
     >>> fig = plot_pattern_grid(torch.eye(3).expand(1, 2, 3, 3), ["a", "b", "c"])
-    >>> len(fig.axes)
-    2
+    >>> len(fig.axes)  # two panels and the colour bar
+    3
 """
 
 from __future__ import annotations
