@@ -5,8 +5,6 @@ and usable on your own figures. All checks draw the figure first (``fig.canvas.d
 compare window extents in display pixels.
 
 Example:
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from mechinterp.viz import heatmap
     >>> from mechinterp.viz.checks import overlapping_texts
     >>> overlapping_texts(heatmap([[1.0, -1.0]], ["a"], ["x", "y"]))

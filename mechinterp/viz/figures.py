@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "pyplot", "MAX_TICK_LABELS"]
+__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "pyplot", "thinned_ticks", "MAX_TICK_LABELS"]
 
 #: at most this many tick labels per heatmap axis (8-point labels stay legible at ~0.2 in each)
 MAX_TICK_LABELS = 40
@@ -67,10 +67,10 @@ def heatmap(
     else:
         image = ax.imshow(data, cmap=cmap or "viridis", aspect="auto", vmin=vmin, vmax=vmax)
     if row_labels is not None:
-        ticks = _thinned(len(row_labels))
+        ticks = thinned_ticks(len(row_labels))
         ax.set_yticks(ticks, labels=[str(row_labels[i]) for i in ticks], fontsize=8)
     if col_labels is not None:
-        ticks = _thinned(len(col_labels))
+        ticks = thinned_ticks(len(col_labels))
         ax.set_xticks(ticks, labels=[str(col_labels[i]) for i in ticks], fontsize=8, rotation=90)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -130,9 +130,9 @@ def heatmap_grid(
     image = None
     for i, (ax, matrix, title) in enumerate(zip(flat, data, titles)):
         image = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
-        ticks = _thinned(n_rows)
+        ticks = thinned_ticks(n_rows)
         ax.set_yticks(ticks, labels=[str(row_labels[t]) for t in ticks], fontsize=8)
-        cols = _thinned(n_cols)
+        cols = thinned_ticks(n_cols)
         ax.set_xticks(cols, labels=[str(col_labels[t]) for t in cols], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
@@ -146,8 +146,13 @@ def heatmap_grid(
     return fig
 
 
-def _thinned(n: int, most: int = MAX_TICK_LABELS) -> list[int]:
-    """Tick positions: every label up to ``most``, else every k-th (and the last) so they stay legible."""
+def thinned_ticks(n: int, most: int = MAX_TICK_LABELS) -> list[int]:
+    """Tick positions: every label up to ``most``, else every k-th (and the last) so they stay legible.
+
+    Example:
+        >>> thinned_ticks(5), thinned_ticks(100, most=40)[:4]
+        ([0, 1, 2, 3, 4], [0, 3, 6, 9])
+    """
     step = max(1, -(-n // most))
     ticks = list(range(0, n, step))
     if ticks and ticks[-1] != n - 1 and step > 1 and n - 1 - ticks[-1] >= step // 2:
