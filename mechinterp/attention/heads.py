@@ -297,7 +297,9 @@ class HeadScores(AbstractResult):
             per_layer = 0.5 if n_layers <= 16 else 0.3
             per_head = 0.55 if n_layers <= 16 and n_heads <= 12 else 0.45
             width = max(2.2, per_head * n_heads + 1.2) * k
-            fig, axes = plt.subplots(1, k, figsize=(width, per_layer * n_layers + 1.6), squeeze=False)
+            note = self.sink_note()
+            fig, axes = plt.subplots(1, k, figsize=(width, per_layer * n_layers + 1.6 + (0.5 if note else 0.0)),
+                                     squeeze=False, layout="constrained")  # room for the note above the titles
             axes = axes[0]
         else:
             fig, axes = ax.figure, [ax] * k if k == 1 else list(ax)
@@ -321,10 +323,12 @@ class HeadScores(AbstractResult):
                              fontsize=6 if small else 5.5, color="white" if v < 0.6 else "black")
                 if not small:
                     axes[i].add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=1.0))
-        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.02)
+        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.02, label="score")
         note = self.sink_note()
         if note and ax is None:
-            fig.suptitle(note, fontsize=8, wrap=True)
+            import textwrap
+
+            fig.suptitle(textwrap.fill(note, max(30, int(fig.get_size_inches()[0] * 15))), fontsize=8)
         return fig
 
     def to_html(self) -> str:

@@ -130,7 +130,7 @@ class AttentionMap(AbstractResult):
         elif self.sink_share is not None and float(self.sink_share[i]) >= 0.5:
             title += f"\nposition 0 holds {float(self.sink_share[i]):.0%}: a sink? (sink='first')"
         ax.set_title(title, fontsize=10)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="relevance (outlined row: the query)")
         return fig
 
     def to_html(self) -> str:

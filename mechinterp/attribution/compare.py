@@ -31,7 +31,8 @@ def plot_comparison(results: Sequence[TokenAttribution], target: int = 0, ax: An
     matrix = comparison_matrix(results, target)
     tokens = [f"{i}:{t}" for i, t in enumerate(results[0].tokens)]
     return heatmap(matrix, row_labels=[r.method for r in results], col_labels=tokens, ax=ax,
-                   title=f"methods compared: {results[0].targets[target]}")
+                   title=f"methods compared: {results[0].targets[target]}", xlabel="input token",
+                   cbar_label="normalised attribution")
 
 
 def comparison_html(results: Sequence[TokenAttribution], target: int = 0) -> str:

@@ -100,7 +100,7 @@ class TokenAttribution(AbstractResult):
         labels = [f"{i}:{t}" for i, t in enumerate(self.tokens)]
         if self.n_targets > 1 and target is None:
             return heatmap(self.scores, row_labels=self.targets, col_labels=labels, ax=ax,
-                           title=f"{self.method}", xlabel="input token", ylabel="target")
+                           title=f"{self.method}", xlabel="input token", ylabel="target", cbar_label="attribution")
         from mechinterp.viz import pyplot
 
         plt = pyplot()
@@ -110,7 +110,13 @@ class TokenAttribution(AbstractResult):
         else:
             fig = ax.figure
         ax.bar(range(len(row)), row, color=["#dc322f" if v >= 0 else "#268bd2" for v in row])
-        ax.set_xticks(range(len(row)), labels=labels, rotation=90, fontsize=8)
+        from mechinterp.viz.figures import thinned_ticks
+
+        width = fig.get_size_inches()[0]
+        ticks = thinned_ticks(len(labels), most=max(8, int((width - 1.5) / 0.14)))  # 8-point labels need ~0.14 in each
+        ax.set_xticks(ticks, labels=[labels[i] for i in ticks], rotation=90, fontsize=8)
+        ax.set_xlabel("input token" + ("" if len(ticks) == len(labels) else f" (one in {ticks[1] - ticks[0]} labelled)"))
+        ax.set_ylabel("attribution")
         ax.axhline(0, color="black", lw=0.5)
         ax.set_title(f"{self.method}: {self.targets[self._row(target or 0)]}")
         fig.tight_layout()

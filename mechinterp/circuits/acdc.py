@@ -90,11 +90,22 @@ class AcdcRun(AbstractResult):
         return 2
 
     def plot(self, ax: Any = None) -> Any:
-        """The kept-edge matrix (senders × receivers)."""
+        """The kept-edge matrix, named, on the senders and receivers that keep an edge."""
         from mechinterp.viz import heatmap
 
-        return heatmap(self.kept.float(), title=f"ACDC kept edges (tau={self.threshold:.3g})", xlabel="receiver",
-                       ylabel="sender", center=False, ax=ax)
+        rows, cols = torch.nonzero(self.kept, as_tuple=True)
+        title = f"ACDC kept edges (tau={self.threshold:.3g})"
+        if len(rows) == 0 or len(self.edges) != len(rows):  # nothing kept, or edges not in kept's order: indices
+            return heatmap(self.kept.float(), list(map(str, range(self.kept.shape[0]))),
+                           list(map(str, range(self.kept.shape[1]))), title=title, xlabel="receiver index",
+                           ylabel="sender index", center=False, ax=ax, cbar_label="kept (1) / removed (0)")
+        names_r = dict(zip(rows.tolist(), (e[0] for e in self.edges)))
+        names_c = dict(zip(cols.tolist(), (e[1] for e in self.edges)))
+        r_idx, c_idx = sorted(names_r), sorted(names_c)
+        sub = self.kept[r_idx][:, c_idx].float()
+        return heatmap(sub, [names_r[i] for i in r_idx], [names_c[j] for j in c_idx],
+                       title=f"{title}: {len(self.edges)} edges", xlabel="receiver", ylabel="sender", center=False,
+                       ax=ax, cmap="Greys", cbar_label="kept (1) / removed (0)")
 
     def to_html(self, max_rows: int = 60) -> str:
         from mechinterp.viz import escape, table_html

@@ -122,6 +122,8 @@ class Circuit(AbstractResult):
                 dg[s][node]["score"] += score
             else:
                 dg.add_edge(s, node, score=score, input=part)
+        for _, _, d in dg.edges(data=True):  # inputs in q, k, v order, whatever the receivers' order
+            d["input"] = "".join(sorted(d["input"], key="qkv".index))
         for n in dg.nodes:
             dg.nodes[n]["layer"] = _layer(n, self.graph.n_layers)
         return dg
@@ -171,6 +173,7 @@ class Circuit(AbstractResult):
                 layer's row, each MLP right of its layer's heads, nodes sized to the slots.
         """
         from mechinterp.viz import pyplot
+        from mechinterp.viz.graph import draw_routed_edges
 
         import networkx as nx
 
@@ -191,7 +194,8 @@ class Circuit(AbstractResult):
                 pos[n] = ((n_heads - 1) / 2 if n_heads > 1 else 0.5, float(row[layer]))
         width = min(14.0, max(5.0, 0.8 * (n_heads + 1) + 1.5))
         height = min(12.0, max(3.5, 0.6 * len(layers) + 1.5))
-        if ax is None:
+        made = ax is None
+        if made:
             fig, ax = plt.subplots(figsize=(width, height))
         else:
             fig = ax.figure
@@ -199,19 +203,24 @@ class Circuit(AbstractResult):
         spacing = min((width - 1.5) / (n_heads + 1), (height - 1.5) / max(len(layers), 1))  # inches per node slot
         diameter = min(30.0, 0.75 * 72 * spacing)  # points
         size = diameter**2
-        top = max((abs(d["score"]) for _, _, d in dg.edges(data=True)), default=1.0) or 1.0
-        widths = [0.6 + 3.5 * abs(d["score"]) / top for _, _, d in dg.edges(data=True)]
-        colors = ["#c0392b" if d["score"] < 0 else "#2c7fb8" for _, _, d in dg.edges(data=True)]
         nx.draw_networkx_nodes(dg, pos, ax=ax, node_color="#f5f5f7", edgecolors="#333", node_size=size)
         nx.draw_networkx_labels(dg, pos, ax=ax, font_size=8 if diameter >= 28 else 6)
-        nx.draw_networkx_edges(dg, pos, ax=ax, width=widths, edge_color=colors, arrows=True, arrowsize=12,
-                               connectionstyle="arc3,rad=0.08", node_size=size)
-        labels = {(u, v): d["input"] for u, v, d in dg.edges(data=True) if d["input"]}
-        nx.draw_networkx_edge_labels(dg, pos, edge_labels=labels, ax=ax, font_size=7)
         what = f"{self.n_edges} edges" if shown is self else f"top {shown.n_edges} of {self.n_edges} edges"
         ax.set_title(f"{self.method} circuit: {what} ({self.task})")
         ax.axis("off")
-        fig.tight_layout()
+        if pos:  # fixed limits and layout first: edges are routed around the nodes in display space
+            xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+            ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
+            ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
+        if made:
+            fig.tight_layout()
+        edges = [(u, v, d["score"], d["input"]) for u, v, d in dg.edges(data=True)]
+        routed = draw_routed_edges(ax, pos, edges, node_diameter=diameter, arrowsize=12, label_size=7)
+        if routed["labels_left_out"]:
+            ax.set_title(f"{ax.get_title()}\n(q/k/v labels of {routed['labels_left_out']} edges left out where they "
+                         "would overlap: see to_dataframe())", fontsize=9)
+            if made:
+                fig.tight_layout()
         return fig
 
     def top_n_of_selected(self, n: int) -> Circuit:

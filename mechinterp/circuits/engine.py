@@ -77,8 +77,10 @@ def check_model_dtype(model: Any) -> torch.dtype:
 
 
 def metric_name(metric: Any) -> str:
-    """How a message names the user's metric: its function name (``<lambda>`` for a lambda)."""
-    return str(getattr(metric, "__name__", None) or type(metric).__name__)
+    """How a message names the user's metric: its function name (``<lambda>`` for a lambda; a task's by what it computes)."""
+    from mechinterp.core.metrics import metric_label
+
+    return metric_label(metric)
 
 
 def check_metric_output(metric: Any, value: Any, batch: int) -> Float[Tensor, " batch"]:

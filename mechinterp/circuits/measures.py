@@ -67,8 +67,13 @@ class CircuitFaithfulness(TensorView, AbstractResult):
         fig, ax = _figure(ax, (max(3.0, 0.4 * len(self.values) + 1.5), 3.0))
         ax.bar(range(len(self.values)), self.values.float().numpy())
         ax.axhline(1.0, color="#888", lw=0.8, ls="--")
+        # one tick per circuit, named by its size (a lone bar otherwise sat on ticks -0.4 ... 0.4)
+        sizes = list(self.n_edges or [])
+        names = [f"#{i}\n{sizes[i]} edges" if i < len(sizes) else f"#{i}" for i in range(len(self.values))]
+        ax.set_xticks(range(len(self.values)), labels=names, fontsize=7)
         ax.set_xlabel("circuit")
-        ax.set_ylabel("faithfulness")
+        ax.set_ylabel("faithfulness (full model = 1)")
+        ax.set_title(f"circuit faithfulness{' (' + self.metric + ')' if self.metric else ''}", fontsize=9)
         fig.tight_layout()
         return fig
 
@@ -128,11 +133,13 @@ class ReferenceComparison(_ReadOnlyMapping, AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         """Bars of the AUC(s), precision, recall and F1."""
-        fig, ax = _figure(ax, (4.0, 3.0))
         names = [k for k, v in self._mapping().items() if not k.startswith("n_")]
-        ax.bar(names, [float(self[k]) for k in names])
+        fig, ax = _figure(ax, (max(4.0, 1.0 * len(names) + 1.2), 3.0))
+        ax.bar(range(len(names)), [float(self[k]) for k in names])
         ax.set_ylim(0, 1.05)
-        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xticks(range(len(names)), labels=names, fontsize=8)  # horizontal: slanted labels ran into each other
+        ax.set_ylabel("score (1 = matches the reference)")
+        ax.set_title("circuit vs the reference circuit", fontsize=9)
         fig.tight_layout()
         return fig
 
@@ -174,7 +181,8 @@ class NodeEffects(_ReadOnlyMapping, AbstractResult):
                 layer, head = name[1:].split("H")
                 grid[int(layer), int(head)] = value
         return heatmap(grid, [f"L{l}" for l in range(self.n_layers)], [f"H{h}" for h in range(self.n_heads)],
-                       title="head patching effect (normalised)", xlabel="head", ylabel="layer", ax=ax)
+                       title="head patching effect (normalised)", xlabel="head", ylabel="layer", ax=ax,
+                       cbar_label="normalised effect")
 
     def top(self, k: int = 20) -> list[tuple[str, float]]:
         """The ``k`` nodes of largest ``|effect|``."""

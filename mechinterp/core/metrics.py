@@ -23,7 +23,7 @@ from torch import Tensor
 
 from mechinterp.errors import NonFiniteError, ShapeMismatchError
 
-__all__ = ["Metric", "unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
+__all__ = ["Metric", "metric_label", "unembed", "logits_at", "logit_diff", "logprob", "prob", "kl_div", "normalise"]
 
 #: a metric: logits ``[batch, pos, d_vocab]`` -> one number per prompt ``[batch]``.
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, " batch"]]
@@ -178,3 +178,24 @@ def normalise(
             "corruption that does, or use the raw metric."
         )
     return (value - corrupted_t.to(value.device)) / gap.to(value.device)
+
+
+def metric_label(metric: Any) -> str:
+    """How figures and captions name a metric: a string as given, a task's metric by what it computes.
+
+    ``task.metric`` (a bound method named ``metric``) is ``"logit_diff"`` for a task with the
+    default metric and ``"<task name> metric"`` for one with its own; other callables go by
+    their ``__name__``.
+
+    Example:
+        >>> metric_label("kl"), metric_label(logit_diff)
+        ('kl', 'logit_diff')
+    """
+    if isinstance(metric, str):
+        return metric
+    owner = getattr(metric, "__self__", None)
+    if owner is not None and hasattr(owner, "metric_fn") and getattr(metric, "__name__", "") == "metric":
+        fn = owner.metric_fn
+        name = "logit_diff" if fn is None else getattr(fn, "__name__", "")
+        return name if name and name not in ("metric", "<lambda>") else f"{getattr(owner, 'name', 'task')} metric"
+    return str(getattr(metric, "__name__", None) or type(metric).__name__)

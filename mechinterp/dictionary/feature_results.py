@@ -26,7 +26,7 @@ def _short(hook: str) -> str:
     return hook.replace("blocks.", "L").replace(".hook_", ".").replace("hook_", "")
 
 
-def _bars(labels: list[str], values: list[float], title: str, ax: Any = None) -> Any:
+def _bars(labels: list[str], values: list[float], title: str, ax: Any = None, xlabel: str = "") -> Any:
     plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 0.28 * len(labels) + 1.2))
@@ -37,6 +37,7 @@ def _bars(labels: list[str], values: list[float], title: str, ax: Any = None) ->
     ax.set_yticks(range(len(values))[::-1], labels=labels, fontsize=7)
     ax.axvline(0, color="#888", lw=0.5)
     ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -99,7 +100,8 @@ class FeatureAttribution(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         rows = self.top(15)
-        return _bars([self._label(r) for r in rows], [r["score"] for r in rows], f"feature attribution ({self.metric})", ax)
+        return _bars([self._label(r) for r in rows], [r["score"] for r in rows], f"feature attribution ({self.metric})", ax,
+                     xlabel=f"first-order effect on the mean {self.metric}")
 
     def to_html(self) -> str:
         rows = [{"node": self._label(r), "score": r["score"]} for r in self.top(15)]
@@ -158,7 +160,8 @@ class LatentDLA(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         rows = self.top(15)
-        return _bars([f"latent {i}" for i, _ in rows], [v for _, v in rows], f"latent DLA: {self.target_label}", ax)
+        return _bars([f"latent {i}" for i, _ in rows], [v for _, v in rows], f"latent DLA: {self.target_label}", ax,
+                     xlabel="mean direct contribution (logits)")
 
     def to_html(self) -> str:
         parts = [{"part": "reported latents", "mean": float(self.scores.sum(0).mean())},
@@ -209,7 +212,8 @@ class LogitEffects(AbstractResult):
         j = 0
         labels = [repr(t) for t in self.top_tokens[j]] + [repr(t) for t in self.bottom_tokens[j]][::-1]
         values = self.top_values[j].tolist() + self.bottom_values[j].tolist()[::-1]
-        return _bars(labels, values, f"logit effects of latent {self.latents[j]}", ax)
+        return _bars(labels, values, f"logit effects of latent {self.latents[j]}", ax,
+                     xlabel="logit change per unit of the latent")
 
     def to_html(self) -> str:
         blocks = "".join(f"<h4>latent {i}</h4>{table_html(self.rows(i))}" for i in self.latents)

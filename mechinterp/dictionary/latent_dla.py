@@ -128,10 +128,10 @@ def latent_dla(
     cache.fetch(sorted({hook_in, hook_out} | ({"ln_final.hook_scale"} if norm else set())))
     n = len(cache)
     d = model.W_U.detach()[:, _ids(model, answers, n, "answers").to(model.W_U.device)].T.float()  # [n, d_model]
-    label = f"logit({_names(model, answers)})"
+    label = f"logit({_names(model, answers, 'correct answer')})"
     if wrong is not None:
         d = d - model.W_U.detach()[:, _ids(model, wrong, n, "wrong").to(model.W_U.device)].T.float()
-        label += f" - logit({_names(model, wrong)})"
+        label += f" - logit({_names(model, wrong, 'wrong answer')})"
     x_in = cache.get(hook_in).to(sae.W_dec.device)
     x_out = cache.get(hook_out).to(sae.W_dec.device).float()
     extra = x_out.ndim - 2  # 0 (one position per prompt) or 1
@@ -160,12 +160,15 @@ def latent_dla(
                      error=parts[3].cpu(), site_total=parts[4].cpu(), target_label=label)
 
 
-def _names(model: Any, answers: Any) -> str:
+def _names(model: Any, answers: Any, default: str = "answer") -> str:
+    """How a label names the answers: the token when there is one for all prompts, else ``default``."""
+    if isinstance(answers, (list, tuple)) and len(set(map(str, answers))) == 1:
+        answers = answers[0]
     if isinstance(answers, str):
         return repr(answers)
     if isinstance(answers, int) and model.tokenizer is not None:
         return repr(model.to_single_str_token(answers))
-    return "answer"
+    return default
 
 
 @runs_synced

@@ -92,6 +92,7 @@ class GlobalView(AbstractResult):
         ax.barh(range(len(rows)), means, xerr=err, color="#dc322f", alpha=0.8, capsize=2)
         ax.set_yticks(range(len(rows)), labels=[f"{r[0]} (n={r[4]})" for r in rows], fontsize=8)
         ax.invert_yaxis()
+        ax.set_xlabel("mean share of the prompt's |attribution|" if self.normalise == "share" else "mean attribution")
         ax.set_title(f"{self.method} by {self.group_by} over {self.n_prompts} prompts ({100 * self.confidence:.0f}% CI)")
         fig.tight_layout()
         return fig

@@ -112,7 +112,8 @@ class GradCam(AbstractResult):
         rows = torch.cat([self.maps / self.maps.amax(-1, keepdim=True).clamp(min=1e-12), self.combined[None] / max(float(self.combined.max()), 1e-12)])
         labels = [f"L{layer}" for layer in self.layers] + ["combined"]
         return heatmap(rows, row_labels=labels, col_labels=[f"{i}:{t}" for i, t in enumerate(self.tokens)], ax=ax,
-                       title=f"Grad-CAM ({self.site}, rows scaled to max 1): {self.target}", xlabel="token", ylabel="layer")
+                       title=f"Grad-CAM ({self.site}, rows scaled to max 1): {self.target}", xlabel="token", ylabel="layer",
+                       cbar_label="relevance (row max = 1)", center=False, cmap="Reds", vmin=0.0, vmax=1.0)  # >= 0: ReLU
 
     def to_html(self) -> str:
         """The combined map and each layer's map as coloured tokens (offline)."""

@@ -63,6 +63,8 @@ class MaxActivations(AbstractResult):
         ax.barh(range(len(self))[::-1], self.values.numpy(), color="#dc322f")
         ax.set_yticks(range(len(self))[::-1], labels=labels, fontsize=7)
         ax.set_title(f"max activations: {self.target}")
+        ax.set_xlabel("activation")
+        ax.set_ylabel("prompt:token")
         fig.tight_layout()
         return fig
 

@@ -67,7 +67,11 @@ class InfluenceResult(AbstractResult):
 
         self._check_query(query)
         plt = pyplot()
-        rows = self.helpful[query] + self.harmful[query][::-1]
+        rows, seen = [], set()
+        for r in self.helpful[query] + self.harmful[query][::-1]:  # with top_k >= the training set both lists hold every example
+            if r["index"] not in seen:
+                seen.add(r["index"])
+                rows.append(r)
         if ax is None:
             fig, ax = plt.subplots(figsize=(7, 0.3 * max(4, len(rows)) + 1))
         else:

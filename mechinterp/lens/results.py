@@ -97,11 +97,18 @@ class LensResult(AbstractResult):
             n_pos = int(self.mask[prompt].sum())
             fig = heatmap(self.answer_probs[:, prompt, :n_pos], row_labels=self.rows,
                           col_labels=(self.prompts[prompt][:n_pos] if prompt < len(self.prompts) else None),
-                          ax=ax, title=f"{self.method}: answer probability", center=False)
+                          ax=ax, title=f"{self.method}: answer probability (cells: top-1 token)", center=False,
+                          cbar_label="answer probability", vmin=0.0, vmax=1.0)
             axis = fig.axes[0]
+            fig.canvas.draw()  # the cell width, for how many characters of a token fit
+            cell = axis.get_window_extent().width / fig.dpi / max(n_pos, 1)
+            chars = max(1, min(8, int(cell / 0.05)))  # 6-point characters are ~0.05 in wide
+            probs = self.answer_probs[:, prompt, :n_pos]
             for r in range(len(self.rows)):
                 for p in range(n_pos):
-                    axis.text(p, r, self.vocab.get(int(self.top_ids[r, prompt, p, 0]), "?")[:8], ha="center", va="center", fontsize=6)
+                    token = self.vocab.get(int(self.top_ids[r, prompt, p, 0]), "?")
+                    axis.text(p, r, token[:chars], ha="center", va="center", fontsize=6,  # readable on dark cells too
+                              color="white" if float(probs[r, p]) < 0.5 else "black")
             return fig
         plt = pyplot()
         if ax is None:
@@ -109,12 +116,16 @@ class LensResult(AbstractResult):
         else:
             fig = ax.figure
         x = range(len(self.rows))
-        ax.plot(x, self.mean_kl().numpy(), marker="o", label="KL(final ‖ lens)")
+        blue, red = "#1f77b4", "#dc322f"  # each axis coloured as its line: no legend over the data
+        ax.plot(x, self.mean_kl().numpy(), marker="o", color=blue, label="KL(final ‖ lens)")
         ax.set_xticks(list(x), labels=self.rows, rotation=90, fontsize=7)
-        ax.set_ylabel("nats")
+        ax.set_ylabel("mean KL(final ‖ lens), nats (●)", color=blue)
+        ax.tick_params(axis="y", colors=blue)
         ax2 = ax.twinx()
-        ax2.plot(x, self.mean_answer_prob().numpy(), marker="s", color="#dc322f", label="answer prob")
+        ax2.plot(x, self.mean_answer_prob().numpy(), marker="s", color=red, label="answer prob")
         ax2.set_ylim(0, 1)
+        ax2.set_ylabel("mean answer probability (■)", color=red)
+        ax2.tick_params(axis="y", colors=red)
         ax.set_title(self.method)
         fig.tight_layout()
         return fig
@@ -255,7 +266,8 @@ class DLAResult(AbstractResult):
         """Layer × head heatmap of mean head scores."""
         return heatmap(self.head_matrix(), row_labels=[f"L{l}" for l in range(self.n_layers)],
                        col_labels=[f"H{h}" for h in range(self.n_heads)], ax=ax,
-                       title=f"DLA: {self.target_label}", xlabel="head", ylabel="layer")
+                       title=f"DLA: {self.target_label}", xlabel="head", ylabel="layer",
+                       cbar_label="mean direct contribution (logits)")
 
     def to_html(self) -> str:
         rows = [{"component": c, "mean score": v} for c, v in self.top_k(15)]
@@ -300,7 +312,8 @@ class SteeringSweep(AbstractResult):
 
     def plot(self, ax: Any = None) -> Any:
         return heatmap(self.success, row_labels=[f"L{l}" for l in self.layers], col_labels=[f"{s:g}" for s in self.scales],
-                       ax=ax, title=f"steering {self.label}: success", xlabel="scale", ylabel="layer", center=False)
+                       ax=ax, title=f"steering {self.label}: success", xlabel="scale", ylabel="layer", center=False,
+                       cbar_label="success rate")
 
     def to_html(self) -> str:
         rows = []

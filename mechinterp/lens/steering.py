@@ -97,7 +97,9 @@ class SteeringVector(AbstractResult):
         else:
             fig = ax.figure
         ax.bar(range(len(self.vector)), self.vector.numpy())
-        ax.set_title(f"{self.label} at {self.hook} (norm {self.norm:.3g})")
+        ax.set_title(f"{self.label} at {self.hook} (norm {self.norm:.3g})", fontsize=10)
+        ax.set_xlabel("residual dimension")
+        ax.set_ylabel("component")
         fig.tight_layout()
         return fig
 

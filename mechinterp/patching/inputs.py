@@ -31,7 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechinterp.core.deprecation import deprecated_alias
-from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, prob
+from mechinterp.core.metrics import Metric, kl_div, logit_diff, logprob, metric_label, prob
 from mechinterp.core.precision import fp16_hint
 from mechinterp.core.storage import parse_bytes
 from mechinterp.core.validation import check_task
@@ -249,7 +249,7 @@ def prepare_patch_inputs(
             f"{list(METRIC_NAMES)} with answers=..., or a Task (its metric is used)."
         )
     last = clean_tok.lengths - 1
-    name = metric if isinstance(metric, str) else getattr(metric, "__name__", type(metric).__name__)
+    name = metric_label(metric)  # a task's metric is named by what it computes, not "metric"
     if isinstance(metric, str):
         if metric not in METRIC_NAMES:
             raise MechinterpError(f"Unknown metric {metric!r}: use one of {list(METRIC_NAMES)} or a callable.")

@@ -109,18 +109,75 @@ class PatchResult(AbstractResult):
         scale = " (normalised)" if self.normalised else ""
         return f"{self.method} patching: {self.site}, {what}{scale}"
 
+    def _runs(self) -> tuple[str, str]:
+        """The runs that 0 and 1 stand for: (unpatched base run, run patched from)."""
+        if self.ablation or self.direction == "ablation":
+            return "clean (unablated)", "corrupted"
+        if self.direction == "noising":
+            return "clean", "corrupted"
+        return "corrupted", "clean"
+
+    def scale_label(self) -> str:
+        """What a value means, short (the colour bar's label).
+
+        Example:
+            >>> import torch
+            >>> r = PatchResult(values=torch.zeros(2), raw=torch.zeros(2), dims=("layer",),
+            ...                 labels={"layer": ["L0", "L1"]}, site="resid_pre", metric="logit_diff")
+            >>> print(r.scale_label())
+            normalised logit_diff
+            0 = corrupted, 1 = clean
+        """
+        base, source = self._runs()
+        metric = self.metric or "metric"
+        if not self.normalised:
+            return f"mean {metric} of the patched run"
+        return f"normalised {metric}\n0 = {base.split(' ')[0]}, 1 = {source}"
+
+    def caption(self) -> str:
+        """One sentence saying what was patched, what the values are and the two reference runs' metric.
+
+        Example:
+            >>> import torch
+            >>> r = PatchResult(values=torch.zeros(2), raw=torch.zeros(2), dims=("layer",),
+            ...                 labels={"layer": ["L0", "L1"]}, site="resid_pre", metric="logit_diff",
+            ...                 base_value=-1.5, target_value=3.0)
+            >>> r.caption()
+            'Activation patching of resid_pre (clean into corrupted) by layer. Values: mean logit_diff over prompts, normalised: 0 = the corrupted run (-1.5), 1 = the clean run (3).'
+        """
+        base, source = self._runs()
+        metric = self.metric or "metric"
+        if self.ablation or self.direction == "ablation":
+            how = f"{self.ablation or ''} ablation".strip()
+        elif self.direction == "noising":
+            how = "corrupted into clean"
+        else:
+            how = "clean into corrupted"
+        what = f"{self.method.replace('_', ' ').capitalize()} patching of {self.site} ({how}) by {' x '.join(self.dims) or 'nothing'}."
+        source_part = f", the {source} run {self.target_value:.4g}" if self.target_value is not None else ""
+        if self.normalised and self.target_value is not None:
+            scale = (f"Values: mean {metric} over prompts, normalised: 0 = the {base} run ({self.base_value:.4g}), "
+                     f"1 = the {source} run ({self.target_value:.4g}).")
+        else:
+            scale = f"Values: mean {metric} over prompts of each patched run (the {base} run {self.base_value:.4g}{source_part})."
+        return f"{what} {scale}"
+
     def plot(self, ax: Any = None) -> Any:
-        """A heatmap of :attr:`values` (see :meth:`to_matrix`); returns the figure."""
+        """A heatmap of :attr:`values` (see :meth:`to_matrix`), centred at 0; returns the figure."""
         matrix, rows, cols = self.to_matrix()
-        return heatmap(matrix, rows, cols, ax=ax, title=self._title(), xlabel=" x ".join(self.dims[-1:]))
+        if matrix.ndim == 2 and self.values.ndim >= 2:
+            col = next((i for i, d in enumerate(self.dims) if d in _POS_AXES), self.values.ndim - 1) if self.values.ndim > 2 else 1
+            xlabel = self.dims[col]
+            ylabel = " x ".join(d for i, d in enumerate(self.dims) if i != col)
+        else:
+            xlabel, ylabel = (self.dims[0] if self.dims else ""), ""
+        return heatmap(matrix, rows, cols, ax=ax, title=self._title(), xlabel=xlabel, ylabel=ylabel,
+                       cbar_label=self.scale_label())
 
     def to_html(self) -> str:
-        """The heatmap and the top entries, self-contained."""
+        """The caption, the heatmap and the top entries, self-contained."""
         rows = [{**labels, "value": value} for labels, value in self.top(10)]
-        base = f"base metric {self.base_value:.4g}" + (
-            f", target metric {self.target_value:.4g}" if self.target_value is not None else ""
-        )
         return (
-            f"<section><h3>{escape(self._title())}</h3><p class='muted'>metric {escape(self.metric)}; {escape(base)}; "
-            f"dims {escape(' x '.join(self.dims))}</p>{figure_to_img_tag(self.plot())}{table_html(rows)}</section>"
+            f"<section><h3>{escape(self._title())}</h3><p class='muted'>{escape(self.caption())}</p>"
+            f"{figure_to_img_tag(self.plot())}{table_html(rows)}</section>"
         )

@@ -86,7 +86,8 @@ class SweepResult(AbstractResult):
         s = np.asarray(self.score, dtype=float)
         if len(self.positions) > 6:
             return heatmap(s, [f"L{l}" for l in self.layers], self.positions, ax=ax, center=False,
-                           title=f"{self.probe} probe {self.metric} ({self.split})", xlabel="position", ylabel="layer")
+                           title=f"{self.probe} probe {self.metric} ({self.split})", xlabel="position", ylabel="layer",
+                           cbar_label=self.metric)
         fig, ax = plt.subplots(figsize=(6, 3.6)) if ax is None else (ax.figure, ax)
         x = np.arange(len(self.layers))
         for j, pos in enumerate(self.positions):
@@ -169,7 +170,10 @@ class CausalResult(AbstractResult):
         twin.plot(self.scales, self.flip_steered, color="tab:green", marker="x", label="fraction flipped")
         twin.set_ylabel("fraction of predictions flipped")
         twin.set_ylim(0, 1)
-        ax.legend(fontsize=7, loc="best")
+        # one legend for both axes, below the plot: inside, "best" placement only avoided the left axis's
+        # lines and sat on the flip-rate curve
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         ax.set_title(f"causal check at {self.hook_name} ({self.positions})")
         fig.tight_layout()
         return fig

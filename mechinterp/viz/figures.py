@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "pyplot", "MAX_TICK_LABELS"]
+__all__ = ["heatmap", "heatmap_grid", "figure_to_img_tag", "pyplot", "thinned_ticks", "MAX_TICK_LABELS"]
 
 #: at most this many tick labels per heatmap axis (8-point labels stay legible at ~0.2 in each)
 MAX_TICK_LABELS = 40
@@ -39,8 +39,15 @@ def heatmap(
     cmap: str | None = None,
     center: bool = True,
     colorbar: bool = True,
+    cbar_label: str = "",
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Any:
     """A labelled heatmap; diverging and centred at 0 when ``center`` (the default).
+
+    Args:
+        cbar_label: what the colours mean (the colour bar's label).
+        vmin, vmax: colour limits when not ``center`` (e.g. 0 and 1 for probabilities; default: the data's).
 
     Returns:
         The matplotlib figure.
@@ -48,8 +55,9 @@ def heatmap(
     plt = pyplot()
     data = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=float)
     if ax is None:
-        height = max(2.5, 0.3 * data.shape[0] + 1.2)
-        width = max(3.5, 0.4 * data.shape[1] + 1.5)
+        height = max(3.0 if cbar_label else 2.5, 0.3 * data.shape[0] + 1.2)
+        # wide enough that the title stays over its own axes (not over the colour bar's ticks)
+        width = max(3.5, 0.4 * data.shape[1] + 1.5, 0.085 * max(map(len, title.splitlines() or [""])) + 2.4)
         fig, ax = plt.subplots(figsize=(min(width, 14), min(height, 12)))
     else:
         fig = ax.figure
@@ -57,18 +65,18 @@ def heatmap(
         bound = float(np.nanmax(np.abs(data))) if data.size else 1.0
         image = ax.imshow(data, cmap=cmap or "RdBu_r", vmin=-bound or -1, vmax=bound or 1, aspect="auto")
     else:
-        image = ax.imshow(data, cmap=cmap or "viridis", aspect="auto")
+        image = ax.imshow(data, cmap=cmap or "viridis", aspect="auto", vmin=vmin, vmax=vmax)
     if row_labels is not None:
-        ticks = _thinned(len(row_labels))
+        ticks = thinned_ticks(len(row_labels))
         ax.set_yticks(ticks, labels=[str(row_labels[i]) for i in ticks], fontsize=8)
     if col_labels is not None:
-        ticks = _thinned(len(col_labels))
+        ticks = thinned_ticks(len(col_labels))
         ax.set_xticks(ticks, labels=[str(col_labels[i]) for i in ticks], fontsize=8, rotation=90)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if colorbar:
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(cbar_label, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -122,9 +130,9 @@ def heatmap_grid(
     image = None
     for i, (ax, matrix, title) in enumerate(zip(flat, data, titles)):
         image = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
-        ticks = _thinned(n_rows)
+        ticks = thinned_ticks(n_rows)
         ax.set_yticks(ticks, labels=[str(row_labels[t]) for t in ticks], fontsize=8)
-        cols = _thinned(n_cols)
+        cols = thinned_ticks(n_cols)
         ax.set_xticks(cols, labels=[str(col_labels[t]) for t in cols], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
@@ -138,8 +146,13 @@ def heatmap_grid(
     return fig
 
 
-def _thinned(n: int, most: int = MAX_TICK_LABELS) -> list[int]:
-    """Tick positions: every label up to ``most``, else every k-th (and the last) so they stay legible."""
+def thinned_ticks(n: int, most: int = MAX_TICK_LABELS) -> list[int]:
+    """Tick positions: every label up to ``most``, else every k-th (and the last) so they stay legible.
+
+    Example:
+        >>> thinned_ticks(5), thinned_ticks(100, most=40)[:4]
+        ([0, 1, 2, 3, 4], [0, 3, 6, 9])
+    """
     step = max(1, -(-n // most))
     ticks = list(range(0, n, step))
     if ticks and ticks[-1] != n - 1 and step > 1 and n - 1 - ticks[-1] >= step // 2:

@@ -31,3 +31,23 @@ def test_grid_of_a_30_layer_model_stays_bounded():
     assert height <= 30.0 + 1e-6 and width <= 10.0  # 2.2-inch panels would make it 66 inches tall
     assert all(not ax.get_yticklabels() for ax in fig.axes if ax.get_title())  # panels too small for labels
     plt.close("all")
+
+
+@pytest.mark.parametrize("n_tokens", [15, 32])
+def test_grid_titles_and_token_labels_do_not_overlap(n_tokens):
+    # Before: every panel carried rotated token labels, so each title sat on the labels of the
+    # panel above and each row's y labels ran into the panel to its left; 32 tokens were crammed
+    # into 2-inch panels, each label on its neighbours.
+    import matplotlib.pyplot as plt
+
+    from mechinterp.viz.checks import layout_problems
+
+    words = "<bos> When Martin and Peter went to the school , Martin gave a computer to Peter".split()
+    tokens = (words * 3)[:n_tokens]
+    fig = plot_pattern_grid(torch.softmax(torch.randn(3, 2, n_tokens, n_tokens), -1), tokens)
+    assert layout_problems(fig) == []
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    shown = [t.get_text() for t in panels[-1].get_xticklabels()]  # the bottom row keeps the token labels
+    assert shown == (tokens if n_tokens == 15 else shown) and set(shown) <= set(tokens) and len(shown) >= 15
+    assert not any(t.get_text() for t in panels[0].get_xticklabels())
+    plt.close(fig)

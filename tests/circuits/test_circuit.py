@@ -62,3 +62,21 @@ def test_plot_of_a_30_layer_9_head_circuit_is_readable():
     assert "top 60 by |score|" in html and html.count("<tr") <= 62
     small = c.top_n(3)
     assert "3 edges" in small.plot().axes[0].get_title()
+
+
+def test_edges_go_around_the_nodes_they_do_not_join():
+    # Before: every edge was drawn with the same slight curve, so an edge that skips a row (L0H0 -> L2H0,
+    # embed -> MLP2) ran straight through the nodes between (clearance 0.32 node radii; 11 label overlaps).
+    from mechinterp.circuits import Graph
+    from mechinterp.viz.checks import edge_clearances, layout_problems
+
+    g = Graph.build(3, 3, has_mlp=True)
+    scores = torch.randn(g.real.shape, generator=torch.Generator().manual_seed(0)) * g.real
+    c = Circuit(graph=g, scores=scores, selected=g.real.clone(), method="eap", task="t").top_n(40)
+    fig = c.plot()
+    clearance = edge_clearances(fig)
+    assert len(clearance) == len(c.to_networkx().edges) and min(clearance) > 1.0, clearance
+    assert layout_problems(fig) == []  # q/k/v labels overlap neither each other nor node names
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

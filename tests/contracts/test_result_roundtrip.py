@@ -145,8 +145,8 @@ def _surrogate():
     from sklearn.tree import DecisionTreeClassifier
 
     est = DecisionTreeClassifier(max_depth=1).fit([[0.0], [1.0]], [0, 1])
-    tree = {"feature": "has 'good'", "threshold": 0.5, "left": {"class": "neg", "count": [3, 0]},
-            "right": {"class": "pos", "count": [0, 2]}, "gain": NAN}
+    tree = {"feature": "has 'good'", "threshold": 0.5, "samples": 5, "left": {"predict": "neg", "samples": 3},
+            "right": {"predict": "pos", "samples": 2}, "gain": NAN}  # the shape fit_surrogate writes (plot() reads it)
     return _explain("Surrogate")(
         kind="tree", feature_names=["has 'good'", "has 'bad'"], classes=["neg", "pos"], fidelity_train=1.0, fidelity_test=NAN,
         majority_test=0.6, n_train=5, n_test=2, rules=["if has 'good' <= 0.5 then neg", "else pos"], tree=tree,

@@ -27,3 +27,46 @@ def test_round_trip_dataframe_and_html(tiny_model, pair, metric, tmp_path):
     html = r.to_html()
     assert "<img" in html and "http" not in html
     assert json.loads((tmp_path / "r.json").read_text())["type"] == "PatchResult"
+
+
+def _result(values, dims, labels, **kw):
+    return PatchResult(values=values, raw=values, dims=dims, labels=labels, site="z", metric="logit_diff", **kw)
+
+
+def test_caption_says_what_0_and_1_are_with_the_runs_metrics(tiny_model, pair, metric):
+    # Before: the caption read "metric metric; base metric -1.262, target metric 13.3" for a task's
+    # metric, and did not say which run each number belongs to or what 0 and 1 mean.
+    clean, corrupted, _, _ = pair
+    r = activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer")
+    caption = r.caption()
+    assert f"0 = the corrupted run ({r.base_value:.4g})" in caption and f"1 = the clean run ({r.target_value:.4g})" in caption
+    assert "clean into corrupted" in caption and "resid_pre" in caption
+    noising = activation_patch(tiny_model, clean, corrupted, metric, site="resid_pre", by="layer", direction="noising")
+    assert f"0 = the clean run ({noising.base_value:.4g})" in noising.caption()
+    assert f"1 = the corrupted run ({noising.target_value:.4g})" in noising.caption()
+    assert r.caption() in __import__("html").unescape(r.to_html())
+
+
+def test_task_metric_is_named_in_the_result():
+    import mechinterp
+
+    model = mechinterp.load("zoo:attn-only-2l")
+    task = mechinterp.tasks.load("induction", model, n=2)
+    r = activation_patch(model, task, site="resid_pre", by="layer")
+    assert r.metric == "logit_diff" and "mean logit_diff" in r.caption()
+
+
+def test_heatmap_axes_name_the_axes_drawn_and_are_centred():
+    import matplotlib.pyplot as plt
+
+    from mechinterp.viz.checks import is_centred_at_zero, layout_problems
+
+    values = torch.linspace(-0.2, 0.9, 2 * 5 * 3).reshape(2, 5, 3)
+    r = _result(values, ("layer", "pos", "head"), {"layer": ["L0", "L1"], "pos": [f"{i}:t" for i in range(5)],
+                                                    "head": ["H0", "H1", "H2"]}, base_value=-1.0, target_value=2.0)
+    ax = r.plot().axes[0]
+    # before: the x label was the last dim ("head") although the columns are positions, no y label
+    assert ax.get_xlabel() == "pos" and ax.get_ylabel() == "layer x head"
+    assert "0 = corrupted, 1 = clean" in ax.figure.axes[1].get_ylabel()  # the colour bar says what values mean
+    assert is_centred_at_zero(ax.images[0]) and layout_problems(ax.figure) == []
+    plt.close("all")
