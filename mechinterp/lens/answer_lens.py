@@ -43,7 +43,7 @@ from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.validation import check_count, check_token_ids
 from mechinterp.errors import MechinterpError
-from mechinterp.lens.dla import _effective_direction, _label
+from mechinterp.lens.dla import effective_direction, target_label
 from mechinterp.lens.readout import answer_ids, as_cache, check_linear_head, norm_bias, residual_rows
 from mechinterp.viz import escape, figure_to_img_tag, html_page, pyplot, table_html
 
@@ -189,7 +189,7 @@ def answer_lens(
     values = []
     with torch.inference_mode():
         if norm == "frozen":
-            e = _effective_direction(model, direction).view(n, *([1] * extra), -1)
+            e = effective_direction(model, direction).view(n, *([1] * extra), -1)
             scale = _scale(model, cache.get(final_hook).to(dev).float())  # [n, *pos]
             b = b + (direction @ norm_bias(model).float()).view(n, *([1] * extra))
         for _, hook in rows:
@@ -202,7 +202,7 @@ def answer_lens(
             values.append((v + b).cpu())
     stacked = torch.stack(values) * mask
     return AnswerLensResult(method=f"answer lens ({norm} norm)", rows=[label for label, _ in rows], values=stacked,
-                            target_label=_label(model, ans, bad), mask=mask,
+                            target_label=target_label(model, ans, bad), mask=mask,
                             prompts=[cache.str_tokens(i) for i in range(min(n, 16))])
 
 

@@ -120,7 +120,7 @@ def direct_logit_attribution(
         constant = constant - model.b_U.detach()[bad.to(dev)].float()
     unembed_bias = constant.clone()
     constant = constant + direction @ norm_bias(model).float()
-    e = _effective_direction(model, direction)  # [n, d_model]
+    e = effective_direction(model, direction)  # [n, d_model]
 
     final = cache.get(sites[-1])  # [n, *pos, d_model]
     extra = final.ndim - 2  # 0 (one position per prompt) or 1
@@ -173,12 +173,12 @@ def direct_logit_attribution(
         stacked = stacked * mask
         constant_b = constant_b * mask
         target = target * mask
-    label = _label(model, ans, bad)
+    label = target_label(model, ans, bad)
     return DLAResult(components=labels, scores=stacked, constant=constant_b, target=target, target_label=label,
                      n_layers=cfg.n_layers, n_heads=cfg.n_heads, mask=mask)
 
 
-def _effective_direction(model: Any, direction: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
+def effective_direction(model: Any, direction: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
     """``e`` with ``(x · e) / scale == norm_linear(x) · direction`` for every ``x``."""
     if model.cfg.normalization_type is None:
         return direction
@@ -199,7 +199,7 @@ def _target(model: Any, final: Tensor, direction: Tensor, bias: Tensor) -> Tenso
     return (value + bias.view(n, *([1] * (final.ndim - 2)))).cpu()
 
 
-def _label(model: Any, ans: Tensor, bad: Tensor | None) -> str:
+def target_label(model: Any, ans: Tensor, bad: Tensor | None) -> str:
     def name(ids: Tensor, several: str) -> str:
         uniq = torch.unique(ids)
         if len(uniq) == 1 and model.tokenizer is not None:

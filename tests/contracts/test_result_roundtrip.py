@@ -230,6 +230,9 @@ BUILDERS.update({
         components=["embed", "L0H0", "L0H1", "MLP0"], scores=torch.tensor([[0.5], [NAN], [1.0], [-INF]]),
         constant=torch.tensor([0.1]), target=torch.tensor([NAN]), target_label="logit(' b')", n_layers=1, n_heads=2,
         mask=torch.tensor([True])),
+    "AnswerLensResult": lambda: _lens("AnswerLensResult")(
+        method="answer lens (live norm)", rows=["resid_post 0", "final"], values=torch.tensor([[NAN, 1.0], [INF, -2.0]]),
+        target_label="logit(' b') - logit(' a')", mask=torch.tensor([True, True]), prompts=[["<bos>", "x"]]),
     "SteeringSweep": lambda: _lens("SteeringSweep")(
         layers=[0, 1], scales=[1.0, 4.0], success=torch.tensor([[0.0, 0.5], [NAN, 1.0]]), metric=torch.tensor([[0.1, INF], [0.0, 2.0]]),
         random_success=torch.tensor([[0.0, 0.0], [0.0, 0.25]]), baseline_success=NAN, norms=torch.tensor([1.0, 2.0]), label="pos - neg"),
