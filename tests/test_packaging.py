@@ -30,7 +30,7 @@ def test_wheel_contains_every_zoo_model(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     models = sorted(p for p in (ROOT / "mechinterp" / "zoo" / "models").iterdir() if (p / "config.json").exists())
     assert models, "the source tree has no zoo models"
-    for model in models:
+    for model in [*models, ROOT / "mechinterp" / "zoo" / "superposition"]:  # and the toy model of superposition
         for file in model.rglob("*"):
             if file.is_file():
                 assert str(file.relative_to(ROOT)) in names, f"{file.relative_to(ROOT)} missing from the wheel"
