@@ -43,7 +43,7 @@ from mechinterp.core.precision import runs_synced
 from mechinterp.core.results import AbstractResult
 from mechinterp.core.validation import check_count, check_token_ids
 from mechinterp.errors import MechinterpError
-from mechinterp.lens.dla import effective_direction, target_label
+from mechinterp.lens.dla import effective_direction, logit_direction, target_label
 from mechinterp.lens.readout import answer_ids, as_cache, check_linear_head, norm_bias, residual_rows
 from mechinterp.viz import escape, figure_to_img_tag, html_page, pyplot, table_html
 
@@ -174,12 +174,7 @@ def answer_lens(
     ans = answer_ids(model, answers, n)
     bad = answer_ids(model, wrong, n) if wrong is not None else None
     dev = model.cfg.device
-    w_u = model.W_U.detach()
-    direction = w_u[:, ans.to(dev)].T.float()  # [n, d_model]
-    bias = model.b_U.detach()[ans.to(dev)].float()
-    if bad is not None:
-        direction = direction - w_u[:, bad.to(dev)].T.float()
-        bias = bias - model.b_U.detach()[bad.to(dev)].float()
+    direction, bias = logit_direction(model, ans, bad)  # [n, d_model], [n]
     per_pos = cache.positions == "all"
     mask = cache.attention_mask.bool() if per_pos else torch.ones(n, dtype=torch.bool)
     extra = 1 if per_pos else 0

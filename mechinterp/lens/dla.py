@@ -112,12 +112,7 @@ def direct_logit_attribution(
     ans = answer_ids(model, answers, n)
     bad = answer_ids(model, wrong, n) if wrong is not None else None
     dev = cfg.device
-    w_u = model.W_U.detach()
-    direction = w_u[:, ans.to(dev)].T.float()  # [n, d_model]
-    constant = model.b_U.detach()[ans.to(dev)].float()
-    if bad is not None:
-        direction = direction - w_u[:, bad.to(dev)].T.float()
-        constant = constant - model.b_U.detach()[bad.to(dev)].float()
+    direction, constant = logit_direction(model, ans, bad)
     unembed_bias = constant.clone()
     constant = constant + direction @ norm_bias(model).float()
     e = effective_direction(model, direction)  # [n, d_model]
@@ -176,6 +171,17 @@ def direct_logit_attribution(
     label = target_label(model, ans, bad)
     return DLAResult(components=labels, scores=stacked, constant=constant_b, target=target, target_label=label,
                      n_layers=cfg.n_layers, n_heads=cfg.n_heads, mask=mask)
+
+
+def logit_direction(model: Any, ans: Tensor, bad: Tensor | None) -> tuple[Float[Tensor, "n d_model"], Float[Tensor, " n"]]:
+    """``(W_U[:, ans] - W_U[:, bad], b_U[ans] - b_U[bad])`` per prompt (without ``bad``: the answer's own column)."""
+    dev = model.cfg.device
+    w_u, b_u = model.W_U.detach(), model.b_U.detach()
+    direction, bias = w_u[:, ans.to(dev)].T.float(), b_u[ans.to(dev)].float()  # [n, d_model], [n]
+    if bad is not None:
+        direction = direction - w_u[:, bad.to(dev)].T.float()
+        bias = bias - b_u[bad.to(dev)].float()
+    return direction, bias
 
 
 def effective_direction(model: Any, direction: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
