@@ -78,13 +78,16 @@ def main() -> None:
     args = parser.parse_args()
     from safetensors.torch import save_file
 
+    from mechinterp.core.atomic import atomic_path, write_text
+
     model, stats = train(steps=args.steps, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps({"n_features": model.n_features, "d_hidden": model.d_hidden,
-                                                 "feature_probability": model.feature_probability, **stats}, indent=2))
-    (out / "card.md").write_text(card(model, stats))
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_text(out / "config.json", json.dumps({"n_features": model.n_features, "d_hidden": model.d_hidden,
+                                                "feature_probability": model.feature_probability, **stats}, indent=2))
+    write_text(out / "card.md", card(model, stats))
     print(json.dumps(stats))
 
 
