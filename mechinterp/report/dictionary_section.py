@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from mechinterp.errors import MechinterpError
 from mechinterp.report.plan import ReportPlan
 from mechinterp.viz import escape, table_html
 
@@ -46,7 +47,7 @@ def _train_tokens(model: Any, task: Any, n: int, seed: int) -> tuple[Any, str]:
     try:
         train = mechinterp.tasks.load(task.name, model, n=n, split="train", seed=seed)
         source = f"{len(train)} prompts of the task's train split"
-    except Exception:  # a custom task, or a generator without splits: its own prompts, said in the caption
+    except (MechinterpError, TypeError):  # a custom task, or a generator without splits: its own prompts, said in the caption
         train = task
         source = f"the report's own {len(task)} prompts (the task has no train split)"
     mask = (torch.arange(train.clean_tokens.shape[1])[None] < train.lengths[:, None]).long()
@@ -65,7 +66,9 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     cache = mechinterp.SharedCache(model, train, progress=False)
     hook = f"blocks.{layer}.hook_resid_post"
     cache.fetch([hook])
-    norms = cache.get(hook).float().norm(dim=-1)[cache.attention_mask.bool()]
+    real = cache.attention_mask.bool().clone()
+    real[:, 0] = False  # position 0 is left out anyway (skip_first)
+    norms = cache.get(hook).float().norm(dim=-1)[real]
     max_norm = MASSIVE * float(norms.median())
     n_massive = int((norms > max_norm).sum())
     sae = dictionary.train_sae(cache, ("resid_post", layer), architecture="topk", k=8, expansion_factor=4,
