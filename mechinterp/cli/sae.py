@@ -2,7 +2,10 @@
 
 With no options: a TopK SAE (k=8, 4x d_model latents) on ``resid_post`` of the middle layer of
 ``zoo:toy-lm``, trained on the train prompts of four language tasks and evaluated on their
-held-out prompts (L0, explained variance, CE loss recovered, KL, dead latents); the SAE is
+held-out prompts (L0, explained variance, CE loss recovered, KL, dead latents). Position 0 (BOS,
+or a model's first-token attention sink) and tokens whose norm exceeds 10x the median
+(massive activations) are left out of training and evaluation and pass through the splice
+(``--keep-first``, ``--massive-ratio 0`` to keep them). The SAE is
 written in the SAELens format (``cfg.json`` + ``sae_weights.safetensors``) under ``out/sae``,
 so ``mechinterp.dictionary.load_sae`` or ``sae_lens.SAE.load_from_disk`` reads it.
 """
@@ -36,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--sae-batch-size", type=int, default=256, help="tokens per training step")
     parser.add_argument("--resample-every", type=int, default=None, help="resample dead latents every N steps (off)")
+    parser.add_argument("--keep-first", action="store_true",
+                        help="train on position 0 too (default: left out, it is BOS or the first-token attention sink)")
+    parser.add_argument("--massive-ratio", type=float, default=10.0,
+                        help="leave out tokens whose norm exceeds this multiple of the median (massive activations; "
+                             "0 keeps every token)")
     parser.add_argument("--out", default="out/sae", help="output folder (the SAELens checkpoint and the reports)")
     parser.set_defaults(handler=run)
 
@@ -71,14 +79,21 @@ def run(args: argparse.Namespace) -> int:
         train, test = prompts(args.n, "train"), prompts(max(1, args.n // 3), "test")
         cache = mechinterp.SharedCache(model, train, batch_size=args.batch_size, progress=False)
     site = (args.site, layer)
-    with progress.step("training", f"{args.architecture} on {args.site} layer {layer}, {int(train.lengths.sum())} tokens"):
+    skip_first = not args.keep_first
+    if args.massive_ratio < 0:
+        raise MechinterpError(f"--massive-ratio must be >= 0 (0 keeps every token), got {args.massive_ratio}.")
+    max_norm, n_massive = (dictionary.massive_norm(cache, site, args.massive_ratio, skip_first=skip_first)
+                           if args.massive_ratio > 0 else (None, 0))
+    with progress.step("training", f"{args.architecture} on {args.site} layer {layer}, {int(train.lengths.sum())} tokens"
+                       f" ({'position 0 left out, ' if skip_first else ''}{n_massive} massive activations left out)"):
         sae = dictionary.train_sae(
             cache, site, architecture=args.architecture, k=args.k, l1_coefficient=args.l1,
             expansion_factor=args.expansion_factor, n_epochs=args.epochs, lr=args.lr, batch_size=args.sae_batch_size,
             resample_every=args.resample_every, seed=args.seed, device=str(model.cfg.device), head=args.head,
+            skip_first=skip_first, max_norm=max_norm,
         )
     with progress.step("evaluating", f"{len(test)} held-out prompts"):
-        result = dictionary.evaluate_sae(model, sae, test, batch_size=args.batch_size)
+        result = dictionary.evaluate_sae(model, sae, test, batch_size=args.batch_size, skip_first=skip_first)
     dictionary.save_sae(sae, folder)
     sae.training_log.save(folder / "training.json")
     result.save(folder / "evaluation.json")
@@ -87,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                "d_in": sae.d_in, "d_sae": sae.d_sae, "train_tokens": sae.training_log.n_tokens // args.epochs,
                "l0": result.l0, "explained_variance": result.explained_variance,
                "ce_loss_recovered": result.ce_loss_recovered, "kl": result.kl_spliced, "dead_fraction": result.dead_fraction,
-               "tokens_per_second": sae.training_log.tokens_per_second}
+               "tokens_per_second": sae.training_log.tokens_per_second, "skip_first": skip_first,
+               "max_input_norm": max_norm, "massive_tokens_left_out": n_massive}
     write_json(folder / "summary.json", summary)
     print(f"{args.model}: {args.architecture} SAE ({sae.d_sae} latents) on {sae.hook_name}"
           f"{'' if args.head is None else f' head {args.head}'} in {time.perf_counter() - start:.1f}s")

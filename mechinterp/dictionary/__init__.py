@@ -35,7 +35,7 @@ Example:
     ...     logits = model("the cat sat")
 """
 
-from mechinterp.dictionary.activations import ActivationStream
+from mechinterp.dictionary.activations import ActivationStream, massive_norm
 from mechinterp.dictionary.dashboard import LatentDashboard, latent_dashboard
 from mechinterp.dictionary.evaluate import evaluate_sae
 from mechinterp.dictionary.feature_attribution import feature_attribution, latent_mask_gradient
@@ -59,6 +59,7 @@ from mechinterp.dictionary.train import TrainConfig, geometric_median, train_sae
 __all__ = [
     "ARCHITECTURES",
     "ActivationStream",
+    "massive_norm",
     "FeatureAttribution",
     "LatentDLA",
     "LatentDashboard",

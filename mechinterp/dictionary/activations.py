@@ -33,7 +33,7 @@ from mechinterp.core.cache import SharedCache
 from mechinterp.core.sites import SiteSpec, resolve
 from mechinterp.errors import EmptyInputError, MechinterpError, ShapeMismatchError
 
-__all__ = ["ActivationStream", "PER_HEAD_HOOKS", "is_per_head"]
+__all__ = ["ActivationStream", "PER_HEAD_HOOKS", "is_per_head", "massive_norm"]
 
 #: hook-name endings whose activations carry a head dimension before the last one
 PER_HEAD_HOOKS = ("hook_z", "hook_q", "hook_k", "hook_v", "hook_result")
@@ -216,6 +216,39 @@ class ActivationStream:
                 break
         x = torch.cat(xs)[:n].to(self.device)
         return x if not self.paired else (x, torch.cat(ys)[:n].to(self.device))  # type: ignore[arg-type]
+
+
+def massive_norm(cache: SharedCache, site: SiteSpec, ratio: float = 10.0, *, skip_first: bool = True) -> tuple[float, int]:
+    """A norm above which a token is a "massive activation" (Sun et al. 2024): ``ratio`` × the median norm.
+
+    Over the real tokens of ``site`` in ``cache`` (position 0 left out with ``skip_first``).
+    Pass the threshold to ``train_sae(max_norm=)``.
+
+    Returns:
+        ``(threshold, how many of those tokens exceed it)``.
+
+    Example:
+        >>> import mechinterp
+        >>> from mechinterp.dictionary import massive_norm
+        >>> model = mechinterp.load("zoo:toy-lm")
+        >>> cache = mechinterp.SharedCache(model, ["the cat sat on the mat"] * 4, positions="all", progress=False)
+        >>> threshold, n_massive = massive_norm(cache, ("resid_post", 1))
+        >>> n_massive
+        0
+    """
+    if not ratio > 0:
+        raise MechinterpError(f"ratio must be positive (a multiple of the median norm), got {ratio!r}.")
+    if not (isinstance(cache.positions, str) and cache.positions == "all"):
+        raise MechinterpError("massive_norm reads every position: build the SharedCache with positions='all'.")
+    hook = _one_hook(cache, site)
+    real = cache.attention_mask.bool().clone()
+    if skip_first:
+        real[:, 0] = False
+    norms = torch.as_tensor(cache.get(hook)).float().norm(dim=-1)[real]
+    if norms.numel() == 0:
+        raise EmptyInputError("No tokens to measure (every prompt is one token long with skip_first=True).")
+    threshold = ratio * float(norms.median())
+    return threshold, int((norms > threshold).sum())
 
 
 def _one_hook(cache: SharedCache, site: SiteSpec) -> str:

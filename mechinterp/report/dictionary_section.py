@@ -64,13 +64,7 @@ def dictionary_section(model: Any, task: Any, plan: ReportPlan, data: dict[str, 
     train, source = _train_tokens(model, task, plan.sae_prompts, int(data.get("seed", 0)))
     progress.note(f"  SAE data: {source}, {int(train.lengths.sum())} tokens at blocks.{layer}.hook_resid_post")
     cache = mechinterp.SharedCache(model, train, progress=False)
-    hook = f"blocks.{layer}.hook_resid_post"
-    cache.fetch([hook])
-    real = cache.attention_mask.bool().clone()
-    real[:, 0] = False  # position 0 is left out anyway (skip_first)
-    norms = cache.get(hook).float().norm(dim=-1)[real]
-    max_norm = MASSIVE * float(norms.median())
-    n_massive = int((norms > max_norm).sum())
+    max_norm, n_massive = dictionary.massive_norm(cache, ("resid_post", layer), MASSIVE)
     sae = dictionary.train_sae(cache, ("resid_post", layer), architecture="topk", k=8, expansion_factor=4,
                                n_epochs=plan.sae_epochs, lr=3e-3, batch_size=256, seed=int(data.get("seed", 0)),
                                device=str(model.cfg.device), progress=False, skip_first=True, max_norm=max_norm)
