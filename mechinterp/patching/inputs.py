@@ -56,7 +56,8 @@ class PatchInputs:
         lengths: real tokens per prompt (padding excluded).
         metric: ``logits -> [batch]``.
         metric_name: a short description for labels.
-        str_tokens: the clean tokens of prompt 0, as strings (axis labels).
+        str_tokens: the clean tokens of prompt 0, as strings (axis labels); past its end (prompts
+            of different lengths) the longest prompt's tokens.
     """
 
     clean: Int[Tensor, "batch pos"]
@@ -264,8 +265,18 @@ def prepare_patch_inputs(
         lengths=clean_tok.lengths,
         metric=metric,
         metric_name=str(name),
-        str_tokens=_str_tokens(model, clean_tok.tokens[0]),
+        str_tokens=_axis_tokens(model, clean_tok),
     )
+
+
+def _axis_tokens(model: Any, batch: Any) -> list[str]:
+    """Position labels: prompt 0's tokens, then (right padding) the longest prompt's past prompt 0's end."""
+    labels = _str_tokens(model, batch.tokens[0])
+    n0 = int(batch.lengths[0])
+    if getattr(batch, "padding_side", "right") == "right" and n0 < len(labels):
+        longest = int(batch.lengths.argmax())
+        labels[n0:] = _str_tokens(model, batch.tokens[longest])[n0:]
+    return labels
 
 
 def _str_tokens(model: Any, row: Tensor) -> list[str]:
