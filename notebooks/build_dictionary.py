@@ -41,6 +41,25 @@ print(f"trained: mean max cosine {mean:.3f} (worst {best.min():.3f}); "
       f"untrained: {dictionary.match_directions(directions, untrained.W_dec)[0]:.3f}")
 assert mean > 0.95"""),
     ("code", """sae.training_log.plot();"""),
+    ("md", """The same on the zoo's *trained* toy model of superposition (Elhage et al. 2022: 64 features in 16 dimensions),
+and on a compiled model: every one of `zoo:tracr-prev-tokens`'s 23 residual values (tokens, indices, previous
+token, token two back) gets a latent of its own."""),
+    ("code", """from mechinterp.zoo.tms import load_tms
+
+tms = load_tms()
+_, h = tms.sample(20000)
+sae_tms = dictionary.train_sae(h, architecture="topk", k=2, d_sae=128, batch_size=256, n_epochs=5, lr=3e-3)
+print(f"toy model of superposition: mean max cosine {dictionary.match_directions(tms.feature_directions(), sae_tms.W_dec)[0]:.3f}")
+
+tracr = mechinterp.load("zoo:tracr-prev-tokens")
+words = torch.tensor(tracr.tokenizer.convert_tokens_to_ids(list("abcde")))
+g = torch.Generator().manual_seed(0)
+tokens = torch.cat([torch.full((2000, 1), tracr.tokenizer.bos_token_id), words[torch.randint(5, (2000, 8), generator=g)]], 1)
+_, c = tracr.run_with_cache(tokens, names_filter="blocks.1.hook_resid_post")
+r = c["blocks.1.hook_resid_post"][:, 1:].reshape(-1, tracr.cfg.d_model)
+sae_tracr = dictionary.train_sae(r, architecture="standard", l1_coefficient=0.05, d_sae=32, batch_size=256, n_epochs=30, lr=3e-3)
+scores = dictionary.match_categorical_features(sae_tracr.W_dec, dictionary.tracr_residual_labels("tracr-prev-tokens"), r)
+print(f"tracr-prev-tokens: {sum(v >= 0.9 for v in scores.values())} of {len(scores)} compiled values matched (min cosine {min(scores.values()):.3f})")"""),
     ("md", """## 2. Dead latents: plain TopK vs AuxK
 
 512 sparse features, 512 latents, a high learning rate: without help many latents never fire again."""),

@@ -62,6 +62,11 @@ for name, options in [("facts", {}), ("ioi", {}), ("sentiment", {"among": ["posi
 for option in (3.0, None):
     cf = counterfactual(model, review, among=["positive", "negative"], max_token_drop=option)
     print(f"max_token_drop={option}: {cf.edited_text!r}  fluency {cf.fluency_before:.2f} -> {cf.fluency_after:.2f}")"""),
+    ("md", """Deletions and insertions (`edits=`) are searched under the same plausibility filter. They are not the
+default: on facts an insertion ("The capital *city* of ...") flips the prediction by changing the question, so the
+causal token is edited less often (0.62 vs 1.00 on 100 prompts; `benchmarks/results/explain.md`)."""),
+    ("code", """cf = counterfactual(model, "The capital of France is", target="Rome", edits=("substitute", "delete", "insert"))
+print(cf.summary())"""),
     ("md", """## 2. A surrogate tree on sentiment
 
 Token-presence features, a depth-limited tree, fidelity (agreement with the model) on held-out prompts."""),

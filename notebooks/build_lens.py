@@ -56,6 +56,14 @@ correct = mechinterp.answer_tokens(model, task.correct_answers)
 print("max |lens - model| at the last layer:", float((ll.answer_probs[-1] - final[torch.arange(len(task)), correct]).abs().max()))
 ll.top_tokens(prompt=0)"""),
     ("code", """ll.plot();"""),
+    ("md", """When the question is only the answer's logit difference per layer, the **answer lens** reads it with one dot
+product per row (no vocabulary decode: 1.1x a cached pass on SmolLM2's 49k tokens). With the final norm's scale
+frozen, consecutive rows differ by exactly the DLA of the layer in between."""),
+    ("code", """al = lens.answer_lens(model, cache, task.correct_answers, wrong=task.wrong_answers)
+frozen = lens.answer_lens(model, cache, task.correct_answers, wrong=task.wrong_answers, norm="frozen")
+print("logit difference positive from", al.first_row_above(0.0))
+print("last row = the model's logit difference:", float((al.values[-1] - frozen.values[-1]).abs().max()) < 1e-4)
+al.plot();"""),
     ("md", """## 2. Tuned lens
 
 Train one affine translator per layer on the `train` split (a short fit), then compare KL to the
