@@ -49,6 +49,9 @@ from mechinterp.viz import escape, figure_to_img_tag, html_page, pyplot, table_h
 
 __all__ = ["answer_lens", "AnswerLensResult"]
 
+#: token vectors read per chunk (bounds memory on a spilled cache)
+CHUNK_TOKENS = 65536
+
 
 @dataclass(frozen=True)
 class AnswerLensResult(AbstractResult):
@@ -181,21 +184,25 @@ def answer_lens(
     d = direction.view(n, *([1] * extra), -1)
     b = bias.view(n, *([1] * extra))
     kind = model.cfg.normalization_type
-    values = []
+    values = torch.zeros(len(rows), *mask.shape)
+    step = max(1, CHUNK_TOKENS // mask[0].numel())  # prompts per chunk: a spilled cache is read a slice at a time
     with torch.inference_mode():
-        if norm == "frozen":
-            e = effective_direction(model, direction).view(n, *([1] * extra), -1)
-            scale = _scale(model, cache.get(final_hook).to(dev).float())  # [n, *pos]
-            b = b + (direction @ norm_bias(model).float()).view(n, *([1] * extra))
-        for _, hook in rows:
-            x = cache.get(hook).to(dev)
+        for start in range(0, n, step):
+            sl = slice(start, min(n, start + step))
+            d_c, b_c = d[sl], b[sl]
             if norm == "frozen":
-                v = (x.float() * e).sum(-1) / scale
-            else:
-                normed = model.ln_final(x) if kind is not None else x
-                v = (normed.float() * d).sum(-1)
-            values.append((v + b).cpu())
-    stacked = torch.stack(values) * mask
+                e = effective_direction(model, direction[sl]).view(-1, *([1] * extra), direction.shape[-1])
+                scale = _scale(model, cache.get(final_hook)[sl].to(dev).float())  # [m, *pos]
+                b_c = b_c + (direction[sl] @ norm_bias(model).float()).view(-1, *([1] * extra))
+            for r, (_, hook) in enumerate(rows):
+                x = cache.get(hook)[sl].to(dev)
+                if norm == "frozen":
+                    v = (x.float() * e).sum(-1) / scale
+                else:
+                    normed = model.ln_final(x) if kind is not None else x
+                    v = (normed.float() * d_c).sum(-1)
+                values[r, sl] = (v + b_c).cpu()
+    stacked = values * mask
     return AnswerLensResult(method=f"answer lens ({norm} norm)", rows=[label for label, _ in rows], values=stacked,
                             target_label=target_label(model, ans, bad), mask=mask,
                             prompts=[cache.str_tokens(i) for i in range(min(n, 16))])

@@ -103,3 +103,14 @@ def test_bad_input(toy_lm):
     with pytest.raises(MechinterpError, match="positions"):
         answer_lens(toy_lm, cache, "Paris")
     assert_no_hooks(toy_lm)
+
+
+def test_chunking_does_not_change_the_values(toy_lm, monkeypatch):
+    import mechinterp.lens.answer_lens as module
+
+    cache = mechinterp.SharedCache(toy_lm, FACTS, positions="all")
+    whole = {norm: answer_lens(toy_lm, cache, ANSWERS, wrong=WRONG, norm=norm) for norm in ("live", "frozen")}
+    monkeypatch.setattr(module, "CHUNK_TOKENS", 1)  # one prompt per chunk
+    for norm, reference in whole.items():
+        chunked = answer_lens(toy_lm, cache, ANSWERS, wrong=WRONG, norm=norm)
+        torch.testing.assert_close(chunked.values, reference.values, atol=1e-6, rtol=0)
