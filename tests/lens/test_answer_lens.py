@@ -106,7 +106,9 @@ def test_bad_input(toy_lm):
 
 
 def test_chunking_does_not_change_the_values(toy_lm, monkeypatch):
-    import mechinterp.lens.answer_lens as module
+    import importlib
+
+    module = importlib.import_module("mechinterp.lens.answer_lens")
 
     cache = mechinterp.SharedCache(toy_lm, FACTS, positions="all")
     whole = {norm: answer_lens(toy_lm, cache, ANSWERS, wrong=WRONG, norm=norm) for norm in ("live", "frozen")}
