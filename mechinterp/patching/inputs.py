@@ -56,8 +56,8 @@ class PatchInputs:
         lengths: real tokens per prompt (padding excluded).
         metric: ``logits -> [batch]``.
         metric_name: a short description for labels.
-        str_tokens: the clean tokens of prompt 0, as strings (axis labels); past its end (prompts
-            of different lengths) the longest prompt's tokens.
+        str_tokens: the clean tokens of prompt 0, as strings (axis labels); ``…`` past its end
+            (prompts of different lengths).
     """
 
     clean: Int[Tensor, "batch pos"]
@@ -269,13 +269,20 @@ def prepare_patch_inputs(
     )
 
 
+#: the label of a position past prompt 0's end (its effects come from the longer prompts, not from padding)
+PAST_PROMPT_0 = "…"
+
+
 def _axis_tokens(model: Any, batch: Any) -> list[str]:
-    """Position labels: prompt 0's tokens, then (right padding) the longest prompt's past prompt 0's end."""
+    """Position labels: prompt 0's tokens, then (right padding) ``…`` past its end.
+
+    Not the padding token: the effects there come from the longer prompts. Not another prompt's
+    tokens either: which prompt is longest depends on how the prompts are split across ranks.
+    """
     labels = _str_tokens(model, batch.tokens[0])
     n0 = int(batch.lengths[0])
     if getattr(batch, "padding_side", "right") == "right" and n0 < len(labels):
-        longest = int(batch.lengths.argmax())
-        labels[n0:] = _str_tokens(model, batch.tokens[longest])[n0:]
+        labels[n0:] = [PAST_PROMPT_0] * (len(labels) - n0)
     return labels
 
 
