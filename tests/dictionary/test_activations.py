@@ -84,3 +84,18 @@ def test_max_norm_drops_massive_activations_and_the_sae_encodes_none_of_them(tmp
     f = sae.encode(x)
     assert not f[:, 0].any() and f[:, 1:].any()
     assert load_sae(save_sae(sae, tmp_path / "sae")).max_input_norm == 100.0
+
+
+def test_massive_norm_is_ten_times_the_median_of_positions_after_the_first(toy_lm):
+    from mechinterp.dictionary import massive_norm
+
+    cache = mechinterp.SharedCache(toy_lm, ["the cat sat on the mat", "a dog"], positions="all", progress=False)
+    acts = cache.get("blocks.1.hook_resid_post")
+    real = cache.attention_mask.bool().clone()
+    real[:, 0] = False
+    norms = acts.float().norm(dim=-1)[real]
+    threshold, n_massive = massive_norm(cache, ("resid_post", 1), ratio=1.0)
+    assert threshold == pytest.approx(float(norms.median())) and n_massive == int((norms > threshold).sum()) > 0
+    assert massive_norm(cache, ("resid_post", 1))[0] == pytest.approx(10 * float(norms.median()))
+    with pytest.raises(mechinterp.errors.MechinterpError, match="ratio"):
+        massive_norm(cache, ("resid_post", 1), ratio=0.0)

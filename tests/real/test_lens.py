@@ -87,3 +87,14 @@ def test_tuned_lens_beats_the_logit_lens_on_held_out_text(smollm2):
     cmp = compare_lenses(smollm2, HELD_OUT, {"logit": None, "tuned": lens}, layers=[4, 16])
     assert torch.all(cmp.kl["tuned"] < 0.8 * cmp.kl["logit"]), cmp.kl
     assert_no_hooks(smollm2)
+
+
+def test_answer_lens_in_bf16_ends_at_the_models_logit_difference(smollm2_bf16):
+    prompts = [EIFFEL, "The capital of France is"]
+    res = answer_lens(smollm2_bf16, prompts, " Paris", wrong=" London")
+    paris, london = smollm2_bf16.to_single_token(" Paris"), smollm2_bf16.to_single_token(" London")
+    with torch.no_grad():
+        own = torch.stack([smollm2_bf16(p)[0, -1] for p in prompts]).float()
+    torch.testing.assert_close(res.values[-1], own[:, paris] - own[:, london], atol=0.1, rtol=0.02)  # measured 0.04
+    assert int(res.first_row_above(0.0).split()[-1]) >= 15
+    assert_no_hooks(smollm2_bf16)
